@@ -1,0 +1,62 @@
+"""Configuration values shared by every client: timeouts, env lookups, URL joining."""
+
+from __future__ import annotations
+
+import os
+from typing import Union
+
+import aiohttp
+import attrs
+
+__all__ = ["DEFAULT_TIMEOUT", "Timeout", "TimeoutLike", "env_or", "to_timeout"]
+
+
+@attrs.frozen(kw_only=True)
+class Timeout:
+    """Timeouts in seconds; ``None`` turns one off.
+
+    ``total`` bounds a whole request (never applied to streams), ``connect`` the connection set-up (pool wait
+    included), ``read`` each read of the body (for streams: the idle timeout).
+    """
+
+    total: float | None = 60.0
+    connect: float | None = 10.0
+    read: float | None = None
+    _aiohttp: aiohttp.ClientTimeout = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(
+            self, "_aiohttp", aiohttp.ClientTimeout(total=self.total, connect=self.connect, sock_read=self.read)
+        )
+
+    def for_aiohttp(self) -> aiohttp.ClientTimeout:
+        return self._aiohttp
+
+    def for_stream(self, idle: float | None) -> aiohttp.ClientTimeout:
+        """No total for a stream: only connect and an idle (per-read) limit."""
+        return aiohttp.ClientTimeout(total=None, connect=self.connect, sock_read=idle if idle else self.read)
+
+
+TimeoutLike = Union[Timeout, float, int, None]  # noqa: UP007 (a runtime alias on 3.10)
+
+DEFAULT_TIMEOUT = Timeout()
+
+
+def to_timeout(value: TimeoutLike, default: Timeout = DEFAULT_TIMEOUT) -> Timeout:
+    """A float means a total timeout (connect keeps the default); ``None`` means the default."""
+    if value is None:
+        return default
+    if isinstance(value, Timeout):
+        return value
+    return Timeout(total=float(value), connect=default.connect, read=default.read)
+
+
+def env_or(explicit: str | None, *names: str, default: str | None = None) -> str | None:
+    """Explicit argument > the first set environment variable > default."""
+    if explicit:
+        return explicit
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return default

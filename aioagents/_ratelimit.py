@@ -1,0 +1,76 @@
+"""Client-side rate limiting: a token bucket per endpoint, one per event loop, taken on every attempt.
+
+The bucket is aiolimiter's leaky bucket. Event loops cannot share one (its waiters are futures of one loop), so a
+limiter keeps a bucket per loop; code that drives many loops (the sync API from many threads) gets the rate per loop.
+``amount`` may carry an estimate (LLM tokens per minute). Server signals pause it: after a 429 with ``Retry-After``, or
+``x-ratelimit-remaining: 0`` with a reset time, every acquire waits until the pause is over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+
+from aiolimiter import AsyncLimiter
+
+__all__ = ["RateLimiter"]
+
+
+class RateLimiter:
+    """At most ``rate`` units per ``per`` seconds, in bursts of at most ``burst`` units.
+
+    >>> limiter = RateLimiter(100, per=60)        # 100 requests a minute
+    >>> tokens = RateLimiter(90_000, per=60, burst=20_000)   # LLM tokens a minute
+
+    ``burst`` defaults to one second's worth of the rate (at least 1). A small burst keeps a long run's average close
+    to ``rate``; a large one lets a short run start fast.
+    """
+
+    __slots__ = ("_buckets", "_last_bucket", "_last_loop", "_paused_until", "burst", "per", "rate")
+
+    def __init__(self, rate: float, *, per: float = 1.0, burst: float | None = None) -> None:
+        if rate <= 0 or per <= 0:
+            raise ValueError("rate and per must be positive")
+        self.rate = float(rate)
+        self.per = float(per)
+        self.burst = float(burst) if burst is not None else max(1.0, self.rate / self.per)
+        self._buckets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncLimiter] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._last_loop: asyncio.AbstractEventLoop | None = None
+        self._last_bucket: AsyncLimiter | None = None
+        self._paused_until = 0.0
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(rate={self.rate:g}, per={self.per:g}, burst={self.burst:g})"
+
+    def _bucket(self) -> AsyncLimiter:
+        loop = asyncio.get_running_loop()
+        if loop is self._last_loop:
+            assert self._last_bucket is not None
+            return self._last_bucket
+        bucket = self._buckets.get(loop)
+        if bucket is None:
+            # Leaky bucket of capacity `burst` that drains at rate/per per second.
+            bucket = AsyncLimiter(self.burst, self.burst * self.per / self.rate)
+            self._buckets[loop] = bucket
+        self._last_loop, self._last_bucket = loop, bucket
+        return bucket
+
+    async def acquire(self, amount: float = 1.0) -> None:
+        """Wait until ``amount`` units are available, and take them."""
+        if self._paused_until:
+            wait = self._paused_until - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            else:
+                self._paused_until = 0.0
+        if amount > self.burst:
+            raise ValueError(f"cannot take {amount:g} units at once from a bucket of {self.burst:g}")
+        await self._bucket().acquire(amount)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every acquire for ``seconds`` from now (a server said the budget is spent)."""
+        if seconds > 0:
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)

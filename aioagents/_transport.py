@@ -1,0 +1,704 @@
+"""Transport: every HTTP call of every client goes through here.
+
+``request()`` = take a rate-limit permit → send → classify the answer → retry by the one ``RetryPolicy``.
+``stream()`` does the same up to the response head, then hands the body to an ``EventStream``; once the first event is
+out, nothing is retried. ``open()`` gives a raw byte stream (downloads).
+
+Ownership: the Transport creates its aiohttp session lazily, inside the running loop, one per event loop (the sync API
+runs one loop per thread), and closes them all in ``aclose()``. A session passed in by the user is used as is and never
+closed. Redirects are followed only within the same origin: credentials live in custom headers that a redirect to
+another host would carry along.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as _json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import aiohttp
+import attrs
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from aioagents import _retry
+from aioagents._config import DEFAULT_TIMEOUT, Timeout, TimeoutLike, to_timeout
+from aioagents._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    ClientClosedError,
+    OutcomeUnknownError,
+    RateLimitError,
+    RedirectError,
+    ResponseTooLargeError,
+    ResponseValidationError,
+    status_error_class,
+    translate_transport_error,
+)
+from aioagents._ratelimit import RateLimiter
+from aioagents._retry import RetryPolicy, parse_retry_after
+from aioagents._streaming import Decoder, EventStream
+
+__all__ = ["MISSING", "ByteStream", "Response", "Transport", "default_error"]
+
+log = logging.getLogger("aioagents")
+
+T = TypeVar("T")
+
+MISSING: Any = object()
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 5
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+@attrs.frozen(kw_only=True)
+class Response:
+    """A complete (non-streamed) response."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    content: bytes
+    method: str
+    url: str
+    request_id: str | None = None
+
+    def json(self) -> Any:
+        """The body parsed as JSON, whatever the Content-Type says (some servers label JSON as text/html)."""
+        try:
+            return _json.loads(self.content)
+        except ValueError as exc:
+            raise ResponseValidationError(
+                f"{self.method} {self.url}: the response is not JSON: {self.content[:200]!r}",
+                body=self.content[:1000],
+                method=self.method,
+                url=self.url,
+            ) from exc
+
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
+ErrorFactory = Callable[[Response], APIStatusError]
+ResponseHook = Callable[[int, Mapping[str, str]], None]
+
+
+def default_error(response: Response) -> APIStatusError:
+    """Build the status error from the common body shapes: ``{"error": {"message", "code"}}``, ``{"error": str,
+    "code"?}``, ``{"detail": …}``, ``{"message": …}``, or plain text."""
+    body: Any
+    try:
+        body = _json.loads(response.content) if response.content else None
+    except ValueError:
+        body = response.text()
+    message, code = _message_and_code(body)
+    if not message:
+        message = _reason(response.status)
+    return status_error_class(response.status)(
+        message,
+        status=response.status,
+        body=body,
+        headers=response.headers,
+        request_id=response.request_id,
+        code=code,
+        retry_after=parse_retry_after(response.headers),
+        method=response.method,
+        url=response.url,
+    )
+
+
+def _message_and_code(body: Any) -> tuple[str, str | None]:
+    if isinstance(body, str):
+        return body.strip()[:500], None
+    if not isinstance(body, dict):
+        return "", None
+    err = body.get("error")
+    if isinstance(err, dict):
+        msg = err.get("message") or err.get("msg") or ""
+        code = err.get("code") or err.get("type")
+        return str(msg), (str(code) if code is not None else None)
+    code = body.get("code")
+    code_s = str(code) if code is not None else None
+    if isinstance(err, str):
+        return err, code_s
+    detail = body.get("detail")
+    if isinstance(detail, str):
+        return detail, code_s
+    if isinstance(detail, list) and detail:
+        parts = []
+        for item in detail[:5]:
+            if isinstance(item, dict):
+                loc = ".".join(str(p) for p in item.get("loc", []) if p != "body")
+                parts.append(f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg", "")))
+        return "; ".join(parts), code_s
+    msg = body.get("message") or body.get("msg")
+    return (str(msg) if msg else ""), code_s
+
+
+def _reason(status: int) -> str:
+    try:
+        from http import HTTPStatus
+
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "error"
+
+
+def _origin(url: URL) -> tuple[str, str | None, int | None]:
+    return (url.scheme, url.host, url.port)
+
+
+class Transport:
+    """One endpoint: base URL, headers (some secret), timeouts, retry policy, rate limiter, error decoding."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        secret_headers: Mapping[str, str] | None = None,
+        timeout: TimeoutLike = None,
+        retry: RetryPolicy | None = None,
+        rate_limiter: RateLimiter | None = None,
+        session: aiohttp.ClientSession | None = None,
+        max_response_size: int = 64 * 1024 * 1024,
+        max_event_size: int = 16 * 1024 * 1024,
+        error_factory: ErrorFactory = default_error,
+        response_hook: ResponseHook | None = None,
+        request_id_headers: Sequence[str] = ("x-request-id", "request-id"),
+        connection_limit: int = 256,
+    ) -> None:
+        self.base_url = base_url
+        self.timeout = to_timeout(timeout, DEFAULT_TIMEOUT)
+        self.retry = retry or RetryPolicy()
+        self.rate_limiter = rate_limiter
+        self.max_response_size = max_response_size
+        self.max_event_size = max_event_size
+        self.error_factory = error_factory
+        self.response_hook = response_hook
+        self.request_id_headers = tuple(request_id_headers)
+        self._connection_limit = connection_limit
+        self._headers: dict[str, str] = dict(headers or {})
+        self._secret_names: set[str] = set()
+        for name, value in (secret_headers or {}).items():
+            self.set_header(name, value, secret=True)
+        self._user_session = session
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+        self._last: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
+        self._policies: dict[int, RetryPolicy] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        shown = {k: ("***" if k.lower() in self._secret_names else v) for k, v in self._headers.items()}
+        return f"Transport({self.base_url!r}, headers={shown})"
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    @base_url.setter
+    def base_url(self, value: str) -> None:
+        self._base_url = value.rstrip("/")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def set_header(self, name: str, value: str | None, *, secret: bool = False) -> None:
+        """Set (or with ``None`` remove) a header sent on every request. Secret values never appear in reprs/logs."""
+        for key in [k for k in self._headers if k.lower() == name.lower()]:
+            del self._headers[key]
+        if value is None:
+            self._secret_names.discard(name.lower())
+            return
+        self._headers[name] = value
+        if secret:
+            self._secret_names.add(name.lower())
+
+    # -- sessions ------------------------------------------------------------------------------------------
+    def _session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ClientClosedError("this client is closed; create a new one")
+        if self._user_session is not None:
+            return self._user_session
+        loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0] is loop:
+            return last[1]
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._connection_limit, limit_per_host=0),
+                timeout=self.timeout.for_aiohttp(),
+                auto_decompress=True,
+                trust_env=False,
+            )
+            self._sessions[loop] = session
+            for other in [lp for lp in self._sessions if lp.is_closed()]:
+                del self._sessions[other]
+        self._last = (loop, session)
+        return session
+
+    async def aclose(self) -> None:
+        """Close the sessions this Transport created (on every loop). A user's session is left open."""
+        self._closed = True
+        self._last = None
+        sessions, self._sessions = self._sessions, {}
+        try:
+            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        for loop, session in sessions.items():
+            if session.closed or loop.is_closed():
+                continue
+            if loop is current:
+                await session.close()
+            elif loop.is_running():
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(session.close(), loop))
+            else:
+                # An idle loop of another thread (the sync API): run the close on it from a worker thread.
+                await asyncio.to_thread(loop.run_until_complete, session.close())
+
+    # -- requests ------------------------------------------------------------------------------------------
+    def _policy(self, max_attempts: int | None) -> RetryPolicy:
+        if max_attempts is None or max_attempts == self.retry.max_attempts:
+            return self.retry
+        policy = self._policies.get(max_attempts)
+        if policy is None:
+            policy = self._policies[max_attempts] = self.retry.evolve(max_attempts=max_attempts)
+        return policy
+
+    def _build(
+        self,
+        method: str,
+        path: str,
+        base_url: str | None,
+        json: Any,
+        data: Any,
+        headers: Mapping[str, str] | None,
+    ) -> tuple[str, Any, dict[str, str]]:
+        url = path if path.startswith(("http://", "https://")) else (base_url or self._base_url).rstrip("/") + path
+        hdrs = self._headers
+        if json is not MISSING:
+            data = _json.dumps(json, ensure_ascii=False, separators=(",", ":")).encode()
+            hdrs = {**hdrs, **_JSON_HEADERS}
+        if headers:
+            hdrs = {**hdrs, **headers}
+        return url, data, hdrs
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool,
+        json: Any = MISSING,
+        data: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: TimeoutLike = None,
+        max_attempts: int | None = None,
+        base_url: str | None = None,
+        cost: float = 1.0,
+        permits: Iterable[tuple[RateLimiter, float]] = (),
+        max_response_size: int | None = None,
+    ) -> Response:
+        """Send one logical request (with retries) and return the whole response; errors raise.
+
+        ``data`` may be bytes, an aiohttp payload, or a zero-argument callable that makes a fresh body for each
+        attempt (a streamed upload that can be retried). A one-shot body (an async iterator) is never re-sent.
+        """
+        url, body, hdrs = self._build(method, path, base_url, json, data, headers)
+        tmo = to_timeout(timeout, self.timeout)
+        policy = self._policy(max_attempts)
+        replayable = body is None or isinstance(body, (bytes, str)) or callable(body)
+        cap = max_response_size or self.max_response_size
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._permits(cost, permits)
+                payload = body() if callable(body) else body
+                return await self._send(method, url, payload, params, hdrs, tmo, cap)
+            except APIError as err:
+                if not replayable and attempt == 1 and not (isinstance(err, APIConnectionError) and not err.sent):
+                    policy = policy.evolve(max_attempts=1)
+                await self._after_failure(err, policy, attempt, idempotent, method, url)
+
+    async def _permits(self, cost: float, permits: Iterable[tuple[RateLimiter, float]]) -> None:
+        if self.rate_limiter is not None:
+            await self.rate_limiter.acquire(cost)
+        for limiter, amount in permits:
+            await limiter.acquire(amount)
+
+    async def _after_failure(
+        self, err: APIError, policy: RetryPolicy, attempt: int, idempotent: bool, method: str, url: str
+    ) -> None:
+        """Raise ``err`` (or what it means) when it is final; otherwise wait before the next attempt."""
+        decision = policy.decide(err, attempt=attempt, idempotent=idempotent)
+        if not decision.retry:
+            if (
+                not idempotent
+                and type(err) is APIConnectionError
+                and err.sent
+            ):
+                raise OutcomeUnknownError(
+                    f"{err.message}; the request was sent, so it may or may not have run (not retried)",
+                    method=method,
+                    url=url,
+                ) from err
+            raise err
+        if isinstance(err, RateLimitError) and err.retry_after and self.rate_limiter is not None:
+            self.rate_limiter.pause(err.retry_after)
+        level = logging.WARNING if isinstance(err, APITimeoutError) else logging.INFO
+        if log.isEnabledFor(level):
+            extra = (
+                " (the first attempt may still be running on the server)" if isinstance(err, APITimeoutError) else ""
+            )
+            log.log(
+                level,
+                "retrying %s %s in %.2fs after attempt %d of %d failed: %s%s",
+                method,
+                _loggable(url),
+                decision.delay,
+                attempt,
+                policy.max_attempts,
+                err,
+                extra,
+            )
+        await _retry.sleep(decision.delay)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        body: Any,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str],
+        timeout: Timeout,
+        cap: int,
+    ) -> Response:
+        session = self._session()
+        debug = log.isEnabledFor(logging.DEBUG)
+        started = time.perf_counter() if debug else 0.0
+        redirects = 0
+        while True:
+            try:
+                async with session.request(
+                    method,
+                    url,
+                    data=body,
+                    params=params,
+                    headers=headers,
+                    timeout=timeout.for_aiohttp(),
+                    allow_redirects=False,
+                ) as resp:
+                    status = resp.status
+                    if status in _REDIRECTS:
+                        url = self._redirect_target(resp, url, method)
+                        if status == 303:
+                            method, body = "GET", None
+                        redirects += 1
+                        if redirects > _MAX_REDIRECTS:
+                            raise APIConnectionError(f"too many redirects for {method} {_loggable(url)}")
+                        continue
+                    content = await self._read_capped(resp, cap, method, url)
+                    if status >= 500:
+                        # Servers (uvicorn) close keep-alive after an unhandled error: never reuse this connection.
+                        resp.close()
+                    resp_headers = resp.headers
+            except APIError:
+                raise
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                raise translate_transport_error(
+                    exc, method=method, url=_loggable(url), timeout=timeout.total
+                ) from exc
+            break
+        response = Response(
+            status=status,
+            headers=resp_headers,
+            content=content,
+            method=method,
+            url=_loggable(url),
+            request_id=self._request_id(resp_headers),
+        )
+        if debug:
+            log.debug(
+                "%s %s -> %d (%d bytes, %.1f ms, request id %s)",
+                method,
+                response.url,
+                status,
+                len(content),
+                (time.perf_counter() - started) * 1000,
+                response.request_id,
+            )
+        if self.response_hook is not None:
+            self.response_hook(status, resp_headers)
+        if status >= 400:
+            raise self.error_factory(response)
+        return response
+
+    def _request_id(self, headers: Mapping[str, str]) -> str | None:
+        for name in self.request_id_headers:
+            value = headers.get(name)
+            if value:
+                return value
+        return None
+
+    def _redirect_target(self, resp: aiohttp.ClientResponse, url: str, method: str) -> str:
+        location = resp.headers.get("Location")
+        if not location:
+            raise RedirectError(
+                "redirect without a Location header", status=resp.status, method=method, url=_loggable(url)
+            )
+        current = URL(url)
+        target = current.join(URL(location))
+        if _origin(target) != _origin(current):
+            raise RedirectError(
+                f"refused a redirect from {current.origin()} to another origin ({target.origin()}): it would carry "
+                "credentials there",
+                status=resp.status,
+                method=method,
+                url=_loggable(url),
+            )
+        return str(target)
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse, cap: int, method: str, url: str) -> bytes:
+        length = resp.content_length
+        if length is not None and length > cap and "Content-Encoding" not in resp.headers:
+            resp.close()
+            raise ResponseTooLargeError(
+                f"{method} {_loggable(url)}: response of {length} bytes passes the cap of {cap} bytes"
+            )
+        if length is not None and "Content-Encoding" not in resp.headers:
+            return await resp.read()
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            chunk = await resp.content.readany()
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > cap:
+                resp.close()
+                raise ResponseTooLargeError(
+                    f"{method} {_loggable(url)}: response passed the cap of {cap} bytes (after decompression)"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # -- streams ------------------------------------------------------------------------------------------
+    async def _open(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool,
+        json: Any,
+        data: Any,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        timeout: TimeoutLike,
+        idle_timeout: float | None,
+        max_attempts: int | None,
+        base_url: str | None,
+        cost: float,
+        permits: Iterable[tuple[RateLimiter, float]],
+    ) -> aiohttp.ClientResponse:
+        """Send with retries until a non-error response head arrives; return it unread."""
+        url, body, hdrs = self._build(method, path, base_url, json, data, headers)
+        tmo = to_timeout(timeout, self.timeout)
+        client_timeout = tmo.for_stream(idle_timeout)
+        policy = self._policy(max_attempts)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._permits(cost, permits)
+                session = self._session()
+                try:
+                    resp = await session.request(
+                        method,
+                        url,
+                        data=body() if callable(body) else body,
+                        params=params,
+                        headers=hdrs,
+                        timeout=client_timeout,
+                        allow_redirects=False,
+                    )
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                    raise translate_transport_error(
+                        exc, method=method, url=_loggable(url), timeout=tmo.connect
+                    ) from exc
+                if self.response_hook is not None:
+                    self.response_hook(resp.status, resp.headers)
+                if resp.status < 300:
+                    return resp
+                try:
+                    if resp.status in _REDIRECTS:
+                        url = self._redirect_target(resp, url, method)
+                        attempt -= 1
+                        continue
+                    try:
+                        content = await self._read_capped(resp, self.max_response_size, method, url)
+                    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                        raise translate_transport_error(
+                            exc, method=method, url=_loggable(url), timeout=tmo.read
+                        ) from exc
+                    raise self.error_factory(
+                        Response(
+                            status=resp.status,
+                            headers=resp.headers,
+                            content=content,
+                            method=method,
+                            url=_loggable(url),
+                            request_id=self._request_id(resp.headers),
+                        )
+                    )
+                finally:
+                    resp.close()
+            except APIError as err:
+                await self._after_failure(err, policy, attempt, idempotent, method, url)
+
+    def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        decoder: Decoder[Any],
+        parse: Callable[[Any], T | None],
+        idempotent: bool,
+        terminal: Callable[[T], bool] | None = None,
+        require_terminal: bool = False,
+        json: Any = MISSING,
+        data: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: TimeoutLike = None,
+        idle_timeout: float | None = 60.0,
+        max_attempts: int | None = None,
+        base_url: str | None = None,
+        cost: float = 1.0,
+        permits: Iterable[tuple[RateLimiter, float]] = (),
+        what: str = "stream",
+    ) -> EventStream[T]:
+        """A lazily opened stream of typed events; retries happen only before the first byte of the body."""
+
+        def opener() -> Awaitable[aiohttp.ClientResponse]:
+            return self._open(
+                method,
+                path,
+                idempotent=idempotent,
+                json=json,
+                data=data,
+                params=params,
+                headers=headers,
+                timeout=timeout,
+                idle_timeout=idle_timeout,
+                max_attempts=max_attempts,
+                base_url=base_url,
+                cost=cost,
+                permits=permits,
+            )
+
+        return EventStream(
+            opener,
+            decoder,
+            parse,
+            terminal=terminal,
+            require_terminal=require_terminal,
+            idle_timeout=idle_timeout,
+            what=what,
+        )
+
+    def open(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool = True,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: TimeoutLike = None,
+        idle_timeout: float | None = 60.0,
+        max_attempts: int | None = None,
+        base_url: str | None = None,
+        json: Any = MISSING,
+        data: Any = None,
+    ) -> ByteStream:
+        """A raw body stream (downloads): ``async with transport.open("GET", p) as body: async for chunk in body``."""
+
+        def opener() -> Awaitable[aiohttp.ClientResponse]:
+            return self._open(
+                method,
+                path,
+                idempotent=idempotent,
+                json=json,
+                data=data,
+                params=params,
+                headers=headers,
+                timeout=timeout,
+                idle_timeout=idle_timeout,
+                max_attempts=max_attempts,
+                base_url=base_url,
+                cost=1.0,
+                permits=(),
+            )
+
+        return ByteStream(opener, idle_timeout=idle_timeout, what=f"{method} {path}")
+
+
+class _RawDecoder:
+    __slots__ = ()
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        return [chunk]
+
+    def end(self) -> list[bytes]:
+        return []
+
+
+def _identity(chunk: bytes) -> bytes:
+    return chunk
+
+
+class ByteStream(EventStream[bytes]):
+    """The body of a response as a stream of byte chunks (``headers`` and ``status`` once open)."""
+
+    def __init__(
+        self,
+        open_response: Callable[[], Awaitable[aiohttp.ClientResponse]],
+        *,
+        idle_timeout: float | None,
+        what: str,
+    ) -> None:
+        super().__init__(open_response, _RawDecoder(), _identity, idle_timeout=idle_timeout, what=what)
+
+    async def __aenter__(self) -> ByteStream:
+        await super().__aenter__()
+        return self
+
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body (optionally capped)."""
+        out = bytearray()
+        async for chunk in self:
+            out += chunk
+            if limit is not None and len(out) > limit:
+                await self.aclose()
+                raise ResponseTooLargeError(f"{self._what}: body passed the cap of {limit} bytes")
+        return bytes(out)
+
+
+def _loggable(url: str) -> str:
+    """The URL without its query string (which may carry keys) or userinfo."""
+    cut = url.split("?", 1)[0]
+    if "@" in cut:
+        scheme, _, rest = cut.partition("://")
+        cut = f"{scheme}://{rest.split('@', 1)[1]}"
+    return cut
+
