@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json as _json
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -241,6 +242,11 @@ class Transport:
             self._sessions[loop] = session
             for other in [lp for lp in self._sessions if lp.is_closed()]:
                 del self._sessions[other]
+            bridge = sys.modules.get("aioagents.sync._bridge")
+            if bridge is not None:
+                # A loop of the sync API's bridge: close this session before the bridge closes the loop (at exit,
+                # or when its thread has died), so no session outlives its loop.
+                bridge.on_loop_close(loop, session.close)
         self._last = (loop, session)
         return session
 

@@ -1,0 +1,363 @@
+"""The SandboxFusion client: run code, run notebooks, and evaluate completions against datasets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import aiohttp
+
+from aioagents._batch import BatchResult, ProgressCallback, as_completed
+from aioagents._config import Timeout, TimeoutLike, env_or, to_timeout
+from aioagents._converter import structure, unstructure
+from aioagents._exceptions import APIError, InvalidRequestError
+from aioagents._ratelimit import RateLimiter
+from aioagents._retry import RetryPolicy
+from aioagents._transport import Response, Transport
+from aioagents.sandbox.models import (
+    CommandRunStatus,
+    EvalResult,
+    GetMetricsFunctionRequest,
+    GetMetricsFunctionResult,
+    GetMetricsRequest,
+    GetPromptByIdRequest,
+    GetPromptsRequest,
+    Prompt,
+    RunCodeRequest,
+    RunCodeResponse,
+    RunJupyterRequest,
+    RunJupyterResponse,
+    RunStatus,
+    SubmitRequest,
+    SummaryMapping,
+)
+
+__all__ = ["DEFAULT_ENDPOINT", "SandboxClient", "SandboxError", "summary_run_code_result"]
+
+DEFAULT_ENDPOINT = "http://localhost:8080"
+
+# The server keeps running code after a client gives up, so a run's client timeout must outlast the run itself.
+_RUN_MARGIN = 5.0
+# run_jupyter: the original server kills its driver at total_timeout + 10 s.
+_JUPYTER_MARGIN = 12.0
+
+T = TypeVar("T")
+
+
+class SandboxError(APIError):
+    """The sandbox could not run the code (``status: SandboxError``): an infrastructure failure, not a failing program.
+
+    ``response`` is the decoded result; the message is cut (the server repeats the whole program in it).
+    """
+
+    def __init__(self, message: str, *, response: RunCodeResponse | RunJupyterResponse | None = None) -> None:
+        super().__init__(message if len(message) <= 500 else message[:500] + f"… [{len(message) - 500} more chars]")
+        self.response = response
+
+
+def summary_run_code_result(result: RunCodeResponse, mapping: SummaryMapping | None = None) -> str:
+    """Classify a run into one of ``mapping``'s labels (compile failed / timed out, run failed / timed out, success).
+
+    Raises ``ValueError`` on a result that cannot come from a consistent server.
+    """
+    mapping = mapping or SummaryMapping()
+    compile_result, run_result = result.compile_result, result.run_result
+    if compile_result is None and run_result is None:
+        if result.status is RunStatus.Success:
+            return mapping.Success
+        if result.status is RunStatus.Failed:
+            return mapping.Failed
+        raise ValueError(f"unexpected result status {result.status.value}")
+    if run_result is None:
+        assert compile_result is not None
+        if compile_result.status is CommandRunStatus.TimeLimitExceeded:
+            return mapping.CompileTimeout or mapping.Failed
+        if compile_result.return_code is None:
+            raise ValueError(f"invalid sandbox result: no return code with status {compile_result.status.value}")
+        if compile_result.return_code != 0:
+            return mapping.CompileFailed or mapping.Failed
+        raise ValueError("invalid sandbox result: compiled successfully with no run result")
+    if run_result.status is CommandRunStatus.TimeLimitExceeded:
+        return mapping.RunTimeout or mapping.Failed
+    if run_result.return_code is None:
+        raise ValueError(f"invalid sandbox result: no return code with status {run_result.status.value}")
+    if run_result.return_code != 0:
+        return mapping.RunFailed or mapping.Failed
+    return mapping.Success
+
+
+class SandboxClient:
+    """An async client of the SandboxFusion API.
+
+    >>> async with SandboxClient() as sandbox:            # SANDBOX_FUSION_ENDPOINT or http://localhost:8080
+    ...     result = await sandbox.run_code("print(1 + 1)", language="python")
+    ...     result.status, result.stdout
+    (<RunStatus.Success: 'Success'>, '2\\n')
+
+    A failing program is a returned result (``status`` ``Failed``); a sandbox failure raises :class:`SandboxError`;
+    transport failures raise the ``APIError`` tree. Runs are retried on connection errors and 5xx, never on 400/422,
+    and — because the server keeps running code after a client gives up — not after a client timeout unless
+    ``retry_timeouts=True`` (each such retry is logged as a warning).
+    """
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        dataset_endpoint: str | None = None,
+        timeout: TimeoutLike = None,
+        max_attempts: int = 3,
+        retry_timeouts: bool = False,
+        rate_limiter: RateLimiter | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        sandbox = env_or(endpoint, "SANDBOX_FUSION_ENDPOINT", default=DEFAULT_ENDPOINT)
+        assert sandbox is not None
+        self._dataset_endpoint = env_or(dataset_endpoint, "SANDBOX_FUSION_DATASET_ENDPOINT", default=sandbox)
+        self._timeout_given = timeout is not None
+        self._transport = Transport(
+            sandbox,
+            timeout=to_timeout(timeout, Timeout(total=60.0, connect=10.0)),
+            retry=RetryPolicy(max_attempts=max_attempts, retry_timeouts=retry_timeouts),
+            rate_limiter=rate_limiter,
+            session=session,
+        )
+
+    def __repr__(self) -> str:
+        return f"SandboxClient(endpoint={self.endpoint!r}, dataset_endpoint={self.dataset_endpoint!r})"
+
+    @property
+    def endpoint(self) -> str:
+        """The sandbox endpoint (run_code, run_jupyter, ping)."""
+        return self._transport.base_url
+
+    @endpoint.setter
+    def endpoint(self, value: str) -> None:
+        self._transport.base_url = value
+
+    @property
+    def dataset_endpoint(self) -> str:
+        """The dataset endpoint (prompts, submit, metrics)."""
+        return (self._dataset_endpoint or self.endpoint).rstrip("/")
+
+    @dataset_endpoint.setter
+    def dataset_endpoint(self, value: str) -> None:
+        self._dataset_endpoint = value
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Close the connections this client opened."""
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> SandboxClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+    def _run_timeout(self, client_timeout: float | None, needed: float) -> Timeout | float:
+        if client_timeout is not None:
+            return client_timeout
+        if self._timeout_given:
+            return self._transport.timeout
+        return max(self._transport.timeout.total or 0.0, needed)
+
+    async def _post(
+        self,
+        path: str,
+        body: Any,
+        *,
+        endpoint: str | None,
+        dataset: bool = False,
+        timeout: TimeoutLike = None,
+        max_attempts: int | None = None,
+    ) -> Response:
+        base = endpoint or (self.dataset_endpoint if dataset else None)
+        return await self._transport.request(
+            "POST",
+            path,
+            json=unstructure(body),
+            idempotent=True,
+            base_url=base,
+            timeout=timeout,
+            max_attempts=max_attempts,
+        )
+
+    # -- sandbox -------------------------------------------------------------------------------------------------
+    async def run_code(
+        self,
+        request: RunCodeRequest | str,
+        *,
+        language: str = "python",
+        stdin: str | None = None,
+        files: Mapping[str, bytes | str | None] | None = None,
+        fetch_files: Sequence[str] = (),
+        compile_timeout: float = 10,
+        run_timeout: float = 10,
+        memory_limit_MB: int = -1,
+        endpoint: str | None = None,
+        client_timeout: float | None = None,
+        max_attempts: int | None = None,
+    ) -> RunCodeResponse:
+        """Run a program. Pass a :class:`RunCodeRequest`, or the code and its options as arguments.
+
+        Returns the result whatever the program did (check ``status``); raises :class:`SandboxError` when the sandbox
+        failed, ``UnprocessableEntityError`` for a request the server rejects. ``client_timeout`` defaults to
+        ``compile_timeout + run_timeout`` plus a margin.
+        """
+        if isinstance(request, str):
+            request = RunCodeRequest(
+                code=request,
+                language=language,
+                stdin=stdin,
+                files=dict(files or {}),
+                fetch_files=list(fetch_files),
+                compile_timeout=compile_timeout,
+                run_timeout=run_timeout,
+                memory_limit_MB=memory_limit_MB,
+            )
+        needed = request.compile_timeout + request.run_timeout + _RUN_MARGIN
+        resp = await self._post(
+            "/run_code",
+            request,
+            endpoint=endpoint,
+            timeout=self._run_timeout(client_timeout, needed),
+            max_attempts=max_attempts,
+        )
+        result = structure(resp.json(), RunCodeResponse)
+        if result.status is RunStatus.SandboxError:
+            raise SandboxError(f"sandbox error: {result.message}", response=result)
+        return result
+
+    async def run_jupyter(
+        self,
+        request: RunJupyterRequest | Sequence[str],
+        *,
+        cell_timeout: float = 0,
+        total_timeout: float = 45,
+        memory_limit_MB: int = -1,
+        files: Mapping[str, bytes | str | None] | None = None,
+        fetch_files: Sequence[str] = (),
+        endpoint: str | None = None,
+        client_timeout: float | None = None,
+        max_attempts: int | None = None,
+    ) -> RunJupyterResponse:
+        """Run notebook cells in a fresh kernel; per-cell stdout, stderr, display bundles and errors."""
+        if not isinstance(request, RunJupyterRequest):
+            if isinstance(request, str):
+                raise InvalidRequestError("run_jupyter takes a list of cells, not one string")
+            request = RunJupyterRequest(
+                cells=list(request),
+                cell_timeout=cell_timeout,
+                total_timeout=total_timeout,
+                memory_limit_MB=memory_limit_MB,
+                files=dict(files or {}),
+                fetch_files=list(fetch_files),
+            )
+        resp = await self._post(
+            "/run_jupyter",
+            request,
+            endpoint=endpoint,
+            timeout=self._run_timeout(client_timeout, request.total_timeout + _JUPYTER_MARGIN),
+            max_attempts=max_attempts,
+        )
+        result = structure(resp.json(), RunJupyterResponse)
+        if result.status is RunStatus.SandboxError:
+            raise SandboxError(f"sandbox error: {result.message}", response=result)
+        return result
+
+    async def ping(self, *, endpoint: str | None = None) -> bool:
+        """True when the server answers ``GET /v1/ping`` with ``"pong"``; transport failures raise."""
+        resp = await self._transport.request("GET", "/v1/ping", idempotent=True, base_url=endpoint, max_attempts=1)
+        return bool(resp.json() == "pong")
+
+    # -- datasets ------------------------------------------------------------------------------------------------
+    async def list_datasets(self, *, endpoint: str | None = None) -> list[str]:
+        """The dataset ids the server knows."""
+        resp = await self._transport.request(
+            "GET", "/list_datasets", idempotent=True, base_url=endpoint or self.dataset_endpoint
+        )
+        return structure(resp.json(), list[str])
+
+    async def list_ids(self, request: GetPromptsRequest, *, endpoint: str | None = None) -> list[int | str]:
+        """The row ids of a dataset."""
+        resp = await self._post("/list_ids", request, endpoint=endpoint, dataset=True)
+        return [structure(item, int | str) for item in resp.json()]  # type: ignore[arg-type]
+
+    async def get_prompts(self, request: GetPromptsRequest, *, endpoint: str | None = None) -> list[Prompt]:
+        """A dataset's prompts (``offset``/``limit`` page them)."""
+        resp = await self._post("/get_prompts", request, endpoint=endpoint, dataset=True)
+        return structure(resp.json(), list[Prompt])
+
+    async def get_prompt_by_id(self, request: GetPromptByIdRequest, *, endpoint: str | None = None) -> Prompt:
+        """One prompt by id."""
+        resp = await self._post("/get_prompt_by_id", request, endpoint=endpoint, dataset=True)
+        return structure(resp.json(), Prompt)
+
+    async def submit(
+        self,
+        request: SubmitRequest,
+        *,
+        endpoint: str | None = None,
+        client_timeout: float | None = None,
+        max_attempts: int | None = None,
+    ) -> EvalResult:
+        """Evaluate a completion against a dataset row's tests."""
+        resp = await self._post(
+            "/submit",
+            request,
+            endpoint=endpoint,
+            dataset=True,
+            timeout=client_timeout,
+            max_attempts=max_attempts,
+        )
+        return structure(resp.json(), EvalResult)
+
+    async def submit_safe(
+        self,
+        request: SubmitRequest,
+        *,
+        endpoint: str | None = None,
+        client_timeout: float | None = None,
+        max_attempts: int | None = None,
+    ) -> EvalResult:
+        """Like :meth:`submit`, but any failure becomes a rejected result (``accepted=False``) instead of an error."""
+        try:
+            return await self.submit(
+                request, endpoint=endpoint, client_timeout=client_timeout, max_attempts=max_attempts
+            )
+        except Exception:
+            return EvalResult(id=request.id, accepted=False, extracted_code="", tests=[])
+
+    async def get_metrics(self, request: GetMetricsRequest, *, endpoint: str | None = None) -> dict[str, Any]:
+        """A dataset's aggregate metrics over evaluated results (``{}`` when it defines none)."""
+        resp = await self._post("/get_metrics", request, endpoint=endpoint, dataset=True)
+        return structure(resp.json(), dict[str, Any])
+
+    async def get_metrics_function(
+        self, request: GetMetricsFunctionRequest, *, endpoint: str | None = None
+    ) -> str | None:
+        """The source of a dataset's metrics function, or None."""
+        resp = await self._post("/get_metrics_function", request, endpoint=endpoint, dataset=True)
+        return structure(resp.json(), GetMetricsFunctionResult).function
+
+    # -- batches -------------------------------------------------------------------------------------------------
+    def run_many(
+        self,
+        requests: Iterable[RunCodeRequest] | AsyncIterable[RunCodeRequest],
+        *,
+        concurrency: int = 16,
+        on_progress: ProgressCallback | None = None,
+        progress: bool = False,
+    ) -> AsyncIterator[BatchResult[RunCodeRequest, RunCodeResponse]]:
+        """Run many programs, ``concurrency`` at a time; yield each result as it completes, with its input index.
+
+        >>> async for item in sandbox.run_many(requests, concurrency=64):
+        ...     print(item.index, item.value.status if item.ok else item.error)
+
+        Errors are captured per item, so one failure never loses another result.
+        """
+        return as_completed(
+            self.run_code, requests, concurrency=concurrency, on_progress=on_progress, progress=progress
+        )
