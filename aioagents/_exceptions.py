@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 
 __all__ = [
     "APIConnectionError",
@@ -131,7 +132,8 @@ class APIStatusError(APIError):
         super().__init__(message, method=method, url=url)
         self.status = status
         self.body = body
-        self.headers: Mapping[str, str] = dict(headers or {})
+        # Case-insensitive, like the response headers it copies: "X-Should-Retry" and "x-should-retry" are one header.
+        self.headers: Mapping[str, str] = CIMultiDict(headers or {})
         self.request_id = request_id
         self.code = code
         self.retry_after = retry_after
