@@ -1,0 +1,84 @@
+"""aioagents: async-first clients for code sandboxes, interpreters, workflow engines, assistants and LLM functions.
+
+Every service has its own package (``aioagents.sandbox``, ``aioagents.interpreter``, ``aioagents.workflows``,
+``aioagents.assistants``, ``aioagents.functions``); this package re-exports the core: errors, timeouts, retry and
+rate-limit policies, event streams and batch helpers. Blocking twins of every client live in ``aioagents.sync``.
+"""
+
+from aioagents._batch import BatchResult, Progress, amap, as_completed, run_concurrent
+from aioagents._config import Timeout
+from aioagents._exceptions import (
+    AioAgentsError,
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ClientClosedError,
+    ConflictError,
+    EventTooLargeError,
+    IncompleteStreamError,
+    InternalServerError,
+    InvalidRequestError,
+    NotFoundError,
+    OutcomeUnknownError,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    PollTimeoutError,
+    RateLimitError,
+    RedirectError,
+    RequestTooLargeError,
+    ResponseTooLargeError,
+    ResponseValidationError,
+    ServiceUnavailableError,
+    StreamError,
+    StreamIdleTimeout,
+    UnprocessableEntityError,
+)
+from aioagents._ratelimit import RateLimiter
+from aioagents._retry import RetryPolicy
+from aioagents._streaming import EventStream, ServerSentEvent
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AioAgentsError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BatchResult",
+    "ClientClosedError",
+    "ConflictError",
+    "EventStream",
+    "EventTooLargeError",
+    "IncompleteStreamError",
+    "InternalServerError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "OutcomeUnknownError",
+    "PaymentRequiredError",
+    "PermissionDeniedError",
+    "PollTimeoutError",
+    "Progress",
+    "RateLimitError",
+    "RateLimiter",
+    "RedirectError",
+    "RequestTooLargeError",
+    "ResponseTooLargeError",
+    "ResponseValidationError",
+    "RetryPolicy",
+    "ServerSentEvent",
+    "ServiceUnavailableError",
+    "StreamError",
+    "StreamIdleTimeout",
+    "Timeout",
+    "UnprocessableEntityError",
+    "__version__",
+    "amap",
+    "as_completed",
+    "run_concurrent",
+]

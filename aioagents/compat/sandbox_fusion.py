@@ -1,0 +1,301 @@
+"""A drop-in mirror of the ``sandbox-fusion`` SDK's public API, on the aioagents core.
+
+Change ``from sandbox_fusion import …`` to ``from aioagents.compat.sandbox_fusion import …`` and the SDK's examples run
+unchanged. What differs, on purpose:
+
+- connections are pooled (the SDK opens a session per call), and ``run_concurrent`` drives the async core on one event
+  loop instead of a thread per request;
+- 400/422 are never retried (the SDK retries even those); a retry after a client timeout is logged as a warning, since
+  the server is still running the first attempt;
+- errors are typed (``SandboxError``, ``UnprocessableEntityError``, …) — all are still ``Exception``s;
+- ``Prompt.prompt`` may be a list of messages and ids may be strings, as the server sends them.
+
+Endpoints are read from ``SANDBOX_FUSION_ENDPOINT`` / ``SANDBOX_FUSION_DATASET_ENDPOINT`` at import, as the SDK does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aioagents._batch import run_concurrent as _run_concurrent
+from aioagents.sandbox.client import DEFAULT_ENDPOINT, SandboxClient, summary_run_code_result
+from aioagents.sandbox.models import (
+    CommandRunResult,
+    CommandRunStatus,
+    EvalResult,
+    EvalTestCase,
+    GetMetricsFunctionRequest,
+    GetMetricsRequest,
+    GetPromptByIdRequest,
+    GetPromptsRequest,
+    Prompt,
+    RunCodeRequest,
+    RunCodeResponse,
+    RunJupyterRequest,
+    RunJupyterResponse,
+    RunStatus,
+    SubmitRequest,
+    SummaryMapping,
+    TestConfig,
+)
+from aioagents.sync import _bridge
+
+__all__ = [
+    "CommandRunResult",
+    "CommandRunStatus",
+    "EvalResult",
+    "EvalTestCase",
+    "GetMetricsFunctionRequest",
+    "GetMetricsRequest",
+    "GetPromptByIdRequest",
+    "GetPromptsRequest",
+    "Prompt",
+    "RunCodeRequest",
+    "RunCodeResponse",
+    "RunJupyterRequest",
+    "RunJupyterResponse",
+    "RunStatus",
+    "SubmitRequest",
+    "SummaryMapping",
+    "TestConfig",
+    "get_prompt_by_id",
+    "get_prompt_by_id_async",
+    "get_prompts",
+    "get_prompts_async",
+    "run_code",
+    "run_code_async",
+    "run_concurrent",
+    "run_concurrent_pure",
+    "run_jupyter",
+    "run_jupyter_async",
+    "set_dataset_endpoint",
+    "set_endpoint",
+    "set_sandbox_endpoint",
+    "submit",
+    "submit_async",
+    "submit_safe",
+    "submit_safe_async",
+    "summary_run_code_result",
+]
+
+T = TypeVar("T")
+
+
+class _Config:
+    sandbox_endpoint: str = os.environ.get("SANDBOX_FUSION_ENDPOINT", DEFAULT_ENDPOINT)
+    dataset_endpoint: str = os.environ.get("SANDBOX_FUSION_DATASET_ENDPOINT", sandbox_endpoint)
+
+
+def set_endpoint(endpoint: str) -> None:
+    """Set both the sandbox and the dataset endpoint."""
+    _Config.sandbox_endpoint = endpoint
+    _Config.dataset_endpoint = endpoint
+
+
+def set_sandbox_endpoint(endpoint: str) -> None:
+    """Set the endpoint of run_code and run_jupyter."""
+    _Config.sandbox_endpoint = endpoint
+
+
+def set_dataset_endpoint(endpoint: str) -> None:
+    """Set the endpoint of the dataset calls (prompts, submit)."""
+    _Config.dataset_endpoint = endpoint
+
+
+def _sandbox(endpoint: str) -> str:
+    return (endpoint or _Config.sandbox_endpoint).rstrip("/")
+
+
+def _dataset(endpoint: str) -> str:
+    return (endpoint or _Config.dataset_endpoint).rstrip("/")
+
+
+# The sync functions share one client; its connections live on the sync bridge's loops, which close them at exit.
+_shared: SandboxClient | None = None
+
+
+def _client() -> SandboxClient:
+    global _shared
+    if _shared is None:
+        _shared = SandboxClient(DEFAULT_ENDPOINT)
+    return _shared
+
+
+async def _with_client(use: Callable[[SandboxClient], Awaitable[T]]) -> T:
+    # An *_async function runs on the caller's loop, whose lifetime we do not know: a client per call, as the SDK.
+    async with SandboxClient(DEFAULT_ENDPOINT) as client:
+        return await use(client)
+
+
+# -- run_code --------------------------------------------------------------------------------------------------
+async def _run_code_shared(
+    request: RunCodeRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
+) -> RunCodeResponse:
+    return await _client().run_code(
+        request, endpoint=_sandbox(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
+    )
+
+
+async def run_code_async(
+    request: RunCodeRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
+) -> RunCodeResponse:
+    """Run code; returns the result (``Failed`` included), raises on a sandbox or transport failure."""
+    return await _with_client(
+        lambda c: c.run_code(
+            request, endpoint=_sandbox(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
+        )
+    )
+
+
+def run_code(
+    request: RunCodeRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
+) -> RunCodeResponse:
+    """Run code (blocking); default 5 attempts."""
+    return _bridge.run(_run_code_shared(request, endpoint, max_attempts, client_timeout))
+
+
+run_code.__aioagents_async__ = _run_code_shared  # type: ignore[attr-defined]
+
+
+# -- run_jupyter -----------------------------------------------------------------------------------------------
+async def _run_jupyter_shared(
+    request: RunJupyterRequest, endpoint: str = "", max_attempts: int = 3, client_timeout: float | None = None
+) -> RunJupyterResponse:
+    return await _client().run_jupyter(
+        request, endpoint=_sandbox(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
+    )
+
+
+async def run_jupyter_async(
+    request: RunJupyterRequest, endpoint: str = "", max_attempts: int = 3, client_timeout: float | None = None
+) -> RunJupyterResponse:
+    """Run notebook cells in a fresh kernel."""
+    return await _with_client(
+        lambda c: c.run_jupyter(
+            request, endpoint=_sandbox(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
+        )
+    )
+
+
+def run_jupyter(
+    request: RunJupyterRequest, endpoint: str = "", max_attempts: int = 3, client_timeout: float | None = None
+) -> RunJupyterResponse:
+    """Run notebook cells (blocking); default 3 attempts."""
+    return _bridge.run(_run_jupyter_shared(request, endpoint, max_attempts, client_timeout))
+
+
+run_jupyter.__aioagents_async__ = _run_jupyter_shared  # type: ignore[attr-defined]
+
+
+# -- datasets --------------------------------------------------------------------------------------------------
+async def _get_prompts_shared(request: GetPromptsRequest, endpoint: str = "") -> list[Prompt]:
+    return await _client().get_prompts(request, endpoint=_dataset(endpoint))
+
+
+async def get_prompts_async(request: GetPromptsRequest, endpoint: str = "") -> list[Prompt]:
+    """A dataset's prompts."""
+    return await _with_client(lambda c: c.get_prompts(request, endpoint=_dataset(endpoint)))
+
+
+def get_prompts(request: GetPromptsRequest, endpoint: str = "") -> list[Prompt]:
+    """A dataset's prompts (blocking)."""
+    return _bridge.run(_get_prompts_shared(request, endpoint))
+
+
+get_prompts.__aioagents_async__ = _get_prompts_shared  # type: ignore[attr-defined]
+
+
+async def _get_prompt_by_id_shared(request: GetPromptByIdRequest, endpoint: str = "") -> Prompt:
+    return await _client().get_prompt_by_id(request, endpoint=_dataset(endpoint))
+
+
+async def get_prompt_by_id_async(request: GetPromptByIdRequest, endpoint: str = "") -> Prompt:
+    """One prompt by id."""
+    return await _with_client(lambda c: c.get_prompt_by_id(request, endpoint=_dataset(endpoint)))
+
+
+def get_prompt_by_id(request: GetPromptByIdRequest, endpoint: str = "") -> Prompt:
+    """One prompt by id (blocking)."""
+    return _bridge.run(_get_prompt_by_id_shared(request, endpoint))
+
+
+get_prompt_by_id.__aioagents_async__ = _get_prompt_by_id_shared  # type: ignore[attr-defined]
+
+
+async def _submit_shared(
+    request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
+) -> EvalResult:
+    return await _client().submit(
+        request, endpoint=_dataset(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
+    )
+
+
+async def submit_async(
+    request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
+) -> EvalResult:
+    """Evaluate a completion."""
+    return await _with_client(
+        lambda c: c.submit(
+            request, endpoint=_dataset(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
+        )
+    )
+
+
+def submit(
+    request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
+) -> EvalResult:
+    """Evaluate a completion (blocking)."""
+    return _bridge.run(_submit_shared(request, endpoint, max_attempts, client_timeout))
+
+
+submit.__aioagents_async__ = _submit_shared  # type: ignore[attr-defined]
+
+
+async def _submit_safe_shared(
+    request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
+) -> EvalResult:
+    return await _client().submit_safe(
+        request, endpoint=_dataset(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
+    )
+
+
+async def submit_safe_async(
+    request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
+) -> EvalResult:
+    """Evaluate a completion; any failure becomes a rejected result."""
+    return await _with_client(
+        lambda c: c.submit_safe(
+            request, endpoint=_dataset(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
+        )
+    )
+
+
+def submit_safe(
+    request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
+) -> EvalResult:
+    """Evaluate a completion (blocking); any failure becomes a rejected result."""
+    return _bridge.run(_submit_safe_shared(request, endpoint, max_attempts, client_timeout))
+
+
+submit_safe.__aioagents_async__ = _submit_safe_shared  # type: ignore[attr-defined]
+
+
+# -- concurrency -----------------------------------------------------------------------------------------------
+def run_concurrent(
+    func: Callable[..., Any],
+    args: list[list[Any]] | None = None,
+    kwargs: list[dict[str, Any]] | None = None,
+    concurrency: int = 20,
+) -> list[Any]:
+    """Call ``func`` once per args/kwargs entry, ``concurrency`` at a time; results in input order.
+
+    The functions of this module (and any coroutine function) run on one event loop; other callables on threads.
+    """
+    return _run_concurrent(func, args, kwargs, concurrency)
+
+
+def run_concurrent_pure(thunks: list[Callable[[], Any]], concurrency: int = 20) -> list[Any]:
+    """Call each zero-argument function, ``concurrency`` at a time; results in input order."""
+    return _run_concurrent(lambda thunk: thunk(), args=[[t] for t in thunks], concurrency=concurrency)
