@@ -413,6 +413,16 @@ class SyncStream(Iterator[T_co]):
     def __iter__(self) -> SyncStream[T_co]:
         return self
 
+    def __getattr__(self, name: str) -> Any:
+        # The async stream's plain attributes (``status``, ``headers`` once open) read through; its coroutine
+        # methods would hand back un-run coroutines, so they are refused.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        value = getattr(self._stream, name)
+        if inspect.iscoroutinefunction(value) or inspect.isasyncgenfunction(value):
+            raise AttributeError(f"{name!r} is a coroutine method of the async stream; it has no blocking form here")
+        return value
+
     def __next__(self) -> T_co:
         if self._closed:
             raise StopIteration

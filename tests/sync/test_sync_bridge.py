@@ -1,0 +1,401 @@
+"""The generated sync twin of the toy client, driven the ways users drive it: from plain code, from many threads,
+from inside a running loop; with streams, context managers, errors and Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from aioagents.sync import _bridge
+
+from .conftest import TOY_PACKAGE, ToyServer, subprocess_env
+from .toy_async import ToyError
+
+
+@pytest.fixture
+def client(toysync: ModuleType) -> Iterator[object]:
+    sync_client = toysync.ToyClient(scale=3)
+    yield sync_client
+    sync_client.close()
+
+
+def _wait_hangup(server: ToyServer) -> bool:
+    return server.hangups.acquire(timeout=10)
+
+
+# -- plain calls ---------------------------------------------------------------------------------------------------
+
+
+def test_a_coroutine_method_blocks_and_returns_its_result(client: object) -> None:
+    assert client.add(1, 2) == 9  # type: ignore[attr-defined]
+    assert client.add(1, 2, scale=1) == 3  # type: ignore[attr-defined]
+    assert client.calls == 2  # type: ignore[attr-defined]
+
+
+def test_calls_from_one_thread_reuse_one_persistent_loop(client: object) -> None:
+    first = client.loop_id()  # type: ignore[attr-defined]
+    assert client.loop_id() == first  # type: ignore[attr-defined]
+    seen: list[int] = []
+    thread = threading.Thread(target=lambda: seen.append(client.loop_id()))  # type: ignore[attr-defined]
+    thread.start()
+    thread.join()
+    assert seen and seen[0] != first
+
+
+def test_properties_setters_and_plain_methods_forward(client: object) -> None:
+    assert client.scale == 3  # type: ignore[attr-defined]
+    client.scale = 5  # type: ignore[attr-defined]
+    assert client.add(1, 1) == 10  # type: ignore[attr-defined]
+    assert client.describe() == "toy"  # type: ignore[attr-defined]
+    assert client.describe(verbose=True) == "ToyClient('toy', calls=1)"  # type: ignore[attr-defined]
+    assert client.label == "toy"  # type: ignore[attr-defined]
+
+
+def test_classmethod_constructor_returns_the_sync_twin(toysync: ModuleType) -> None:
+    made = toysync.ToyClient.from_env("x")
+    assert type(made) is toysync.ToyClient
+    assert made.label == "x"
+    assert made.add(2, 2) == 4
+    made.close()
+
+
+def test_sub_resources_are_sync_twins_of_the_same_async_objects(toysync: ModuleType, client: object) -> None:
+    threads = client.threads  # type: ignore[attr-defined]
+    assert type(threads) is toysync.Threads
+    assert threads is client.threads  # type: ignore[attr-defined]
+    assert threads._async is client._async.threads  # type: ignore[attr-defined]
+    assert type(threads.messages) is toysync.Messages
+    assert threads.messages._async is client._async.threads.messages  # type: ignore[attr-defined]
+    assert threads.title("t1") == "thread t1"
+
+
+def test_context_manager_closes_the_client(toysync: ModuleType, server: ToyServer) -> None:
+    with toysync.ToyClient(server.url) as sync_client:
+        assert sync_client.echo("hi").text == "echo:hi"
+        assert sync_client.session_count == 1
+    assert sync_client.session_count == 0
+    with pytest.raises(RuntimeError, match="closed"):
+        sync_client.echo("again")
+
+
+def test_async_context_manager_method_becomes_a_context_manager(client: object) -> None:
+    with client.opened("a") as name:  # type: ignore[attr-defined]
+        assert name == "a"
+        assert client.log == ["enter a"]  # type: ignore[attr-defined]
+    assert client.log == ["enter a", "exit a"]  # type: ignore[attr-defined]
+
+
+# -- errors and interrupts ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [("value", ValueError), ("toy", ToyError), ("interrupt", KeyboardInterrupt)],
+)
+def test_exceptions_propagate_with_their_original_type(
+    client: object, kind: str, error: type[BaseException]
+) -> None:
+    with pytest.raises(error):
+        client.fail(kind, "x", where="here")  # type: ignore[attr-defined]
+    # The loop survives the exception: the next call works.
+    assert client.add(0, 1) == 3  # type: ignore[attr-defined]
+
+
+def test_exception_message_and_arguments_reach_the_caller(client: object) -> None:
+    with pytest.raises(ValueError, match=r"bad value \('x',\) \{'where': 'here'\}"):
+        client.fail("value", "x", where="here")  # type: ignore[attr-defined]
+
+
+def _interrupt_when(started: threading.Event) -> threading.Thread:
+    def fire() -> None:
+        if started.wait(10):
+            time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=fire)
+    thread.start()
+    return thread
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="needs the main thread")
+def test_ctrl_c_while_blocked_cancels_the_coroutine(client: object) -> None:
+    started = threading.Event()
+    firing = _interrupt_when(started)
+    begun = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        client.sleep(30, started=started)  # type: ignore[attr-defined]
+    firing.join()
+    assert time.monotonic() - begun < 10
+    assert client.cancelled is True  # type: ignore[attr-defined]
+    assert client.add(1, 1) == 6  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="needs the main thread")
+def test_ctrl_c_while_blocked_on_the_portal_cancels_the_coroutine(client: object) -> None:
+    # A loop runs in this thread (as in Jupyter), so the call goes to the portal thread; no SIGINT handler of
+    # asyncio's is installed by run_until_complete, so Ctrl-C raises where the caller blocks.
+    started = threading.Event()
+    outcome: list[BaseException] = []
+
+    async def inside_a_loop() -> None:
+        try:
+            client.sleep(30, started=started)  # type: ignore[attr-defined]
+        except BaseException as exc:
+            outcome.append(exc)
+
+    loop = asyncio.new_event_loop()
+    firing = _interrupt_when(started)
+    try:
+        loop.run_until_complete(inside_a_loop())
+    finally:
+        loop.close()
+        firing.join()
+    assert len(outcome) == 1 and type(outcome[0]) is KeyboardInterrupt
+    assert client.cancelled is True  # type: ignore[attr-defined]
+
+
+# -- inside a running loop ------------------------------------------------------------------------------------------
+
+
+async def test_sync_calls_inside_a_running_loop_do_not_deadlock(toysync: ModuleType, server: ToyServer) -> None:
+    sync_client = toysync.ToyClient(server.url)
+    here = id(asyncio.get_running_loop())
+    assert sync_client.add(1, 2) == 3
+    assert sync_client.loop_id() != here
+    echoed = sync_client.echo("from a notebook")
+    assert echoed.text == "echo:from a notebook"
+    assert echoed.loop_id != here
+    assert list(sync_client.count(3)) == [0, 1, 2]
+    with pytest.raises(ToyError):
+        sync_client.fail("toy")
+    sync_client.close()
+    assert sync_client.session_count == 0
+
+
+async def test_sync_call_from_the_portal_loop_itself_is_refused(client: object) -> None:
+    async def on_portal() -> str:
+        try:
+            client.add(1, 1)  # type: ignore[attr-defined]
+        except RuntimeError as exc:
+            return str(exc)
+        return "no error"
+
+    message = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(on_portal(), _bridge._portal().loop))
+    assert "portal" in message
+
+
+# -- many threads ---------------------------------------------------------------------------------------------------
+
+
+def test_one_client_shared_by_16_threads_then_closed(toysync: ModuleType, server: ToyServer) -> None:
+    sync_client = toysync.ToyClient(server.url)
+    barrier = threading.Barrier(17)
+    release = threading.Event()
+    results: dict[int, list[object]] = {}
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            barrier.wait(10)
+            results[index] = [sync_client.threads.messages.post(f"t{index}", text=str(i)) for i in range(20)]
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            # Stay alive (idle, like a pool thread) while the client is closed from the main thread.
+            release.wait(60)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    barrier.wait(10)
+    try:
+        deadline = time.monotonic() + 60
+        while len(results) + len(errors) < 16 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert errors == []
+        assert sorted(results) == list(range(16))
+        for index, echoes in results.items():
+            assert [e.text for e in echoes] == [f"t{index}:{i}" for i in range(20)]  # type: ignore[attr-defined]
+            # Every call of one thread ran on that thread's one loop and session.
+            assert len({e.loop_id for e in echoes}) == 1  # type: ignore[attr-defined]
+            assert len({e.session_id for e in echoes}) == 1  # type: ignore[attr-defined]
+        assert len({echoes[0].loop_id for echoes in results.values()}) == 16  # type: ignore[attr-defined]
+        assert sync_client.session_count == 16
+        assert len(server.requests_to("/echo")) == 320
+
+        # The sessions live on 16 idle loops of 16 live threads: close() must close each on its own loop.
+        sync_client.close()
+
+        assert sync_client.session_count == 0
+        # Nothing left unclosed: a leaked session or connector warns when collected, and warnings are errors.
+        gc.collect()
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(10)
+
+
+def test_threads_that_died_have_their_loops_closed_with_their_sessions(
+    toysync: ModuleType, server: ToyServer
+) -> None:
+    sync_client = toysync.ToyClient(server.url)
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def work() -> None:
+        sync_client.echo("x")
+        loops.append(_bridge._registry.local.state.loop)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert sync_client.session_count == 1
+    # A new thread's first call sweeps the loops of dead threads, closing their sessions first.
+    fresh = threading.Thread(target=sync_client.add, args=(1, 1))
+    fresh.start()
+    fresh.join()
+    assert loops[0].is_closed()
+    assert sync_client.session_count == 0
+    sync_client.close()
+    gc.collect()
+
+
+# -- streams --------------------------------------------------------------------------------------------------------
+
+
+def test_async_generator_becomes_an_iterator(client: object) -> None:
+    assert list(client.count(4)) == [0, 1, 2, 3]  # type: ignore[attr-defined]
+
+
+def test_stream_object_is_iterated_on_one_loop_and_closed_at_the_end(client: object) -> None:
+    assert list(client.numbers(3)) == [0, 1, 2]  # type: ignore[attr-defined]
+    numbers = client.last_numbers  # type: ignore[attr-defined]
+    assert numbers.closed
+    assert len(numbers.loops) == 1
+
+
+def test_break_out_of_a_stream_closes_it(client: object) -> None:
+    for n in client.numbers(100):  # type: ignore[attr-defined]
+        if n == 2:
+            break
+    gc.collect()
+    assert client.last_numbers.closed  # type: ignore[attr-defined]
+
+
+def test_lazy_stream_opened_on_first_step_and_closed_by_with(client: object) -> None:
+    with client.numbers_lazy(10) as numbers:  # type: ignore[attr-defined]
+        assert next(numbers) == 0
+        assert next(numbers) == 1
+    assert client.last_numbers.closed  # type: ignore[attr-defined]
+    assert list(numbers) == []
+
+
+def test_stream_steps_from_another_thread_run_on_the_stream_loop(client: object) -> None:
+    stream = client.numbers(6)  # type: ignore[attr-defined]
+    assert next(stream) == 0
+    taken: list[int] = []
+    thread = threading.Thread(target=lambda: taken.extend([next(stream), next(stream)]))
+    thread.start()
+    thread.join()
+    assert taken == [1, 2]
+    assert list(stream) == [3, 4, 5]
+    assert len(client.last_numbers.loops) == 1  # type: ignore[attr-defined]
+
+
+def test_break_out_of_an_http_stream_closes_the_connection(toysync: ModuleType, server: ToyServer) -> None:
+    sync_client = toysync.ToyClient(server.url)
+    seen = []
+    for line in sync_client.lines(10_000, delay=0.005):
+        seen.append(line)
+        if len(seen) == 3:
+            break
+    gc.collect()
+    assert seen == ["0", "1", "2"]
+    assert _wait_hangup(server), "the server never saw the client hang up"
+    assert server.completed == 0
+    sync_client.close()
+
+
+def test_closing_an_http_stream_in_a_with_block_closes_the_connection(
+    toysync: ModuleType, server: ToyServer
+) -> None:
+    sync_client = toysync.ToyClient(server.url)
+    with sync_client.lines(10_000, delay=0.005) as lines:
+        assert next(lines) == "0"
+    assert _wait_hangup(server)
+    # The client still works afterwards, and a stream read to its end completes on the server.
+    assert list(sync_client.lines(3)) == ["0", "1", "2"]
+    sync_client.close()
+    assert server.completed == 1
+
+
+async def test_streams_inside_a_running_loop_go_through_the_portal(toysync: ModuleType, server: ToyServer) -> None:
+    sync_client = toysync.ToyClient(server.url)
+    for line in sync_client.lines(10_000, delay=0.005):
+        if line == "1":
+            break
+    gc.collect()
+    assert await asyncio.to_thread(_wait_hangup, server)
+    sync_client.close()
+
+
+# -- processes ------------------------------------------------------------------------------------------------------
+
+
+def _python(code: str, generated_dir: Path, *, warnings: str = "error") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-W", warnings, "-c", code],
+        env=subprocess_env(generated_dir),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_works_from_a_plain_script_and_exits_cleanly(generated_dir: Path, server: ToyServer) -> None:
+    code = f"""
+from {TOY_PACKAGE}.toy_async import ToyClient
+client = ToyClient({server.url!r})
+print(client.add(20, 22))
+print(client.echo("script").text)
+print(list(client.count(3)))
+# No close(): the bridge's exit hook closes the loop and, first, the session on it.
+"""
+    done = _python(code, generated_dir)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == ["42", "echo:script", "[0, 1, 2]"]
+    assert done.stderr == ""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+def test_a_forked_child_gets_its_own_loops(generated_dir: Path) -> None:
+    code = f"""
+import asyncio, os
+from {TOY_PACKAGE}.toy_async import ToyClient
+client = ToyClient()
+parent_loop = client.loop_id()
+async def in_loop():
+    return client.loop_id()
+parent_portal = asyncio.run(in_loop())
+pid = os.fork()
+if pid == 0:
+    ok = client.loop_id() not in (parent_loop, parent_portal) and asyncio.run(in_loop()) != parent_portal
+    os._exit(0 if ok and client.add(1, 1) == 2 else 3)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+    # Forking a process with threads (the portal) warns on Python ≥ 3.12; that warning is not what is tested.
+    done = _python(code, generated_dir, warnings="ignore::DeprecationWarning")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"
