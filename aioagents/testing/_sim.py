@@ -29,7 +29,7 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -212,9 +212,7 @@ class FakeSimServer(FakeServer):
             self._remaining = self.rate_limit
 
     # -- fault builders: the shapes the real server sends, for FakeServer.inject -----------------------------
-    def rate_limited_fault(
-        self, *, retry_after: int | None = 1, generation: Literal["v1", "v2"] = "v2"
-    ) -> Fault:
+    def rate_limited_fault(self, *, retry_after: int | None = 1, generation: Literal["v1", "v2"] = "v2") -> Fault:
         """A throttled answer. v2: ``RATE_LIMITED`` with the ``X-RateLimit-*`` trio and ``Retry-After``;
         v1: the bare ``{"error": …}`` a preprocess 429 sends (no headers at all unless ``retry_after``)."""
         if generation == "v1":
@@ -248,9 +246,7 @@ class FakeSimServer(FakeServer):
             retry_after="5",
         )
 
-    def unavailable_fault(
-        self, *, retry_after: int | None = 5, generation: Literal["v1", "v2"] = "v2"
-    ) -> Fault:
+    def unavailable_fault(self, *, retry_after: int | None = 5, generation: Literal["v1", "v2"] = "v2") -> Fault:
         """A 503 ``SERVICE_UNAVAILABLE`` (v2 or v1 shape), with or without Retry-After."""
         ra = None if retry_after is None else str(retry_after)
         if generation == "v1":
@@ -340,9 +336,7 @@ class FakeSimServer(FakeServer):
             self._remaining = max(self._remaining - 1, 0)
             return self._remaining
 
-    def _v1_json(
-        self, payload: Any, status: int = 200, headers: Mapping[str, str] | None = None
-    ) -> web.Response:
+    def _v1_json(self, payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
         hdrs = dict(headers or {})
         if self.v1_rate_limit_reset is not None:
             hdrs.update(self._rate_headers(remaining=self._remaining, reset_format=self.v1_rate_limit_reset))
@@ -401,14 +395,10 @@ class FakeSimServer(FakeServer):
         auth = self._auth(request)
         if auth == "invalid" or (auth == "missing" and not (workflow is not None and workflow.public)):
             # An invalid key never falls back to public access [contract §2].
-            return web.json_response(
-                {"error": "Invalid API key" if auth == "invalid" else "Unauthorized"}, status=401
-            )
+            return web.json_response({"error": "Invalid API key" if auth == "invalid" else "Unauthorized"}, status=401)
         body, problem = await self._read_json(request)
         if problem == "too_large":
-            return web.json_response(
-                {"error": "Workflow execution request body exceeds maximum size"}, status=413
-            )
+            return web.json_response({"error": "Workflow execution request body exceeds maximum size"}, status=413)
         if problem == "bad_json":
             return web.json_response({"error": "Invalid JSON in request body"}, status=400)
         if not isinstance(body, dict):
@@ -423,9 +413,7 @@ class FakeSimServer(FakeServer):
         if auth == "ok":
             for forbidden in ("isClientSession", "workflowStateOverride", "useDraftState"):
                 if forbidden in body:
-                    return web.json_response(
-                        {"error": f"{forbidden} is not allowed for API callers"}, status=400
-                    )
+                    return web.json_response({"error": f"{forbidden} is not allowed for API callers"}, status=400)
             if body.get("triggerType", "api") != "api":
                 return web.json_response({"error": "Invalid triggerType for API callers"}, status=400)
         if self.usage_exceeded:
@@ -457,10 +445,7 @@ class FakeSimServer(FakeServer):
             timeout_header = request.headers.get("X-Execution-Timeout-Seconds")
             timeout_s: int | None = None
             if timeout_header is not None:
-                if (
-                    not timeout_header.isdecimal()
-                    or not 1 <= int(timeout_header) <= MAX_EXECUTION_TIMEOUT_SECONDS
-                ):
+                if not timeout_header.isdecimal() or not 1 <= int(timeout_header) <= MAX_EXECUTION_TIMEOUT_SECONDS:
                     return web.json_response({"error": "Invalid X-Execution-Timeout-Seconds"}, status=400)
                 timeout_s = int(timeout_header)
             job = self._new_job(workflow, workflow_input, "v1", execution_id, timeout_s)
@@ -515,9 +500,7 @@ class FakeSimServer(FakeServer):
             return web.json_response({"error": "Unauthorized"}, status=401)
         workflow = self.workflows.get(request.match_info["workflow_id"])
         if workflow is None:
-            return web.json_response(
-                {"error": "Workflow not found", "code": "WORKFLOW_NOT_FOUND"}, status=404
-            )
+            return web.json_response({"error": "Workflow not found", "code": "WORKFLOW_NOT_FOUND"}, status=404)
         return web.json_response(
             {
                 "isDeployed": workflow.deployed,
@@ -661,9 +644,7 @@ class FakeSimServer(FakeServer):
         if is_async and is_stream:
             return self._v2_error(400, "BAD_REQUEST", "async and stream cannot be combined")
         if is_async and shaping:
-            return self._v2_error(
-                400, "BAD_REQUEST", "Async execution does not support output-shaping options"
-            )
+            return self._v2_error(400, "BAD_REQUEST", "Async execution does not support output-shaping options")
         if "executionTimeoutSeconds" in body:
             t = body["executionTimeoutSeconds"]
             if not is_async:
@@ -673,9 +654,7 @@ class FakeSimServer(FakeServer):
         if (body.get("includeThinking") or body.get("includeToolCalls")) and (
             not is_stream or request.headers.get("X-Sim-Stream-Protocol") != STREAM_PROTOCOL
         ):
-            return self._v2_error(
-                400, "BAD_REQUEST", "includeThinking/includeToolCalls need stream and the protocol"
-            )
+            return self._v2_error(400, "BAD_REQUEST", "includeThinking/includeToolCalls need stream and the protocol")
         if workflow is None:
             return self._v2_error(404, "NOT_FOUND", "Workflow not found", remaining=remaining)
         if not workflow.deployed:
@@ -702,12 +681,8 @@ class FakeSimServer(FakeServer):
 
         if is_async:
             if anonymous:
-                return self._v2_error(
-                    400, "BAD_REQUEST", "Async execution requires an API key", remaining=remaining
-                )
-            job = self._new_job(
-                workflow, workflow_input, "v2", run_id, body.get("executionTimeoutSeconds"), run_id
-            )
+                return self._v2_error(400, "BAD_REQUEST", "Async execution requires an API key", remaining=remaining)
+            job = self._new_job(workflow, workflow_input, "v2", run_id, body.get("executionTimeoutSeconds"), run_id)
             return self._v2_json(
                 {
                     "data": {
@@ -738,9 +713,7 @@ class FakeSimServer(FakeServer):
                     "runId": run_id,
                     "workflowId": workflow.id,
                     "status": status,
-                    "output": None
-                    if workflow.error is not None
-                    else self._output_for(workflow, workflow_input),
+                    "output": None if workflow.error is not None else self._output_for(workflow, workflow_input),
                     "error": error,
                     "startedAt": _now_iso(),
                     "endedAt": _now_iso(),
@@ -784,9 +757,7 @@ class FakeSimServer(FakeServer):
                     "paused": False,
                     "cost": {"total": 0.001} if terminal else None,
                     "error": (
-                        {"code": job.workflow.error_code, "message": job.workflow.error}
-                        if state == "failed"
-                        else None
+                        {"code": job.workflow.error_code, "message": job.workflow.error} if state == "failed" else None
                     ),
                     "output": output,
                     "blockOutputs": block_outputs,
@@ -877,24 +848,18 @@ class FakeSimServer(FakeServer):
 
     def _frames(
         self, workflow: FakeWorkflow, workflow_input: Any, body: Mapping[str, Any], protocol: bool
-    ) -> list[bytes | None]:
-        """The frames of one streamed run, in order; ``None`` marks a pause of ``chunk_delay``."""
-        frames: list[bytes | None] = []
+    ) -> Iterator[bytes | None]:
+        """The frames of one streamed run, in order, made one at a time (a 10k-event stream costs no memory);
+        ``None`` marks a pause of ``chunk_delay``."""
         bid = workflow.block_id
         want_thinking = protocol and bool(body.get("includeThinking"))
         want_tools = protocol and bool(body.get("includeToolCalls"))
         if want_thinking:
-            frames.extend(
-                sse_frame({"blockId": bid, "event": "thinking", "data": t}) for t in workflow.thinking
-            )
+            yield from (sse_frame({"blockId": bid, "event": "thinking", "data": t}) for t in workflow.thinking)
         if want_tools:
             for call in workflow.tool_calls:
-                frames.append(
-                    sse_frame(
-                        {"blockId": bid, "event": "tool", "phase": "start", "id": call.id, "name": call.name}
-                    )
-                )
-                frames.append(
+                yield sse_frame({"blockId": bid, "event": "tool", "phase": "start", "id": call.id, "name": call.name})
+                yield (
                     sse_frame(
                         {
                             "blockId": bid,
@@ -908,25 +873,23 @@ class FakeSimServer(FakeServer):
                 )
             if workflow.tool_calls and protocol:
                 # After a tool round the agent's provisional text is discarded [contract §4].
-                frames.append(sse_frame({"blockId": bid, "event": "chunk_reset"}))
+                yield sse_frame({"blockId": bid, "event": "chunk_reset"})
         for index, text in enumerate(workflow.chunks):
             if index and workflow.chunk_delay:
-                frames.append(None)
+                yield None
             if workflow.reset_after is not None and index == workflow.reset_after:
-                frames.append(b"RESET")
-                return frames
+                yield b"RESET"
+                return
             if workflow.stream_error_after is not None and index == workflow.stream_error_after:
-                frames.append(
-                    sse_frame({"blockId": bid, "event": "stream_error", "error": workflow.stream_error})
-                )
-            frames.append(sse_frame({"blockId": bid, "chunk": text}))
+                yield sse_frame({"blockId": bid, "event": "stream_error", "error": workflow.stream_error})
+            yield sse_frame({"blockId": bid, "chunk": text})
         if workflow.chunk_delay:
-            frames.append(None)
+            yield None
         if workflow.abort_stream is not None:
-            frames.append(sse_frame({"blockId": bid, "event": "error", "error": workflow.abort_stream}))
+            yield sse_frame({"blockId": bid, "event": "error", "error": workflow.abort_stream})
         elif self.done_style == "event":
             # The docs' invented terminal frame, for clients written against them.
-            frames.append(
+            yield (
                 sse_frame(
                     {
                         "event": "done",
@@ -945,9 +908,8 @@ class FakeSimServer(FakeServer):
                 data["error"] = workflow.error
             if workflow.v2_status == "paused":
                 data["status"] = "paused"
-            frames.append(sse_frame({"event": "final", "data": data}))
-        frames.append(b'data: "[DONE]"\n\n' if self.done_style == "quoted" else b"data: [DONE]\n\n")
-        return frames
+            yield sse_frame({"event": "final", "data": data})
+        yield b'data: "[DONE]"\n\n' if self.done_style == "quoted" else b"data: [DONE]\n\n"
 
     def _final_output(self, workflow: FakeWorkflow, workflow_input: Any, body: Mapping[str, Any]) -> Any:
         selected = body.get("selectedOutputs") or []

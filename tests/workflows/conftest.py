@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 
 from aioagents.testing._sim import FakeSimServer
+from aioagents.workflows import WorkflowsClient
 
 API_KEY = "sk-test"
 
@@ -26,6 +27,20 @@ def sim_thread() -> Iterator[FakeSimServer]:
     srv = FakeSimServer(api_keys=[API_KEY])
     with srv.in_thread():
         yield srv
+
+
+@pytest.fixture
+async def client(sim: FakeSimServer) -> AsyncIterator[WorkflowsClient]:
+    """Our async client (v1, the default) talking to ``sim``."""
+    async with WorkflowsClient(api_key=API_KEY, base_url=sim.url) as c:
+        yield c
+
+
+@pytest.fixture
+async def client_v2(sim: FakeSimServer) -> AsyncIterator[WorkflowsClient]:
+    """Our async client speaking v2 to ``sim``."""
+    async with WorkflowsClient(api_key=API_KEY, base_url=sim.url, api_version="v2") as c:
+        yield c
 
 
 @pytest.fixture

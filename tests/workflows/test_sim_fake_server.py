@@ -151,9 +151,7 @@ async def test_v1_job_progresses_over_polls_to_completed(sim, http) -> None:
 
 async def test_v1_legacy_async_shape_has_task_id_and_links(sim, http) -> None:
     sim.legacy_async_shape = True
-    _, body, _ = await post(
-        http, f"{sim.url}/api/workflows/workflow-id/execute", {}, **{"X-Execution-Mode": "async"}
-    )
+    _, body, _ = await post(http, f"{sim.url}/api/workflows/workflow-id/execute", {}, **{"X-Execution-Mode": "async"})
     assert body["status"] == "queued"
     assert body["links"] == {"status": f"/api/jobs/{body['taskId']}"}
 
@@ -289,9 +287,7 @@ async def test_v2_async_is_202_with_run_id_and_runs_progress(sim, http) -> None:
 
 async def test_v2_run_selected_outputs_take_block_ids_only(sim, http) -> None:
     wf = sim.workflows["workflow-id"]
-    _, body, _ = await post(
-        http, f"{sim.url}/api/v2/workflows/workflow-id/execute", {"input": {}, "async": True}
-    )
+    _, body, _ = await post(http, f"{sim.url}/api/v2/workflows/workflow-id/execute", {"input": {}, "async": True})
     url = body["data"]["statusUrl"]
     for _ in range(2):
         await get(http, url)
@@ -387,9 +383,7 @@ async def test_error_fault_in_both_shapes(sim, http) -> None:
 @pytest.mark.parametrize("generation", ["v1", "v2"])
 async def test_sse_grammar_answers_then_final_then_quoted_done(sim, http, generation) -> None:
     prefix = "/api/v2" if generation == "v2" else "/api"
-    body: dict[str, Any] = (
-        {"stream": True, "input": {"m": 1}} if generation == "v2" else {"stream": True, "m": 1}
-    )
+    body: dict[str, Any] = {"stream": True, "input": {"m": 1}} if generation == "v2" else {"stream": True, "m": 1}
     raw = await sse_body(http, f"{sim.url}{prefix}/workflows/workflow-id/execute", body)
     data = frames(raw)
     assert data[-1] == '"[DONE]"'
@@ -403,9 +397,7 @@ async def test_sse_grammar_answers_then_final_then_quoted_done(sim, http, genera
 
 
 async def test_sse_headers(sim, http) -> None:
-    async with http.post(
-        f"{sim.url}/api/workflows/workflow-id/execute", json={"stream": True}, headers=KEY
-    ) as resp:
+    async with http.post(f"{sim.url}/api/workflows/workflow-id/execute", json={"stream": True}, headers=KEY) as resp:
         assert resp.headers["Cache-Control"] == "no-cache"
         assert resp.headers["X-Accel-Buffering"] == "no"
         assert "X-Sim-Stream-Protocol" not in resp.headers
@@ -413,9 +405,7 @@ async def test_sse_headers(sim, http) -> None:
 
 
 async def test_x_stream_response_header_streams_too(sim, http) -> None:
-    raw = await sse_body(
-        http, f"{sim.url}/api/workflows/workflow-id/execute", {}, **{"X-Stream-Response": "true"}
-    )
+    raw = await sse_body(http, f"{sim.url}/api/workflows/workflow-id/execute", {}, **{"X-Stream-Response": "true"})
     assert frames(raw)[-1] == '"[DONE]"'
 
 
@@ -429,9 +419,7 @@ async def test_sse_alternative_done_markers(sim, http, style, tail) -> None:
 
 
 async def test_sse_protocol_events_need_the_header(sim, http) -> None:
-    sim.add_workflow(
-        FakeWorkflow(id="agent", thinking=["hmm"], tool_calls=[FakeToolCall(id="t1", name="search")])
-    )
+    sim.add_workflow(FakeWorkflow(id="agent", thinking=["hmm"], tool_calls=[FakeToolCall(id="t1", name="search")]))
     url = f"{sim.url}/api/workflows/agent/execute"
     body = {"stream": True, "includeThinking": True, "includeToolCalls": True}
     plain = [json.loads(d) for d in frames(await sse_body(http, url, body))[:-1]]

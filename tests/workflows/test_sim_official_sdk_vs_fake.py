@@ -41,9 +41,7 @@ def test_sdk_async_then_run_polling_reaches_completed(sdk, sim_thread) -> None:
     sub = sdk.execute_workflow("workflow-id", {"q": 1}, async_execution=True, execution_timeout_seconds=90)
     assert isinstance(sub, simstudio.AsyncExecutionResult)
     assert sub.status_url.endswith(f"/runs/{sub.run_id}")
-    statuses = [
-        sdk.get_workflow_run("workflow-id", sub.run_id, include_output=True)["status"] for _ in range(3)
-    ]
+    statuses = [sdk.get_workflow_run("workflow-id", sub.run_id, include_output=True)["status"] for _ in range(3)]
     assert statuses == ["queued", "running", "completed"]
     assert sim_thread.jobs[sub.run_id].execution_timeout_seconds == 90
 
@@ -55,9 +53,7 @@ def test_sdk_stream_true_fails_after_the_run_as_the_contract_says(sdk) -> None:
 
 
 def test_sdk_rate_limited_fault_gives_rate_limit_exceeded_and_info(sdk, sim_thread) -> None:
-    sim_thread.inject(
-        sim_thread.rate_limited_fault(retry_after=2), path="/api/v2/workflows/workflow-id/execute"
-    )
+    sim_thread.inject(sim_thread.rate_limited_fault(retry_after=2), path="/api/v2/workflows/workflow-id/execute")
     with pytest.raises(simstudio.SimStudioError) as info:
         sdk.execute_workflow("workflow-id")
     assert (info.value.code, info.value.status) == ("RATE_LIMIT_EXCEEDED", 429)

@@ -1,0 +1,111 @@
+"""Sim Studio workflows: run a workflow, stream its events for real, queue it and poll, watch rate limits.
+
+>>> from aioagents.workflows import WorkflowsClient, Chunk
+>>> async with WorkflowsClient(api_key="sk-…") as sim:
+...     result = await sim.execute("wf-id", {"message": "Hello"})
+...     async with sim.execute_stream("wf-id", {"message": "Count to five"}) as events:
+...         async for event in events:
+...             if isinstance(event, Chunk):
+...                 print(event.text, end="", flush=True)
+
+The event classes ``StreamError`` and ``Error`` are stream *events* (data), not exceptions; the exceptions are the
+``Sim*Error`` classes, which are also :class:`SimStudioError` (the original SDK's class, with ``code``/``status``).
+"""
+
+from aioagents.workflows.client import (
+    DEFAULT_BASE_URL,
+    MAX_EXECUTION_TIMEOUT_SECONDS,
+    WorkflowsClient,
+    encode_files,
+)
+from aioagents.workflows.errors import (
+    SimAPIStatusError,
+    SimAuthenticationError,
+    SimBadRequestError,
+    SimConflictError,
+    SimInternalServerError,
+    SimInvalidRequestError,
+    SimNotFoundError,
+    SimPermissionDeniedError,
+    SimRateLimitError,
+    SimRequestTooLargeError,
+    SimServiceUnavailableError,
+    SimStudioError,
+    SimUsageLimitError,
+    WorkflowFailedError,
+)
+from aioagents.workflows.events import (
+    Chunk,
+    ChunkReset,
+    Error,
+    Final,
+    StreamCollector,
+    StreamError,
+    Thinking,
+    ToolCall,
+    Unknown,
+    WorkflowEvent,
+    collect_result,
+    collect_result_sync,
+    is_terminal,
+)
+from aioagents.workflows.jobs import Job
+from aioagents.workflows.models import (
+    ApiVersion,
+    ExecutionResult,
+    JobState,
+    JobStatus,
+    RateLimitBucket,
+    RateLimitInfo,
+    StorageUsage,
+    Submission,
+    Usage,
+    UsageLimits,
+    WorkflowStatus,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "MAX_EXECUTION_TIMEOUT_SECONDS",
+    "ApiVersion",
+    "Chunk",
+    "ChunkReset",
+    "Error",
+    "ExecutionResult",
+    "Final",
+    "Job",
+    "JobState",
+    "JobStatus",
+    "RateLimitBucket",
+    "RateLimitInfo",
+    "SimAPIStatusError",
+    "SimAuthenticationError",
+    "SimBadRequestError",
+    "SimConflictError",
+    "SimInternalServerError",
+    "SimInvalidRequestError",
+    "SimNotFoundError",
+    "SimPermissionDeniedError",
+    "SimRateLimitError",
+    "SimRequestTooLargeError",
+    "SimServiceUnavailableError",
+    "SimStudioError",
+    "SimUsageLimitError",
+    "StorageUsage",
+    "StreamCollector",
+    "StreamError",
+    "Submission",
+    "Thinking",
+    "ToolCall",
+    "Unknown",
+    "Usage",
+    "UsageLimits",
+    "WorkflowEvent",
+    "WorkflowFailedError",
+    "WorkflowStatus",
+    "WorkflowsClient",
+    "collect_result",
+    "collect_result_sync",
+    "encode_files",
+    "is_terminal",
+]

@@ -1,0 +1,697 @@
+"""The async Sim Studio workflows client: sync runs, real SSE streaming, async jobs and runs, rate-limit facts.
+
+>>> async with WorkflowsClient(api_key="sk-…") as sim:
+...     result = await sim.execute("wf-id", {"message": "Hello"})
+...     async with sim.execute_stream("wf-id", {"message": "Count to five"}) as events:
+...         async for event in events:
+...             if isinstance(event, Chunk):
+...                 print(event.text, end="")
+...     job = await sim.execute("wf-id", {"data": "large"}, async_execution=True)
+...     done = await job.result(timeout=600)
+
+Two API generations (contract §1): ``api_version="v1"`` (the default; every deployment has it) posts to
+``/api/workflows/{id}/execute`` with the input spread at the body's root and async chosen by a header;
+``"v2"`` posts to ``/api/v2/workflows/{id}/execute`` with ``{"input": …}`` and a ``{"data": …}`` envelope;
+``"auto"`` tries v2 and falls back to v1 for good when the server answers v2's "switched off" 404. Answers are read
+by their shape, so a v2-shaped answer is understood whatever was asked.
+
+Retrying an execute is only safe when nothing ran: the connection was never made, a 429, a 503 with Retry-After (and
+never ``ASYNC_ENQUEUE_AMBIGUOUS``). A connection that breaks after the request went out raises
+:class:`~aioagents.OutcomeUnknownError`. Reads (status, jobs, runs, usage) are retried like any idempotent call.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, overload
+from urllib.parse import quote
+
+import aiohttp
+
+from aioagents._config import Timeout, TimeoutLike, env_or
+from aioagents._exceptions import ResponseValidationError
+from aioagents._ratelimit import RateLimiter
+from aioagents._retry import RetryPolicy, parse_retry_after
+from aioagents._streaming import EventStream, SSEDecoder
+from aioagents._transport import Response, Transport
+from aioagents.workflows.errors import (
+    FailedRunAnswer,
+    SimInvalidRequestError,
+    SimNotFoundError,
+    sim_error,
+)
+from aioagents.workflows.events import WorkflowEvent, is_terminal, parse_event
+from aioagents.workflows.jobs import Job
+from aioagents.workflows.models import (
+    ApiVersion,
+    ExecutionResult,
+    JobStatus,
+    RateLimitInfo,
+    Submission,
+    UsageLimits,
+    WorkflowStatus,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_EXECUTE_TIMEOUT",
+    "DEFAULT_READ_TIMEOUT",
+    "MAX_EXECUTION_TIMEOUT_SECONDS",
+    "V1_CONTROL_KEYS",
+    "WorkflowsClient",
+    "encode_files",
+]
+
+DEFAULT_BASE_URL = "https://www.sim.ai"
+MAX_EXECUTION_TIMEOUT_SECONDS = 604_800
+# A sync run may take the server's own limit (300 s on the free plan) before it answers 408; the client waits a little
+# longer so that the server's answer, not a client timeout, ends the call. Reads are quick.
+DEFAULT_EXECUTE_TIMEOUT = Timeout(total=310.0, connect=10.0)
+DEFAULT_READ_TIMEOUT = Timeout(total=30.0, connect=10.0)
+STREAM_PROTOCOL = "agent-events-v1"
+# Keys the v1 route strips from the body before the rest becomes the workflow input [contract §3.1]: an input field
+# with one of these names would silently vanish (or steer the run), so it is refused.
+V1_CONTROL_KEYS = frozenset(
+    {
+        "selectedOutputs",
+        "triggerType",
+        "stream",
+        "useDraftState",
+        "inputFromExecutionId",
+        "includeFileBase64",
+        "base64MaxBytes",
+        "workflowStateOverride",
+        "deploymentVersionId",
+        "triggerBlockId",
+        "stopAfterBlockId",
+        "runFromBlock",
+        "copilotToolCallId",
+        "workflowId",
+        "parentWorkspaceId",
+        "isClientSession",
+    }
+)
+_V2_DISABLED = {"error": {"code": "NOT_FOUND", "message": "Not found"}}
+_MAX_DEPTH = 64
+
+
+def _user_agent() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("aioagents")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        ours = "0"
+    return f"aioagents/{ours} python/{platform.python_version()}"
+
+
+def encode_files(value: Any, *, _depth: int = 0) -> Any:
+    """Replace every file-like object (anything with ``read()``) nested in dicts, lists and tuples by the file
+    object the API takes: ``{"type": "file", "data": "data:<mime>;base64,…", "name", "mime"}``.
+
+    The mime type is the object's ``content_type`` attribute (default ``application/octet-stream``), the name the
+    base name of its ``name``; a seekable file is put back where it was.
+    """
+    if _depth > _MAX_DEPTH:
+        raise SimInvalidRequestError("the input is nested too deeply (or contains a cycle)")
+    read = getattr(value, "read", None)
+    if callable(read) and not isinstance(value, (str, bytes, bytearray)):
+        position = value.tell() if callable(getattr(value, "tell", None)) else None
+        content = read()
+        if position is not None and callable(getattr(value, "seek", None)):
+            value.seek(position)
+        if isinstance(content, str):
+            content = content.encode()
+        mime = getattr(value, "content_type", None) or "application/octet-stream"
+        name = getattr(value, "name", None)
+        name = os.path.basename(name) if isinstance(name, str) else "file"
+        return {
+            "type": "file",
+            "data": f"data:{mime};base64,{base64.b64encode(content).decode()}",
+            "name": name,
+            "mime": mime,
+        }
+    if isinstance(value, Mapping):
+        return {k: encode_files(v, _depth=_depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encode_files(v, _depth=_depth + 1) for v in value]
+    return value
+
+
+def _validate_timeout(execution_timeout: int | None, async_execution: bool) -> None:
+    if execution_timeout is None:
+        return
+    if not async_execution:
+        raise SimInvalidRequestError(
+            "execution_timeout is supported only for async executions", "INVALID_EXECUTION_TIMEOUT"
+        )
+    if (
+        isinstance(execution_timeout, bool)
+        or not isinstance(execution_timeout, int)
+        or not 1 <= execution_timeout <= MAX_EXECUTION_TIMEOUT_SECONDS
+    ):
+        raise SimInvalidRequestError(
+            f"execution_timeout must be an integer between 1 and {MAX_EXECUTION_TIMEOUT_SECONDS}",
+            "INVALID_EXECUTION_TIMEOUT",
+        )
+
+
+class WorkflowsClient:
+    """Async client of the Sim Studio workflow API (both generations).
+
+    ``api_key`` defaults to ``$SIM_API_KEY`` (``None`` runs public workflows), ``base_url`` to ``$SIM_BASE_URL`` or
+    ``https://www.sim.ai``. ``timeout`` bounds reads (default 30 s), ``execute_timeout`` a sync run (default 310 s:
+    longer than the server's own 300 s limit), ``idle_timeout`` the silence a stream may keep (no total limit on
+    streams). ``max_attempts`` counts every attempt of a call, the first included.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        api_version: ApiVersion = "v1",
+        timeout: TimeoutLike = None,
+        execute_timeout: TimeoutLike = None,
+        idle_timeout: float | None = 60.0,
+        max_attempts: int | None = None,
+        rate_limiter: RateLimiter | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        if api_version not in ("v1", "v2", "auto"):
+            raise SimInvalidRequestError(f"api_version must be 'v1', 'v2' or 'auto', not {api_version!r}")
+        key = env_or(api_key, "SIM_API_KEY")
+        self.api_version: ApiVersion = api_version
+        # "auto" settles on the first execute; until then v2 is tried.
+        self._generation: Literal["v1", "v2"] | None = None if api_version == "auto" else api_version
+        self._read_timeout = DEFAULT_READ_TIMEOUT if timeout is None else _as_timeout(timeout)
+        self._execute_timeout = DEFAULT_EXECUTE_TIMEOUT if execute_timeout is None else _as_timeout(execute_timeout)
+        self.idle_timeout = idle_timeout
+        self._rate_limit: RateLimitInfo | None = None
+        self._base_retry = RetryPolicy() if max_attempts is None else RetryPolicy(max_attempts=max_attempts)
+        self._rate_limiter = rate_limiter
+        self._session = session
+        self._transport = self._make_transport(
+            env_or(base_url, "SIM_BASE_URL", default=DEFAULT_BASE_URL) or "", key, self._base_retry
+        )
+        # execute_with_retry's own policies, each on its own Transport (a policy is per Transport); same key and URL.
+        self._retry_transports: dict[RetryPolicy, Transport] = {}
+
+    def _make_transport(self, base_url: str, key: str | None, retry: RetryPolicy) -> Transport:
+        ua = _user_agent()
+        return Transport(
+            base_url,
+            headers={"User-Agent": ua, "X-Sim-Client-Info": ua},
+            secret_headers={"X-API-Key": key} if key else None,
+            timeout=self._read_timeout,
+            retry=retry,
+            rate_limiter=self._rate_limiter,
+            session=self._session,
+            error_factory=sim_error,
+            response_hook=self._on_response,
+        )
+
+    def __repr__(self) -> str:
+        return f"WorkflowsClient(base_url={self.base_url!r}, api_version={self.api_version!r})"
+
+    # -- configuration --------------------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        """The server's base URL (no trailing ``/``)."""
+        return self._transport.base_url
+
+    def set_api_key(self, api_key: str | None) -> None:
+        """Use another API key from the next request on (``None``: send none, for public workflows)."""
+        for transport in self._transports():
+            transport.set_header("X-API-Key", api_key, secret=True)
+
+    def set_base_url(self, base_url: str) -> None:
+        """Talk to another server from the next request on (trailing ``/`` stripped)."""
+        for transport in self._transports():
+            transport.base_url = base_url
+
+    def _transports(self) -> list[Transport]:
+        return [self._transport, *self._retry_transports.values()]
+
+    # -- rate limits ----------------------------------------------------------------------------------------
+    def _on_response(self, status: int, headers: Mapping[str, str]) -> None:
+        # Replaced on every response, so it never describes an older one; None when the last one said nothing.
+        self._rate_limit = RateLimitInfo.from_headers(headers, parse_retry_after(headers))
+
+    def get_rate_limit_info(self) -> RateLimitInfo | None:
+        """The rate-limit facts of the most recent response (``None`` before any, or when it carried none)."""
+        return self._rate_limit
+
+    async def get_usage_limits(self) -> UsageLimits:
+        """The account's rate-limit buckets, spend and storage (``GET /api/users/me/usage-limits``)."""
+        resp = await self._transport.request("GET", "/api/users/me/usage-limits", idempotent=True)
+        return UsageLimits.from_wire(_json(resp))
+
+    # -- workflows ------------------------------------------------------------------------------------------
+    async def get_workflow_status(self, workflow_id: str) -> WorkflowStatus:
+        """Whether a workflow is deployed (``GET /api/workflows/{id}/status``)."""
+        resp = await self._transport.request("GET", f"/api/workflows/{_seg(workflow_id)}/status", idempotent=True)
+        return WorkflowStatus.from_wire(_json(resp))
+
+    async def validate_workflow(self, workflow_id: str) -> bool:
+        """Whether a workflow exists and is deployed. A missing workflow is ``False``; a bad key or a network
+        failure raises (the original SDK returned ``False`` for those too, hiding the real problem)."""
+        try:
+            status = await self.get_workflow_status(workflow_id)
+        except SimNotFoundError:
+            return False
+        return status.is_deployed
+
+    # -- execution ------------------------------------------------------------------------------------------
+    @overload
+    async def execute(
+        self,
+        workflow_id: str,
+        input: Any = None,
+        *,
+        stream: Literal[False] = False,
+        async_execution: Literal[False] = False,
+        selected_outputs: Sequence[str] | None = None,
+        execution_timeout: int | None = None,
+        execution_id: str | None = None,
+        timeout: TimeoutLike = None,
+    ) -> ExecutionResult: ...
+
+    @overload
+    async def execute(
+        self,
+        workflow_id: str,
+        input: Any = None,
+        *,
+        stream: Literal[True],
+        async_execution: Literal[False] = False,
+        selected_outputs: Sequence[str] | None = None,
+        execution_timeout: int | None = None,
+        execution_id: str | None = None,
+        timeout: TimeoutLike = None,
+    ) -> EventStream[WorkflowEvent]: ...
+
+    @overload
+    async def execute(
+        self,
+        workflow_id: str,
+        input: Any = None,
+        *,
+        stream: Literal[False] = False,
+        async_execution: Literal[True],
+        selected_outputs: Sequence[str] | None = None,
+        execution_timeout: int | None = None,
+        execution_id: str | None = None,
+        timeout: TimeoutLike = None,
+    ) -> Job: ...
+
+    @overload
+    async def execute(
+        self,
+        workflow_id: str,
+        input: Any = None,
+        *,
+        stream: bool = False,
+        async_execution: bool = False,
+        selected_outputs: Sequence[str] | None = None,
+        execution_timeout: int | None = None,
+        execution_id: str | None = None,
+        timeout: TimeoutLike = None,
+    ) -> ExecutionResult | EventStream[WorkflowEvent] | Job: ...
+
+    async def execute(
+        self,
+        workflow_id: str,
+        input: Any = None,
+        *,
+        stream: bool = False,
+        async_execution: bool = False,
+        selected_outputs: Sequence[str] | None = None,
+        execution_timeout: int | None = None,
+        execution_id: str | None = None,
+        timeout: TimeoutLike = None,
+    ) -> ExecutionResult | EventStream[WorkflowEvent] | Job:
+        """Run a workflow.
+
+        * default: wait for the run and return its :class:`ExecutionResult` (a failed run is returned with
+          ``success=False``, not raised);
+        * ``stream=True``: an open :class:`~aioagents.EventStream` of typed events (see :meth:`execute_stream`);
+        * ``async_execution=True``: queue it and return a :class:`Job` to poll (``execution_timeout`` caps the
+          server-side run, 1…604800 s).
+
+        ``input``: a dict becomes the workflow's input fields; any other value arrives as ``{"input": value}``.
+        File objects inside it are sent as base64 data URLs. ``selected_outputs`` picks block outputs
+        (``"agent1.content"``). ``execution_id`` (v1) / run id (v2) is your own id for the run; reusing one is a 409.
+        """
+        if stream and async_execution:
+            raise SimInvalidRequestError("stream and async_execution cannot be combined")
+        _validate_timeout(execution_timeout, async_execution)
+        if stream:
+            events = self.execute_stream(
+                workflow_id, input, selected_outputs=selected_outputs, execution_id=execution_id
+            )
+            await events.__aenter__()
+            return events
+        if async_execution:
+            return await self._submit(self._transport, workflow_id, input, execution_timeout, execution_id, timeout)
+        return await self._run(self._transport, workflow_id, input, selected_outputs, execution_id, timeout)
+
+    def execute_stream(
+        self,
+        workflow_id: str,
+        input: Any = None,
+        *,
+        selected_outputs: Sequence[str] | None = None,
+        include_thinking: bool = False,
+        include_tool_calls: bool = False,
+        execution_id: str | None = None,
+        idle_timeout: float | None = None,
+    ) -> EventStream[WorkflowEvent]:
+        """Run a workflow and stream its events as they happen (Server-Sent Events, read incrementally).
+
+        >>> async with client.execute_stream("wf", {"message": "Count to five"}) as events:
+        ...     async for event in events:
+        ...         ...
+
+        Events: :class:`Chunk`, :class:`ChunkReset`, :class:`Thinking`, :class:`ToolCall`, :class:`StreamError`
+        (a warning), then :class:`Final` or :class:`Error`. ``include_thinking`` / ``include_tool_calls`` ask for the
+        agent-events protocol. The stream has no total timeout, only ``idle_timeout`` (default: the client's).
+        The request is sent when the stream is entered (or first iterated); it is retried only if nothing ran.
+        """
+        generation = self._generation or "v1"  # a stream cannot fall back once opened: "auto" streams on v1
+        body, headers = self._encode(
+            generation,
+            input,
+            stream=True,
+            async_execution=False,
+            selected_outputs=selected_outputs,
+            execution_timeout=None,
+            execution_id=execution_id,
+        )
+        if include_thinking:
+            body["includeThinking"] = True
+        if include_tool_calls:
+            body["includeToolCalls"] = True
+        if include_thinking or include_tool_calls:
+            headers["X-Sim-Stream-Protocol"] = STREAM_PROTOCOL
+        return self._transport.stream(
+            "POST",
+            self._execute_path(generation, workflow_id),
+            decoder=SSEDecoder(self._transport.max_event_size),
+            parse=parse_event,
+            idempotent=False,
+            terminal=is_terminal,
+            require_terminal=True,
+            json=body,
+            headers=headers,
+            timeout=self._execute_timeout,
+            idle_timeout=self.idle_timeout if idle_timeout is None else idle_timeout,
+            what=f"workflow {workflow_id} stream",
+        )
+
+    async def execute_with_retry(
+        self,
+        workflow_id: str,
+        input: Any = None,
+        *,
+        stream: bool = False,
+        async_execution: bool = False,
+        selected_outputs: Sequence[str] | None = None,
+        execution_timeout: int | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int = 3,
+        initial_delay: float = 1.0,
+        max_delay: float = 30.0,
+        backoff_multiplier: float = 2.0,
+    ) -> ExecutionResult | EventStream[WorkflowEvent] | Job:
+        """:meth:`execute` with the original SDK's retry knobs: up to ``max_retries`` more attempts, waits from
+        ``initial_delay`` growing by ``backoff_multiplier`` up to ``max_delay``, ±25 % jitter.
+
+        Unlike the original, a server's ``Retry-After`` is waited in full (jitter only lengthens it), and a retry
+        happens only when nothing ran (429, 503 with Retry-After, a connection that was never made)."""
+        if stream and async_execution:
+            raise SimInvalidRequestError("stream and async_execution cannot be combined")
+        _validate_timeout(execution_timeout, async_execution)
+        policy = RetryPolicy(
+            max_attempts=max_retries + 1,
+            initial_delay=initial_delay,
+            max_delay=max_delay,
+            multiplier=backoff_multiplier,
+            jitter=0.25,
+            max_retry_after=max(max_delay, self._base_retry.max_retry_after),
+        )
+        transport = self._retry_transports.get(policy)
+        if transport is None:
+            transport = self._make_transport(self.base_url, self._transport_key(), policy)
+            self._retry_transports[policy] = transport
+        if stream:
+            events = self.execute_stream(workflow_id, input, selected_outputs=selected_outputs)
+            await events.__aenter__()
+            return events
+        if async_execution:
+            return await self._submit(transport, workflow_id, input, execution_timeout, None, timeout)
+        return await self._run(transport, workflow_id, input, selected_outputs, None, timeout)
+
+    def _transport_key(self) -> str | None:
+        # The key lives only in the main Transport's headers; copy it to a new one without exposing it elsewhere.
+        return self._transport._headers.get("X-API-Key")
+
+    # -- jobs and runs --------------------------------------------------------------------------------------
+    async def get_job_status(self, job_id: str) -> JobStatus:
+        """One poll of a v1 async job (``GET /api/jobs/{id}``)."""
+        resp = await self._transport.request("GET", f"/api/jobs/{_seg(job_id)}", idempotent=True)
+        return JobStatus.from_wire(_json(resp), fallback_id=job_id)
+
+    async def get_run_status(
+        self,
+        workflow_id: str,
+        run_id: str,
+        *,
+        include_output: bool = True,
+        selected_outputs: Sequence[str] | None = None,
+    ) -> JobStatus:
+        """One poll of a v2 run (``GET /api/v2/workflows/{id}/runs/{runId}``). ``selected_outputs`` takes block
+        ids only (the server does not resolve names here)."""
+        params = {"includeOutput": "true" if include_output else "false"}
+        if selected_outputs:
+            params["selectedOutputs"] = ",".join(selected_outputs)
+        resp = await self._transport.request(
+            "GET",
+            f"/api/v2/workflows/{_seg(workflow_id)}/runs/{_seg(run_id)}",
+            idempotent=True,
+            params=params,
+        )
+        return JobStatus.from_wire(_json(resp), fallback_id=run_id)
+
+    def job(self, job_id: str, *, workflow_id: str | None = None) -> Job:
+        """A handle on an existing job: a v1 job id alone, or a v2 run id with its ``workflow_id``."""
+        kind: Literal["job", "run"] = "run" if workflow_id is not None else "job"
+        return Job(self, Submission(id=job_id, kind=kind, workflow_id=workflow_id or ""))
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Close the HTTP sessions this client opened (a session passed in is left open)."""
+        for transport in self._transports():
+            await transport.aclose()
+
+    async def __aenter__(self) -> WorkflowsClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- internals ------------------------------------------------------------------------------------------
+    @staticmethod
+    def _execute_path(generation: Literal["v1", "v2"], workflow_id: str) -> str:
+        prefix = "/api/v2" if generation == "v2" else "/api"
+        return f"{prefix}/workflows/{_seg(workflow_id)}/execute"
+
+    @staticmethod
+    def _encode(
+        generation: Literal["v1", "v2"],
+        input: Any,
+        *,
+        stream: bool,
+        async_execution: bool,
+        selected_outputs: Sequence[str] | None,
+        execution_timeout: int | None,
+        execution_id: str | None,
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The body and headers of an execute in one generation's dialect (contract §3.1, §3.2, §7)."""
+        if input is None:
+            fields: dict[str, Any] = {}
+        elif isinstance(input, Mapping):
+            fields = dict(input)
+        else:
+            fields = {"input": input}
+        fields = encode_files(fields)
+        headers: dict[str, str] = {}
+        if async_execution and selected_outputs:
+            raise SimInvalidRequestError("selected_outputs cannot be combined with async_execution")
+        if generation == "v2":
+            body: dict[str, Any] = {"input": fields}
+            if stream:
+                body["stream"] = True
+            if selected_outputs is not None:
+                body["selectedOutputs"] = list(selected_outputs)
+            if async_execution:
+                body["async"] = True
+            if execution_timeout is not None:
+                body["executionTimeoutSeconds"] = execution_timeout
+            if execution_id is not None:
+                headers["X-Run-Id"] = execution_id
+            return body, headers
+        reserved = sorted(k for k in fields if k in V1_CONTROL_KEYS)
+        if reserved and isinstance(input, Mapping):
+            raise SimInvalidRequestError(
+                f"input field(s) {', '.join(reserved)} are control keys of the v1 API and would not reach the "
+                "workflow; rename them or use api_version='v2'"
+            )
+        body = fields
+        if stream:
+            body["stream"] = True
+        if selected_outputs is not None:
+            body["selectedOutputs"] = list(selected_outputs)
+        if async_execution:
+            headers["X-Execution-Mode"] = "async"
+        if execution_timeout is not None:
+            headers["X-Execution-Timeout-Seconds"] = str(execution_timeout)
+        if execution_id is not None:
+            headers["X-Execution-Id"] = execution_id
+        return body, headers
+
+    async def _post_execute(
+        self,
+        transport: Transport,
+        workflow_id: str,
+        input: Any,
+        timeout: TimeoutLike,
+        **options: Any,
+    ) -> Response:
+        """POST an execute in the current generation; under "auto", fall back to v1 on v2's switched-off 404."""
+        generation = self._generation or "v2"
+        body, headers = self._encode(generation, input, stream=False, **options)
+        tmo = self._execute_timeout if timeout is None else _as_timeout(timeout)
+        if self._generation is not None:
+            return await transport.request(
+                "POST",
+                self._execute_path(generation, workflow_id),
+                idempotent=False,
+                json=body,
+                headers=headers,
+                timeout=tmo,
+            )
+        try:
+            resp = await transport.request(
+                "POST",
+                self._execute_path("v2", workflow_id),
+                idempotent=False,
+                json=body,
+                headers=headers,
+                timeout=tmo,
+            )
+        except SimNotFoundError as err:
+            if err.body != _V2_DISABLED:
+                raise
+            # The v2 flag is off here; a 404 ran nothing, so sending the v1 request is safe.
+            self._generation = "v1"
+            body, headers = self._encode("v1", input, stream=False, **options)
+            return await transport.request(
+                "POST",
+                self._execute_path("v1", workflow_id),
+                idempotent=False,
+                json=body,
+                headers=headers,
+                timeout=tmo,
+            )
+        self._generation = "v2"
+        return resp
+
+    async def _run(
+        self,
+        transport: Transport,
+        workflow_id: str,
+        input: Any,
+        selected_outputs: Sequence[str] | None,
+        execution_id: str | None,
+        timeout: TimeoutLike,
+    ) -> ExecutionResult:
+        try:
+            resp = await self._post_execute(
+                transport,
+                workflow_id,
+                input,
+                timeout,
+                async_execution=False,
+                selected_outputs=selected_outputs,
+                execution_timeout=None,
+                execution_id=execution_id,
+            )
+        except FailedRunAnswer as failed:
+            # v1 answers a failed or timed-out run with 500/408 and the run's envelope: that is data, not an error.
+            return ExecutionResult.from_wire(failed.body, http_status=failed.status)
+        return ExecutionResult.from_wire(_json(resp), http_status=resp.status)
+
+    async def _submit(
+        self,
+        transport: Transport,
+        workflow_id: str,
+        input: Any,
+        execution_timeout: int | None,
+        execution_id: str | None,
+        timeout: TimeoutLike,
+    ) -> Job:
+        try:
+            resp = await self._post_execute(
+                transport,
+                workflow_id,
+                input,
+                timeout if timeout is not None else self._read_timeout,
+                async_execution=True,
+                selected_outputs=None,
+                execution_timeout=execution_timeout,
+                execution_id=execution_id,
+            )
+        except FailedRunAnswer as failed:
+            return Job(
+                self,
+                None,
+                workflow_id=workflow_id,
+                finished=ExecutionResult.from_wire(failed.body, http_status=failed.status),
+            )
+        body = _json(resp)
+        if resp.status != 202:
+            # Servers from Nov 2025 ignored the async header and ran the workflow right away [contract §1]:
+            # the answer is the result, so the job is already done.
+            return Job(
+                self, None, workflow_id=workflow_id, finished=ExecutionResult.from_wire(body, http_status=resp.status)
+            )
+        submission = Submission.from_wire(body, workflow_id=workflow_id)
+        if submission is None:
+            raise ResponseValidationError(
+                "the async submit answered 202 without a job id or run id",
+                body=body,
+                method="POST",
+                url=resp.url,
+            )
+        return Job(self, submission)
+
+
+def _as_timeout(value: TimeoutLike) -> Timeout:
+    if isinstance(value, Timeout):
+        return value
+    return Timeout(total=None if value is None else float(value), connect=10.0)
+
+
+def _seg(value: str) -> str:
+    """One path segment: quoted so an id can never add segments or climb out of its route."""
+    if not value or value in (".", ".."):
+        raise SimInvalidRequestError(f"invalid id {value!r}")
+    return quote(value, safe="")
+
+
+def _json(resp: Response) -> Any:
+    return resp.json() if resp.content else None
