@@ -1,0 +1,1124 @@
+"""The async client of the Baidu AppBuilder Assistants API.
+
+Every call is a ``POST`` to ``<gateway>/v2/...`` with the ids in the JSON body. Resources follow the official SDK's
+layout: ``assistants``, ``files``, ``threads``, ``threads.messages``, ``threads.runs``, ``threads.runs.steps``::
+
+    async with AssistantsClient() as client:                     # APPBUILDER_TOKEN, GATEWAY_URL from the env
+        assistant = await client.assistants.create(name="helper", instructions="Be brief.")
+        thread = await client.threads.create(messages=["hello"])
+        run = await client.threads.runs.run(thread_id=thread.id, assistant_id=assistant.id)
+        print(run.final_answer.text)
+
+        async with client.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as events:
+            async for event in events:
+                if isinstance(event, MessageEvent):
+                    print(event.text, end="")
+
+Only the idempotent calls (query, list, download, content) are retried on failures; create, update, delete, run,
+submit and cancel are sent again only when the request provably never reached the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar, Union
+
+import aiohttp
+
+from aioagents._config import Timeout, TimeoutLike, env_or
+from aioagents._exceptions import AioAgentsError, InvalidRequestError
+from aioagents._ratelimit import RateLimiter
+from aioagents._retry import RetryPolicy
+from aioagents._streaming import EventStream, LineSplitter, ServerSentEvent, SSEDecoder
+from aioagents._transport import Response, Transport
+from aioagents.assistants.errors import (
+    AssistantServerError,
+    AssistantValidationError,
+    ToolCallError,
+    current_request_id,
+    error_from_response,
+)
+from aioagents.assistants.events import RunEnd, RunEvent, StatusEvent, ToolCallsEvent, parse_event
+from aioagents.assistants.models import (
+    Assistant,
+    AssistantFile,
+    DeletedObject,
+    File,
+    FileContent,
+    FileList,
+    Message,
+    MessageFile,
+    ModelParameters,
+    Page,
+    Run,
+    RunStep,
+    Thread,
+    ThreadMessage,
+    Tool,
+    ToolCall,
+    ToolOutput,
+    UserInfo,
+    UserLocation,
+    converter,
+    structure,
+)
+
+__all__ = ["DEFAULT_GATEWAY", "Assistants", "AssistantsClient", "Files", "Messages", "Runs", "Steps", "Threads"]
+
+T = TypeVar("T")
+
+DEFAULT_GATEWAY = "https://appbuilder.baidu.com"
+DEFAULT_MODEL = "ERNIE-4.0T-8K"
+#: A non-streaming run waits for the model: allow it minutes, not the default minute.
+RUN_TIMEOUT = Timeout(total=600.0, connect=10.0)
+_UPLOAD_CHUNK = 256 * 1024
+
+_NAME_RE = re.compile(r"^[\u4e00-\u9fa5 0-9a-zA-Z_-]+$")
+
+#: A tool the high-level loops may call: a function (sync or async) taking the call's arguments as keywords.
+ToolFunction = Callable[..., Any]
+MessageLike = Union[ThreadMessage, str, Mapping[str, Any]]  # noqa: UP007 (a runtime alias on 3.10)
+ToolLike = Union[Tool, Mapping[str, Any]]  # noqa: UP007
+ToolOutputLike = Union[ToolOutput, Mapping[str, Any]]  # noqa: UP007
+
+
+# -- validation (before anything is sent) ---------------------------------------------------------------------------
+class _Problems:
+    """Collects every problem with the arguments, so one error names them all."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def check(self, ok: bool, message: str) -> None:
+        if not ok:
+            self.errors.append(message)
+
+    def id(self, name: str, value: object) -> None:
+        self.check(isinstance(value, str) and bool(value), f"{name} must be a non-empty string")
+
+    def length(self, name: str, value: str | None, limit: int) -> None:
+        self.check(value is None or len(value) <= limit, f"{name} is longer than {limit} characters")
+
+    def count(self, name: str, values: Sequence[Any], limit: int) -> None:
+        self.check(len(values) <= limit, f"{name} holds more than {limit} items")
+
+    def metadata(self, metadata: Mapping[str, Any] | None) -> None:
+        if metadata is None:
+            return
+        self.check(len(metadata) <= 16, "metadata holds more than 16 keys")
+        for key, value in metadata.items():
+            self.check(isinstance(key, str) and len(key) <= 64, f"metadata key {key!r} is longer than 64 characters")
+            self.check(
+                isinstance(value, str) and len(value) <= 512,
+                f"metadata value of {key!r} must be a string of at most 512 characters",
+            )
+
+    def page(self, limit: int, order: str) -> None:
+        self.check(isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1, "limit must be ≥ 1")
+        self.check(order in ("asc", "desc"), "order must be 'asc' or 'desc'")
+
+    def model_parameters(self, params: ModelParameters | None) -> None:
+        if params is None:
+            return
+        for part in ("chat_parameters", "thought_parameters"):
+            values = getattr(params, part)
+            if values is None:
+                continue
+            for key, low, high in (("temperature", 0.0, 1.0), ("top_p", 0.0, 1.0), ("penalty_score", 1.0, 2.0)):
+                value = getattr(values, key)
+                self.check(value is None or low <= value <= high, f"{part}.{key} must be in [{low:g}, {high:g}]")
+
+    def raise_if_any(self) -> None:
+        if self.errors:
+            raise AssistantValidationError(self.errors)
+
+
+def _page_body(limit: int, order: str, after: str | None, before: str | None) -> dict[str, Any]:
+    return {"limit": limit, "order": order, "after": after or "", "before": before or ""}
+
+
+def _dump(value: Any) -> Any:
+    return None if value is None else converter.unstructure(value)
+
+
+def _tool(value: ToolLike) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else converter.unstructure(value)
+
+
+def _message(value: MessageLike) -> dict[str, Any]:
+    if isinstance(value, str):
+        value = ThreadMessage(content=value)
+    if isinstance(value, ThreadMessage):
+        return {"role": value.role, "content": value.content, "file_ids": list(value.file_ids)}
+    return dict(value)
+
+
+def _tool_output(value: ToolOutputLike) -> dict[str, Any]:
+    if isinstance(value, ToolOutput):
+        return {"tool_call_id": value.tool_call_id, "output": value.output, "run_id": value.run_id}
+    return {"run_id": "", **value}
+
+
+# -- the shared call path -------------------------------------------------------------------------------------------
+class _AppBuilderSSE:
+    """The core SSE decoder plus two of the service's habits, which the official SDK also accepts: a bare JSON line
+    (an ``{"error": …}`` written without ``data:``) counts as the event's data, and an event left pending when the
+    body ends is still dispatched (a JSON error body answering a streaming request)."""
+
+    def __init__(self, max_event_size: int) -> None:
+        self._lines = LineSplitter(max_event_size)
+        self._sse = SSEDecoder(max_event_size)
+
+    def _line(self, line: bytes) -> list[ServerSentEvent]:
+        if line.lstrip().startswith(b"{"):
+            line = b"data: " + line
+        return self._sse.feed(line + b"\n")
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        out: list[ServerSentEvent] = []
+        for line in self._lines.feed(chunk):
+            out.extend(self._line(line))
+        return out
+
+    def end(self) -> list[ServerSentEvent]:
+        out: list[ServerSentEvent] = []
+        for line in self._lines.flush():
+            out.extend(self._line(line))
+        out.extend(self._sse.feed(b"\n"))
+        out.extend(self._sse.end())
+        return out
+
+
+class _Api:
+    """One POST with a fresh request id, the 200-with-error check and decoding."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    @staticmethod
+    def ids() -> tuple[str, dict[str, str]]:
+        rid = str(uuid.uuid4())
+        return rid, {"X-Appbuilder-Request-Id": rid, "X-Bce-Request-Id": rid}
+
+    def checked(self, resp: Response, rid: str) -> Any:
+        data = resp.json()
+        if isinstance(data, dict) and "error" in data:
+            raise AssistantServerError.from_body(
+                data, status=resp.status, request_id=resp.request_id or rid, method="POST", url=resp.url
+            )
+        return data
+
+    async def post(self, path: str, body: Any, cls: type[T], *, idempotent: bool, timeout: TimeoutLike = None) -> T:
+        rid, headers = self.ids()
+        token = current_request_id.set(rid)
+        try:
+            resp = await self.transport.request(
+                "POST", path, idempotent=idempotent, json=body, headers=headers, timeout=timeout
+            )
+        finally:
+            current_request_id.reset(token)
+        return structure(self.checked(resp, rid), cls)
+
+    async def upload(self, path: str, source: str | os.PathLike[str] | bytes, filename: str) -> File:
+        rid, headers = self.ids()
+        boundary = uuid.uuid4().hex
+        headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+        token = current_request_id.set(rid)
+        try:
+            resp = await self.transport.request(
+                "POST",
+                path,
+                idempotent=False,
+                params={"purpose": "assistant"},
+                # A fresh generator per attempt: the file is read in chunks while it is sent, never held in memory.
+                data=lambda: _multipart(source, filename, boundary),
+                headers=headers,
+            )
+        finally:
+            current_request_id.reset(token)
+        return structure(self.checked(resp, rid), File)
+
+
+async def _multipart(source: str | os.PathLike[str] | bytes, filename: str, boundary: str) -> AsyncIterator[bytes]:
+    # HTML5 form encoding of the name: raw UTF-8 with quotes and line breaks escaped.
+    quoted = filename.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+    yield (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{quoted}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    if isinstance(source, bytes):
+        yield source
+    else:
+        fh = await asyncio.to_thread(open, source, "rb")
+        try:
+            while chunk := await asyncio.to_thread(fh.read, _UPLOAD_CHUNK):
+                yield chunk
+        finally:
+            fh.close()
+    yield f"\r\n--{boundary}--\r\n".encode()
+
+
+def _filename_from(disposition: str | None) -> str | None:
+    if not disposition or "filename=" not in disposition:
+        return None
+    # The service writes `filename=<name>` unquoted; the SDK takes everything after it.
+    name = disposition.split("filename=")[-1].strip().strip('"')
+    return name or None
+
+
+def _safe_name(name: str | None, fallback: str) -> str:
+    """A server-supplied file name reduced to a plain name inside the target directory."""
+    base = os.path.basename((name or "").replace("\\", "/"))
+    if base in ("", ".", "..") or "\x00" in base:
+        return fallback
+    return base
+
+
+async def _call_tool(tools: Mapping[str, ToolFunction], call: ToolCall) -> ToolOutput:
+    function = call.function
+    name = function.name if function is not None else ""
+    fn = tools.get(name)
+    if fn is None:
+        raise ToolCallError(
+            f"the run called tool {name!r}, which is not among {sorted(tools)}", tool_name=name, tool_call_id=call.id
+        )
+    try:
+        arguments = function.parsed_arguments() if function is not None else {}
+        result = fn(**arguments)
+        if inspect.isawaitable(result):
+            result = await result
+    except Exception as exc:
+        raise ToolCallError(f"tool {name!r} failed: {exc}", tool_name=name, tool_call_id=call.id) from exc
+    output = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+    return ToolOutput(tool_call_id=call.id, output=output)
+
+
+# -- resources ------------------------------------------------------------------------------------------------------
+class Assistants:
+    """``client.assistants``: create, update, list, query, delete, and mount files on assistants."""
+
+    def __init__(self, api: _Api) -> None:
+        self._api = api
+
+    @staticmethod
+    def _body(
+        *,
+        name: str,
+        description: str,
+        instructions: str,
+        model: str,
+        response_format: str,
+        thought_instructions: str,
+        chat_instructions: str,
+        tools: Sequence[ToolLike],
+        file_ids: Sequence[str],
+        metadata: Mapping[str, str] | None,
+    ) -> dict[str, Any]:
+        p = _Problems()
+        p.check(isinstance(name, str) and 1 <= len(name) <= 128, "name must be 1 to 128 characters")
+        p.check(
+            isinstance(name, str) and bool(_NAME_RE.match(name)),
+            "name may hold only CJK characters, letters, digits, spaces, '_' and '-'",
+        )
+        p.length("description", description, 512)
+        for key, value in (
+            ("instructions", instructions),
+            ("thought_instructions", thought_instructions),
+            ("chat_instructions", chat_instructions),
+        ):
+            p.length(key, value, 4096)
+        p.check(response_format in ("text", "json_object"), "response_format must be 'text' or 'json_object'")
+        p.count("tools", tools, 10)
+        p.count("file_ids", file_ids, 10)
+        p.metadata(metadata)
+        p.raise_if_any()
+        return {
+            "model": model,
+            "name": name,
+            "description": description,
+            "response_format": response_format,
+            "instructions": instructions,
+            "thought_instructions": thought_instructions,
+            "chat_instructions": chat_instructions,
+            "tools": [_tool(t) for t in tools],
+            "file_ids": list(file_ids),
+            "metadata": dict(metadata or {}),
+        }
+
+    async def create(
+        self,
+        *,
+        name: str,
+        description: str = "",
+        instructions: str = "",
+        model: str = DEFAULT_MODEL,
+        response_format: str = "text",
+        thought_instructions: str = "",
+        chat_instructions: str = "",
+        tools: Sequence[ToolLike] = (),
+        file_ids: Sequence[str] = (),
+        metadata: Mapping[str, str] | None = None,
+    ) -> Assistant:
+        """Create an assistant. ``name``: 1–128 CJK characters, letters, digits, spaces, ``_`` or ``-``."""
+        body = self._body(
+            name=name,
+            description=description,
+            instructions=instructions,
+            model=model,
+            response_format=response_format,
+            thought_instructions=thought_instructions,
+            chat_instructions=chat_instructions,
+            tools=tools,
+            file_ids=file_ids,
+            metadata=metadata,
+        )
+        return await self._api.post("/v2/assistants", body, Assistant, idempotent=False)
+
+    async def update(
+        self,
+        assistant_id: str,
+        *,
+        name: str,
+        description: str = "",
+        instructions: str = "",
+        model: str = DEFAULT_MODEL,
+        response_format: str = "text",
+        thought_instructions: str = "",
+        chat_instructions: str = "",
+        tools: Sequence[ToolLike] = (),
+        file_ids: Sequence[str] = (),
+        metadata: Mapping[str, str] | None = None,
+    ) -> Assistant:
+        """Replace an assistant's settings (every field is sent, as the service expects)."""
+        p = _Problems()
+        p.id("assistant_id", assistant_id)
+        p.raise_if_any()
+        body = self._body(
+            name=name,
+            description=description,
+            instructions=instructions,
+            model=model,
+            response_format=response_format,
+            thought_instructions=thought_instructions,
+            chat_instructions=chat_instructions,
+            tools=tools,
+            file_ids=file_ids,
+            metadata=metadata,
+        )
+        return await self._api.post(
+            "/v2/assistants/update", {"assistant_id": assistant_id, **body}, Assistant, idempotent=False
+        )
+
+    async def list(
+        self, *, limit: int = 20, order: str = "desc", after: str | None = None, before: str | None = None
+    ) -> Page[Assistant]:
+        """One page of assistants; ``after=page.last_id`` fetches the next one (or use :meth:`iter_all`)."""
+        p = _Problems()
+        p.page(limit, order)
+        p.raise_if_any()
+        return await self._api.post(
+            "/v2/assistants/list", _page_body(limit, order, after, before), Page[Assistant], idempotent=True
+        )
+
+    async def iter_all(self, *, order: str = "desc", page_size: int = 20) -> AsyncIterator[Assistant]:
+        """Every assistant, page after page."""
+        after: str | None = None
+        while True:
+            page = await self.list(limit=page_size, order=order, after=after)
+            for item in page.data:
+                yield item
+            if not page.has_more or not page.data:
+                return
+            after = page.last_id
+
+    async def query(self, assistant_id: str) -> Assistant:
+        """One assistant."""
+        p = _Problems()
+        p.id("assistant_id", assistant_id)
+        p.raise_if_any()
+        return await self._api.post("/v2/assistants/query", {"assistant_id": assistant_id}, Assistant, idempotent=True)
+
+    async def delete(self, assistant_id: str) -> DeletedObject:
+        """Delete an assistant."""
+        p = _Problems()
+        p.id("assistant_id", assistant_id)
+        p.raise_if_any()
+        return await self._api.post(
+            "/v2/assistants/delete", {"assistant_id": assistant_id}, DeletedObject, idempotent=False
+        )
+
+    async def mount_files(self, assistant_id: str, file_id: str) -> AssistantFile:
+        """Mount an uploaded file on an assistant."""
+        p = _Problems()
+        p.id("assistant_id", assistant_id)
+        p.id("file_id", file_id)
+        p.raise_if_any()
+        return await self._api.post(
+            "/v2/assistants/files", {"assistant_id": assistant_id, "file_id": file_id}, AssistantFile, idempotent=False
+        )
+
+    async def mounted_files_list(
+        self,
+        assistant_id: str,
+        *,
+        limit: int = 20,
+        order: str = "desc",
+        after: str | None = None,
+        before: str | None = None,
+    ) -> Page[AssistantFile]:
+        """One page of the files mounted on an assistant."""
+        p = _Problems()
+        p.id("assistant_id", assistant_id)
+        p.page(limit, order)
+        p.raise_if_any()
+        body = {"assistant_id": assistant_id, **_page_body(limit, order, after, before)}
+        return await self._api.post("/v2/assistants/files/list", body, Page[AssistantFile], idempotent=True)
+
+    async def unmount_files(self, assistant_id: str, file_id: str) -> DeletedObject:
+        """Unmount a file from an assistant (the file itself stays)."""
+        p = _Problems()
+        p.id("assistant_id", assistant_id)
+        p.id("file_id", file_id)
+        p.raise_if_any()
+        return await self._api.post(
+            "/v2/assistants/files/delete",
+            {"assistant_id": assistant_id, "file_id": file_id},
+            DeletedObject,
+            idempotent=False,
+        )
+
+
+class Files:
+    """``client.files``: upload (streamed multipart), list, query, delete, download and read file contents."""
+
+    def __init__(self, api: _Api) -> None:
+        self._api = api
+
+    async def create(self, file: str | os.PathLike[str] | bytes, *, filename: str | None = None) -> File:
+        """Upload a file (a path, read in chunks while sending, or bytes with ``filename``) for assistants."""
+        if isinstance(file, bytes):
+            if not filename:
+                raise AssistantValidationError(["filename is required when uploading bytes"])
+            name = filename
+        else:
+            if not await asyncio.to_thread(os.path.isfile, file):
+                raise FileNotFoundError(f"no such file: {os.fspath(file)}")
+            name = filename or os.path.basename(os.fspath(file))
+        return await self._api.upload("/v2/storage/files", file, name)
+
+    async def list(self) -> FileList:
+        """Every uploaded file (the service does not page this list)."""
+        return await self._api.post("/v2/storage/files/list", {}, FileList, idempotent=True)
+
+    async def query(self, file_id: str) -> File:
+        """One file, with its audit state (``censored``) and ``file_type``."""
+        p = _Problems()
+        p.id("file_id", file_id)
+        p.raise_if_any()
+        return await self._api.post("/v2/storage/files/query", {"file_id": file_id}, File, idempotent=True)
+
+    async def delete(self, file_id: str) -> DeletedObject:
+        """Delete a file."""
+        p = _Problems()
+        p.id("file_id", file_id)
+        p.raise_if_any()
+        return await self._api.post("/v2/storage/files/delete", {"file_id": file_id}, DeletedObject, idempotent=False)
+
+    async def _fetch(self, path: str, file_id: str, timeout: TimeoutLike) -> FileContent:
+        p = _Problems()
+        p.id("file_id", file_id)
+        p.raise_if_any()
+        rid, headers = self._api.ids()
+        token = current_request_id.set(rid)
+        try:
+            resp = await self._api.transport.request(
+                "POST", path, idempotent=True, json={"file_id": file_id}, headers=headers, timeout=timeout
+            )
+        finally:
+            current_request_id.reset(token)
+        ctype = resp.headers.get("Content-Type", "")
+        if ctype.startswith("application/json"):
+            # An error body with HTTP 200 (a real JSON file would also land here; it is returned as bytes).
+            data = resp.json()
+            if isinstance(data, dict) and "error" in data:
+                self._api.checked(resp, rid)
+        return FileContent(
+            content=resp.content,
+            content_type=ctype.split(";")[0].strip(),
+            filename=_filename_from(resp.headers.get("Content-Disposition")),
+        )
+
+    async def content(self, file_id: str, *, timeout: TimeoutLike = None) -> FileContent:
+        """A file's bytes and content type."""
+        return await self._fetch("/v2/storage/files/content", file_id, timeout)
+
+    async def download(
+        self, file_id: str, directory: str | os.PathLike[str] = ".", *, timeout: TimeoutLike = None
+    ) -> Path:
+        """Save a file into ``directory`` under the name the service gives (reduced to a plain file name, so it
+        cannot escape the directory) and return its path."""
+        target_dir = Path(directory)
+        if not await asyncio.to_thread(target_dir.is_dir):
+            raise FileNotFoundError(f"no such directory: {target_dir}")
+        fetched = await self._fetch("/v2/storage/files/download", file_id, timeout)
+        target = target_dir / _safe_name(fetched.filename, file_id)
+        await asyncio.to_thread(target.write_bytes, fetched.content)
+        return target
+
+
+class Messages:
+    """``client.threads.messages``: the messages of a thread."""
+
+    def __init__(self, api: _Api) -> None:
+        self._api = api
+
+    async def create(self, thread_id: str, content: str, *, file_ids: Sequence[str] = ()) -> Message:
+        """Add a user message (with up to 10 file ids) to a thread."""
+        p = _Problems()
+        p.id("thread_id", thread_id)
+        p.check(isinstance(content, str) and bool(content), "content must be a non-empty string")
+        p.count("file_ids", file_ids, 10)
+        p.raise_if_any()
+        body = {"thread_id": thread_id, "role": "user", "content": content, "file_ids": list(file_ids)}
+        return await self._api.post("/v2/threads/messages", body, Message, idempotent=False)
+
+    async def update(
+        self,
+        thread_id: str,
+        message_id: str,
+        *,
+        content: str | None = None,
+        file_ids: Sequence[str] | None = None,
+    ) -> Message:
+        """Change a message's content or files; ``None`` leaves that part alone (the SDK sends ``[]`` files)."""
+        p = _Problems()
+        p.id("thread_id", thread_id)
+        p.id("message_id", message_id)
+        p.check(content is None or (isinstance(content, str) and bool(content)), "content must be non-empty")
+        if file_ids is not None:
+            p.count("file_ids", file_ids, 10)
+        p.raise_if_any()
+        body: dict[str, Any] = {"thread_id": thread_id, "message_id": message_id}
+        if content is not None:
+            body["content"] = content
+        if file_ids is not None:
+            body["file_ids"] = list(file_ids)
+        return await self._api.post("/v2/threads/messages/update", body, Message, idempotent=False)
+
+    async def list(
+        self,
+        thread_id: str,
+        *,
+        limit: int = 20,
+        order: str = "desc",
+        after: str | None = None,
+        before: str | None = None,
+    ) -> Page[Message]:
+        """One page of a thread's messages."""
+        p = _Problems()
+        p.id("thread_id", thread_id)
+        p.page(limit, order)
+        p.raise_if_any()
+        body = {"thread_id": thread_id, **_page_body(limit, order, after, before)}
+        return await self._api.post("/v2/threads/messages/list", body, Page[Message], idempotent=True)
+
+    async def iter_all(self, thread_id: str, *, order: str = "desc", page_size: int = 20) -> AsyncIterator[Message]:
+        """Every message of a thread, page after page."""
+        after: str | None = None
+        while True:
+            page = await self.list(thread_id, limit=page_size, order=order, after=after)
+            for item in page.data:
+                yield item
+            if not page.has_more or not page.data:
+                return
+            after = page.last_id
+
+    async def query(self, thread_id: str, message_id: str) -> Message:
+        """One message."""
+        p = _Problems()
+        p.id("thread_id", thread_id)
+        p.id("message_id", message_id)
+        p.raise_if_any()
+        body = {"thread_id": thread_id, "message_id": message_id}
+        return await self._api.post("/v2/threads/messages/query", body, Message, idempotent=True)
+
+    async def files(
+        self,
+        thread_id: str,
+        message_id: str,
+        *,
+        limit: int = 20,
+        order: str = "desc",
+        after: str | None = None,
+        before: str | None = None,
+    ) -> Page[MessageFile]:
+        """One page of the files attached to a message."""
+        p = _Problems()
+        p.id("thread_id", thread_id)
+        p.id("message_id", message_id)
+        p.page(limit, order)
+        p.raise_if_any()
+        body = {"thread_id": thread_id, "message_id": message_id, **_page_body(limit, order, after, before)}
+        return await self._api.post("/v2/threads/messages/files/list", body, Page[MessageFile], idempotent=True)
+
+
+class Steps:
+    """``client.threads.runs.steps``: the steps of a run."""
+
+    def __init__(self, api: _Api) -> None:
+        self._api = api
+
+    async def list(
+        self,
+        thread_id: str,
+        run_id: str,
+        *,
+        limit: int = 20,
+        order: str = "desc",
+        after: str | None = None,
+        before: str | None = None,
+    ) -> Page[RunStep]:
+        """One page of a run's steps."""
+        p = _Problems()
+        p.id("thread_id", thread_id)
+        p.id("run_id", run_id)
+        p.page(limit, order)
+        p.raise_if_any()
+        body = {"thread_id": thread_id, "run_id": run_id, **_page_body(limit, order, after, before)}
+        return await self._api.post("/v2/threads/runs/steps/list", body, Page[RunStep], idempotent=True)
+
+    async def query(self, thread_id: str, run_id: str, step_id: str) -> RunStep:
+        """One step."""
+        p = _Problems()
+        p.id("thread_id", thread_id)
+        p.id("run_id", run_id)
+        p.id("step_id", step_id)
+        p.raise_if_any()
+        body = {"thread_id": thread_id, "run_id": run_id, "step_id": step_id}
+        return await self._api.post("/v2/threads/runs/steps/query", body, RunStep, idempotent=True)
+
+
+class Runs:
+    """``client.threads.runs``: run an assistant on a thread (plain or streamed), answer tool calls, cancel."""
+
+    steps: Steps
+
+    def __init__(self, api: _Api) -> None:
+        self._api = api
+        self.steps = Steps(api)
+
+    @staticmethod
+    def _body(
+        *,
+        assistant_id: str,
+        thread_id: str | None,
+        thread: Sequence[MessageLike] | None,
+        stream: bool,
+        model: str | None,
+        metadata: Mapping[str, str] | None,
+        response_format: str,
+        instructions: str | None,
+        thought_instructions: str | None,
+        chat_instructions: str | None,
+        model_parameters: ModelParameters | None,
+        tools: Sequence[ToolLike],
+        tool_output: ToolOutputLike | None,
+        user_info: UserInfo | None,
+        user_loc: UserLocation | None,
+    ) -> dict[str, Any]:
+        p = _Problems()
+        p.id("assistant_id", assistant_id)
+        p.check(bool(thread_id) or bool(thread), "thread_id or thread is required")
+        p.check(response_format in ("text", "json_object"), "response_format must be 'text' or 'json_object'")
+        p.metadata(metadata)
+        p.model_parameters(model_parameters)
+        p.count("tools", tools, 10)
+        for key, value in (
+            ("instructions", instructions),
+            ("thought_instructions", thought_instructions),
+            ("chat_instructions", chat_instructions),
+        ):
+            p.length(key, value, 4096)
+        p.raise_if_any()
+        # The service's request model forbids unknown keys and the SDK sends every key, unset ones as null.
+        return {
+            "thread_id": thread_id or "",
+            "model": model,
+            "assistant_id": assistant_id,
+            "metadata": dict(metadata or {}),
+            "response_format": response_format,
+            "instructions": instructions,
+            "thought_instructions": thought_instructions,
+            "chat_instructions": chat_instructions,
+            "stream": stream,
+            "model_parameters": _dump(model_parameters),
+            "thread": None if not thread else {"messages": [_message(m) for m in thread]},
+            "tools": [_tool(t) for t in tools],
+            "tool_output": None if tool_output is None else _tool_output(tool_output),
+            "user_info": _dump(user_info),
+            "user_loc": _dump(user_loc),
+        }
+
+    async def run(
+        self,
+        *,
+        assistant_id: str,
+        thread_id: str | None = None,
+        thread: Sequence[MessageLike] | None = None,
+        model: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        response_format: str = "text",
+        instructions: str | None = None,
+        thought_instructions: str | None = None,
+        chat_instructions: str | None = None,
+        model_parameters: ModelParameters | None = None,
+        tools: Sequence[ToolLike] = (),
+        tool_output: ToolOutputLike | None = None,
+        user_info: UserInfo | None = None,
+        user_loc: UserLocation | None = None,
+        timeout: TimeoutLike = None,
+    ) -> Run:
+        """Run the assistant and wait for the result.
+
+        ``thread`` adds messages (ending with a user turn) to ``thread_id``'s history, or starts a new thread when
+        ``thread_id`` is empty. A run that needs tools returns ``status="requires_action"``; resume it by running
+        again with ``tool_output`` (or let :meth:`run_with_tools` do it). Never retried once sent.
+        """
+        body = self._body(
+            assistant_id=assistant_id,
+            thread_id=thread_id,
+            thread=thread,
+            stream=False,
+            model=model,
+            metadata=metadata,
+            response_format=response_format,
+            instructions=instructions,
+            thought_instructions=thought_instructions,
+            chat_instructions=chat_instructions,
+            model_parameters=model_parameters,
+            tools=tools,
+            tool_output=tool_output,
+            user_info=user_info,
+            user_loc=user_loc,
+        )
+        return await self._api.post(
+            "/v2/threads/runs", body, Run, idempotent=False, timeout=RUN_TIMEOUT if timeout is None else timeout
+        )
+
+    def stream(
+        self,
+        *,
+        assistant_id: str,
+        thread_id: str | None = None,
+        thread: Sequence[MessageLike] | None = None,
+        model: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        response_format: str = "text",
+        instructions: str | None = None,
+        thought_instructions: str | None = None,
+        chat_instructions: str | None = None,
+        model_parameters: ModelParameters | None = None,
+        tools: Sequence[ToolLike] = (),
+        tool_output: ToolOutputLike | None = None,
+        user_info: UserInfo | None = None,
+        user_loc: UserLocation | None = None,
+        idle_timeout: float | None = 120.0,
+    ) -> EventStream[RunEvent]:
+        """Run the assistant and stream its events (``ping`` keepalives are skipped; :class:`RunEnd` is last).
+
+        On a :class:`ToolCallsEvent`, call :meth:`submit_tool_outputs` while the stream stays open, or use
+        :meth:`stream_with_tools`. :meth:`cancel` mid-stream ends it with ``RunEnd(status="cancelled")``.
+        """
+        body = self._body(
+            assistant_id=assistant_id,
+            thread_id=thread_id,
+            thread=thread,
+            stream=True,
+            model=model,
+            metadata=metadata,
+            response_format=response_format,
+            instructions=instructions,
+            thought_instructions=thought_instructions,
+            chat_instructions=chat_instructions,
+            model_parameters=model_parameters,
+            tools=tools,
+            tool_output=tool_output,
+            user_info=user_info,
+            user_loc=user_loc,
+        )
+        rid, headers = self._api.ids()
+        transport = self._api.transport
+        return transport.stream(
+            "POST",
+            "/v2/threads/runs",
+            decoder=_AppBuilderSSE(transport.max_event_size),
+            parse=lambda frame: parse_event(frame, request_id=rid),
+            idempotent=False,
+            terminal=lambda event: isinstance(event, RunEnd),
+            require_terminal=True,
+            json=body,
+            headers=headers,
+            idle_timeout=idle_timeout,
+            what="AppBuilder run stream",
+        )
+
+    async def submit_tool_outputs(self, thread_id: str, run_id: str, tool_outputs: Sequence[ToolOutputLike]) -> Run:
+        """Answer the tool calls of a streaming run (the stream goes on). Never retried once sent."""
+        p = _Problems()
+        p.id("thread_id", thread_id)
+        p.id("run_id", run_id)
+        p.check(len(tool_outputs) >= 1, "tool_outputs must hold at least one output")
+        p.raise_if_any()
+        body = {"thread_id": thread_id, "run_id": run_id, "tool_outputs": [_tool_output(o) for o in tool_outputs]}
+        return await self._api.post("/v2/threads/runs/submit_tool_outputs", body, Run, idempotent=False)
+
+    async def cancel(self, thread_id: str, run_id: str) -> Run:
+        """Ask the service to cancel a run; a streaming run then ends with ``RunEnd(status="cancelled")``."""
+        p = _Problems()
+        p.id("thread_id", thread_id)
+        p.id("run_id", run_id)
+        p.raise_if_any()
+        body = {"thread_id": thread_id, "run_id": run_id, "sync": False}
+        return await self._api.post("/v2/threads/runs/cancel", body, Run, idempotent=False)
+
+    async def list(
+        self,
+        thread_id: str,
+        *,
+        limit: int = 20,
+        order: str = "desc",
+        after: str | None = None,
+        before: str | None = None,
+    ) -> Page[Run]:
+        """One page of a thread's runs."""
+        p = _Problems()
+        p.id("thread_id", thread_id)
+        p.page(limit, order)
+        p.raise_if_any()
+        body = {"thread_id": thread_id, **_page_body(limit, order, after, before)}
+        return await self._api.post("/v2/threads/runs/list", body, Page[Run], idempotent=True)
+
+    async def iter_all(self, thread_id: str, *, order: str = "desc", page_size: int = 20) -> AsyncIterator[Run]:
+        """Every run of a thread, page after page."""
+        after: str | None = None
+        while True:
+            page = await self.list(thread_id, limit=page_size, order=order, after=after)
+            for item in page.data:
+                yield item
+            if not page.has_more or not page.data:
+                return
+            after = page.last_id
+
+    async def query(self, thread_id: str, run_id: str) -> Run:
+        """One run."""
+        p = _Problems()
+        p.id("thread_id", thread_id)
+        p.id("run_id", run_id)
+        p.raise_if_any()
+        return await self._api.post(
+            "/v2/threads/runs/query", {"thread_id": thread_id, "run_id": run_id}, Run, idempotent=True
+        )
+
+    async def run_with_tools(
+        self,
+        *,
+        assistant_id: str,
+        tools: Mapping[str, ToolFunction],
+        thread_id: str | None = None,
+        thread: Sequence[MessageLike] | None = None,
+        model: str | None = None,
+        instructions: str | None = None,
+        model_parameters: ModelParameters | None = None,
+        max_tool_calls: int = 32,
+        timeout: TimeoutLike = None,
+    ) -> Run:
+        """Run without streaming and answer every tool call with ``tools[name](**arguments)`` (sync or async;
+        a non-string result is sent as JSON), running again with ``tool_output`` until the run finishes.
+
+        >>> run = await client.threads.runs.run_with_tools(
+        ...     assistant_id=a.id, thread_id=t.id, tools={"get_weather": get_weather})
+        >>> run.final_answer.text
+        """
+        run = await self.run(
+            assistant_id=assistant_id,
+            thread_id=thread_id,
+            thread=thread,
+            model=model,
+            instructions=instructions,
+            model_parameters=model_parameters,
+            timeout=timeout,
+        )
+        answered = 0
+        while run.status == "requires_action" and run.tool_calls:
+            if answered >= max_tool_calls:
+                raise AioAgentsError(f"run {run.id} asked for more than {max_tool_calls} tool calls")
+            output = await _call_tool(tools, run.tool_calls[0])
+            answered += 1
+            # The service takes one output per call, tagged with the run it resumes.
+            run = await self.run(
+                assistant_id=assistant_id,
+                thread_id=run.thread_id or thread_id,
+                model=model,
+                instructions=instructions,
+                model_parameters=model_parameters,
+                tool_output=ToolOutput(tool_call_id=output.tool_call_id, output=output.output, run_id=run.id),
+                timeout=timeout,
+            )
+        return run
+
+    async def stream_with_tools(
+        self,
+        *,
+        assistant_id: str,
+        tools: Mapping[str, ToolFunction],
+        thread_id: str | None = None,
+        thread: Sequence[MessageLike] | None = None,
+        model: str | None = None,
+        instructions: str | None = None,
+        model_parameters: ModelParameters | None = None,
+        idle_timeout: float | None = 120.0,
+    ) -> AsyncIterator[RunEvent]:
+        """Stream a run and answer its tool calls while the stream stays open; every event is yielded once, the
+        :class:`ToolCallsEvent` before its outputs are submitted, :class:`RunEnd` last."""
+        current_thread = thread_id or ""
+        current_run = ""
+        async with self.stream(
+            assistant_id=assistant_id,
+            thread_id=thread_id,
+            thread=thread,
+            model=model,
+            instructions=instructions,
+            model_parameters=model_parameters,
+            idle_timeout=idle_timeout,
+        ) as events:
+            async for event in events:
+                if isinstance(event, StatusEvent) and event.run is not None:
+                    current_run = current_run or event.run.id
+                    current_thread = current_thread or event.run.thread_id
+                yield event
+                if isinstance(event, ToolCallsEvent):
+                    outputs = [await _call_tool(tools, call) for call in event.tool_calls]
+                    await self.submit_tool_outputs(current_thread, current_run, outputs)
+
+
+class Threads:
+    """``client.threads``: conversations, with ``messages`` and ``runs`` under them."""
+
+    messages: Messages
+    runs: Runs
+
+    def __init__(self, api: _Api) -> None:
+        self._api = api
+        self.messages = Messages(api)
+        self.runs = Runs(api)
+
+    async def create(self, *, messages: Sequence[MessageLike] = ()) -> Thread:
+        """Create a thread, optionally with first messages (strings are user turns)."""
+        bodies = [_message(m) for m in messages]
+        p = _Problems()
+        for i, m in enumerate(bodies):
+            p.check(isinstance(m.get("content"), str) and bool(m.get("content")), f"messages[{i}] has no content")
+            p.count(f"messages[{i}].file_ids", m.get("file_ids") or [], 10)
+        p.raise_if_any()
+        return await self._api.post("/v2/threads", {"messages": bodies}, Thread, idempotent=False)
+
+    async def query(self, thread_id: str) -> Thread:
+        """One thread."""
+        p = _Problems()
+        p.id("thread_id", thread_id)
+        p.raise_if_any()
+        return await self._api.post("/v2/threads/query", {"thread_id": thread_id}, Thread, idempotent=True)
+
+    async def update(self, thread_id: str, *, metadata: Mapping[str, str]) -> Thread:
+        """Set a thread's metadata (≤16 keys, keys ≤64 and values ≤512 characters). Unlike the SDK, it is sent."""
+        p = _Problems()
+        p.id("thread_id", thread_id)
+        p.metadata(metadata)
+        p.raise_if_any()
+        body = {"thread_id": thread_id, "metadata": dict(metadata)}
+        return await self._api.post("/v2/threads/update", body, Thread, idempotent=False)
+
+    async def delete(self, thread_id: str) -> DeletedObject:
+        """Delete a thread with its messages and runs."""
+        p = _Problems()
+        p.id("thread_id", thread_id)
+        p.raise_if_any()
+        return await self._api.post("/v2/threads/delete", {"thread_id": thread_id}, DeletedObject, idempotent=False)
+
+
+# -- the client -----------------------------------------------------------------------------------------------------
+class AssistantsClient:
+    """The AppBuilder Assistants API.
+
+    ``token`` defaults to ``APPBUILDER_TOKEN`` (``Bearer `` is added when missing, or the ``SECRET_KEY_PREFIX``
+    prefix) and is sent in both ``Authorization`` and ``X-Appbuilder-Authorization``; ``base_url`` defaults to
+    ``GATEWAY_URL``, then ``https://appbuilder.baidu.com`` (``https://`` is added to a bare host). Explicit arguments
+    win over the environment.
+
+    >>> async with AssistantsClient(token="…") as client:
+    ...     thread = await client.threads.create(messages=["hello"])
+    """
+
+    assistants: Assistants
+    files: Files
+    threads: Threads
+
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        base_url: str | None = None,
+        timeout: TimeoutLike = None,
+        max_attempts: int | None = None,
+        rate_limiter: RateLimiter | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        secret = env_or(token, "APPBUILDER_TOKEN")
+        if not secret:
+            raise InvalidRequestError("no AppBuilder token: pass token= or set APPBUILDER_TOKEN")
+        prefix = os.environ.get("SECRET_KEY_PREFIX") or "Bearer"
+        if not secret.startswith(prefix + " "):
+            secret = f"{prefix} {secret}"
+        url = env_or(base_url, "GATEWAY_URL", default=DEFAULT_GATEWAY) or DEFAULT_GATEWAY
+        if "://" not in url:
+            url = "https://" + url
+        self._transport = Transport(
+            url.rstrip("/"),
+            headers={"X-Appbuilder-Origin": "aioagents"},
+            secret_headers={"Authorization": secret, "X-Appbuilder-Authorization": secret},
+            timeout=timeout,
+            retry=RetryPolicy(max_attempts=max_attempts) if max_attempts is not None else None,
+            rate_limiter=rate_limiter,
+            session=session,
+            error_factory=error_from_response,
+            request_id_headers=("x-appbuilder-request-id", "x-bce-request-id", "x-request-id"),
+        )
+        api = _Api(self._transport)
+        self.assistants = Assistants(api)
+        self.files = Files(api)
+        self.threads = Threads(api)
+
+    def __repr__(self) -> str:
+        return f"AssistantsClient(base_url={self._transport.base_url!r})"
+
+    @property
+    def base_url(self) -> str:
+        """The gateway URL."""
+        return self._transport.base_url
+
+    async def aclose(self) -> None:
+        """Close the connections (a session passed in is left open)."""
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> AssistantsClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
