@@ -239,6 +239,10 @@ class Transport:
                 auto_decompress=True,
                 trust_env=False,
             )
+            if "_retry_connection" in aiohttp.ClientSession.ATTRS:
+                # aiohttp >= 3.10 silently re-sends GET/PUT/DELETE once when a connection drops; our one retry loop
+                # decides that (a PUT may be a non-idempotent run), so the hidden retry is turned off.
+                session._retry_connection = False
             self._sessions[loop] = session
             for other in [lp for lp in self._sessions if lp.is_closed()]:
                 del self._sessions[other]
