@@ -117,7 +117,8 @@ class CoreServer(FakeServer):
 @pytest.fixture
 async def srv() -> AsyncIterator[CoreServer]:
     """A core fake server on the test's own loop."""
-    async with CoreServer() as server:
+    server = CoreServer()
+    async with server:
         yield server
 
 

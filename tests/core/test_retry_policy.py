@@ -23,7 +23,9 @@ from aioagents._retry import RetryPolicy, parse_retry_after
 NOW = 1_700_000_000.0
 
 
-def status(code: int, *, retry_after: float | None = None, retryable: bool | None = None, **headers: str) -> APIStatusError:
+def status(
+    code: int, *, retry_after: float | None = None, retryable: bool | None = None, **headers: str
+) -> APIStatusError:
     """A status error as the transport builds it (headers as aiohttp gives them: case-insensitive, original case)."""
     hdrs = CIMultiDictProxy(CIMultiDict({k.replace("_", "-").title(): v for k, v in headers.items()}))
     return status_error_class(code)("boom", status=code, headers=hdrs, retry_after=retry_after, retryable=retryable)

@@ -1,0 +1,492 @@
+"""Transport over real loopback sockets: the retry table end to end, caps, redirects, sessions, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import gc
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import aiohttp
+import pytest
+
+from aioagents._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ClientClosedError,
+    InternalServerError,
+    OutcomeUnknownError,
+    RateLimitError,
+    RedirectError,
+    ResponseTooLargeError,
+    ServiceUnavailableError,
+    UnprocessableEntityError,
+)
+from aioagents._ratelimit import RateLimiter
+from aioagents._retry import RetryPolicy
+from aioagents._transport import Transport
+from aioagents.testing import Fault
+
+from .conftest import CANARY, CoreServer, acquired_connections, free_port, pooled_connections
+
+
+class CountingLimiter(RateLimiter):
+    """A real rate limiter that also counts the permits it handed out."""
+
+    __slots__ = ("taken",)
+
+    def __init__(self, rate: float, *, per: float = 1.0, burst: float | None = None) -> None:
+        super().__init__(rate, per=per, burst=burst)
+        self.taken = 0
+
+    async def acquire(self, amount: float = 1.0) -> None:
+        await super().acquire(amount)
+        self.taken += 1
+
+
+def retry_logs(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "aioagents" and r.getMessage().startswith("retrying")]
+
+
+# -- the retry table -------------------------------------------------------------------------------------------
+RETRY_TABLE = [
+    # (faults queued on /ok, method, idempotent, expected error or None, requests the server saw)
+    pytest.param([(Fault.reset(after_body=True), 2)], "GET", True, None, 3, id="reset-twice-then-ok"),
+    pytest.param([(Fault.status_code(429, retry_after="1"), 1)], "GET", True, None, 2, id="429-retry-after-seconds"),
+    pytest.param([(Fault.status_code(503), 2)], "GET", True, None, 3, id="503-twice-then-ok"),
+    pytest.param([(Fault.status_code(500), 1)], "GET", True, None, 2, id="500-then-ok"),
+    pytest.param([(Fault.status_code(502), 1)], "PUT", True, None, 2, id="502-then-ok"),
+    pytest.param([(Fault.status_code(503), 3)], "GET", True, ServiceUnavailableError, 3, id="503-until-attempts-end"),
+    pytest.param([(Fault.status_code(422), 1)], "GET", True, UnprocessableEntityError, 1, id="422-never-retried"),
+    pytest.param([(Fault.status_code(404), 1)], "GET", True, APIStatusError, 1, id="404-never-retried"),
+    pytest.param(
+        [(Fault.status_code(400, headers={"X-Should-Retry": "true"}), 1)], "GET", True, None, 2, id="x-should-retry"
+    ),
+    pytest.param(
+        [(Fault.status_code(503, headers={"X-Should-Retry": "false"}), 1)],
+        "GET",
+        True,
+        ServiceUnavailableError,
+        1,
+        id="x-should-not-retry",
+    ),
+    pytest.param([(Fault.status_code(429), 1)], "POST", False, None, 2, id="nonidem-429-retried"),
+    pytest.param(
+        [(Fault.status_code(503, retry_after="1"), 1)], "POST", False, None, 2, id="nonidem-503-retry-after-retried"
+    ),
+    pytest.param([(Fault.status_code(503), 1)], "POST", False, ServiceUnavailableError, 1, id="nonidem-503-final"),
+    pytest.param([(Fault.status_code(500), 1)], "POST", False, InternalServerError, 1, id="nonidem-500-final"),
+    pytest.param(
+        [(Fault.reset(after_body=True), 1)], "POST", False, OutcomeUnknownError, 1, id="nonidem-reset-outcome-unknown"
+    ),
+    pytest.param(
+        [(Fault.reset(after_body=True), 1)], "PUT", False, OutcomeUnknownError, 1, id="nonidem-put-reset-not-resent"
+    ),
+]
+
+
+@pytest.mark.usefixtures("instant_retries")
+@pytest.mark.parametrize(("faults", "method", "idempotent", "error", "seen"), RETRY_TABLE)
+async def test_retry_table(
+    srv: CoreServer,
+    transport: Transport,
+    faults: list[tuple[Fault, int]],
+    method: str,
+    idempotent: bool,
+    error: type[Exception] | None,
+    seen: int,
+) -> None:
+    for fault, times in faults:
+        srv.inject(fault, path="/ok", times=times)
+    if error is None:
+        resp = await transport.request(method, "/ok", idempotent=idempotent)
+        assert resp.json() == {"ok": True, "method": method}
+    else:
+        with pytest.raises(error):
+            await transport.request(method, "/ok", idempotent=idempotent)
+    assert len(srv.requests_to("/ok")) == seen
+
+
+async def test_retry_after_seconds_is_waited_in_full(srv: CoreServer, transport: Transport) -> None:
+    srv.inject(Fault.status_code(429, retry_after="1"), path="/ok")
+    started = time.monotonic()
+    await transport.request("GET", "/ok", idempotent=True)
+    assert time.monotonic() - started >= 1.0
+    assert len(srv.requests_to("/ok")) == 2
+
+
+async def test_retry_after_as_an_http_date_is_waited(srv: CoreServer, transport: Transport) -> None:
+    # An HTTP-date has one-second resolution: "now + 2 s" truncated is a wait of more than 1 s.
+    srv.inject(Fault.status_code(503, retry_after=email.utils.formatdate(time.time() + 2, usegmt=True)), path="/ok")
+    started = time.monotonic()
+    await transport.request("GET", "/ok", idempotent=True)
+    assert time.monotonic() - started >= 0.95
+    assert len(srv.requests_to("/ok")) == 2
+
+
+async def test_retry_after_beyond_the_cap_fails_at_once_with_the_wait_in_the_error(srv: CoreServer) -> None:
+    t = Transport(srv.url, retry=RetryPolicy(max_retry_after=30.0))
+    srv.inject(Fault.status_code(429, retry_after="120"), path="/ok")
+    started = time.monotonic()
+    with pytest.raises(RateLimitError) as info:
+        await t.request("GET", "/ok", idempotent=True)
+    await t.aclose()
+    assert time.monotonic() - started < 1.0
+    assert info.value.retry_after == 120.0
+    assert "120s" in str(info.value)
+    assert len(srv.requests_to("/ok")) == 1
+
+
+async def test_backoff_is_waited_between_attempts(srv: CoreServer) -> None:
+    t = Transport(srv.url, retry=RetryPolicy(initial_delay=0.2, jitter=0.0))
+    srv.inject(Fault.status_code(500), path="/ok", times=2)
+    started = time.monotonic()
+    await t.request("GET", "/ok", idempotent=True)
+    await t.aclose()
+    assert time.monotonic() - started >= 0.2 + 0.4
+
+
+@pytest.mark.usefixtures("instant_retries")
+async def test_max_attempts_per_call_overrides_the_policy(srv: CoreServer, transport: Transport) -> None:
+    srv.inject(Fault.status_code(503), path="/ok", times=5)
+    with pytest.raises(ServiceUnavailableError):
+        await transport.request("GET", "/ok", idempotent=True, max_attempts=5)
+    assert len(srv.requests_to("/ok")) == 5
+
+
+@pytest.mark.usefixtures("instant_retries")
+async def test_a_one_shot_body_is_never_sent_twice(srv: CoreServer, transport: Transport) -> None:
+    async def body() -> Iterator[bytes]:  # type: ignore[misc]
+        yield b"one-shot"
+
+    srv.inject(Fault.status_code(503), path="/ok")
+    with pytest.raises(ServiceUnavailableError):
+        await transport.request("PUT", "/ok", idempotent=True, data=body())
+    assert len(srv.requests_to("/ok")) == 1
+
+
+@pytest.mark.usefixtures("instant_retries")
+async def test_a_body_factory_makes_a_fresh_body_per_attempt(srv: CoreServer, transport: Transport) -> None:
+    made = 0
+
+    def body() -> bytes:
+        nonlocal made
+        made += 1
+        return f"attempt {made}".encode()
+
+    srv.inject(Fault.status_code(503), path="/ok")
+    await transport.request("PUT", "/ok", idempotent=True, data=body)
+    assert [r.body for r in srv.requests_to("/ok")] == [b"attempt 1", b"attempt 2"]
+
+
+async def test_a_dropped_connection_is_not_resent_behind_the_retry_policy(
+    srv: CoreServer, transport: Transport
+) -> None:
+    # aiohttp on its own re-sends GET/PUT/DELETE once after a drop; with one attempt allowed, the server sees one.
+    srv.inject(Fault.reset(after_body=True), path="/ok")
+    with pytest.raises(APIConnectionError):
+        await transport.request("GET", "/ok", idempotent=True, max_attempts=1)
+    assert len(srv.requests_to("/ok")) == 1
+
+
+# -- connection failures ----------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("instant_retries")
+@pytest.mark.parametrize("idempotent", [True, False])
+async def test_connect_refused_is_retried_and_marked_not_sent(
+    idempotent: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="aioagents")
+    t = Transport(f"http://127.0.0.1:{free_port()}", retry=RetryPolicy(max_attempts=3))
+    with pytest.raises(APIConnectionError) as info:
+        await t.request("POST", "/ok", idempotent=idempotent)
+    await t.aclose()
+    assert type(info.value) is APIConnectionError
+    assert info.value.sent is False
+    assert len(retry_logs(caplog)) == 2
+
+
+async def test_a_timeout_raises_api_timeout_error_which_is_a_timeout_error(srv: CoreServer) -> None:
+    t = Transport(srv.url, timeout=0.3, retry=RetryPolicy(max_attempts=1))
+    started = time.monotonic()
+    with pytest.raises(TimeoutError) as info:
+        await t.request("GET", "/slow?s=5", idempotent=True)
+    await t.aclose()
+    assert isinstance(info.value, APITimeoutError)
+    assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.usefixtures("instant_retries")
+async def test_retrying_after_a_timeout_warns_that_the_first_attempt_may_still_run(
+    srv: CoreServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="aioagents")
+    t = Transport(srv.url, timeout=0.2, retry=RetryPolicy(max_attempts=2))
+    with pytest.raises(APITimeoutError):
+        await t.request("GET", "/slow?s=5", idempotent=True)
+    await t.aclose()
+    (record,) = retry_logs(caplog)
+    assert record.levelno == logging.WARNING
+    assert "may still be running" in record.getMessage()
+    assert len(srv.requests_to("/slow")) == 2
+
+
+async def test_a_non_idempotent_timeout_is_not_retried(srv: CoreServer) -> None:
+    t = Transport(srv.url, timeout=0.2, retry=RetryPolicy(max_attempts=3))
+    with pytest.raises(APITimeoutError):
+        await t.request("POST", "/slow?s=5", idempotent=False)
+    await t.aclose()
+    assert len(srv.requests_to("/slow")) == 1
+
+
+# -- response size cap ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/bytes/200000", id="content-length"),
+        pytest.param("/chunked/200000", id="chunked"),
+        pytest.param("/gzip/200000", id="gzip-counted-after-decompression"),
+    ],
+)
+async def test_a_response_over_the_cap_raises(srv: CoreServer, transport: Transport, path: str) -> None:
+    with pytest.raises(ResponseTooLargeError):
+        await transport.request("GET", path, idempotent=True, max_response_size=100_000)
+    assert acquired_connections(transport) == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "content"),
+    [
+        pytest.param("/bytes/100000", b"x" * 100_000, id="content-length"),
+        pytest.param("/chunked/100000", b"y" * 100_000, id="chunked"),
+        pytest.param("/gzip/100000", b"\0" * 100_000, id="gzip"),
+    ],
+)
+async def test_a_response_at_the_cap_is_read(srv: CoreServer, transport: Transport, path: str, content: bytes) -> None:
+    resp = await transport.request("GET", path, idempotent=True, max_response_size=100_000)
+    assert resp.content == content
+
+
+async def test_a_gzip_body_small_on_the_wire_is_capped_by_its_decompressed_size(srv: CoreServer) -> None:
+    t = Transport(srv.url, max_response_size=1_000_000)
+    with pytest.raises(ResponseTooLargeError, match="after decompression"):
+        await t.request("GET", "/gzip/50000000", idempotent=True)
+    await t.aclose()
+
+
+# -- redirects --------------------------------------------------------------------------------------------------
+async def test_a_same_origin_redirect_is_followed_with_the_credentials(srv: CoreServer, transport: Transport) -> None:
+    resp = await transport.request("GET", "/redirect?to=/headers", idempotent=True)
+    assert resp.json()["X-API-Key"] == CANARY
+    assert len(srv.requests_to("/headers")) == 1
+
+
+async def test_a_cross_origin_redirect_is_refused_and_the_secret_never_reaches_the_other_origin(
+    srv: CoreServer, transport: Transport
+) -> None:
+    async with CoreServer() as other:
+        with pytest.raises(RedirectError) as info:
+            await transport.request("GET", f"/redirect?to={other.url}/headers", idempotent=True)
+        assert other.requests == []
+    assert CANARY not in str(info.value)
+    assert other.url.split("//")[1] in str(info.value)
+
+
+async def test_a_redirect_to_the_same_port_under_another_host_name_is_another_origin(
+    srv: CoreServer, transport: Transport
+) -> None:
+    port = srv.url.rsplit(":", 1)[1]
+    with pytest.raises(RedirectError):
+        await transport.request("GET", f"/redirect?to=http://localhost:{port}/headers", idempotent=True)
+    assert srv.requests_to("/headers") == []
+
+
+async def test_a_redirect_loop_ends(srv: CoreServer, transport: Transport) -> None:
+    with pytest.raises(APIConnectionError, match="too many redirects"):
+        await transport.request("GET", "/loop", idempotent=True, max_attempts=1)
+    assert len(srv.requests_to("/loop")) <= 6
+
+
+# -- sessions ---------------------------------------------------------------------------------------------------
+async def test_a_user_session_is_used_and_never_closed(srv: CoreServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        t = Transport(srv.url, session=session)
+        await t.request("GET", "/ok", idempotent=True)
+        await t.aclose()
+        assert not session.closed
+        async with session.get(f"{srv.url}/ok") as resp:
+            assert resp.status == 200
+
+
+async def test_a_call_after_aclose_raises_client_closed_error(srv: CoreServer) -> None:
+    t = Transport(srv.url)
+    await t.request("GET", "/ok", idempotent=True)
+    await t.aclose()
+    with pytest.raises(ClientClosedError):
+        await t.request("GET", "/ok", idempotent=True)
+    assert isinstance(ClientClosedError("x"), RuntimeError)
+
+
+async def test_aclose_twice_is_harmless(srv: CoreServer) -> None:
+    t = Transport(srv.url)
+    await t.request("GET", "/ok", idempotent=True)
+    await t.aclose()
+    await t.aclose()
+    assert t.closed
+
+
+class LoopThread:
+    """A thread that runs its own event loop forever (as the sync API's threads do)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def test_one_transport_serves_many_loops_and_aclose_closes_every_session(thread_srv: CoreServer) -> None:
+    t = Transport(thread_srv.url)
+    threads = [LoopThread(), LoopThread()]
+    try:
+        for lt in threads:
+            fut = asyncio.run_coroutine_threadsafe(t.request("GET", "/ok", idempotent=True), lt.loop)
+            assert fut.result(10).status == 200
+        sessions = list(t._sessions.values())
+        assert len(sessions) == 2
+        assert sessions[0] is not sessions[1]
+        asyncio.run(t.aclose())
+        assert all(s.closed for s in sessions)
+    finally:
+        for lt in threads:
+            lt.stop()
+    del sessions
+    gc.collect()  # an unclosed session would warn here, and warnings are errors
+
+
+def test_aclose_closes_a_session_on_an_idle_loop_of_another_thread(thread_srv: CoreServer) -> None:
+    t = Transport(thread_srv.url)
+    loop = asyncio.new_event_loop()
+    try:
+        worker = threading.Thread(target=loop.run_until_complete, args=(t.request("GET", "/ok", idempotent=True),))
+        worker.start()
+        worker.join(10)
+        (session,) = t._sessions.values()
+        asyncio.run(t.aclose())
+        assert session.closed
+    finally:
+        loop.close()
+    del session
+    gc.collect()
+
+
+@pytest.mark.usefixtures("instant_retries")
+async def test_a_500_that_closes_the_connection_does_not_poison_the_pool(srv: CoreServer, transport: Transport) -> None:
+    await transport.request("GET", "/ok", idempotent=True)  # a pooled keep-alive connection now exists
+    srv.inject(Fault.status_code(500, close=True), path="/ok")
+    with pytest.raises(InternalServerError):
+        await transport.request("POST", "/ok", idempotent=False)
+    assert pooled_connections(transport) <= 1
+    resp = await transport.request("POST", "/ok", idempotent=False, max_attempts=1)
+    assert resp.status == 200
+    assert len(srv.requests_to("/ok")) == 3
+
+
+@pytest.mark.usefixtures("instant_retries")
+async def test_the_rate_limiter_is_taken_on_every_attempt(srv: CoreServer) -> None:
+    limiter = CountingLimiter(1000)
+    tokens = CountingLimiter(1000)
+    t = Transport(srv.url, rate_limiter=limiter)
+    srv.inject(Fault.status_code(503), path="/ok", times=2)
+    await t.request("GET", "/ok", idempotent=True, permits=[(tokens, 5)])
+    await t.aclose()
+    assert limiter.taken == 3
+    assert tokens.taken == 3
+
+
+@pytest.mark.usefixtures("instant_retries")
+async def test_a_429_with_retry_after_pauses_the_rate_limiter(srv: CoreServer) -> None:
+    limiter = RateLimiter(1000)
+    t = Transport(srv.url, rate_limiter=limiter)
+    srv.inject(Fault.status_code(429, retry_after="1"), path="/ok")
+    started = time.monotonic()
+    # Instant retries skip the retry's own wait; the retry's permit still waits out the server's pause.
+    await t.request("GET", "/ok", idempotent=True)
+    await t.aclose()
+    assert time.monotonic() - started >= 0.95
+
+
+# -- cancellation -----------------------------------------------------------------------------------------------
+async def wait_for_requests(srv: CoreServer, path: str, n: int) -> None:
+    for _ in range(500):
+        if len(srv.requests_to(path)) >= n:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the server never saw {n} requests to {path}")
+
+
+def other_tasks() -> set[asyncio.Task[object]]:
+    return {task for task in asyncio.all_tasks() if task is not asyncio.current_task() and not task.done()}
+
+
+async def test_cancel_during_a_request_leaves_no_connection_task_or_permit(thread_srv: CoreServer) -> None:
+    limiter = RateLimiter(1000)
+    t = Transport(thread_srv.url, rate_limiter=limiter, connection_limit=1)
+    # The server sleeps 3 s (short, so its shutdown does not wait long for the abandoned handler).
+    task = asyncio.create_task(t.request("GET", "/slow?s=3", idempotent=True))
+    await wait_for_requests(thread_srv, "/slow", 1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert acquired_connections(t) == 0
+    assert other_tasks() == set()
+    assert limiter._bucket()._waiters == []
+    # With a pool of one connection, a leaked connection would make this wait forever.
+    resp = await asyncio.wait_for(t.request("GET", "/ok", idempotent=True), 5)
+    assert resp.status == 200
+    await t.aclose()
+
+
+async def test_cancel_during_the_backoff_sleep_leaves_no_connection_task_or_permit(thread_srv: CoreServer) -> None:
+    limiter = RateLimiter(1000)
+    t = Transport(thread_srv.url, rate_limiter=limiter, connection_limit=1)
+    thread_srv.inject(Fault.status_code(503, retry_after="30"), path="/ok")
+    task = asyncio.create_task(t.request("GET", "/ok", idempotent=True))
+    await wait_for_requests(thread_srv, "/ok", 1)
+    await asyncio.sleep(0.1)  # the answer is in: the call is now sleeping before its retry
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(thread_srv.requests_to("/ok")) == 1
+    assert acquired_connections(t) == 0
+    assert other_tasks() == set()
+    assert limiter._bucket()._waiters == []
+    resp = await asyncio.wait_for(t.request("GET", "/ok", idempotent=True), 5)
+    assert resp.status == 200
+    await t.aclose()
+
+
+async def test_cancel_while_waiting_for_a_permit_leaves_no_waiter(thread_srv: CoreServer) -> None:
+    limiter = RateLimiter(1, per=60, burst=1)
+    t = Transport(thread_srv.url, rate_limiter=limiter)
+    await t.request("GET", "/ok", idempotent=True)  # takes the only permit for a minute
+    task = asyncio.create_task(t.request("GET", "/ok", idempotent=True))
+    await asyncio.sleep(0.1)
+    assert not task.done()
+    assert len(limiter._bucket()._waiters) == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0)  # aiolimiter drops a cancelled waiter on its next wake-up
+    assert [w for w in limiter._bucket()._waiters if not w[-1].done()] == []
+    assert len(thread_srv.requests_to("/ok")) == 1
+    assert other_tasks() == set()
+    await t.aclose()
