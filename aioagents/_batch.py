@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -73,7 +73,7 @@ async def as_completed(
     progress: bool = False,
     total: int | None = None,
     desc: str = "batch",
-) -> AsyncIterator[BatchResult[T, R]]:
+) -> AsyncGenerator[BatchResult[T, R], None]:
     """Yield a :class:`BatchResult` per input, in completion order.
 
     >>> async for item in as_completed(client.run_code, requests, concurrency=64):
