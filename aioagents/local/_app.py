@@ -1,0 +1,451 @@
+"""The HTTP face of the local sandbox: routes, validation, auth, and the LocalSandbox / serve entry points."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import json
+import logging
+import mimetypes
+import os
+import secrets
+import threading
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from aioagents.local._engine import Engine
+from aioagents.local._interpreter import Interpreter
+from aioagents.local._kernel import Event
+from aioagents.local._paths import PathError, open_for_write, split_relative, stat_confined
+from aioagents.local._process import Limits
+from aioagents.local._validate import ValidationFailed, parse_run_code, parse_run_jupyter
+
+__all__ = ["LocalSandbox", "serve"]
+
+_log = logging.getLogger("aioagents.local")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
+_INTERP: web.AppKey[Interpreter] = web.AppKey("interpreter", Interpreter)
+_CONFIG: web.AppKey[dict[str, Any]] = web.AppKey("config", dict)
+
+_INTERPRETER_PATHS = ("/", "/execute", "/files/")
+_NDJSON = "application/x-ndjson"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+
+
+def _error(request: web.Request, status: int, message: str) -> web.Response:
+    # The interpreter API answers {"error": ...}; the SandboxFusion API answers FastAPI's {"detail": ...}.
+    path = request.path
+    if path == "/" or path == "/execute" or path.startswith("/files/"):
+        return _json({"error": message}, status)
+    return _json({"detail": message}, status)
+
+
+def _make_middlewares(token: str | None) -> list[Any]:
+    expected = None if token is None else f"Bearer {token}".encode()
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if expected is not None:
+            given = request.headers.get("Authorization", "").encode()
+            # Constant-time comparison: the token must not leak through response timing.
+            if not hmac.compare_digest(given, expected):
+                return _error(request, 401, "missing or wrong bearer token")
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            reason = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status, exc.reason)
+            if exc.status == 413:
+                reason = f"request body too large: {exc.text or exc.reason}"
+            return _error(request, exc.status, reason)
+        except ValidationFailed as exc:
+            return _json({"detail": exc.errors}, 422)
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception:
+            # Never a traceback in the body; the log has it.
+            _log.exception("unhandled error in %s %s", request.method, request.path)
+            return _error(request, 500, "internal error in the local sandbox (see the server log)")
+
+    return [guard]
+
+
+async def _read_json(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        pos = getattr(exc, "pos", 0)
+        raise ValidationFailed(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ["body", pos],
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": {"error": str(exc)},
+                }
+            ]
+        ) from None
+
+
+# -- SandboxFusion routes -----------------------------------------------------------------------------------
+async def _ping(request: web.Request) -> web.Response:
+    return _json("pong")
+
+
+async def _run_code(request: web.Request) -> web.Response:
+    engine = request.app[_ENGINE]
+    req = parse_run_code(await _read_json(request), max_timeout=engine.limits.max_timeout)
+    return _json(await engine.run_code(req))
+
+
+async def _run_jupyter(request: web.Request) -> web.Response:
+    engine = request.app[_ENGINE]
+    req = parse_run_jupyter(await _read_json(request), max_timeout=engine.limits.max_timeout)
+    return _json(await engine.run_jupyter(req))
+
+
+# -- interpreter routes -------------------------------------------------------------------------------------
+async def _status(request: web.Request) -> web.Response:
+    interp = request.app[_INTERP]
+    if not interp.alive:
+        return _json({"error": "kernel is not alive"}, 500)
+    stamp = interp.last_activity.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _json({"last_activity": stamp})
+
+
+async def _execute(request: web.Request) -> web.StreamResponse:
+    interp = request.app[_INTERP]
+    max_timeout = request.app[_ENGINE].limits.max_timeout
+    try:
+        body = json.loads(await request.read())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return _json({"error": f"invalid JSON body: {exc}"}, 400)
+    if not isinstance(body, dict) or not isinstance(body.get("code"), str):
+        return _json({"error": "the body must be a JSON object with a string field 'code'"}, 400)
+    timeout = body.get("timeout_secs", 60)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= max_timeout:
+        return _json({"error": f"timeout_secs must be a number in (0, {max_timeout:g}]"}, 400)
+    if _NDJSON not in request.headers.get("Accept", ""):
+        return _json(await interp.execute(body["code"], timeout=float(timeout)))
+
+    response = web.StreamResponse(headers={"Content-Type": _NDJSON, "Cache-Control": "no-store"})
+    await response.prepare(request)
+
+    async def send(event: Event) -> None:
+        await response.write(json.dumps(event.to_json()).encode() + b"\n")
+
+    reply = await interp.execute(body["code"], timeout=float(timeout), on_event=send)
+    final = {"type": "status", "status": reply["status"]}
+    if reply.get("kernel_restarted"):
+        final["kernel_restarted"] = True
+    await response.write(json.dumps(final).encode() + b"\n")
+    await response.write_eof()
+    return response
+
+
+def _confined_path(interp: Interpreter, raw: str) -> str:
+    """The request path as a path relative to the data directory; raise PathError when it is not inside."""
+    assert interp.data_dir is not None
+    data = str(interp.data_dir).strip("/") + "/"
+    path = raw.lstrip("/")
+    if path.startswith(data):
+        path = path[len(data) :]  # an absolute path that lies inside the data directory
+    elif path.startswith("mnt/data/"):
+        path = path[len("mnt/data/") :]  # the CodeGeeX4 convention: files live in /mnt/data
+    split_relative(path)
+    return path
+
+
+async def _upload(request: web.Request) -> web.Response:
+    interp = request.app[_INTERP]
+    assert interp.data_dir is not None
+    try:
+        rel = _confined_path(interp, request.match_info["path"])
+    except PathError as exc:
+        return _json({"error": f"path outside the sandbox data directory: {exc}"}, 400)
+    overwrite = request.query.get("overwrite", "").lower() in ("1", "true", "yes")
+    limit = request.app[_CONFIG]["max_upload_bytes"]
+    owner = None if interp.uid is None else (interp.uid, interp.uid)
+    parent, _, name = rel.rpartition("/")
+    part = (parent + "/" if parent else "") + f".upload-{secrets.token_hex(6)}.part"
+    try:
+        dir_fd, fd, part_name = open_for_write(interp.data_dir, part, exclusive=True, owner=owner)
+    except OSError as exc:
+        return _json({"error": f"cannot create the file: {exc.strerror}"}, 409)
+    try:
+        written = 0
+        with os.fdopen(fd, "wb") as out:
+            # Streamed to disk chunk by chunk: an upload is never held in memory whole.
+            async for chunk in request.content.iter_chunked(1 << 16):
+                written += len(chunk)
+                if written > limit:
+                    return _json({"error": f"upload larger than the limit of {limit} bytes"}, 413)
+                out.write(chunk)
+        try:
+            if overwrite:
+                os.replace(part_name, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            else:
+                os.link(part_name, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        except FileExistsError:
+            return _json({"error": "file already exists"}, 409)
+        except IsADirectoryError:
+            return _json({"error": "a directory exists at that path"}, 409)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(part_name, dir_fd=dir_fd)
+        os.close(dir_fd)
+    interp.touch()
+    return _json({"path": rel, "size": written}, 201)
+
+
+async def _download(request: web.Request) -> web.StreamResponse:
+    interp = request.app[_INTERP]
+    assert interp.data_dir is not None
+    try:
+        rel = _confined_path(interp, request.match_info["path"])
+    except PathError as exc:
+        return _json({"error": f"path outside the sandbox data directory: {exc}"}, 400)
+    found = stat_confined(interp.data_dir, rel)
+    if found is None:
+        return _json({"error": "file not found"}, 404)
+    fd, st = found
+    name = rel.rpartition("/")[2]
+    ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": ctype,
+            "Content-Disposition": f"attachment; filename*=UTF-8''{urllib.parse.quote(name, safe='')}",
+        }
+    )
+    response.content_length = st.st_size
+    interp.touch()
+    with os.fdopen(fd, "rb") as f:
+        await response.prepare(request)
+        remaining = st.st_size
+        while remaining > 0:
+            chunk = f.read(min(1 << 16, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+def _build_app(engine: Engine, interp: Interpreter, *, token: str | None, max_request_bytes: int) -> web.Application:
+    app = web.Application(middlewares=_make_middlewares(token), client_max_size=max_request_bytes)
+    app[_ENGINE] = engine
+    app[_INTERP] = interp
+    app[_CONFIG] = {"max_upload_bytes": 1 << 30}
+    app.router.add_get("/v1/ping", _ping)
+    app.router.add_post("/run_code", _run_code)
+    app.router.add_post("/run_jupyter", _run_jupyter)
+    app.router.add_get("/", _status)
+    app.router.add_post("/execute", _execute)
+    app.router.add_post("/files/upload/-/{path:.+}", _upload)
+    app.router.add_get("/files/download/-/{path:.+}", _download)
+    return app
+
+
+class LocalSandbox:
+    """The embedded sandbox server: SandboxFusion and CodeGeeX4-interpreter APIs on one loopback port.
+
+    ::
+
+        async with LocalSandbox() as sb:          # an ephemeral port on 127.0.0.1
+            print(sb.url)                         # http://127.0.0.1:<port>
+
+        with LocalSandbox().in_thread() as sb:    # for blocking code (the official sandbox-fusion SDK)
+            sandbox_fusion.run_code(..., endpoint=sb.url)
+
+    Binding to a non-loopback ``host`` requires a ``token``; every request must then carry
+    ``Authorization: Bearer <token>``. ``data_dir`` is the interpreter's file area (a temporary directory
+    removed on exit when not given). ``python_fast_path=False`` runs Python as a plain subprocess per run.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        python_fast_path: bool = True,
+        limits: Limits | None = None,
+        max_concurrency: int | None = None,
+        max_kernels: int = 4,
+        max_request_bytes: int = 16 << 20,
+        drop_privileges: bool | None = None,
+        uid_base: int = 200_000,
+        work_dir: str | None = None,
+    ) -> None:
+        if not _is_loopback(host) and not token:
+            raise ValueError(
+                f"refusing to serve on the non-loopback address {host!r} without a token: anyone who can reach "
+                "it could run code on this machine; pass token=... (clients then send 'Authorization: Bearer')"
+            )
+        self.host = host
+        self._port = port
+        self._token = token
+        self._max_request_bytes = max_request_bytes
+        cpus = os.cpu_count() or 2
+        self.engine = Engine(
+            limits=limits or Limits(),
+            python_fast_path=python_fast_path,
+            max_concurrency=max_concurrency or max(4, 2 * cpus),
+            max_kernels=max_kernels,
+            drop_privileges=drop_privileges,
+            uid_base=uid_base,
+            work_dir=work_dir,
+        )
+        self.interpreter = Interpreter(self.engine, data_dir=None if data_dir is None else Path(data_dir))
+        self._runner: web.AppRunner | None = None
+        self._bound_port = 0
+
+    def __repr__(self) -> str:
+        # Never the token.
+        state = self.url if self._bound_port else "stopped"
+        return f"<LocalSandbox {state}>"
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:8080``."""
+        if not self._bound_port:
+            raise RuntimeError("the local sandbox is not running")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self._bound_port}"
+
+    @property
+    def data_dir(self) -> Path:
+        """The interpreter's data directory (uploads, downloads, the kernel's working directory)."""
+        if self.interpreter.data_dir is None:
+            raise RuntimeError("the local sandbox is not running")
+        return self.interpreter.data_dir
+
+    async def start(self) -> None:
+        """Start the process factory and listen. Idempotent only in the sense that a second call raises."""
+        if self._runner is not None:
+            raise RuntimeError("the local sandbox is already running")
+        await self.engine.start()
+        try:
+            await self.interpreter.start()
+            app = _build_app(
+                self.engine, self.interpreter, token=self._token, max_request_bytes=self._max_request_bytes
+            )
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            self._runner = runner
+            site = web.TCPSite(runner, self.host, self._port, reuse_address=True)
+            await site.start()
+            server = site._server
+            sockets = getattr(server, "sockets", None) or []
+            self._bound_port = int(sockets[0].getsockname()[1])
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Stop listening, kill every sandboxed process, remove every temporary file."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        await self.interpreter.close()
+        await self.engine.close()
+        self._bound_port = 0
+
+    async def __aenter__(self) -> LocalSandbox:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @contextlib.contextmanager
+    def in_thread(self) -> Iterator[LocalSandbox]:
+        """Run the server on its own event loop in a background thread, for synchronous code."""
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+        failure: list[BaseException] = []
+        stop: asyncio.Event | None = None
+
+        async def main() -> None:
+            nonlocal stop
+            stop = asyncio.Event()
+            try:
+                await self.start()
+            except BaseException as exc:
+                failure.append(exc)
+                started.set()
+                return
+            started.set()
+            try:
+                await stop.wait()
+            finally:
+                await self.close()
+
+        def run() -> None:
+            try:
+                loop.run_until_complete(main())
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                loop.close()
+
+        thread = threading.Thread(target=run, name="aioagents-local-sandbox", daemon=True)
+        thread.start()
+        started.wait()
+        if failure:
+            thread.join()
+            raise failure[0]
+        try:
+            yield self
+        finally:
+            assert stop is not None
+            loop.call_soon_threadsafe(stop.set)
+            thread.join()
+
+
+async def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    token: str | None = None,
+    on_ready: Callable[[LocalSandbox], None] | None = None,
+    **options: Any,
+) -> None:
+    """Run a :class:`LocalSandbox` until cancelled (what ``aioagents serve`` does).
+
+    ``on_ready`` is called once the server listens (e.g. to print its URL); ``options`` go to LocalSandbox.
+    """
+    sandbox = LocalSandbox(host=host, port=port, token=token, **options)
+    async with sandbox:
+        if on_ready is not None:
+            on_ready(sandbox)
+        await asyncio.Event().wait()

@@ -1,0 +1,374 @@
+"""The sandbox engine behind the HTTP routes: run_code and run_jupyter, with their directories and identities.
+
+Layout on disk (one root per server, removed on close)::
+
+    <tmp>/aioagents-local-XXXX/      0711 root   traversable, not listable, by sandbox uids
+        ctl/                        0700 root   the zygote's socket: unreachable from sandboxed code
+        run-XXXX/                   0700 uid    one per run: the cwd, HOME and TMPDIR of the run
+        kernel-XXXX/                0700 uid    a kernel's connection file and ZeroMQ sockets
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from aioagents.local._kernel import Kernel, KernelDied
+from aioagents.local._paths import open_for_write, read_confined
+from aioagents.local._process import Limits, ProcessResult, UidPool, ZygoteClient
+from aioagents.local._toolchains import Environment, Resolved, Unavailable, make_environment, resolve
+from aioagents.local._validate import RunCodeRequest, RunJupyterRequest
+
+__all__ = ["Engine"]
+
+_MAX_FETCH_BYTES = 64 << 20
+
+
+class Engine:
+    """Owns the zygote, the uid pool and the run directories of one server."""
+
+    def __init__(
+        self,
+        *,
+        limits: Limits,
+        python_fast_path: bool,
+        max_concurrency: int,
+        max_kernels: int,
+        drop_privileges: bool | None,
+        uid_base: int,
+        work_dir: str | None,
+    ) -> None:
+        self.limits = limits
+        self.python_fast_path = python_fast_path
+        is_root = os.geteuid() == 0
+        if drop_privileges and not is_root:
+            raise ValueError("drop_privileges=True needs a server running as root")
+        self.drop_privileges = is_root if drop_privileges is None else drop_privileges
+        self._uid_base = uid_base
+        self._work_dir = work_dir
+        self._runs = asyncio.Semaphore(max_concurrency)
+        self._kernels = asyncio.Semaphore(max_kernels)
+        self.root: Path | None = None
+        self.env: Environment | None = None
+        self.languages: dict[str, Resolved | Unavailable] = {}
+        self._zygote: ZygoteClient | None = None
+        self._uids: UidPool | None = None
+        self._cleanups: set[asyncio.Future[None]] = set()
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.env = make_environment(drop_privileges=self.drop_privileges, server_env=os.environ)
+        self.languages = resolve(self.env)
+        root = await asyncio.to_thread(_make_root, self._work_dir)
+        self.root = root
+        self._uids = UidPool(self._uid_base, 4096) if self.drop_privileges else None
+        self._zygote = ZygoteClient(python=self.env.python, env=self.base_env(home="/"), control_dir=root / "ctl")
+        try:
+            await self._zygote.start()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        await self.drain()
+        zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            await zygote.close()
+        root, self.root = self.root, None
+        if root is not None:
+            await asyncio.to_thread(shutil.rmtree, root, True)
+
+    @property
+    def uid_pool(self) -> UidPool | None:
+        """The pool of run uids (None when runs keep the server's uid)."""
+        return self._uids
+
+    def track(self, task: asyncio.Future[None]) -> None:
+        """Keep a background task alive until it ends; :meth:`close` waits for it."""
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    @property
+    def zygote(self) -> ZygoteClient:
+        if self._zygote is None:
+            raise RuntimeError("the local sandbox is not running")
+        return self._zygote
+
+    def base_env(self, *, home: str) -> dict[str, str]:
+        """The whole environment of sandboxed code: nothing of the server's own leaks in."""
+        assert self.env is not None
+        env = {
+            "PATH": self.env.path,
+            "HOME": home,
+            "TMPDIR": home,
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        if self.env.pythonpath:
+            env["PYTHONPATH"] = self.env.pythonpath
+        return env
+
+    @contextlib.asynccontextmanager
+    async def workspace(self, prefix: str = "run-") -> AsyncIterator[tuple[int | None, Path]]:
+        """A uid of its own (None without privilege dropping) and a fresh private directory it owns.
+
+        Afterwards every process of the uid is killed, the directory is removed and the uid goes back to the pool.
+        That cleanup runs in the background, after the answer is sent; :meth:`close` waits for it.
+        """
+        assert self.root is not None
+        uid = None if self._uids is None else await self._uids.acquire()
+        path: Path | None = None
+        try:
+            path = Path(tempfile.mkdtemp(prefix=prefix, dir=self.root))
+            if uid is not None:
+                os.chown(path, uid, uid)
+            yield uid, path
+        finally:
+            self.track(asyncio.ensure_future(self._cleanup(uid, path)))
+
+    async def _cleanup(self, uid: int | None, path: Path | None) -> None:
+        try:
+            if uid is not None and self._zygote is not None:
+                with contextlib.suppress(Exception):
+                    await self._zygote.kill_uid(uid)
+            if path is not None:
+                await asyncio.to_thread(shutil.rmtree, path, True)
+        finally:
+            if uid is not None and self._uids is not None:
+                self._uids.release(uid)
+
+    async def drain(self) -> None:
+        """Wait for the background cleanup of finished runs."""
+        while self._cleanups:
+            await asyncio.gather(*list(self._cleanups), return_exceptions=True)
+
+    def write_files(self, directory: Path, files: Mapping[str, bytes], uid: int | None) -> None:
+        owner = None if uid is None else (uid, uid)
+        for name, content in files.items():
+            dir_fd, fd, _ = open_for_write(directory, name, exclusive=False, owner=owner)
+            os.close(dir_fd)
+            with os.fdopen(fd, "wb") as f:
+                f.write(content)
+
+    def fetch_files(self, directory: Path, names: tuple[str, ...]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name in names:
+            content = read_confined(directory, name, max_bytes=_MAX_FETCH_BYTES)
+            if content is not None:  # the contract omits missing files silently
+                out[name] = base64.b64encode(content).decode("ascii")
+        return out
+
+    # -- run_code ---------------------------------------------------------------------------------------------
+    async def run_code(self, req: RunCodeRequest) -> dict[str, Any]:
+        """Run one ``/run_code`` request; the answer is the wire RunCodeResponse."""
+        lang = self.languages[req.language]
+        if isinstance(lang, Unavailable):
+            return _unavailable(lang)
+        async with self._runs, self.workspace() as (uid, workdir):
+            run_id = secrets.token_hex(4)
+            src = lang.filename.format(id=run_id)
+            out = f"main_{run_id}"
+            files = dict(req.files)
+            files[src] = req.code.encode("utf-8", errors="surrogateescape")
+            await asyncio.to_thread(self.write_files, workdir, files, uid)
+            env = self.base_env(home=str(workdir))
+
+            def argv(template: tuple[str, ...]) -> list[str]:
+                return [a.format(src=src, out=str(workdir / out)) for a in template]
+
+            compile_result: ProcessResult | None = None
+            run_result: ProcessResult | None = None
+            if lang.compile:
+                compile_result = await self.zygote.run(
+                    argv=argv(lang.compile),
+                    cwd=workdir,
+                    env=env,
+                    timeout=req.compile_timeout,
+                    limits=self.limits,
+                    memory_mb=max(req.memory_limit_MB, 0),
+                    uid=uid,
+                )
+            if compile_result is None or (compile_result.status == "Finished" and compile_result.return_code == 0):
+                fast = self.python_fast_path and lang.language == "python"
+                run_result = await self.zygote.run(
+                    argv=argv(lang.run),
+                    cwd=workdir,
+                    env=env,
+                    timeout=req.run_timeout,
+                    limits=self.limits,
+                    memory_mb=max(req.memory_limit_MB, 0),
+                    uid=uid,
+                    stdin=None if req.stdin is None else req.stdin.encode("utf-8", errors="surrogateescape"),
+                    python_script=str(workdir / src) if fast else None,
+                )
+            fetched = await asyncio.to_thread(self.fetch_files, workdir, req.fetch_files)
+        return _response(compile_result, run_result, fetched)
+
+    # -- run_jupyter ------------------------------------------------------------------------------------------
+    async def run_jupyter(self, req: RunJupyterRequest) -> dict[str, Any]:
+        """Run ``/run_jupyter`` on a fresh kernel; per-cell and total timeouts keep the finished cells."""
+        assert self.env is not None
+        assert self.root is not None
+        started = time.monotonic()
+        deadline = started + req.total_timeout
+        cells: list[dict[str, Any]] = []
+        timed_out = ""
+        kernel_error = ""
+        async with self._kernels, self.workspace() as (uid, workdir):
+            await asyncio.to_thread(self.write_files, workdir, req.files, uid)
+            kernel = Kernel(
+                zygote=self.zygote,
+                python=self.env.python,
+                env=self.base_env(home=str(workdir)),
+                cwd=workdir,
+                private_root=self.root,
+                uid=uid,
+                limits=self.limits,
+                memory_mb=max(req.memory_limit_MB, 0),
+                cpu_seconds=None,
+            )
+            try:
+                await kernel.start(timeout=max(min(req.total_timeout, 60.0), 1.0) + 30.0)
+                for index, code in enumerate(req.cells):
+                    now = time.monotonic()
+                    if now >= deadline:
+                        timed_out = f"total_timeout of {req.total_timeout:g} s exceeded before cell {index}"
+                        break
+                    cell_deadline = deadline
+                    if req.cell_timeout > 0:
+                        cell_deadline = min(deadline, now + req.cell_timeout)
+                    outcome = await kernel.execute(code, deadline=cell_deadline)
+                    cell = _cell(outcome.events)
+                    cells.append(cell)
+                    if outcome.status == "dead":
+                        kernel_error = f"the kernel died while running cell {index}"
+                        cell["error"].append({"ename": "KernelDied", "evalue": kernel_error, "traceback": []})
+                        break
+                    if outcome.status == "timeout":
+                        total_hit = cell_deadline >= deadline
+                        which = (
+                            f"total_timeout of {req.total_timeout:g} s"
+                            if total_hit
+                            else f"cell_timeout of {req.cell_timeout:g} s"
+                        )
+                        cell["error"].append(
+                            {"ename": "TimeoutError", "evalue": f"cell {index} exceeded the {which}", "traceback": []}
+                        )
+                        timed_out = timed_out or f"cell {index} exceeded the {which}"
+                        if total_hit or not outcome.interrupted_cleanly:
+                            break
+            except KernelDied as exc:
+                kernel_error = str(exc)
+            finally:
+                await kernel.shutdown()
+            fetched = await asyncio.to_thread(self.fetch_files, workdir, req.fetch_files)
+        elapsed = round(time.monotonic() - started, 6)
+        if kernel_error and not cells:
+            return {
+                "status": "SandboxError",
+                "message": kernel_error,
+                "driver": {"status": "Error", "execution_time": elapsed, "return_code": None, "stdout": "",
+                           "stderr": kernel.output()},
+                "cells": [],
+                "executor_pod_name": None,
+                "files": fetched,
+            }  # fmt: skip
+        failed = bool(timed_out or kernel_error)
+        return {
+            "status": "Failed" if failed else "Success",
+            "message": timed_out or kernel_error,
+            "driver": {
+                "status": "TimeLimitExceeded" if timed_out else "Finished",
+                "execution_time": elapsed,
+                "return_code": None if timed_out else (1 if kernel_error else 0),
+                "stdout": "",
+                "stderr": kernel_error,
+            },
+            "cells": cells,
+            "executor_pod_name": None,
+            "files": fetched,
+        }
+
+
+def _make_root(parent: str | None) -> Path:
+    root = Path(tempfile.mkdtemp(prefix="aioagents-local-", dir=parent))
+    root.chmod(0o711)
+    (root / "ctl").mkdir(mode=0o700)
+    return root
+
+
+def _cell(events: Any) -> dict[str, Any]:
+    stdout: list[str] = []
+    stderr: list[str] = []
+    display: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    for ev in events:
+        if ev.type == "stream":
+            (stderr if ev.data["stream"] == "stderr" else stdout).append(ev.data["text"])
+        elif ev.type == "display_data":
+            display.append(ev.data["variants"])
+        elif ev.type == "error":
+            errors.append(dict(ev.data))
+    return {"stdout": "".join(stdout), "stderr": "".join(stderr), "display": display, "error": errors}
+
+
+def _command(result: ProcessResult | None) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    return {
+        "status": result.status,
+        "execution_time": result.execution_time,
+        "cpu_time": result.cpu_time,
+        "return_code": result.return_code,
+        "stdout": result.stdout,
+        "stderr": result.stderr,
+    }
+
+
+def _response(
+    compile_result: ProcessResult | None, run_result: ProcessResult | None, files: dict[str, str]
+) -> dict[str, Any]:
+    # The contract's order (§A3): Error → SandboxError; else any TLE → Failed; else non-zero → Failed.
+    results = [r for r in (compile_result, run_result) if r is not None]
+    status, message = "Success", ""
+    errored = [r for r in results if r.status == "Error"]
+    if errored:
+        status, message = "SandboxError", errored[0].stderr
+    elif any(r.status == "TimeLimitExceeded" for r in results) or any(r.return_code != 0 for r in results):
+        status = "Failed"
+    return {
+        "status": status,
+        "message": message,
+        "compile_result": _command(compile_result),
+        "run_result": _command(run_result),
+        "executor_pod_name": None,
+        "files": files,
+    }
+
+
+def _unavailable(lang: Unavailable) -> dict[str, Any]:
+    return {
+        "status": "Failed",
+        "message": lang.reason,
+        "compile_result": None,
+        "run_result": {
+            "status": "Finished",
+            "execution_time": 0.0,
+            "cpu_time": None,
+            "return_code": 127,
+            "stdout": "",
+            "stderr": lang.reason + "\n",
+        },
+        "executor_pod_name": None,
+        "files": {},
+    }

@@ -1,0 +1,428 @@
+"""Running one sandboxed process: the zygote client, output capture with a cap, timeouts, and cleanup.
+
+Every process of the local sandbox (user programs, compilers, Jupyter kernels) is forked by the zygote
+(``_zygote.py``), never by the threaded server process itself. A run's processes live in their own session and
+process group, and — when the server runs as root — under a uid of their own taken from a pool, so that
+``RLIMIT_NPROC`` binds, files outside the run directory are not writable, and every process of the run, including
+one that left the session, can be found and killed by uid afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import math
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+
+__all__ = ["Limits", "ProcessResult", "UidPool", "ZygoteClient"]
+
+_log = logging.getLogger("aioagents.local")
+
+_ZYGOTE_SCRIPT = Path(__file__).with_name("_zygote.py")
+
+
+@attrs.frozen(kw_only=True)
+class Limits:
+    """Resource limits applied to every sandboxed run (per process unless stated).
+
+    ``max_output_bytes`` caps each of stdout and stderr separately; what is cut is replaced by a visible marker
+    ``[truncated: N bytes omitted]``. ``memory_mb`` is the default data-segment limit (``RLIMIT_DATA``) when a
+    request gives no ``memory_limit_MB``; it counts heap and anonymous mappings, not the address-space reservations
+    that JVMs and V8 make, so those runtimes still start. ``max_processes`` binds only when the server runs as root
+    (each run then has its own uid); an unprivileged server cannot give a run its own process count.
+    """
+
+    max_output_bytes: int = 1 << 20
+    memory_mb: int = 2048
+    max_processes: int = 256
+    max_file_size_mb: int = 256
+    max_open_files: int = 1024
+    max_timeout: float = 600.0
+
+
+@attrs.frozen(kw_only=True)
+class ProcessResult:
+    """What one sandboxed command did, in the units of the wire's CommandRunResult."""
+
+    status: Literal["Finished", "TimeLimitExceeded", "Error"]
+    return_code: int | None
+    stdout: str
+    stderr: str
+    execution_time: float
+    cpu_time: float | None = None
+
+
+class UidPool:
+    """Hands out one unprivileged uid (and a gid of the same number) per concurrent run.
+
+    Only used when the server is root. A uid goes back to the pool after every process of it has been killed.
+    """
+
+    def __init__(self, base: int, size: int) -> None:
+        self._free: asyncio.Queue[int] = asyncio.Queue()
+        for uid in range(base, base + size):
+            self._free.put_nowait(uid)
+
+    async def acquire(self) -> int:
+        return await self._free.get()
+
+    def release(self, uid: int) -> None:
+        self._free.put_nowait(uid)
+
+
+class _Capture:
+    """Drains one pipe into a capped buffer; reading never stops, so the child never blocks on a full pipe."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, cap: int) -> None:
+        self._loop = loop
+        self._fd = fd
+        self._cap = cap
+        self._chunks: list[bytes] = []
+        self._kept = 0
+        self.omitted = 0
+        self.done: asyncio.Future[None] = loop.create_future()
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self._on_readable)
+
+    def _on_readable(self) -> None:
+        for _ in range(64):  # bound the work per wake-up so one loud run cannot starve the loop
+            try:
+                data = os.read(self._fd, 1 << 16)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.close()
+                return
+            room = self._cap - self._kept
+            if room > 0:
+                self._chunks.append(data[:room])
+                self._kept += min(room, len(data))
+            self.omitted += max(0, len(data) - max(room, 0))
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def text(self) -> str:
+        out = b"".join(self._chunks).decode("utf-8", errors="replace")
+        if self.omitted:
+            out += f"\n[truncated: {self.omitted} bytes omitted]"
+        return out
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _feed(loop: asyncio.AbstractEventLoop, fd: int, data: bytes) -> None:
+    """Write ``data`` to the child's stdin pipe without blocking the loop, then close it (EOF)."""
+    try:
+        os.set_blocking(fd, False)
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(fd, view)
+                view = view[n:]
+            except BlockingIOError:
+                ready: asyncio.Future[None] = loop.create_future()
+                loop.add_writer(fd, _wake, ready)
+                try:
+                    await ready
+                finally:
+                    loop.remove_writer(fd)
+    except OSError as exc:  # the child exited or closed stdin without reading it all
+        if exc.errno not in (errno.EPIPE, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+class ZygoteClient:
+    """Starts the zygote and asks it for processes. One per server."""
+
+    def __init__(self, *, python: str, env: Mapping[str, str], control_dir: Path) -> None:
+        self._python = python
+        self._env = dict(env)
+        self._socket_path = str(control_dir / "zygote.sock")
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        # The zygote must not inherit the server's environment (secrets, PYTHON* settings): it is the parent of
+        # every run and forked children would see it.
+        self._proc = await asyncio.create_subprocess_exec(
+            self._python,
+            str(_ZYGOTE_SCRIPT),
+            self._socket_path,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            env=self._env,
+            cwd="/",
+            start_new_session=True,
+        )
+        assert self._proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(self._proc.stdout.readline(), 30)
+        except asyncio.TimeoutError:
+            line = b""
+        if line.strip() != b"ready":
+            await self.close()
+            raise RuntimeError(f"the sandbox process factory failed to start with {self._python}")
+
+    async def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except asyncio.TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.feed_eof()
+        # Close the pipe transport now rather than in __del__ (which would warn).
+        transport = getattr(proc, "_transport", None)
+        if transport is not None:
+            transport.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    async def _connect(self, message: dict[str, Any], fds: Sequence[int] = ()) -> socket.socket:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, self._socket_path)
+            payload = json.dumps(message).encode() + b"\n"
+            # One small message on a fresh unix socket always fits the send buffer, so this never blocks.
+            sent = socket.send_fds(sock, [payload], list(fds))
+            if sent < len(payload):
+                await loop.sock_sendall(sock, payload[sent:])
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    async def kill_uid(self, uid: int) -> None:
+        """Kill every process running as ``uid`` (also those that left their session)."""
+        sock = await self._connect({"op": "killuid", "uid": uid})
+        with sock:
+            await _read_message(sock)
+
+    async def run(
+        self,
+        *,
+        argv: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        timeout: float,
+        limits: Limits,
+        memory_mb: int,
+        uid: int | None,
+        stdin: bytes | None = None,
+        python_script: str | None = None,
+    ) -> ProcessResult:
+        """Run one command (or, with ``python_script``, the fast path) to completion under the sandbox."""
+        loop = asyncio.get_running_loop()
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        stdout = _Capture(loop, out_r, limits.max_output_bytes)
+        stderr = _Capture(loop, err_r, limits.max_output_bytes)
+        spec: dict[str, Any] = {
+            "op": "spawn",
+            "mode": "python" if python_script is not None else "exec",
+            "exe": argv[0],
+            "argv": list(argv),
+            "env": dict(env),
+            "cwd": str(cwd),
+            "uid": uid,
+            "gid": uid,
+            "rlimits": _rlimits(limits, memory_mb, timeout, root=uid is not None),
+            "script": python_script,
+        }
+        started = time.monotonic()
+        sock: socket.socket | None = None
+        feeder: asyncio.Task[None] | None = None
+        pid = 0
+        try:
+            try:
+                sock = await self._connect(spec, [in_r, out_w, err_w])
+            finally:
+                for fd in (in_r, out_w, err_w):
+                    os.close(fd)
+            first = await _read_message(sock)
+            if "pid" not in first:
+                os.close(in_w)
+                raise RuntimeError(str(first.get("error", "the process factory refused the run")))
+            pid = int(first["pid"])
+            started = time.monotonic()
+            feeder = asyncio.ensure_future(_feed(loop, in_w, stdin or b""))
+            status: Literal["Finished", "TimeLimitExceeded"] = "Finished"
+            return_code: int | None = None
+            cpu: float | None = None
+            try:
+                final = await asyncio.wait_for(_read_message(sock), max(timeout, 0.0))
+                return_code = int(final["exit"])
+                cpu = float(final.get("cpu", 0.0))
+            except asyncio.TimeoutError:
+                status = "TimeLimitExceeded"
+            elapsed = time.monotonic() - started
+            # The group may still hold children that outlived their parent; nothing of the run survives it.
+            _killpg(pid)
+            if status == "TimeLimitExceeded":
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(_read_message(sock), 5)
+            # With every writer dead the pipes reach EOF at once. If not, a process that left the session still
+            # holds them: kill the run's uid (root) or give up on it after a short wait (unprivileged server).
+            pipes = asyncio.gather(stdout.done, stderr.done)
+            try:
+                await asyncio.wait_for(asyncio.shield(pipes), 0.05)
+            except asyncio.TimeoutError:
+                if uid is not None:
+                    await self.kill_uid(uid)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(pipes, 2)
+            return ProcessResult(
+                status=status,
+                return_code=return_code,
+                stdout=stdout.text(),
+                stderr=stderr.text(),
+                execution_time=round(elapsed, 6),
+                cpu_time=None if cpu is None else round(cpu, 6),
+            )
+        finally:
+            if pid:
+                _killpg(pid)
+            if feeder is not None:
+                if not feeder.done():
+                    feeder.cancel()
+                with contextlib.suppress(BaseException):
+                    await feeder
+            elif pid == 0:
+                with contextlib.suppress(OSError):
+                    os.close(in_w)
+            stdout.close()
+            stderr.close()
+            if sock is not None:
+                sock.close()
+
+    async def spawn_detached(
+        self,
+        *,
+        argv: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        limits: Limits,
+        memory_mb: int,
+        uid: int | None,
+        cpu_seconds: float | None,
+        output_fd: int,
+    ) -> tuple[int, asyncio.Future[int]]:
+        """Start a long-lived process (a Jupyter kernel); returns its pid and a future of its exit code."""
+        loop = asyncio.get_running_loop()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        spec: dict[str, Any] = {
+            "op": "spawn",
+            "mode": "exec",
+            "exe": argv[0],
+            "argv": list(argv),
+            "env": dict(env),
+            "cwd": str(cwd),
+            "uid": uid,
+            "gid": uid,
+            "rlimits": _rlimits(limits, memory_mb, cpu_seconds, root=uid is not None),
+        }
+        try:
+            sock = await self._connect(spec, [devnull, output_fd, output_fd])
+        finally:
+            os.close(devnull)
+        first = await _read_message(sock)
+        if "pid" not in first:
+            sock.close()
+            raise RuntimeError(str(first.get("error", "the process factory refused the run")))
+        exited: asyncio.Future[int] = loop.create_future()
+
+        async def watch() -> None:
+            try:
+                final = await _read_message(sock)
+                code = int(final.get("exit", -9))
+            except (OSError, ValueError, KeyError):
+                code = -9
+            finally:
+                sock.close()
+            if not exited.done():
+                exited.set_result(code)
+
+        task = loop.create_task(watch())
+        _watchers.add(task)
+        task.add_done_callback(_watchers.discard)
+        return int(first["pid"]), exited
+
+
+_watchers: set[asyncio.Task[None]] = set()
+
+
+def _killpg(pgid: int) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+async def _read_message(sock: socket.socket) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = await loop.sock_recv(sock, 4096)
+        if not chunk:
+            raise ConnectionResetError("the sandbox process factory closed the connection")
+        buf += chunk
+    result = json.loads(buf)
+    assert isinstance(result, dict)
+    return result
+
+
+def _rlimits(limits: Limits, memory_mb: int, cpu_seconds: float | None, *, root: bool) -> dict[str, list[int]]:
+    mem = (memory_mb if memory_mb > 0 else limits.memory_mb) * (1 << 20)
+    out: dict[str, list[int]] = {
+        "RLIMIT_DATA": [mem, mem],
+        "RLIMIT_CORE": [0, 0],
+        "RLIMIT_FSIZE": [limits.max_file_size_mb << 20, limits.max_file_size_mb << 20],
+        "RLIMIT_NOFILE": [limits.max_open_files, limits.max_open_files],
+    }
+    if cpu_seconds is not None:
+        # A backstop behind the wall-clock timeout: CPU time can only be shorter than wall time.
+        cpu = max(1, math.ceil(cpu_seconds) + 1)
+        out["RLIMIT_CPU"] = [cpu, cpu + 1]
+    if root:
+        # Only meaningful with a uid of the run's own: RLIMIT_NPROC counts every process of the real uid.
+        out["RLIMIT_NPROC"] = [limits.max_processes, limits.max_processes]
+    return out
+
+
+def current_python() -> str:
+    """The server's interpreter, resolved (the zygote and sandbox runs may use a different one)."""
+    return os.path.realpath(sys.executable)
