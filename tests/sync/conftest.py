@@ -41,7 +41,8 @@ def load_gen_sync() -> ModuleType:
     if "gen_sync" in sys.modules:
         return sys.modules["gen_sync"]
     spec = importlib.util.spec_from_file_location("gen_sync", GEN_SYNC)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["gen_sync"] = module  # dataclasses look their module up while the class body runs
     spec.loader.exec_module(module)
@@ -95,8 +96,9 @@ class ToyServer(FakeServer):
 @pytest.fixture
 def server() -> Iterator[ToyServer]:
     """A toy server on its own loop thread (the clients under test block)."""
-    with ToyServer().in_thread() as srv:
-        yield srv  # type: ignore[misc]
+    srv = ToyServer()
+    with srv.in_thread():
+        yield srv
 
 
 @pytest.fixture(scope="session")

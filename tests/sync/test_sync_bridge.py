@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ from .toy_async import ToyError
 
 
 @pytest.fixture
-def client(toysync: ModuleType) -> Iterator[object]:
+def client(toysync: ModuleType) -> Iterator[Any]:
     sync_client = toysync.ToyClient(scale=3)
     yield sync_client
     sync_client.close()
@@ -37,29 +38,30 @@ def _wait_hangup(server: ToyServer) -> bool:
 # -- plain calls ---------------------------------------------------------------------------------------------------
 
 
-def test_a_coroutine_method_blocks_and_returns_its_result(client: object) -> None:
-    assert client.add(1, 2) == 9  # type: ignore[attr-defined]
-    assert client.add(1, 2, scale=1) == 3  # type: ignore[attr-defined]
-    assert client.calls == 2  # type: ignore[attr-defined]
+def test_a_coroutine_method_blocks_and_returns_its_result(client: Any) -> None:
+    assert client.add(1, 2) == 9
+    assert client.add(1, 2, scale=1) == 3
+    assert client.calls == 2
 
 
-def test_calls_from_one_thread_reuse_one_persistent_loop(client: object) -> None:
-    first = client.loop_id()  # type: ignore[attr-defined]
-    assert client.loop_id() == first  # type: ignore[attr-defined]
+def test_calls_from_one_thread_reuse_one_persistent_loop(client: Any) -> None:
+    first = client.loop_id()
+    assert client.loop_id() == first
     seen: list[int] = []
-    thread = threading.Thread(target=lambda: seen.append(client.loop_id()))  # type: ignore[attr-defined]
+    thread = threading.Thread(target=lambda: seen.append(client.loop_id()))
     thread.start()
     thread.join()
-    assert seen and seen[0] != first
+    assert seen
+    assert seen[0] != first
 
 
-def test_properties_setters_and_plain_methods_forward(client: object) -> None:
-    assert client.scale == 3  # type: ignore[attr-defined]
-    client.scale = 5  # type: ignore[attr-defined]
-    assert client.add(1, 1) == 10  # type: ignore[attr-defined]
-    assert client.describe() == "toy"  # type: ignore[attr-defined]
-    assert client.describe(verbose=True) == "ToyClient('toy', calls=1)"  # type: ignore[attr-defined]
-    assert client.label == "toy"  # type: ignore[attr-defined]
+def test_properties_setters_and_plain_methods_forward(client: Any) -> None:
+    assert client.scale == 3
+    client.scale = 5
+    assert client.add(1, 1) == 10
+    assert client.describe() == "toy"
+    assert client.describe(verbose=True) == "ToyClient('toy', calls=1)"
+    assert client.label == "toy"
 
 
 def test_classmethod_constructor_returns_the_sync_twin(toysync: ModuleType) -> None:
@@ -70,13 +72,13 @@ def test_classmethod_constructor_returns_the_sync_twin(toysync: ModuleType) -> N
     made.close()
 
 
-def test_sub_resources_are_sync_twins_of_the_same_async_objects(toysync: ModuleType, client: object) -> None:
-    threads = client.threads  # type: ignore[attr-defined]
+def test_sub_resources_are_sync_twins_of_the_same_async_objects(toysync: ModuleType, client: Any) -> None:
+    threads = client.threads
     assert type(threads) is toysync.Threads
-    assert threads is client.threads  # type: ignore[attr-defined]
-    assert threads._async is client._async.threads  # type: ignore[attr-defined]
+    assert threads is client.threads
+    assert threads._async is client._async.threads
     assert type(threads.messages) is toysync.Messages
-    assert threads.messages._async is client._async.threads.messages  # type: ignore[attr-defined]
+    assert threads.messages._async is client._async.threads.messages
     assert threads.title("t1") == "thread t1"
 
 
@@ -89,11 +91,11 @@ def test_context_manager_closes_the_client(toysync: ModuleType, server: ToyServe
         sync_client.echo("again")
 
 
-def test_async_context_manager_method_becomes_a_context_manager(client: object) -> None:
-    with client.opened("a") as name:  # type: ignore[attr-defined]
+def test_async_context_manager_method_becomes_a_context_manager(client: Any) -> None:
+    with client.opened("a") as name:
         assert name == "a"
-        assert client.log == ["enter a"]  # type: ignore[attr-defined]
-    assert client.log == ["enter a", "exit a"]  # type: ignore[attr-defined]
+        assert client.log == ["enter a"]
+    assert client.log == ["enter a", "exit a"]
 
 
 # -- errors and interrupts ------------------------------------------------------------------------------------------
@@ -103,18 +105,16 @@ def test_async_context_manager_method_becomes_a_context_manager(client: object) 
     ("kind", "error"),
     [("value", ValueError), ("toy", ToyError), ("interrupt", KeyboardInterrupt)],
 )
-def test_exceptions_propagate_with_their_original_type(
-    client: object, kind: str, error: type[BaseException]
-) -> None:
+def test_exceptions_propagate_with_their_original_type(client: Any, kind: str, error: type[BaseException]) -> None:
     with pytest.raises(error):
-        client.fail(kind, "x", where="here")  # type: ignore[attr-defined]
+        client.fail(kind, "x", where="here")
     # The loop survives the exception: the next call works.
-    assert client.add(0, 1) == 3  # type: ignore[attr-defined]
+    assert client.add(0, 1) == 3
 
 
-def test_exception_message_and_arguments_reach_the_caller(client: object) -> None:
+def test_exception_message_and_arguments_reach_the_caller(client: Any) -> None:
     with pytest.raises(ValueError, match=r"bad value \('x',\) \{'where': 'here'\}"):
-        client.fail("value", "x", where="here")  # type: ignore[attr-defined]
+        client.fail("value", "x", where="here")
 
 
 def _interrupt_when(started: threading.Event) -> threading.Thread:
@@ -129,20 +129,20 @@ def _interrupt_when(started: threading.Event) -> threading.Thread:
 
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="needs the main thread")
-def test_ctrl_c_while_blocked_cancels_the_coroutine(client: object) -> None:
+def test_ctrl_c_while_blocked_cancels_the_coroutine(client: Any) -> None:
     started = threading.Event()
     firing = _interrupt_when(started)
     begun = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        client.sleep(30, started=started)  # type: ignore[attr-defined]
+        client.sleep(30, started=started)
     firing.join()
     assert time.monotonic() - begun < 10
-    assert client.cancelled is True  # type: ignore[attr-defined]
-    assert client.add(1, 1) == 6  # type: ignore[attr-defined]
+    assert client.cancelled is True
+    assert client.add(1, 1) == 6
 
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="needs the main thread")
-def test_ctrl_c_while_blocked_on_the_portal_cancels_the_coroutine(client: object) -> None:
+def test_ctrl_c_while_blocked_on_the_portal_cancels_the_coroutine(client: Any) -> None:
     # A loop runs in this thread (as in Jupyter), so the call goes to the portal thread; no SIGINT handler of
     # asyncio's is installed by run_until_complete, so Ctrl-C raises where the caller blocks.
     started = threading.Event()
@@ -150,7 +150,7 @@ def test_ctrl_c_while_blocked_on_the_portal_cancels_the_coroutine(client: object
 
     async def inside_a_loop() -> None:
         try:
-            client.sleep(30, started=started)  # type: ignore[attr-defined]
+            client.sleep(30, started=started)
         except BaseException as exc:
             outcome.append(exc)
 
@@ -161,8 +161,9 @@ def test_ctrl_c_while_blocked_on_the_portal_cancels_the_coroutine(client: object
     finally:
         loop.close()
         firing.join()
-    assert len(outcome) == 1 and type(outcome[0]) is KeyboardInterrupt
-    assert client.cancelled is True  # type: ignore[attr-defined]
+    assert len(outcome) == 1
+    assert type(outcome[0]) is KeyboardInterrupt
+    assert client.cancelled is True
 
 
 # -- inside a running loop ------------------------------------------------------------------------------------------
@@ -183,10 +184,10 @@ async def test_sync_calls_inside_a_running_loop_do_not_deadlock(toysync: ModuleT
     assert sync_client.session_count == 0
 
 
-async def test_sync_call_from_the_portal_loop_itself_is_refused(client: object) -> None:
+async def test_sync_call_from_the_portal_loop_itself_is_refused(client: Any) -> None:
     async def on_portal() -> str:
         try:
-            client.add(1, 1)  # type: ignore[attr-defined]
+            client.add(1, 1)
         except RuntimeError as exc:
             return str(exc)
         return "no error"
@@ -202,7 +203,7 @@ def test_one_client_shared_by_16_threads_then_closed(toysync: ModuleType, server
     sync_client = toysync.ToyClient(server.url)
     barrier = threading.Barrier(17)
     release = threading.Event()
-    results: dict[int, list[object]] = {}
+    results: dict[int, list[Any]] = {}
     errors: list[BaseException] = []
 
     def work(index: int) -> None:
@@ -226,11 +227,11 @@ def test_one_client_shared_by_16_threads_then_closed(toysync: ModuleType, server
         assert errors == []
         assert sorted(results) == list(range(16))
         for index, echoes in results.items():
-            assert [e.text for e in echoes] == [f"t{index}:{i}" for i in range(20)]  # type: ignore[attr-defined]
+            assert [e.text for e in echoes] == [f"t{index}:{i}" for i in range(20)]
             # Every call of one thread ran on that thread's one loop and session.
-            assert len({e.loop_id for e in echoes}) == 1  # type: ignore[attr-defined]
-            assert len({e.session_id for e in echoes}) == 1  # type: ignore[attr-defined]
-        assert len({echoes[0].loop_id for echoes in results.values()}) == 16  # type: ignore[attr-defined]
+            assert len({e.loop_id for e in echoes}) == 1
+            assert len({e.session_id for e in echoes}) == 1
+        assert len({echoes[0].loop_id for echoes in results.values()}) == 16
         assert sync_client.session_count == 16
         assert len(server.requests_to("/echo")) == 320
 
@@ -246,9 +247,7 @@ def test_one_client_shared_by_16_threads_then_closed(toysync: ModuleType, server
             thread.join(10)
 
 
-def test_threads_that_died_have_their_loops_closed_with_their_sessions(
-    toysync: ModuleType, server: ToyServer
-) -> None:
+def test_threads_that_died_have_their_loops_closed_with_their_sessions(toysync: ModuleType, server: ToyServer) -> None:
     sync_client = toysync.ToyClient(server.url)
     loops: list[asyncio.AbstractEventLoop] = []
 
@@ -273,35 +272,35 @@ def test_threads_that_died_have_their_loops_closed_with_their_sessions(
 # -- streams --------------------------------------------------------------------------------------------------------
 
 
-def test_async_generator_becomes_an_iterator(client: object) -> None:
-    assert list(client.count(4)) == [0, 1, 2, 3]  # type: ignore[attr-defined]
+def test_async_generator_becomes_an_iterator(client: Any) -> None:
+    assert list(client.count(4)) == [0, 1, 2, 3]
 
 
-def test_stream_object_is_iterated_on_one_loop_and_closed_at_the_end(client: object) -> None:
-    assert list(client.numbers(3)) == [0, 1, 2]  # type: ignore[attr-defined]
-    numbers = client.last_numbers  # type: ignore[attr-defined]
+def test_stream_object_is_iterated_on_one_loop_and_closed_at_the_end(client: Any) -> None:
+    assert list(client.numbers(3)) == [0, 1, 2]
+    numbers = client.last_numbers
     assert numbers.closed
     assert len(numbers.loops) == 1
 
 
-def test_break_out_of_a_stream_closes_it(client: object) -> None:
-    for n in client.numbers(100):  # type: ignore[attr-defined]
+def test_break_out_of_a_stream_closes_it(client: Any) -> None:
+    for n in client.numbers(100):
         if n == 2:
             break
     gc.collect()
-    assert client.last_numbers.closed  # type: ignore[attr-defined]
+    assert client.last_numbers.closed
 
 
-def test_lazy_stream_opened_on_first_step_and_closed_by_with(client: object) -> None:
-    with client.numbers_lazy(10) as numbers:  # type: ignore[attr-defined]
+def test_lazy_stream_opened_on_first_step_and_closed_by_with(client: Any) -> None:
+    with client.numbers_lazy(10) as numbers:
         assert next(numbers) == 0
         assert next(numbers) == 1
-    assert client.last_numbers.closed  # type: ignore[attr-defined]
+    assert client.last_numbers.closed
     assert list(numbers) == []
 
 
-def test_stream_steps_from_another_thread_run_on_the_stream_loop(client: object) -> None:
-    stream = client.numbers(6)  # type: ignore[attr-defined]
+def test_stream_steps_from_another_thread_run_on_the_stream_loop(client: Any) -> None:
+    stream = client.numbers(6)
     assert next(stream) == 0
     taken: list[int] = []
     thread = threading.Thread(target=lambda: taken.extend([next(stream), next(stream)]))
@@ -309,7 +308,7 @@ def test_stream_steps_from_another_thread_run_on_the_stream_loop(client: object)
     thread.join()
     assert taken == [1, 2]
     assert list(stream) == [3, 4, 5]
-    assert len(client.last_numbers.loops) == 1  # type: ignore[attr-defined]
+    assert len(client.last_numbers.loops) == 1
 
 
 def test_break_out_of_an_http_stream_closes_the_connection(toysync: ModuleType, server: ToyServer) -> None:
@@ -326,9 +325,7 @@ def test_break_out_of_an_http_stream_closes_the_connection(toysync: ModuleType, 
     sync_client.close()
 
 
-def test_closing_an_http_stream_in_a_with_block_closes_the_connection(
-    toysync: ModuleType, server: ToyServer
-) -> None:
+def test_closing_an_http_stream_in_a_with_block_closes_the_connection(toysync: ModuleType, server: ToyServer) -> None:
     sync_client = toysync.ToyClient(server.url)
     with sync_client.lines(10_000, delay=0.005) as lines:
         assert next(lines) == "0"
