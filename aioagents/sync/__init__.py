@@ -14,5 +14,16 @@ managers. One object may be shared by many threads.
 """
 
 from aioagents.sync._bridge import SyncContextManager, SyncStream
+from aioagents.sync.assistants_client import Assistants, AssistantsClient, Files, Messages, Runs, Steps, Threads
 
-__all__ = ["SyncContextManager", "SyncStream"]
+__all__ = [
+    "Assistants",
+    "AssistantsClient",
+    "Files",
+    "Messages",
+    "Runs",
+    "Steps",
+    "SyncContextManager",
+    "SyncStream",
+    "Threads",
+]
