@@ -19,6 +19,8 @@ from aioagents._streaming._lines import LineSplitter
 
 __all__ = ["SSEDecoder", "ServerSentEvent"]
 
+_BOM = b"\xef\xbb\xbf"
+
 
 @attrs.frozen(kw_only=True)
 class ServerSentEvent:
@@ -33,7 +35,7 @@ class ServerSentEvent:
 class SSEDecoder:
     """Feed body chunks, get events."""
 
-    __slots__ = ("_data", "_event", "_last_id", "_lines", "_retry", "_size", "_started", "max_event_size")
+    __slots__ = ("_data", "_event", "_head", "_last_id", "_lines", "_retry", "_size", "_started", "max_event_size")
 
     def __init__(self, max_event_size: int = 16 * 1024 * 1024) -> None:
         self.max_event_size = max_event_size
@@ -44,13 +46,17 @@ class SSEDecoder:
         self._last_id: str | None = None
         self._retry: int | None = None
         self._started = False
+        self._head = b""  # the first bytes, held while they may still be a split BOM
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         if not self._started:
-            if not chunk:
+            chunk = self._head + chunk
+            if len(chunk) < 3 and _BOM.startswith(chunk):
+                self._head = chunk  # a BOM may be split across chunks: wait for the rest
                 return []
+            self._head = b""
             self._started = True
-            if chunk.startswith(b"\xef\xbb\xbf"):
+            if chunk.startswith(_BOM):
                 chunk = chunk[3:]
         out: list[ServerSentEvent] = []
         for line in self._lines.feed(chunk):
