@@ -233,9 +233,7 @@ class FakeAppBuilderServer(FakeServer):
         seen = [request.headers.get(h) for h in ("Authorization", "X-Appbuilder-Authorization")]
         present = [v for v in seen if v is not None]
         if not present or any(v != expected for v in present):
-            raise _ApiError(
-                "invalid or missing token", status=401, code="Unauthorized", type_="authentication_error"
-            )
+            raise _ApiError("invalid or missing token", status=401, code="Unauthorized", type_="authentication_error")
 
     # -- helpers --------------------------------------------------------------------------------------------
     @staticmethod
@@ -347,9 +345,7 @@ class FakeAppBuilderServer(FakeServer):
         self._check_metadata(metadata)
         response_format = body.get("response_format") or "text"
         if response_format not in ("text", "json_object"):
-            raise _ApiError(
-                "response_format must be text or json_object", status=400, param="response_format"
-            )
+            raise _ApiError("response_format must be text or json_object", status=400, param="response_format")
         return {
             "name": name,
             "description": description,
@@ -369,9 +365,7 @@ class FakeAppBuilderServer(FakeServer):
             raise _ApiError("metadata holds at most 16 keys", status=400, param="metadata")
         for key, value in metadata.items():
             if len(key) > 64 or not isinstance(value, str) or len(value) > 512:
-                raise _ApiError(
-                    "metadata keys are ≤64 chars, values strings ≤512 chars", status=400, param="metadata"
-                )
+                raise _ApiError("metadata keys are ≤64 chars, values strings ≤512 chars", status=400, param="metadata")
 
     @staticmethod
     def _assistant_view(asst: JSON) -> JSON:
@@ -742,9 +736,7 @@ class FakeAppBuilderServer(FakeServer):
 
     def _record_outputs(self, run: _Run, outputs: Sequence[Any]) -> None:
         if run.status != "requires_action":
-            raise _ApiError(
-                f"run {run.id} does not require action (status {run.status})", status=400, param="run_id"
-            )
+            raise _ApiError(f"run {run.id} does not require action (status {run.status})", status=400, param="run_id")
         known = {call["id"] for call in run.tool_calls}
         for out in outputs:
             if not isinstance(out, dict):
@@ -819,8 +811,7 @@ class FakeAppBuilderServer(FakeServer):
                 "Content-Type": "text/event-stream",
                 "Cache-Control": "no-cache",
                 # Headers cannot change once the stream is prepared, so the request id goes on now.
-                "X-Appbuilder-Request-Id": request.headers.get("X-Appbuilder-Request-Id")
-                or str(uuid.uuid4()),
+                "X-Appbuilder-Request-Id": request.headers.get("X-Appbuilder-Request-Id") or str(uuid.uuid4()),
             }
         )
         send_id = 0
@@ -838,14 +829,29 @@ class FakeAppBuilderServer(FakeServer):
         try:
             await emit("ping", {})
             await self._advance(run, emit)
+            await resp.write_eof()
+        except ConnectionError:
+            # The client left; the run stays as it was (as a real service would leave it running).
+            pass
         finally:
             run.streaming = False
-        await resp.write_eof()
         return resp
 
-    async def _status(
-        self, emit: _Emit | None, run: _Run, event_type: str, message: str = "", **details: Any
-    ) -> None:
+    @staticmethod
+    async def _wait(run: _Run, emit: _Emit, timeout: float) -> bool:
+        """Wait for a submit or a cancel, sending keepalive pings so a departed client ends the wait."""
+        run.wake.clear()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            try:
+                await asyncio.wait_for(run.wake.wait(), min(0.25, max(0.0, deadline - loop.time())))
+                return True
+            except asyncio.TimeoutError:
+                await emit("ping", {})
+        return False
+
+    async def _status(self, emit: _Emit | None, run: _Run, event_type: str, message: str = "", **details: Any) -> None:
         if emit is None:
             return
         payload = {
@@ -920,10 +926,7 @@ class FakeAppBuilderServer(FakeServer):
             while run.status == "requires_action" and not run.cancel_requested:
                 if emit is None:
                     return
-                run.wake.clear()
-                try:
-                    await asyncio.wait_for(run.wake.wait(), self.tool_wait_timeout)
-                except asyncio.TimeoutError:
+                if not await self._wait(run, emit, self.tool_wait_timeout):
                     await self._end(run, emit, "expired")
                     return
             if run.cancel_requested:
@@ -981,13 +984,10 @@ class FakeAppBuilderServer(FakeServer):
                 if index == 0:
                     # A keepalive in the middle of the answer, which clients must skip.
                     await emit("ping", {})
-                if index == 0 and run.script.hang and not run.cancel_requested:
-                    run.wake.clear()
-                    try:
-                        await asyncio.wait_for(run.wake.wait(), run.script.hang_timeout)
-                    except asyncio.TimeoutError:
-                        await self._end(run, emit, "expired")
-                        return
+                hang = index == 0 and run.script.hang and not run.cancel_requested
+                if hang and not await self._wait(run, emit, run.script.hang_timeout):
+                    await self._end(run, emit, "expired")
+                    return
             if run.cancel_requested:
                 step["status"] = "cancelled"
                 step["cancelled_at"] = _now_ms()

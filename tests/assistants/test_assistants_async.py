@@ -143,7 +143,11 @@ async def test_200_with_error_body_raises_typed_error(srv: FakeAppBuilderServer,
     ],
 )
 async def test_status_table(
-    srv: FakeAppBuilderServer, client: AssistantsClient, status: int, cls: type[Exception] | str
+    srv: FakeAppBuilderServer,
+    client: AssistantsClient,
+    status: int,
+    cls: type[Exception] | str,
+    instant_retries: None,
 ) -> None:
     import aioagents.assistants as ab
 
