@@ -70,7 +70,7 @@ class Engine:
         self.languages = resolve(self.env)
         root = await asyncio.to_thread(_make_root, self._work_dir)
         self.root = root
-        self._uids = UidPool(self._uid_base, 4096) if self.drop_privileges else None
+        self._uids = UidPool(self._uid_base, 4096, UidPool.default_lock_dir()) if self.drop_privileges else None
         self._zygote = ZygoteClient(python=self.env.python, env=self.base_env(home="/"), control_dir=root / "ctl")
         try:
             await self._zygote.start()
@@ -86,6 +86,8 @@ class Engine:
         root, self.root = self.root, None
         if root is not None:
             await asyncio.to_thread(shutil.rmtree, root, True)
+        if self._uids is not None:
+            self._uids.close()
 
     @property
     def uid_pool(self) -> UidPool | None:

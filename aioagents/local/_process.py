@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import json
 import logging
 import math
 import os
 import signal
 import socket
+import stat
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -67,19 +69,62 @@ class ProcessResult:
 class UidPool:
     """Hands out one unprivileged uid (and a gid of the same number) per concurrent run.
 
-    Only used when the server is root. A uid goes back to the pool after every process of it has been killed.
+    Only used when the server is root. Several servers may run on one machine (tests, a CLI run next to
+    ``aioagents serve``), and two runs sharing a uid would kill each other's processes, so a uid is claimed with an
+    ``flock`` on a file in a root-only directory: the kernel releases it if the server dies. A uid goes back to the
+    pool after every process of it has been killed.
     """
 
-    def __init__(self, base: int, size: int) -> None:
-        self._free: asyncio.Queue[int] = asyncio.Queue()
-        for uid in range(base, base + size):
-            self._free.put_nowait(uid)
+    def __init__(self, base: int, size: int, lock_dir: Path) -> None:
+        self._base = base
+        self._size = size
+        self._lock_dir = lock_dir
+        self._held: dict[int, int] = {}
+        self._next = 0
+        self._released = asyncio.Event()
+
+    @staticmethod
+    def default_lock_dir() -> Path:
+        """``/run/aioagents-local`` (root-only), created on first use; refused if anyone else could write it."""
+        path = Path("/run/aioagents-local") if os.path.isdir("/run") else Path("/tmp/aioagents-local-uids")
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            raise RuntimeError(f"{path} is not a private directory of this user; remove it and retry")
+        return path
+
+    def _try_claim(self, uid: int) -> bool:
+        fd = os.open(self._lock_dir / f"uid-{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._held[uid] = fd
+        return True
 
     async def acquire(self) -> int:
-        return await self._free.get()
+        while True:
+            for _ in range(self._size):
+                uid = self._base + self._next
+                self._next = (self._next + 1) % self._size
+                if uid not in self._held and self._try_claim(uid):
+                    return uid
+            # Every uid is busy: wait for one of ours to come back (or another server's, so also time out).
+            self._released.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._released.wait(), 0.5)
+
+    def close(self) -> None:
+        for uid in list(self._held):
+            self.release(uid)
 
     def release(self, uid: int) -> None:
-        self._free.put_nowait(uid)
+        fd = self._held.pop(uid, None)
+        if fd is not None:
+            os.close(fd)  # drops the flock
+        self._released.set()
 
 
 class _Capture:

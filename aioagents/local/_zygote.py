@@ -87,7 +87,7 @@ def _run_python(spec: dict[str, Any]) -> None:
     script = spec["script"]
     os.environ.clear()
     os.environ.update(spec["env"])
-    sys.argv = [script]
+    sys.argv = list(spec.get("argv", [])[1:]) or [script]  # as ``python main.py`` would see it
     sys.path[0] = os.path.dirname(script)
     code = 0
     try:
@@ -100,7 +100,7 @@ def _run_python(spec: dict[str, Any]) -> None:
         while tb is not None and tb.tb_frame.f_code.co_filename != script:
             tb = tb.tb_next
         with contextlib.suppress(BaseException):
-            sys.excepthook(type(exc), exc, tb)
+            sys.excepthook(type(exc), exc.with_traceback(tb), tb)
         code = 1
     try:
         shutdown = getattr(threading, "_shutdown", None)

@@ -1,0 +1,170 @@
+"""Hostile code is contained, gets a clear status, and the server keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from aioagents.local import Limits, LocalSandbox
+from tests.local.conftest import is_root, sandbox_processes
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+async def sb() -> AsyncIterator[LocalSandbox]:
+    async with LocalSandbox(limits=Limits(max_output_bytes=64 << 10, max_processes=64)) as server:
+        yield server
+
+
+async def run(sb: LocalSandbox, code: str, *, language: str = "python", **kw: Any) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{sb.url}/run_code", json={"code": code, "language": language, **kw}) as r:
+            assert r.status == 200
+            body: dict[str, Any] = await r.json()
+        async with s.get(f"{sb.url}/v1/ping") as r:
+            assert await r.json() == "pong"  # still serving
+    return body
+
+
+async def no_leftovers(sb: LocalSandbox, deadline: float = 5.0) -> None:
+    assert sb.engine.root is not None
+    root = sb.engine.root
+    end = time.monotonic() + deadline
+    await sb.engine.drain()
+    while (left := sandbox_processes(root)) and time.monotonic() < end:
+        await asyncio.sleep(0.05)
+    assert left == []
+
+
+async def test_an_infinite_loop_is_killed_at_the_run_timeout(sb: LocalSandbox) -> None:
+    started = time.monotonic()
+    body = await run(sb, "while True:\n    pass", run_timeout=1)
+    assert time.monotonic() - started < 5
+    assert body["status"] == "Failed"
+    assert body["run_result"]["status"] == "TimeLimitExceeded"
+    await no_leftovers(sb)
+
+
+@pytest.mark.skipif(not is_root(), reason="a per-run process limit needs a uid of the run's own (root)")
+async def test_a_process_spawning_loop_hits_the_process_limit(sb: LocalSandbox) -> None:
+    # Bounded: at most 3000 children, each sleeping; without containment this would still end.
+    code = (
+        "import os, time\n"
+        "n = 0\n"
+        "try:\n"
+        "    for _ in range(3000):\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(60)\n"
+        "            os._exit(0)\n"
+        "        n += 1\n"
+        "finally:\n"
+        "    print(n)\n"
+    )
+    body = await run(sb, code, run_timeout=20)
+    assert body["status"] == "Failed"
+    assert "BlockingIOError" in body["run_result"]["stderr"]
+    assert int(body["run_result"]["stdout"]) < 64
+    await no_leftovers(sb)
+
+
+async def test_a_shell_fork_bomb_is_cleaned_up(sb: LocalSandbox) -> None:
+    # Each shell spawns at most a few hundred children in total: bounded by the loop, not by luck.
+    code = "for i in $(seq 1 300); do (sleep 60 &) ; done; echo spawned"
+    started = time.monotonic()
+    body = await run(sb, code, language="bash", run_timeout=5)
+    assert time.monotonic() - started < 10
+    assert body["run_result"]["status"] in ("Finished", "TimeLimitExceeded")
+    await no_leftovers(sb)
+
+
+async def test_a_4gb_allocation_fails_with_memory_error(sb: LocalSandbox) -> None:
+    body = await run(sb, "b = bytearray(4 * 1024 ** 3)\nprint(len(b))")
+    assert body["status"] == "Failed"
+    assert body["run_result"]["status"] == "Finished"
+    assert "MemoryError" in body["run_result"]["stderr"]
+
+
+async def test_100mb_of_output_is_truncated_with_a_marker_and_finishes_fast(sb: LocalSandbox) -> None:
+    started = time.monotonic()
+    body = await run(sb, "import sys\nsys.stdout.write('x' * (100 * 1024 * 1024))", run_timeout=20)
+    assert time.monotonic() - started < 10
+    assert body["status"] == "Success"
+    out = body["run_result"]["stdout"]
+    assert out.startswith("x" * 1000)
+    assert out.endswith(f"\n[truncated: {100 * 1024 * 1024 - (64 << 10)} bytes omitted]")
+    assert len(out) < 70_000
+
+
+@pytest.mark.skipif(not is_root(), reason="write protection outside the run directory needs a uid of its own")
+async def test_writing_outside_the_run_directory_is_denied(sb: LocalSandbox, tmp_path: Any) -> None:
+    target = tmp_path / "victim.txt"
+    code = (
+        "import os\n"
+        f"for p in ['/etc/aioagents-probe', '../escape.txt', '{target}', '/work/escape.txt']:\n"
+        "    try:\n"
+        "        open(p, 'w').write('x')\n"
+        "        print('WROTE', p)\n"
+        "    except OSError as e:\n"
+        "        print('denied', type(e).__name__)\n"
+        "open('inside.txt', 'w').write('ok')\n"
+        "print(open('inside.txt').read())\n"
+    )
+    body = await run(sb, code)
+    assert "WROTE" not in body["run_result"]["stdout"], body
+    assert body["run_result"]["stdout"].count("denied PermissionError") == 4
+    assert body["run_result"]["stdout"].endswith("ok\n")
+    assert not target.exists()
+
+
+async def test_a_child_that_outlives_its_parent_is_killed(sb: LocalSandbox) -> None:
+    code = (
+        "import subprocess\n"
+        "subprocess.Popen(['sleep', '301'])\n"
+        "subprocess.Popen(['sleep', '302'], start_new_session=True)\n"  # leaves the run's process group
+        "print('parent exits')\n"
+    )
+    body = await run(sb, code)
+    assert body["status"] == "Success"
+    assert body["run_result"]["stdout"] == "parent exits\n"
+    await no_leftovers(sb)
+
+
+async def test_a_double_forked_daemon_holding_the_output_pipe_does_not_hang_the_run(sb: LocalSandbox) -> None:
+    code = (
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(300)\n"  # keeps stdout open
+        "    os._exit(0)\n"
+        "print('done', flush=True)\n"
+    )
+    started = time.monotonic()
+    body = await run(sb, code, run_timeout=5)
+    assert time.monotonic() - started < 4
+    assert body["run_result"]["stdout"] == "done\n"
+    await no_leftovers(sb)
+
+
+async def test_the_environment_is_scrubbed(sb: LocalSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIOAGENTS_TEST_SECRET", "s3cr3t")
+    body = await run(sb, "import os\nprint(sorted(os.environ))\nprint(os.environ['HOME'] == os.getcwd())")
+    out = body["run_result"]["stdout"]
+    assert "AIOAGENTS_TEST_SECRET" not in out
+    assert "s3cr3t" not in out
+    assert out.endswith("True\n")
+
+
+async def test_concurrent_runs_do_not_see_each_other(sb: LocalSandbox) -> None:
+    code = "import os\nopen('mine.txt', 'w').write('x')\nprint(sorted(os.listdir('.')))"
+    bodies = await asyncio.gather(*(run(sb, code) for _ in range(4)))
+    for body in bodies:
+        names = eval(body["run_result"]["stdout"])
+        assert "mine.txt" in names
+        assert len([n for n in names if n.endswith(".py")]) == 1

@@ -1,0 +1,136 @@
+"""Bad requests get a clear 4xx with a JSON body, never a 500 or a traceback."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+
+
+async def post(url: str, path: str, **kw: Any) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as s, s.post(f"{url}{path}", **kw) as r:
+        return r.status, await r.json(content_type=None)
+
+
+def _locs(body: Any) -> list[list[Any]]:
+    return [e["loc"] for e in body["detail"]]
+
+
+async def test_invalid_json_is_422_json_invalid(url: str) -> None:
+    status, body = await post(url, "/run_code", data=b'{"code": ', headers={"Content-Type": "application/json"})
+    assert status == 422
+    assert body["detail"][0]["type"] == "json_invalid"
+
+
+async def test_a_body_that_is_not_an_object_is_422(url: str) -> None:
+    status, body = await post(url, "/run_code", json=["print(1)"])
+    assert status == 422
+    assert body["detail"][0]["loc"] == ["body"]
+
+
+async def test_missing_fields_are_named(url: str) -> None:
+    status, body = await post(url, "/run_code", json={})
+    assert status == 422
+    assert ["body", "code"] in _locs(body)
+    assert ["body", "language"] in _locs(body)
+
+
+async def test_an_unknown_language_is_422_literal_error(url: str) -> None:
+    status, body = await post(url, "/run_code", json={"code": "x", "language": "cobol"})
+    assert status == 422
+    assert body["detail"][0]["type"] == "literal_error"
+    assert body["detail"][0]["input"] == "cobol"
+
+
+async def test_unknown_fields_are_rejected_by_name(url: str) -> None:
+    status, body = await post(url, "/run_code", json={"code": "x", "language": "python", "timeout": 3})
+    assert status == 422
+    assert body["detail"] == [
+        {"type": "extra_forbidden", "loc": ["body", "timeout"], "msg": "Extra inputs are not permitted", "input": 3}
+    ]
+
+
+async def test_invalid_base64_in_files_is_422(url: str) -> None:
+    status, body = await post(url, "/run_code", json={"code": "x", "language": "python", "files": {"a": "!!!"}})
+    assert status == 422
+    assert body["detail"][0]["loc"] == ["body", "files", "a"]
+    assert "base64" in body["detail"][0]["msg"]
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../x", "a/../../x", "", "a\x00b"])
+async def test_unsafe_paths_in_files_are_422(url: str, path: str) -> None:
+    files = {path: base64.b64encode(b"x").decode()}
+    status, body = await post(url, "/run_code", json={"code": "x", "language": "python", "files": files})
+    assert status == 422
+    assert body["detail"][0]["loc"] == ["body", "files", path]
+
+
+@pytest.mark.parametrize("path", ["/etc/shadow", "../../etc/passwd"])
+async def test_unsafe_fetch_files_are_422(url: str, path: str) -> None:
+    status, body = await post(url, "/run_code", json={"code": "x", "language": "python", "fetch_files": [path]})
+    assert status == 422
+    assert body["detail"][0]["loc"] == ["body", "fetch_files", 0]
+
+
+async def test_a_symlink_to_a_secret_is_not_fetched(url: str) -> None:
+    code = "import os\nos.symlink('/etc/passwd', 'link')\nos.symlink('/etc', 'dir')"
+    status, body = await post(
+        url, "/run_code", json={"code": code, "language": "python", "fetch_files": ["link", "dir/passwd"]}
+    )
+    assert status == 200
+    assert body["status"] == "Success"
+    assert body["files"] == {}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("run_timeout", None), ("run_timeout", -1), ("run_timeout", "1"), ("run_timeout", 10**9)]
+)
+async def test_bad_timeouts_are_422(url: str, field: str, value: Any) -> None:
+    status, body = await post(url, "/run_code", json={"code": "x", "language": "python", field: value})
+    assert status == 422
+    assert body["detail"][0]["loc"] == ["body", field]
+
+
+async def test_huge_code_is_413(url: str) -> None:
+    raw = json.dumps({"code": "#" * (17 << 20), "language": "python"}).encode()
+    status, body = await post(
+        url, "/run_code", data=io.BytesIO(raw), headers={"Content-Type": "application/json"}
+    )
+    assert status == 413
+    assert "too large" in body["detail"]
+
+
+async def test_the_connection_stays_usable_after_an_error(url: str) -> None:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as s:
+        async with s.post(f"{url}/run_code", data=b"{") as r:
+            assert r.status == 422
+        async with s.post(f"{url}/run_code", json={"code": "print(1)", "language": "python"}) as r:
+            assert r.status == 200
+            assert (await r.json())["run_result"]["stdout"] == "1\n"
+
+
+async def test_unknown_path_is_404_and_wrong_method_405(url: str) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{url}/nope") as r:
+            assert r.status == 404
+            assert await r.json() == {"detail": "Not Found"}
+        async with s.get(f"{url}/run_code") as r:
+            assert r.status == 405
+            assert await r.json() == {"detail": "Method Not Allowed"}
+
+
+async def test_run_jupyter_rejects_another_kernel_and_bad_cells(url: str) -> None:
+    status, body = await post(url, "/run_jupyter", json={"cells": ["1", 2], "kernel": "julia"})
+    assert status == 422
+    assert ["body", "cells", 1] in _locs(body)
+    assert ["body", "kernel"] in _locs(body)
+
+
+async def test_ping(url: str) -> None:
+    async with aiohttp.ClientSession() as s, s.get(f"{url}/v1/ping") as r:
+        assert r.status == 200
+        assert await r.json() == "pong"
