@@ -72,6 +72,11 @@ class StatusEvent:
     details: StatusDetails = attrs.field(factory=StatusDetails)
 
     @property
+    def event(self) -> str:
+        """The SSE event name, ``"status"`` (as the SDK's ``StreamRunStatus.event``)."""
+        return "status"
+
+    @property
     def run(self) -> Run | None:
         """The run object, on ``run_begin`` and ``run_end``."""
         return self.details.run_object
@@ -141,6 +146,11 @@ class MessageEvent:
     message_id: str = ""
     message_index: str = ""
     content: list[MessageContent] = attrs.field(factory=list)
+
+    @property
+    def event(self) -> str:
+        """The SSE event name, ``"message"`` (as the SDK's ``StreamRunMessage.event``)."""
+        return "message"
 
     @property
     def text(self) -> str:
