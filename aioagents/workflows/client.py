@@ -470,19 +470,21 @@ class WorkflowsClient:
         workflow_id: str,
         run_id: str,
         *,
-        include_output: bool = True,
+        include_output: bool | None = True,
         selected_outputs: Sequence[str] | None = None,
     ) -> JobStatus:
-        """One poll of a v2 run (``GET /api/v2/workflows/{id}/runs/{runId}``). ``selected_outputs`` takes block
-        ids only (the server does not resolve names here)."""
-        params = {"includeOutput": "true" if include_output else "false"}
+        """One poll of a v2 run (``GET /api/v2/workflows/{id}/runs/{runId}``). ``include_output=None`` leaves the
+        parameter out (the server's default); ``selected_outputs`` takes block ids only (names are not resolved)."""
+        params: dict[str, str] = {}
+        if include_output is not None:
+            params["includeOutput"] = "true" if include_output else "false"
         if selected_outputs:
             params["selectedOutputs"] = ",".join(selected_outputs)
         resp = await self._transport.request(
             "GET",
             f"/api/v2/workflows/{_seg(workflow_id)}/runs/{_seg(run_id)}",
             idempotent=True,
-            params=params,
+            params=params or None,
         )
         return JobStatus.from_wire(_json(resp), fallback_id=run_id)
 
