@@ -393,3 +393,26 @@ def test_compat_stream_and_get_call_args() -> None:
             fn.close()
     assert body["stream"] is True
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "streamed answer"
+
+
+# -- packaging ----------------------------------------------------------------------------------------------------
+
+
+def test_public_names_are_sorted_and_exported() -> None:
+    import aioagents.functions as functions
+
+    assert functions.__all__ == sorted(functions.__all__)
+    assert {name for name in dir(functions) if not name.startswith("_") and name[0].isupper()} <= set(
+        functions.__all__
+    )
+
+
+def test_the_library_never_imports_the_openai_sdk() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, aioagents.functions, aioagents.compat.slambda, aioagents.testing._openai; "
+        "assert 'openai' not in sys.modules, 'openai was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
