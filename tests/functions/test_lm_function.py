@@ -402,9 +402,7 @@ def test_public_names_are_sorted_and_exported() -> None:
     import aioagents.functions as functions
 
     assert functions.__all__ == sorted(functions.__all__)
-    assert {name for name in dir(functions) if not name.startswith("_") and name[0].isupper()} <= set(
-        functions.__all__
-    )
+    assert {name for name in dir(functions) if not name.startswith("_") and name[0].isupper()} <= set(functions.__all__)
 
 
 def test_the_library_never_imports_the_openai_sdk() -> None:
