@@ -22,6 +22,8 @@ class LineSplitter:
         self._cr = False  # the last chunk ended in CR: a leading LF of the next one belongs to it
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        if not chunk:
+            return []  # an empty chunk must not clear a pending CR: its LF may still come
         if self._cr:
             self._cr = False
             if chunk[:1] == b"\n":
