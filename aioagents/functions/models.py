@@ -297,6 +297,52 @@ class Definition:
     name: str | None = None
     example_style: ExampleStyle = "system_named"
 
+    # -- serialisation ----------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The definition as JSON-ready data (what slambda's pydantic ``model_dump`` gave); see :meth:`from_dict`."""
+        return {
+            "instruction": self.instruction,
+            "examples": [{"input": e.input, "output": e.output} for e in self.examples],
+            "message_stack": [m.to_wire() for m in self.message_stack],
+            "input_config": {
+                "input_type": self.input_config.input_type.value,
+                "allow_none": self.input_config.allow_none,
+                "strict_no_args": self.input_config.strict_no_args,
+            },
+            "output_config": attrs.asdict(self.output_config),
+            "default_args": self.default_args,
+            "message_template": self.message_template,
+            "required_args": self.required_args,
+            "gpt_opts": {
+                **attrs.asdict(self.gpt_opts),
+                "logit_bias": None
+                if self.gpt_opts.logit_bias is None
+                else {str(k): v for k, v in self.gpt_opts.logit_bias.items()},
+            },
+            "name": self.name,
+            "example_style": self.example_style,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Definition:
+        """Rebuild a definition from :meth:`to_dict` data (the prebuilt messages are taken as stored)."""
+        try:
+            return cls(
+                instruction=data["instruction"],
+                examples=[Example(e.get("input"), e["output"]) for e in data["examples"]],
+                message_stack=[Message(**m) for m in data["message_stack"]],
+                input_config=FunctionInputConfig(**data["input_config"]),
+                output_config=FunctionOutputConfig(**data.get("output_config", {})),
+                default_args=data.get("default_args"),
+                message_template=data.get("message_template"),
+                required_args=data.get("required_args"),
+                gpt_opts=GptApiOptions(**(data.get("gpt_opts") or {})),
+                name=data.get("name"),
+                example_style=data.get("example_style", "system_named"),
+            )
+        except (KeyError, TypeError) as exc:
+            raise LmFunctionError(f"not a function definition: {exc}") from exc
+
     # -- inference --------------------------------------------------------------------------------------------
     @staticmethod
     def detect_input_output_type(

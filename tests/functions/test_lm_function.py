@@ -414,3 +414,21 @@ def test_the_library_never_imports_the_openai_sdk() -> None:
         "assert 'openai' not in sys.modules, 'openai was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_definition_round_trips_through_json() -> None:
+    fn = LmFunction.create(
+        "Rate it.",
+        [Example({"text": "é", "n": 1}, {"score": 1}), Example(output={"score": 0})],
+        default_args={"text": "none"},
+        message_template="{text}",
+        gpt_opts=GptApiOptions(temperature=0, logit_bias={50256: -100}, stop=["\n"]),
+        name="rate",
+        strip_code_fence=True,
+    )
+    data = json.loads(json.dumps(fn.definition.to_dict()))
+    again = Definition.from_dict(data)
+    assert again == fn.definition
+    assert LmFunction(again).build_request(text="x") == fn.build_request(text="x")
+    with pytest.raises(LmFunctionError, match="not a function definition"):
+        Definition.from_dict({"instruction": "x"})
