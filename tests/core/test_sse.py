@@ -1,0 +1,411 @@
+"""The streaming pipeline: WHATWG SSE rules, random chunk boundaries against a reference reading, JSON lines, line
+caps, and EventStream over a real server (idle timeout, cut bodies, oversize events, connection release)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aioagents._exceptions import (
+    APIConnectionError,
+    EventTooLargeError,
+    IncompleteStreamError,
+    ResponseValidationError,
+    ServiceUnavailableError,
+    StreamIdleTimeout,
+)
+from aioagents._streaming import END, JSONLinesDecoder, LineSplitter, ServerSentEvent, SSEDecoder
+from aioagents._transport import Transport
+from aioagents.testing import Fault
+
+from .conftest import CoreServer, acquired_connections, pooled_connections
+
+
+def decode(*chunks: bytes) -> list[ServerSentEvent]:
+    decoder = SSEDecoder()
+    out: list[ServerSentEvent] = []
+    for chunk in chunks:
+        out.extend(decoder.feed(chunk))
+    out.extend(decoder.end())
+    return out
+
+
+def ev(data: str, event: str = "message", id: str | None = None, retry: int | None = None) -> ServerSentEvent:
+    return ServerSentEvent(event=event, data=data, id=id, retry=retry)
+
+
+# -- WHATWG rules ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(b"data: a\n\n", [ev("a")], id="simple"),
+        pytest.param(b"\xef\xbb\xbfdata: a\n\n", [ev("a")], id="leading-bom-skipped"),
+        pytest.param(b"\xef\xbb\xbf\xef\xbb\xbfdata: a\n\n", [], id="only-one-bom-skipped"),
+        pytest.param(b"data: a\n\n\xef\xbb\xbfdata: b\n\n", [ev("a")], id="bom-mid-stream-is-data"),
+        pytest.param(b": ping\ndata: a\n:another\n\n", [ev("a")], id="comments-ignored"),
+        pytest.param(b": ping\n\n", [], id="comment-only-dispatches-nothing"),
+        pytest.param(b"data\n\n", [ev("")], id="field-without-colon-has-empty-value"),
+        pytest.param(b"data:\n\n", [ev("")], id="empty-data-still-dispatches"),
+        pytest.param(b"data:  two spaces\n\n", [ev(" two spaces")], id="only-one-leading-space-dropped"),
+        pytest.param(b"data:nospace\n\n", [ev("nospace")], id="no-space"),
+        pytest.param(b"data: a:b: c\n\n", [ev("a:b: c")], id="colons-in-value-kept"),
+        pytest.param(b"data: a\ndata: b\ndata:\n\n", [ev("a\nb\n")], id="multi-line-data-joined-with-lf"),
+        pytest.param(b"event: tick\ndata: a\n\n", [ev("a", "tick")], id="event-type"),
+        pytest.param(b"event: tick\ndata: a\n\ndata: b\n\n", [ev("a", "tick"), ev("b")], id="event-type-reset"),
+        pytest.param(b"event: tick\n\ndata: b\n\n", [ev("b")], id="event-type-reset-by-empty-dispatch"),
+        pytest.param(b"event\ndata: a\n\n", [ev("a")], id="empty-event-type-is-message"),
+        pytest.param(b"id: 7\ndata: a\n\ndata: b\n\n", [ev("a", id="7"), ev("b", id="7")], id="id-persists"),
+        pytest.param(
+            b"id: 1\ndata: a\n\nid: 2\x003\ndata: b\n\n", [ev("a", id="1"), ev("b", id="1")], id="id-with-nul-ignored"
+        ),
+        pytest.param(b"id: 1\ndata: a\n\nid\ndata: b\n\n", [ev("a", id="1"), ev("b", id="")], id="empty-id-resets"),
+        pytest.param(b"id: 5\n\ndata: a\n\n", [ev("a", id="5")], id="id-set-without-dispatch"),
+        pytest.param(b"retry: 1500\ndata: a\n\n", [ev("a", retry=1500)], id="retry"),
+        pytest.param(b"retry: 15x\ndata: a\n\n", [ev("a")], id="retry-non-digits-ignored"),
+        pytest.param(b"retry: -1\ndata: a\n\n", [ev("a")], id="retry-negative-ignored"),
+        pytest.param(b"retry:\ndata: a\n\n", [ev("a")], id="retry-empty-ignored"),
+        pytest.param(b"foo: bar\ndata: a\n\n", [ev("a")], id="unknown-field-ignored"),
+        pytest.param(b"Data: a\n\n", [], id="field-names-are-case-sensitive"),
+        pytest.param(b"data: a\rdata: b\r\r", [ev("a\nb")], id="cr-line-ends"),
+        pytest.param(b"data: a\r\ndata: b\r\n\r\n", [ev("a\nb")], id="crlf-line-ends"),
+        pytest.param(b"data: a\n\r\ndata: b\r\r\n", [ev("a"), ev("b")], id="mixed-line-ends"),
+        pytest.param(b"data: a\n\n\n\n", [ev("a")], id="extra-blank-lines"),
+        pytest.param(b"data: a\n", [], id="no-dispatch-at-eof-without-blank-line"),
+        pytest.param(b"data: a", [], id="unterminated-line-at-eof"),
+        pytest.param("data: héllo ✓\n\n".encode(), [ev("héllo ✓")], id="utf8"),
+        pytest.param(b"data: \xff\n\n", [ev("\ufffd")], id="invalid-utf8-replaced"),
+    ],
+)
+def test_whatwg_rules(body: bytes, expected: list[ServerSentEvent]) -> None:
+    assert decode(body) == expected
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        pytest.param([b"data: a\r", b"\n\r", b"\n"], id="crlf-split-across-chunks"),
+        pytest.param([b"data: a\r", b"", b"\ndata: b\n\n"], id="crlf-split-by-an-empty-chunk"),
+        pytest.param([b"\xef", b"\xbb", b"\xbfdata: a\n\n"], id="bom-split-across-chunks"),
+        pytest.param([b"", b"\xef\xbb\xbfdata: a\n\n"], id="bom-after-an-empty-chunk"),
+        pytest.param([b"da", b"ta: ", b"a\n", b"\n"], id="field-split"),
+        pytest.param([b"data: \xc3", b"\xa9\n\n"], id="utf8-char-split"),
+    ],
+)
+def test_chunk_boundaries_do_not_matter(chunks: list[bytes]) -> None:
+    assert decode(*chunks) == decode(b"".join(chunks))
+    assert len(decode(*chunks)) == 1
+
+
+def test_a_bom_shorter_than_three_bytes_at_eof_is_not_lost_data() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"\xef\xbb") == []
+    assert decoder.end() == []
+
+
+# -- random chunk boundaries against a reference reading -----------------------------------------------------------
+def reference(body: bytes) -> list[ServerSentEvent]:
+    """The WHATWG algorithm, read literally over the whole body at once."""
+    text = body.decode("utf-8", "replace")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = re.split(r"\r\n|\r|\n", text)
+    lines.pop()  # the piece after the last line end is not a complete line
+    events: list[ServerSentEvent] = []
+    data, etype, last_id, retry = "", "", None, None
+    for line in lines:
+        if line == "":
+            if data == "":
+                etype = ""
+                continue
+            events.append(ServerSentEvent(event=etype or "message", data=data[:-1], id=last_id, retry=retry))
+            data, etype = "", ""
+            continue
+        if line.startswith(":"):
+            continue
+        name, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            data += value + "\n"
+        elif name == "event":
+            etype = value
+        elif name == "id":
+            if "\0" not in value:
+                last_id = value
+        elif name == "retry" and value and all(c in "0123456789" for c in value):
+            retry = int(value)
+    return events
+
+
+value_text = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=20)
+field = st.tuples(
+    st.sampled_from(["data", "data", "data", "event", "id", "retry", "", "other"]),
+    st.sampled_from([": ", ":", ""]),
+    value_text | st.from_regex(r"\A[0-9]{1,4}\Z"),
+)
+line_end = st.sampled_from(["\n", "\r", "\r\n"])
+event_block = st.lists(st.tuples(field, line_end), max_size=5)
+
+
+@st.composite
+def sse_bodies(draw: st.DrawFn) -> bytes:
+    parts: list[str] = []
+    if draw(st.booleans()):
+        parts.append("\ufeff")
+    for block in draw(st.lists(event_block, max_size=8)):
+        for (name, sep, value), end in block:
+            parts.append(f"{name}{sep}{value}{end}" if sep else f"{name}{end}")
+        parts.append(draw(line_end))
+    if draw(st.booleans()):  # an unterminated tail
+        parts.append("data: tail")
+    return "".join(parts).encode()
+
+
+@st.composite
+def split(draw: st.DrawFn, body: bytes) -> list[bytes]:
+    cuts = sorted(draw(st.lists(st.integers(min_value=0, max_value=len(body)), max_size=12)))
+    pieces, start = [], 0
+    for cut in cuts:
+        pieces.append(body[start:cut])  # a repeated cut point makes an empty chunk
+        start = cut
+    pieces.append(body[start:])
+    return pieces
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_random_chunk_boundaries_decode_like_a_reference_reading(data: st.DataObject) -> None:
+    body = data.draw(sse_bodies())
+    chunks = data.draw(split(body))
+    assert decode(*chunks) == reference(body)
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.binary(max_size=200), data=st.data())
+def test_random_bytes_in_random_chunks_decode_like_the_whole_body(body: bytes, data: st.DataObject) -> None:
+    chunks = data.draw(split(body))
+    assert decode(*chunks) == decode(body)
+
+
+# -- JSON lines ------------------------------------------------------------------------------------------------------
+def decode_jsonl(*chunks: bytes, cap: int = 1 << 20) -> list[Any]:
+    decoder = JSONLinesDecoder(cap)
+    out: list[Any] = []
+    for chunk in chunks:
+        out.extend(decoder.feed(chunk))
+    out.extend(decoder.end())
+    return out
+
+
+def test_json_lines_values_one_per_line() -> None:
+    assert decode_jsonl(b'{"a": 1}\n[2]\n"three"\n') == [{"a": 1}, [2], "three"]
+
+
+def test_json_lines_skip_blank_lines_and_accept_crlf() -> None:
+    assert decode_jsonl(b'{"a": 1}\r\n\r\n  \n{"b": 2}\r\n') == [{"a": 1}, {"b": 2}]
+
+
+def test_json_lines_last_line_without_newline_is_read_at_eof() -> None:
+    assert decode_jsonl(b'{"a": 1}\n{"b":', b" 2}") == [{"a": 1}, {"b": 2}]
+
+
+def test_json_lines_split_anywhere() -> None:
+    body = b'{"text": "h\xc3\xa9llo"}\n{"n": 12345}\n'
+    for cut in range(len(body) + 1):
+        assert decode_jsonl(body[:cut], body[cut:]) == [{"text": "héllo"}, {"n": 12345}]
+
+
+def test_json_lines_invalid_line_raises_validation_error() -> None:
+    with pytest.raises(ResponseValidationError, match="not JSON"):
+        decode_jsonl(b'{"a": 1}\nnot json\n')
+
+
+def test_json_lines_line_over_the_cap_raises() -> None:
+    with pytest.raises(EventTooLargeError):
+        decode_jsonl(b'"' + b"x" * 100 + b'"\n', cap=50)
+
+
+# -- LineSplitter cap ------------------------------------------------------------------------------------------------
+def test_line_splitter_allows_a_line_exactly_at_the_cap() -> None:
+    splitter = LineSplitter(10)
+    assert splitter.feed(b"x" * 10 + b"\n") == [b"x" * 10]
+
+
+def test_line_splitter_raises_on_a_complete_line_over_the_cap() -> None:
+    with pytest.raises(EventTooLargeError):
+        LineSplitter(10).feed(b"ok\n" + b"x" * 11 + b"\nok\n")
+
+
+def test_line_splitter_raises_as_soon_as_a_partial_line_passes_the_cap() -> None:
+    splitter = LineSplitter(10)
+    assert splitter.feed(b"x" * 6) == []
+    with pytest.raises(EventTooLargeError):
+        splitter.feed(b"x" * 6)  # 12 bytes and no line end yet: nothing more is buffered
+
+
+def test_sse_event_over_the_cap_across_many_lines_raises() -> None:
+    decoder = SSEDecoder(max_event_size=100)
+    with pytest.raises(EventTooLargeError):
+        decoder.feed(b"data: " + b"x" * 40 + b"\n" + b"data: " + b"x" * 40 + b"\n" + b"data: " + b"x" * 40 + b"\n")
+
+
+# -- EventStream over a real server ------------------------------------------------------------------------------------
+@attrs.frozen(kw_only=True)
+class Tick:
+    kind: str
+    n: int
+
+
+def parse_tick(frame: ServerSentEvent) -> Tick | None:
+    if frame.data == "[DONE]":
+        return END  # type: ignore[no-any-return]
+    if frame.event == "ping":
+        return None
+    payload = json.loads(frame.data)
+    return Tick(kind=frame.event, n=payload["n"])
+
+
+def frames(*events: tuple[str, int]) -> list[tuple[float, bytes]]:
+    return [(0.0, f"event: {kind}\ndata: {json.dumps({'n': n})}\n\n".encode()) for kind, n in events]
+
+
+def tick_stream(t: Transport, **kwargs: Any) -> Any:
+    kwargs.setdefault("idempotent", True)
+    return t.stream("GET", "/sse", decoder=SSEDecoder(t.max_event_size), parse=parse_tick, **kwargs)
+
+
+async def read_into(stream: Any, got: list[Tick]) -> None:
+    """Read events into ``got`` (so a test sees what arrived before an error)."""
+    async for event in stream:
+        got.append(event)
+
+
+async def test_a_stream_yields_typed_events_skips_pings_and_stops_at_the_end_marker(
+    srv: CoreServer, transport: Transport
+) -> None:
+    srv.script = [*frames(("tick", 1)), (0.0, b"event: ping\ndata: {}\n\n"), *frames(("tick", 2))]
+    srv.script.append((0.0, b"data: [DONE]\n\n"))
+    srv.script += frames(("tick", 99))  # after the end marker: never read as an event
+    async with tick_stream(transport) as events:
+        assert events.status == 200
+        assert events.headers["Content-Type"] == "text/event-stream"
+        got = [e async for e in events]
+    assert got == [Tick(kind="tick", n=1), Tick(kind="tick", n=2)]
+
+
+async def test_a_terminal_event_is_yielded_and_ends_the_stream(srv: CoreServer, transport: Transport) -> None:
+    srv.script = frames(("tick", 1), ("done", 2), ("tick", 3))
+    got = await tick_stream(transport, terminal=lambda e: e.kind == "done").collect()
+    assert got == [Tick(kind="tick", n=1), Tick(kind="done", n=2)]
+    assert acquired_connections(transport) == 0
+
+
+async def test_a_stream_read_to_the_end_returns_its_connection_to_the_pool(
+    srv: CoreServer, transport: Transport
+) -> None:
+    srv.script = frames(("tick", 1))
+    assert await tick_stream(transport).collect() == [Tick(kind="tick", n=1)]
+    assert acquired_connections(transport) == 0
+    assert pooled_connections(transport) == 1
+
+
+async def test_a_silent_stream_raises_stream_idle_timeout(srv: CoreServer, transport: Transport) -> None:
+    srv.script = [*frames(("tick", 1)), (2.0, b"data: late\n\n")]
+    got: list[Tick] = []
+    started = time.monotonic()
+    with pytest.raises(StreamIdleTimeout) as info:
+        await read_into(tick_stream(transport, idle_timeout=0.3), got)
+    assert got == [Tick(kind="tick", n=1)]
+    assert isinstance(info.value, TimeoutError)
+    assert time.monotonic() - started < 1.5
+    assert acquired_connections(transport) == 0
+
+
+async def test_a_cut_body_raises_incomplete_stream_error(srv: CoreServer, transport: Transport) -> None:
+    srv.script = frames(("tick", 1))
+    srv.cut_after_script = True
+    got: list[Tick] = []
+    with pytest.raises(IncompleteStreamError):
+        await read_into(tick_stream(transport), got)
+    assert got == [Tick(kind="tick", n=1)]
+    assert acquired_connections(transport) == 0
+
+
+async def test_a_clean_end_without_the_terminal_event_is_incomplete_when_required(
+    srv: CoreServer, transport: Transport
+) -> None:
+    srv.script = frames(("tick", 1))
+    with pytest.raises(IncompleteStreamError, match="1 events"):
+        await tick_stream(transport, terminal=lambda e: e.kind == "done", require_terminal=True).collect()
+
+
+async def test_a_clean_end_without_a_terminal_event_is_fine_when_not_required(
+    srv: CoreServer, transport: Transport
+) -> None:
+    srv.script = frames(("tick", 1))
+    assert await tick_stream(transport, terminal=lambda e: e.kind == "done").collect() == [Tick(kind="tick", n=1)]
+
+
+async def test_an_oversize_event_raises_promptly_without_reading_the_rest(srv: CoreServer) -> None:
+    t = Transport(srv.url, max_event_size=256 * 1024)
+    stream = t.stream("GET", "/huge-event", decoder=SSEDecoder(t.max_event_size), parse=parse_tick, idempotent=True)
+    with pytest.raises(EventTooLargeError):
+        await stream.collect()
+    raised_at = time.monotonic()
+    sent_then = srv.sent_bytes
+    assert acquired_connections(t) == 0
+    await t.aclose()
+    # The server sends 8 MiB over about 0.6 s; the client gave up after the cap and before the server was done.
+    assert sent_then < 4 * 1024 * 1024
+    assert srv.finished_at is None or srv.finished_at > raised_at
+
+
+async def test_breaking_out_early_closes_the_connection(srv: CoreServer, transport: Transport) -> None:
+    srv.script = [*frames(("tick", 1)), (5.0, b"data: never\n\n")]
+    async with tick_stream(transport) as events:
+        async for _ in events:
+            break
+    assert acquired_connections(transport) == 0
+    assert pooled_connections(transport) == 0  # unread bytes: the connection cannot be reused
+
+
+async def test_aclose_closes_the_connection_and_is_idempotent(srv: CoreServer, transport: Transport) -> None:
+    srv.script = [*frames(("tick", 1)), (5.0, b"data: never\n\n")]
+    stream = tick_stream(transport)
+    assert await stream.__anext__() == Tick(kind="tick", n=1)
+    await stream.aclose()
+    await stream.aclose()
+    assert acquired_connections(transport) == 0
+    assert "closed" in repr(stream)
+
+
+@pytest.mark.usefixtures("instant_retries")
+async def test_a_stream_is_retried_while_opening(srv: CoreServer, transport: Transport) -> None:
+    srv.inject(Fault.status_code(503), path="/sse")
+    srv.script = frames(("tick", 1))
+    assert await tick_stream(transport).collect() == [Tick(kind="tick", n=1)]
+    assert len(srv.requests_to("/sse")) == 2
+
+
+@pytest.mark.usefixtures("instant_retries")
+async def test_an_error_status_on_open_raises_the_status_error(srv: CoreServer, transport: Transport) -> None:
+    srv.inject(Fault.status_code(503), path="/sse", times=3)
+    with pytest.raises(ServiceUnavailableError):
+        async with tick_stream(transport):
+            pass
+    assert acquired_connections(transport) == 0
+
+
+async def test_a_redirect_loop_while_opening_a_stream_ends(srv: CoreServer, transport: Transport) -> None:
+    stream = transport.stream("GET", "/loop", decoder=SSEDecoder(), parse=parse_tick, idempotent=True, max_attempts=1)
+    with pytest.raises(APIConnectionError, match="too many redirects"):
+        await asyncio.wait_for(stream.collect(), 10)
+    assert len(srv.requests_to("/loop")) <= 6
