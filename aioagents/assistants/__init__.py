@@ -14,6 +14,7 @@ from aioagents.assistants.client import (
     Runs,
     Steps,
     Threads,
+    ToolRunStream,
 )
 from aioagents.assistants.errors import (
     AssistantServerError,
@@ -133,6 +134,7 @@ __all__ = [
     "ToolCallsEvent",
     "ToolInfo",
     "ToolOutput",
+    "ToolRunStream",
     "ToolStepBegin",
     "ToolStepEnd",
     "ToolSubmittedOutput",

@@ -70,7 +70,17 @@ from aioagents.assistants.models import (
     structure,
 )
 
-__all__ = ["DEFAULT_GATEWAY", "Assistants", "AssistantsClient", "Files", "Messages", "Runs", "Steps", "Threads"]
+__all__ = [
+    "DEFAULT_GATEWAY",
+    "Assistants",
+    "AssistantsClient",
+    "Files",
+    "Messages",
+    "Runs",
+    "Steps",
+    "Threads",
+    "ToolRunStream",
+]
 
 T = TypeVar("T")
 
@@ -973,7 +983,7 @@ class Runs:
             )
         return run
 
-    async def stream_with_tools(
+    def stream_with_tools(
         self,
         *,
         assistant_id: str,
@@ -984,12 +994,18 @@ class Runs:
         instructions: str | None = None,
         model_parameters: ModelParameters | None = None,
         idle_timeout: float | None = 120.0,
-    ) -> AsyncIterator[RunEvent]:
-        """Stream a run and answer its tool calls while the stream stays open; every event is yielded once, the
-        :class:`ToolCallsEvent` before its outputs are submitted, :class:`RunEnd` last."""
-        current_thread = thread_id or ""
-        current_run = ""
-        async with self.stream(
+    ) -> ToolRunStream:
+        """Stream a run and answer its tool calls with ``tools[name](**arguments)`` (sync or async; a non-string
+        result is sent as JSON) while the stream stays open. Every event is yielded once: a
+        :class:`ToolCallsEvent` before its outputs are submitted, :class:`RunEnd` last.
+
+        >>> async with client.threads.runs.stream_with_tools(
+        ...         assistant_id=a.id, thread_id=t.id, tools={"get_weather": get_weather}) as events:
+        ...     async for event in events:
+        ...         if isinstance(event, MessageEvent):
+        ...             print(event.text, end="")
+        """
+        stream = self.stream(
             assistant_id=assistant_id,
             thread_id=thread_id,
             thread=thread,
@@ -997,15 +1013,59 @@ class Runs:
             instructions=instructions,
             model_parameters=model_parameters,
             idle_timeout=idle_timeout,
-        ) as events:
-            async for event in events:
-                if isinstance(event, StatusEvent) and event.run is not None:
-                    current_run = current_run or event.run.id
-                    current_thread = current_thread or event.run.thread_id
-                yield event
-                if isinstance(event, ToolCallsEvent):
-                    outputs = [await _call_tool(tools, call) for call in event.tool_calls]
-                    await self.submit_tool_outputs(current_thread, current_run, outputs)
+        )
+        return ToolRunStream(self, stream, tools, thread_id=thread_id or "")
+
+
+class ToolRunStream(AsyncIterator[RunEvent]):
+    """The events of a streaming run whose tool calls are answered on the way (see :meth:`Runs.stream_with_tools`).
+
+    An async iterator and an async context manager; leaving the block (or :meth:`aclose`) closes the connection.
+    The outputs for a :class:`ToolCallsEvent` are submitted when the next event is asked for, so the consumer sees
+    the calls first; ``run_id`` and ``thread_id`` are known from the first event on.
+    """
+
+    def __init__(
+        self, runs: Runs, stream: EventStream[RunEvent], tools: Mapping[str, ToolFunction], *, thread_id: str
+    ) -> None:
+        self._runs = runs
+        self._stream = stream
+        self._tools = dict(tools)
+        self._pending: ToolCallsEvent | None = None
+        self.thread_id = thread_id
+        self.run_id = ""
+
+    def __aiter__(self) -> ToolRunStream:
+        return self
+
+    async def __anext__(self) -> RunEvent:
+        if self._pending is not None:
+            calls, self._pending = self._pending.tool_calls, None
+            try:
+                outputs = [await _call_tool(self._tools, call) for call in calls]
+                await self._runs.submit_tool_outputs(self.thread_id, self.run_id, outputs)
+            except BaseException:
+                # The run cannot go on without these outputs: release the connection before the error propagates.
+                await self._stream.aclose()
+                raise
+        event = await self._stream.__anext__()
+        if isinstance(event, StatusEvent) and event.run is not None:
+            self.run_id = self.run_id or event.run.id
+            self.thread_id = self.thread_id or event.run.thread_id
+        if isinstance(event, ToolCallsEvent):
+            self._pending = event
+        return event
+
+    async def aclose(self) -> None:
+        """Close the stream and its connection (safe to call twice)."""
+        self._pending = None
+        await self._stream.aclose()
+
+    async def __aenter__(self) -> ToolRunStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 class Threads:

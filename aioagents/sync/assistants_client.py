@@ -601,8 +601,15 @@ class Runs:
         model_parameters: ModelParameters | None = None,
         idle_timeout: float | None = 120.0,
     ) -> _bridge.SyncStream[RunEvent]:
-        """Stream a run and answer its tool calls while the stream stays open; every event is yielded once, the
+        """Stream a run and answer its tool calls with ``tools[name](**arguments)`` (sync or async; a non-string
+        result is sent as JSON) while the stream stays open. Every event is yielded once: a
         :class:`ToolCallsEvent` before its outputs are submitted, :class:`RunEnd` last.
+
+        >>> async with client.threads.runs.stream_with_tools(
+        ...         assistant_id=a.id, thread_id=t.id, tools={"get_weather": get_weather}) as events:
+        ...     async for event in events:
+        ...         if isinstance(event, MessageEvent):
+        ...             print(event.text, end="")
         """
         return _bridge.SyncStream(
             self._async.stream_with_tools(

@@ -642,3 +642,46 @@ async def test_stream_body_sets_stream_true(srv: FakeAppBuilderServer, client: A
     assistant_id, thread_id = await new_thread(client)
     await client.threads.runs.stream(thread_id=thread_id, assistant_id=assistant_id).collect()
     assert json.loads(srv.requests_to("/v2/threads/runs")[0].body)["stream"] is True
+
+
+async def test_stream_with_tools_tool_failure_closes_the_stream(
+    srv: FakeAppBuilderServer, client: AssistantsClient
+) -> None:
+    srv.script(RunScript(tool_calls=[WEATHER]))
+    assistant_id, thread_id = await new_thread(client, tools=True)
+
+    def broken(**_: Any) -> str:
+        raise RuntimeError("sensor offline")
+
+    events = client.threads.runs.stream_with_tools(
+        thread_id=thread_id, assistant_id=assistant_id, tools={"get_cur_whether": broken}
+    )
+    seen: list[Any] = []
+
+    async def drain() -> None:
+        async with events:
+            async for event in events:
+                seen.append(event)
+
+    with pytest.raises(ToolCallError, match="sensor offline") as info:
+        await drain()
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert isinstance(seen[-1], ToolCallsEvent)
+    assert events.run_id == seen[0].run_id
+    assert events.thread_id == thread_id
+    assert srv.requests_to("/v2/threads/runs/submit_tool_outputs") == []
+
+
+async def test_stream_with_tools_early_exit_closes(srv: FakeAppBuilderServer, client: AssistantsClient) -> None:
+    srv.script(RunScript(hang=True, hang_timeout=5))
+    assistant_id, thread_id = await new_thread(client)
+    async with client.threads.runs.stream_with_tools(
+        thread_id=thread_id, assistant_id=assistant_id, tools={}
+    ) as events:
+        async for event in events:
+            if isinstance(event, MessageEvent):
+                break
+    # Closed: asking again is a misuse error, and the client still works.
+    with pytest.raises(exc.ClientClosedError):
+        await events.__anext__()
+    assert (await client.threads.query(thread_id)).id == thread_id
