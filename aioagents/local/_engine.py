@@ -118,6 +118,7 @@ class Engine:
         }
         if self.env.pythonpath:
             env["PYTHONPATH"] = self.env.pythonpath
+        env.update(self.env.toolchain_env)
         return env
 
     @contextlib.asynccontextmanager

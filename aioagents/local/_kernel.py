@@ -176,11 +176,13 @@ class Kernel:
             os.close(out_w)
         client = AsyncKernelClient()
         client.load_connection_file(str(conn_file))
-        client.start_channels()
+        # No heartbeat channel: its 1 s liveness guess misfires on a loaded machine; the zygote tells us when the
+        # process really exits.
+        client.start_channels(hb=False)
         self._client = client
-        ready: asyncio.Future[None] = asyncio.ensure_future(client.wait_for_ready(timeout=timeout))
+        ready: asyncio.Future[None] = asyncio.ensure_future(self._wait_ready(client, timeout))
         waiting: set[asyncio.Future[Any]] = {ready, self.exited}
-        done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waiting, timeout=timeout + 1, return_when=asyncio.FIRST_COMPLETED)
         if ready not in done:
             ready.cancel()
             with contextlib.suppress(BaseException):
@@ -191,6 +193,20 @@ class Kernel:
             raise KernelDied(f"the kernel did not start: {exc}")
         # Drop the kernel_info traffic so that it is not mistaken for the first cell's output.
         await self._drain()
+
+    @staticmethod
+    async def _wait_ready(client: AsyncKernelClient, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no kernel_info reply within {timeout:g} s")
+            client.kernel_info()
+            try:
+                msg = await client.shell_channel.get_msg(timeout=1)
+            except queue.Empty:
+                continue
+            if msg["msg_type"] == "kernel_info_reply":
+                return
 
     async def _drain(self) -> None:
         client = self._client

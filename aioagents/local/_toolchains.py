@@ -106,6 +106,7 @@ class Environment:
     python: str
     path: str
     pythonpath: str
+    toolchain_env: Mapping[str, str] = attrs.field(factory=dict)
 
 
 def _reachable_by_others(path: str) -> bool:
@@ -151,8 +152,20 @@ def make_environment(*, drop_privileges: bool, server_env: Mapping[str, str]) ->
         if python != server_python and os.path.basename(python) == version:
             paths = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
             pythonpath = os.pathsep.join(sorted(p for p in paths if p and _reachable_by_others(p)))
+    # Where toolchain managers keep their toolchains; without it rustup's proxy finds "no default toolchain"
+    # because the sandbox's HOME is the run directory.
+    toolchain_env: dict[str, str] = {}
+    home = os.path.expanduser("~")
+    for name, default in (("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo"), ("JAVA_HOME", ""), ("GOROOT", "")):
+        value = server_env.get(name) or (os.path.join(home, default) if default else "")
+        if value and os.path.isdir(value) and (not drop_privileges or _reachable_by_others(value)):
+            toolchain_env[name] = value
     return Environment(
-        drop_privileges=drop_privileges, python=python, path=os.pathsep.join(seen), pythonpath=pythonpath
+        toolchain_env=toolchain_env,
+        drop_privileges=drop_privileges,
+        python=python,
+        path=os.pathsep.join(seen),
+        pythonpath=pythonpath,
     )
 
 

@@ -35,11 +35,15 @@ async def run(sb: LocalSandbox, code: str, *, language: str = "python", **kw: An
 async def no_leftovers(sb: LocalSandbox, deadline: float = 5.0) -> None:
     assert sb.engine.root is not None
     root = sb.engine.root
-    end = time.monotonic() + deadline
     await sb.engine.drain()
-    while (left := sandbox_processes(root)) and time.monotonic() < end:
-        await asyncio.sleep(0.05)
-    assert left == []
+
+    def poll() -> list[str]:
+        end = time.monotonic() + deadline
+        while (left := sandbox_processes(root)) and time.monotonic() < end:
+            time.sleep(0.05)
+        return left
+
+    assert await asyncio.to_thread(poll) == []
 
 
 async def test_an_infinite_loop_is_killed_at_the_run_timeout(sb: LocalSandbox) -> None:

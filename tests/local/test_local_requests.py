@@ -97,9 +97,7 @@ async def test_bad_timeouts_are_422(url: str, field: str, value: Any) -> None:
 
 async def test_huge_code_is_413(url: str) -> None:
     raw = json.dumps({"code": "#" * (17 << 20), "language": "python"}).encode()
-    status, body = await post(
-        url, "/run_code", data=io.BytesIO(raw), headers={"Content-Type": "application/json"}
-    )
+    status, body = await post(url, "/run_code", data=io.BytesIO(raw), headers={"Content-Type": "application/json"})
     assert status == 413
     assert "too large" in body["detail"]
 

@@ -126,9 +126,8 @@ def test_compile_timeout_is_enforced(url: str) -> None:
     code = (
         "template<int N> struct F { static const long v = F<N-1>::v + F<N-2>::v; };\n"
         "template<> struct F<1> { static const long v = 1; }; template<> struct F<0> { static const long v = 0; };\n"
-        "#include <cstdio>\nint main() { printf(\"%ld\", F<1>::v); }\n" + "\n".join(
-            f"void f{i}() {{ volatile long x = F<{40 + i % 50}>::v; }}" for i in range(4000)
-        )
+        '#include <cstdio>\nint main() { printf("%ld", F<1>::v); }\n'
+        + "\n".join(f"void f{i}() {{ volatile long x = F<{40 + i % 50}>::v; }}" for i in range(4000))
     )
     resp = run(url, code=code, language="cpp", compile_timeout=0.5)
     assert resp.status == sf.RunStatus.Failed

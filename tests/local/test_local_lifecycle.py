@@ -1,0 +1,151 @@
+"""Starting, guarding and stopping the local sandbox; run_jupyter timeouts; nothing left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+import sandbox_fusion as sf
+
+from aioagents.local import LocalSandbox, serve
+from tests.local.conftest import sandbox_processes
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def post(url: str, path: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as s, s.post(f"{url}{path}", json=body, headers=headers) as r:
+        return r.status, await r.json(content_type=None)
+
+
+def test_a_non_loopback_address_needs_a_token() -> None:
+    with pytest.raises(ValueError, match="without a token"):
+        LocalSandbox(host="0.0.0.0")
+
+
+async def test_with_a_token_every_request_needs_the_bearer_header() -> None:
+    async with LocalSandbox(host="0.0.0.0", token="t0ps3cret") as sb:
+        assert "t0ps3cret" not in repr(sb)
+        local = sb.url.replace("0.0.0.0", "127.0.0.1")
+        status, body = await post(local, "/run_code", {"code": "print(1)", "language": "python"})
+        assert status == 401
+        assert "t0ps3cret" not in str(body)
+        status, _ = await post(
+            local, "/run_code", {"code": "print(1)", "language": "python"}, {"Authorization": "Bearer wrong"}
+        )
+        assert status == 401
+        status, body = await post(
+            local, "/run_code", {"code": "print(1)", "language": "python"}, {"Authorization": "Bearer t0ps3cret"}
+        )
+        assert status == 200
+        assert body["run_result"]["stdout"] == "1\n"
+
+
+async def test_close_leaves_no_directory_process_or_kernel_file_behind() -> None:
+    before = {n for n in os.listdir("/tmp") if n.startswith("tmp") and n.endswith(".json")}
+    sb = LocalSandbox()
+    await sb.start()
+    root = sb.engine.root
+    assert root is not None
+    assert root.exists()
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{sb.url}/execute", json={"code": "import time", "timeout_secs": 30}) as r:
+            assert r.status == 200
+        async with s.post(
+            f"{sb.url}/run_jupyter", json={"cells": ["import subprocess; subprocess.Popen(['sleep', '303'])"]}
+        ) as r:
+            assert (await r.json())["status"] == "Success"
+        async with s.post(
+            f"{sb.url}/run_code",
+            json={"code": "import subprocess; subprocess.Popen(['sleep', '304']); import time; time.sleep(30)",
+                  "language": "python", "run_timeout": 0.5},
+        ) as r:  # fmt: skip
+            assert (await r.json())["run_result"]["status"] == "TimeLimitExceeded"
+    await sb.close()
+    assert not root.exists()
+    assert sandbox_processes(root) == []
+    after = {n for n in os.listdir("/tmp") if n.startswith("tmp") and n.endswith(".json")}
+    assert after <= before
+    with pytest.raises(RuntimeError):
+        _ = sb.url
+
+
+async def test_serve_runs_until_cancelled() -> None:
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(serve(port=0, on_ready=lambda sb: ready.set_result(sb.url)))
+    url = await asyncio.wait_for(ready, 30)
+    status, body = await post(url, "/run_code", {"code": "print(2)", "language": "python"})
+    assert status == 200
+    assert body["run_result"]["stdout"] == "2\n"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await post(url, "/v1/ping", None)
+
+
+async def test_the_subprocess_mode_gives_the_same_answers_as_the_fast_path() -> None:
+    code = "import sys\nprint(sys.argv[0].endswith('.py'), __name__)\nprint(input())\nsys.exit(4)"
+    answers = []
+    for fast in (True, False):
+        async with LocalSandbox(python_fast_path=fast) as sb:
+            status, body = await post(sb.url, "/run_code", {"code": code, "language": "python", "stdin": "in"})
+            assert status == 200
+            rr = body["run_result"]
+            answers.append((body["status"], rr["stdout"], rr["stderr"], rr["return_code"]))
+    assert answers[0] == answers[1] == ("Failed", "True __main__\nin\n", "", 4)
+
+
+@pytest.mark.skipif(shutil.which("rustc") is None, reason="rustc is not installed")
+async def test_without_privilege_dropping_a_toolchain_under_a_private_home_is_usable() -> None:
+    # rustup installs under ~/.rustup, which an unprivileged sandbox uid cannot reach when ~ is 0700.
+    async with LocalSandbox(drop_privileges=False) as sb:
+        status, body = await post(sb.url, "/run_code", {"code": 'fn main() { println!("rust"); }', "language": "rust"})
+    assert status == 200
+    assert body["status"] == "Success", body
+    assert body["run_result"]["stdout"] == "rust\n"
+
+
+def test_cell_timeout_is_enforced_per_cell_and_later_cells_still_run(url: str) -> None:
+    req = sf.RunJupyterRequest(
+        cells=["x = 1", "import time\ntime.sleep(30)", "print(x + 1)"], cell_timeout=1, total_timeout=30
+    )
+    started = time.monotonic()
+    resp = sf.run_jupyter(req, endpoint=url, max_attempts=1, client_timeout=60)
+    assert time.monotonic() - started < 15
+    assert resp.status == sf.RunStatus.Failed
+    assert resp.driver is not None
+    assert resp.driver.status == sf.CommandRunStatus.TimeLimitExceeded
+    assert len(resp.cells) == 3
+    assert resp.cells[1].error[-1]["ename"] == "TimeoutError"
+    assert resp.cells[2].stdout == "2\n"
+
+
+def test_total_timeout_returns_the_finished_cells(url: str) -> None:
+    req = sf.RunJupyterRequest(
+        cells=["print('one')", "print('two')", "import time\ntime.sleep(30)", "print('never')"], total_timeout=3
+    )
+    started = time.monotonic()
+    resp = sf.run_jupyter(req, endpoint=url, max_attempts=1, client_timeout=60)
+    assert time.monotonic() - started < 15
+    assert resp.status == sf.RunStatus.Failed
+    assert [c.stdout for c in resp.cells[:2]] == ["one\n", "two\n"]
+    assert len(resp.cells) == 3  # the interrupted cell is reported, the one after it never ran
+    assert "total_timeout" in resp.message
+
+
+def test_run_jupyter_returns_a_matplotlib_png(url: str) -> None:
+    pytest.importorskip("matplotlib")
+    req = sf.RunJupyterRequest(
+        cells=["import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()"], total_timeout=60
+    )
+    resp = sf.run_jupyter(req, endpoint=url, max_attempts=1, client_timeout=90)
+    assert resp.status == sf.RunStatus.Success, resp
+    pngs = [d["image/png"] for d in resp.cells[0].display if "image/png" in d]
+    assert pngs
+    assert pngs[0].startswith("iVBORw0KGgo")
