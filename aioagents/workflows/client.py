@@ -184,6 +184,8 @@ class WorkflowsClient:
         if api_version not in ("v1", "v2", "auto"):
             raise SimInvalidRequestError(f"api_version must be 'v1', 'v2' or 'auto', not {api_version!r}")
         key = env_or(api_key, "SIM_API_KEY")
+        # Kept only to give execute_with_retry's Transports the same key; never shown (see __repr__).
+        self._api_key = key
         self.api_version: ApiVersion = api_version
         # "auto" settles on the first execute; until then v2 is tried.
         self._generation: Literal["v1", "v2"] | None = None if api_version == "auto" else api_version
@@ -225,6 +227,7 @@ class WorkflowsClient:
 
     def set_api_key(self, api_key: str | None) -> None:
         """Use another API key from the next request on (``None``: send none, for public workflows)."""
+        self._api_key = api_key
         for transport in self._transports():
             transport.set_header("X-API-Key", api_key, secret=True)
 
@@ -381,6 +384,29 @@ class WorkflowsClient:
         agent-events protocol. The stream has no total timeout, only ``idle_timeout`` (default: the client's).
         The request is sent when the stream is entered (or first iterated); it is retried only if nothing ran.
         """
+        return self._stream_on(
+            self._transport,
+            workflow_id,
+            input,
+            selected_outputs=selected_outputs,
+            include_thinking=include_thinking,
+            include_tool_calls=include_tool_calls,
+            execution_id=execution_id,
+            idle_timeout=idle_timeout,
+        )
+
+    def _stream_on(
+        self,
+        transport: Transport,
+        workflow_id: str,
+        input: Any,
+        *,
+        selected_outputs: Sequence[str] | None = None,
+        include_thinking: bool = False,
+        include_tool_calls: bool = False,
+        execution_id: str | None = None,
+        idle_timeout: float | None = None,
+    ) -> EventStream[WorkflowEvent]:
         generation = self._generation or "v1"  # a stream cannot fall back once opened: "auto" streams on v1
         body, headers = self._encode(
             generation,
@@ -397,10 +423,10 @@ class WorkflowsClient:
             body["includeToolCalls"] = True
         if include_thinking or include_tool_calls:
             headers["X-Sim-Stream-Protocol"] = STREAM_PROTOCOL
-        return self._transport.stream(
+        return transport.stream(
             "POST",
             self._execute_path(generation, workflow_id),
-            decoder=SSEDecoder(self._transport.max_event_size),
+            decoder=SSEDecoder(transport.max_event_size),
             parse=parse_event,
             idempotent=False,
             terminal=is_terminal,
@@ -445,19 +471,15 @@ class WorkflowsClient:
         )
         transport = self._retry_transports.get(policy)
         if transport is None:
-            transport = self._make_transport(self.base_url, self._transport_key(), policy)
+            transport = self._make_transport(self.base_url, self._api_key, policy)
             self._retry_transports[policy] = transport
         if stream:
-            events = self.execute_stream(workflow_id, input, selected_outputs=selected_outputs)
+            events = self._stream_on(transport, workflow_id, input, selected_outputs=selected_outputs)
             await events.__aenter__()
             return events
         if async_execution:
             return await self._submit(transport, workflow_id, input, execution_timeout, None, timeout)
         return await self._run(transport, workflow_id, input, selected_outputs, None, timeout)
-
-    def _transport_key(self) -> str | None:
-        # The key lives only in the main Transport's headers; copy it to a new one without exposing it elsewhere.
-        return self._transport._headers.get("X-API-Key")
 
     # -- jobs and runs --------------------------------------------------------------------------------------
     async def get_job_status(self, job_id: str) -> JobStatus:

@@ -333,3 +333,13 @@ async def test_validate_does_not_hide_a_bad_key(sim) -> None:
     async with WorkflowsClient(api_key="bad", base_url=sim.url) as client:
         with pytest.raises(SimAuthenticationError):
             await client.validate_workflow("workflow-id")
+
+
+async def test_execute_with_retry_stream_retries_only_before_the_first_event(sim, client, instant_retries) -> None:
+    from aioagents.workflows import collect_result
+
+    sim.inject(sim.rate_limited_fault(generation="v1", retry_after=None), path=V1, times=2)
+    events = await client.execute_with_retry("workflow-id", {"m": 1}, stream=True, max_retries=2)
+    result = await collect_result(events)
+    assert (result.success, result.text) == (True, "Hello, world")
+    assert len(sim.requests_to(V1)) == 3
