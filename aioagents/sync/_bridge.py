@@ -38,15 +38,21 @@ from typing import Any, Generic, TypeVar
 __all__ = [
     "SyncContextManager",
     "SyncStream",
+    "adapt",
     "arun_on",
     "on_loop_close",
     "open_stream",
     "run",
+    "run_adapted",
     "run_on",
+    "twin_of",
+    "untyped",
+    "unwrap",
 ]
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
+C = TypeVar("C", bound=type)
 
 _get_running_loop = asyncio.events._get_running_loop
 
@@ -537,3 +543,57 @@ class SyncContextManager(Generic[T_co]):
         tb: TracebackType | None,
     ) -> bool | None:
         return self._binding.call(lambda: self._acm.__aexit__(exc_type, exc, tb))
+
+
+# -- values whose type is known only at run time ------------------------------------------------------------------
+
+# Async class → its generated sync twin (which has a ``_wrap(async_object)`` class method).
+_twins: dict[type, Any] = {}
+_sync_twins: set[type] = set()
+
+
+def twin_of(async_cls: type) -> Callable[[C], C]:
+    """Class decorator of every generated twin: records which async class it mirrors, for :func:`run_adapted`."""
+
+    def register(sync_cls: C) -> C:
+        _twins[async_cls] = sync_cls
+        _sync_twins.add(sync_cls)
+        return sync_cls
+
+    return register
+
+
+def run_adapted(coro: Awaitable[object]) -> Any:
+    """Run ``coro`` like :func:`run`, then adapt its value: an async stream becomes a :class:`SyncStream` bound to
+    the loop that opened it, an instance of a registered async class its sync twin; anything else is returned as
+    is. Generated code uses it for methods whose return annotation is a union (``Result | EventStream[E]``)."""
+    binding = _Binding()
+    return _adapt(binding.call(lambda: coro), binding)
+
+
+def unwrap(value: object) -> Any:
+    """The async object behind a sync twin (a twin passed where the async API takes its async class); any other
+    value as is. Generated code uses it for parameters annotated with a union such as ``ChatClient | None``."""
+    return value._async if type(value) in _sync_twins else value  # type: ignore[attr-defined]
+
+
+def untyped(value: object) -> Any:
+    """``value`` typed as ``Any``: generated overload implementations call the async method through it."""
+    return value
+
+
+def adapt(value: object) -> Any:
+    """:func:`run_adapted` for a value a plain (non-async) method returned."""
+    return _adapt(value, _Binding())
+
+
+def _adapt(value: object, binding: _Binding) -> Any:
+    for klass in type(value).__mro__:
+        twin = _twins.get(klass)
+        if twin is not None:
+            return twin._wrap(value)
+    if isinstance(value, AsyncIterator):
+        stream = SyncStream(value)
+        stream._binding = binding
+        return stream
+    return value

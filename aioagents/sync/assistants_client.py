@@ -38,6 +38,7 @@ from aioagents.sync import _bridge
 __all__ = ["Assistants", "AssistantsClient", "Files", "Messages", "Runs", "Steps", "Threads"]
 
 
+@_bridge.twin_of(_impl.AssistantsClient)
 class AssistantsClient:
     """Blocking twin of :class:`aioagents.assistants.client.AssistantsClient`.
 
@@ -48,8 +49,8 @@ class AssistantsClient:
     ``GATEWAY_URL``, then ``https://appbuilder.baidu.com`` (``https://`` is added to a bare host). Explicit arguments
     win over the environment.
 
-    >>> async with AssistantsClient(token="…") as client:
-    ...     thread = await client.threads.create(messages=["hello"])
+    >>> with AssistantsClient(token="…") as client:
+    ...     thread = client.threads.create(messages=["hello"])
     """
 
     _async: _impl.AssistantsClient
@@ -117,6 +118,7 @@ class AssistantsClient:
         _bridge.run(self._async.aclose())
 
 
+@_bridge.twin_of(_impl.Assistants)
 class Assistants:
     """Blocking twin of :class:`aioagents.assistants.client.Assistants`.
 
@@ -249,6 +251,7 @@ class Assistants:
         return _bridge.run(self._async.unmount_files(assistant_id, file_id))
 
 
+@_bridge.twin_of(_impl.Files)
 class Files:
     """Blocking twin of :class:`aioagents.assistants.client.Files`.
 
@@ -294,6 +297,7 @@ class Files:
         return _bridge.run(self._async.download(file_id, directory, timeout=timeout))
 
 
+@_bridge.twin_of(_impl.Threads)
 class Threads:
     """Blocking twin of :class:`aioagents.assistants.client.Threads`.
 
@@ -339,6 +343,7 @@ class Threads:
         return _bridge.run(self._async.delete(thread_id))
 
 
+@_bridge.twin_of(_impl.Messages)
 class Messages:
     """Blocking twin of :class:`aioagents.assistants.client.Messages`.
 
@@ -415,6 +420,7 @@ class Messages:
         )
 
 
+@_bridge.twin_of(_impl.Runs)
 class Runs:
     """Blocking twin of :class:`aioagents.assistants.client.Runs`.
 
@@ -571,7 +577,7 @@ class Runs:
         """Run without streaming and answer every tool call with ``tools[name](**arguments)`` (sync or async;
         a non-string result is sent as JSON), running again with ``tool_output`` until the run finishes.
 
-        >>> run = await client.threads.runs.run_with_tools(
+        >>> run = client.threads.runs.run_with_tools(
         ...     assistant_id=a.id, thread_id=t.id, tools={"get_weather": get_weather})
         >>> run.final_answer.text
         """
@@ -605,9 +611,9 @@ class Runs:
         result is sent as JSON) while the stream stays open. Every event is yielded once: a
         :class:`ToolCallsEvent` before its outputs are submitted, :class:`RunEnd` last.
 
-        >>> async with client.threads.runs.stream_with_tools(
+        >>> with client.threads.runs.stream_with_tools(
         ...         assistant_id=a.id, thread_id=t.id, tools={"get_weather": get_weather}) as events:
-        ...     async for event in events:
+        ...     for event in events:
         ...         if isinstance(event, MessageEvent):
         ...             print(event.text, end="")
         """
@@ -625,6 +631,7 @@ class Runs:
         )
 
 
+@_bridge.twin_of(_impl.Steps)
 class Steps:
     """Blocking twin of :class:`aioagents.assistants.client.Steps`.
 

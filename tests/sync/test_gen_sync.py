@@ -74,6 +74,8 @@ def test_twin_methods_keep_the_async_signature(toysync: ModuleType, name: str) -
         ("lines", "_bridge.SyncStream[str]"),
         ("opened", "_bridge.SyncContextManager[str]"),
         ("from_env", "ToyClient"),
+        ("produce", "int | _bridge.SyncStream[int]"),
+        ("find_thread", "Threads | None"),
     ],
 )
 def test_twin_return_annotations(toysync: ModuleType, name: str, annotation: str) -> None:
@@ -99,7 +101,29 @@ def test_docstrings_are_copied(toysync: ModuleType) -> None:
     assert inspect.getdoc(toysync.ToyClient.close) == inspect.getdoc(toy_async.ToyClient.aclose)
     class_doc = inspect.getdoc(toysync.ToyClient)
     assert class_doc is not None
-    assert inspect.getdoc(toy_async.ToyClient) in class_doc
+    assert class_doc.startswith(f"Blocking twin of :class:`{toy_async.__name__}.ToyClient`.")
+    # The example in the class docstring is rewritten for the blocking API.
+    assert "    with ToyClient(" in class_doc
+    assert "        client.add(1, 2)" in class_doc
+    assert "await" not in class_doc
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        (">>> await client.run()", ">>> client.run()"),
+        ("... async for event in events:", "... for event in events:"),
+        (
+            "Example::\n\n    async with C() as c:\n        await c.aclose()",
+            "Example::\n\n    with C() as c:\n        c.close()",
+        ),
+        # Prose, and text after a literal block has ended, stay as written.
+        ("We await the server; use async with.", "We await the server; use async with."),
+        ("Code::\n\n    await x()\n\nThen await y.", "Code::\n\n    x()\n\nThen await y."),
+    ],
+)
+def test_docstring_examples_are_rewritten_for_the_blocking_api(doc: str, expected: str) -> None:
+    assert gen_sync.sync_examples(doc) == expected
 
 
 def test_output_is_deterministic() -> None:
@@ -122,10 +146,10 @@ def test_package_reexports_every_twin_with_a_sorted_all(generated_dir: Path, toy
 
 
 def test_unsupported_shapes_fail_generation_loudly() -> None:
-    with pytest.raises(gen_sync.GenerationError, match="nests a registered class"):
-        gen_sync.generate({toy_unsupported.__name__: ["Part", "MaybePart"]}, package=TOY_PACKAGE)
-    with pytest.raises(gen_sync.GenerationError, match="overloads"):
-        gen_sync.generate({toy_unsupported.__name__: ["Overloaded"]}, package=TOY_PACKAGE)
+    with pytest.raises(gen_sync.GenerationError, match=r"ListOfParts: the annotation 'list\[Part\]' nests"):
+        gen_sync.generate({toy_unsupported.__name__: ["Part", "ListOfParts"]}, package=TOY_PACKAGE)
+    with pytest.raises(gen_sync.GenerationError, match="StreamOfParts: a stream of registered classes"):
+        gen_sync.generate({toy_unsupported.__name__: ["Part", "StreamOfParts"]}, package=TOY_PACKAGE)
 
 
 @pytest.mark.parametrize(

@@ -82,6 +82,34 @@ def test_sub_resources_are_sync_twins_of_the_same_async_objects(toysync: ModuleT
     assert threads.title("t1") == "thread t1"
 
 
+def test_overloaded_method_returns_a_value_or_a_stream_bound_to_its_loop(client: Any) -> None:
+    assert client.produce(4) == 4
+    stream = client.produce(3, stream=True)
+    assert isinstance(stream, _bridge.SyncStream)
+    taken: list[int] = []
+    thread = threading.Thread(target=lambda: taken.append(next(stream)))
+    thread.start()
+    thread.join()
+    assert taken == [0]
+    assert list(stream) == [1, 2]
+    # Opened and read on one loop, although the second step came from another thread.
+    assert len(client.last_numbers.loops) == 1
+
+
+def test_union_return_wraps_a_registered_class_and_passes_none(toysync: ModuleType, client: Any) -> None:
+    found = client.find_thread("main")
+    assert type(found) is toysync.Threads
+    assert found._async is client._async.threads
+    assert client.find_thread("other") is None
+
+
+def test_twins_passed_as_arguments_reach_the_async_api_as_their_async_objects(toysync: ModuleType, client: Any) -> None:
+    assert client.same_as(client) is True
+    assert client.same_as(client, thread=client.threads) is True
+    assert client.same_as(None) is False
+    assert client.same_as(toysync.ToyClient()) is False
+
+
 def test_context_manager_closes_the_client(toysync: ModuleType, server: ToyServer) -> None:
     with toysync.ToyClient(server.url) as sync_client:
         assert sync_client.echo("hi").text == "echo:hi"

@@ -15,7 +15,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeVar, overload
 
 import aiohttp
 import attrs
@@ -258,6 +258,26 @@ class ToyClient:
         return "slept"
 
     cancelled: bool = False
+
+    @overload
+    async def produce(self, n: int, *, stream: Literal[False] = False) -> int: ...
+
+    @overload
+    async def produce(self, n: int, *, stream: Literal[True]) -> Numbers: ...
+
+    async def produce(self, n: int, *, stream: bool = False) -> int | Numbers:
+        """``n``, or with ``stream=True`` an open stream of 0..n-1 (one method, two shapes, as in real SDKs)."""
+        if stream:
+            return await self.numbers(n)
+        return n
+
+    async def find_thread(self, name: str) -> Threads | None:
+        """The threads sub-resource if ``name`` is "main", else None."""
+        return self.threads if name == "main" else None
+
+    async def same_as(self, other: ToyClient | None = None, *, thread: Threads | None = None) -> bool:
+        """Whether ``other`` is this very client (and ``thread``, if given, its threads resource)."""
+        return other is self and (thread is None or thread is self.threads)
 
     async def echo(self, text: str) -> Echo:
         """Echo ``text`` through the toy server."""

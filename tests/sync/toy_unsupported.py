@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import overload
+from collections.abc import AsyncIterator
 
 
 class Part:
@@ -13,21 +13,17 @@ class Part:
         return "pong"
 
 
-class MaybePart:
-    """Returns a registered class inside a union: the twin cannot know when to wrap."""
+class ListOfParts:
+    """Returns registered objects inside a list: the twin cannot wrap them without copying the list."""
 
-    async def find(self) -> Part | None:
-        """Maybe a part."""
-        return None
+    async def parts(self) -> list[Part]:
+        """Parts."""
+        return [Part()]
 
 
-class Overloaded:
-    """Overloaded methods are not mirrored yet."""
+class StreamOfParts:
+    """Streams registered objects."""
 
-    @overload
-    async def get(self, key: int) -> int: ...
-    @overload
-    async def get(self, key: str) -> str: ...
-    async def get(self, key: int | str) -> int | str:
-        """Get."""
-        return key
+    async def parts(self) -> AsyncIterator[Part]:
+        """Parts, one by one."""
+        yield Part()
