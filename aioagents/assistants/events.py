@@ -11,7 +11,7 @@ A ``{"error": …}`` payload (framed as an event or as a bare JSON line) raises 
 from __future__ import annotations
 
 import json
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import attrs
 
@@ -54,11 +54,11 @@ class StatusDetails:
     """What a status event carries; which fields are set depends on ``type`` (the event type)."""
 
     type: str = ""
-    message_creation: Optional[MessageCreation] = None  # noqa: UP045 (cattrs needs runtime types on 3.10)
-    run_object: Optional[Run] = None  # noqa: UP045
-    run_step_object: Optional[RunStep] = None  # noqa: UP045
-    tool_calls: Optional[list[ToolCall]] = None  # noqa: UP045
-    error_info: Optional[LastError] = None  # noqa: UP045
+    message_creation: MessageCreation | None = None
+    run_object: Run | None = None
+    run_step_object: RunStep | None = None
+    tool_calls: list[ToolCall] | None = None
+    error_info: LastError | None = None
 
 
 @attrs.frozen(kw_only=True)

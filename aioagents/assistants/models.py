@@ -71,7 +71,7 @@ class Text:
     """The text of a content part; ``annotations`` are the service's (usually null) annotation strings."""
 
     value: str = ""
-    annotations: Optional[list[str]] = None  # noqa: UP045 (cattrs needs the runtime type on 3.10)
+    annotations: list[str] | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -79,7 +79,7 @@ class MessageContent:
     """One content part of a message; today always ``type="text"``."""
 
     type: str = "text"
-    text: Optional[Text] = None  # noqa: UP045
+    text: Text | None = None
 
 
 def _join_text(content: list[MessageContent]) -> str:
@@ -126,8 +126,8 @@ class FunctionDefinition:
     name: str
     description: str = ""
     parameters: dict[str, Any] = attrs.field(factory=lambda: {"type": "object", "properties": {}})
-    responses: Optional[dict[str, Any]] = None  # noqa: UP045
-    examples: Optional[list[list[dict[str, Any]]]] = None  # noqa: UP045
+    responses: dict[str, Any] | None = None
+    examples: list[list[dict[str, Any]]] | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -135,7 +135,7 @@ class Tool:
     """A tool an assistant (or one run) may use. Only ``function`` tools are documented."""
 
     type: str = "function"
-    function: Optional[FunctionDefinition] = None  # noqa: UP045
+    function: FunctionDefinition | None = None
 
     @classmethod
     def from_function(cls, name: str, description: str = "", parameters: Mapping[str, Any] | None = None) -> Tool:
@@ -159,8 +159,8 @@ class Assistant:
     tools: list[Tool] = attrs.field(factory=list)
     file_ids: list[str] = attrs.field(factory=list)
     metadata: dict[str, str] = attrs.field(factory=dict)
-    created_at: Optional[datetime] = None  # noqa: UP045
-    model: Optional[str] = None  # noqa: UP045
+    created_at: datetime | None = None
+    model: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -169,7 +169,7 @@ class AssistantFile:
 
     id: str
     object: str = ""
-    created_at: Optional[datetime] = None  # noqa: UP045
+    created_at: datetime | None = None
     assistant_id: str = ""
 
 
@@ -187,9 +187,9 @@ class File:
     purpose: str = ""
     filename: str = ""
     classification_id: str = ""
-    created_at: Optional[datetime] = None  # noqa: UP045
-    censored: Optional[int] = None  # noqa: UP045
-    file_type: Optional[str] = None  # noqa: UP045
+    created_at: datetime | None = None
+    censored: int | None = None
+    file_type: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -206,7 +206,7 @@ class FileContent:
 
     content: bytes = attrs.field(repr=lambda b: f"<{len(b)} bytes>")
     content_type: str = ""
-    filename: Optional[str] = None  # noqa: UP045
+    filename: str | None = None
 
 
 # -- threads and messages -------------------------------------------------------------------------------------------
@@ -225,7 +225,7 @@ class Thread:
 
     id: str
     object: str = "thread"
-    created_at: Optional[datetime] = None  # noqa: UP045
+    created_at: datetime | None = None
     metadata: dict[str, str] = attrs.field(factory=dict)
 
 
@@ -237,7 +237,7 @@ class Message:
     object: str = "thread.message"
     role: str = "user"
     content: list[MessageContent] = attrs.field(factory=list)
-    created_at: Optional[datetime] = None  # noqa: UP045
+    created_at: datetime | None = None
     thread_id: str = ""
     assistant_id: str = ""
     run_id: str = ""
@@ -255,7 +255,7 @@ class MessageFile:
 
     id: str
     object: str = ""
-    created_at: Optional[datetime] = None  # noqa: UP045
+    created_at: datetime | None = None
     message_id: str = ""
 
 
@@ -266,7 +266,7 @@ class FunctionCall:
 
     name: str
     arguments: str = "{}"
-    output: Optional[str] = None  # noqa: UP045
+    output: str | None = None
 
     def parsed_arguments(self) -> dict[str, Any]:
         """``arguments`` decoded (an empty or non-object value gives ``{}``)."""
@@ -282,7 +282,7 @@ class ToolCall:
 
     id: str
     type: str = "function"
-    function: Optional[FunctionCall] = None  # noqa: UP045
+    function: FunctionCall | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -297,7 +297,7 @@ class RequiredAction:
     """What a ``requires_action`` run waits for."""
 
     type: str = "submit_tool_outputs"
-    submit_tool_outputs: Optional[SubmitToolOutputsAction] = None  # noqa: UP045
+    submit_tool_outputs: SubmitToolOutputsAction | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -313,7 +313,7 @@ class FinalAnswer:
     """A completed run's answer."""
 
     type: str = "message"
-    message: Optional[FinalAnswerMessage] = None  # noqa: UP045
+    message: FinalAnswerMessage | None = None
 
     @property
     def text(self) -> str:
@@ -334,18 +334,18 @@ class Run:
     instructions: str = ""
     thought_instructions: str = ""
     chat_instructions: str = ""
-    tools: Optional[list[Tool]] = None  # noqa: UP045
-    file_ids: Optional[list[str]] = None  # noqa: UP045
+    tools: list[Tool] | None = None
+    file_ids: list[str] | None = None
     status: str = ""
-    required_action: Optional[RequiredAction] = None  # noqa: UP045
-    last_error: Optional[LastError] = None  # noqa: UP045
-    final_answer: Optional[FinalAnswer] = None  # noqa: UP045
-    created_at: Optional[datetime] = None  # noqa: UP045
-    started_at: Optional[datetime] = None  # noqa: UP045
-    expired_at: Optional[datetime] = None  # noqa: UP045
-    cancelled_at: Optional[datetime] = None  # noqa: UP045
-    failed_at: Optional[datetime] = None  # noqa: UP045
-    completed_at: Optional[datetime] = None  # noqa: UP045
+    required_action: RequiredAction | None = None
+    last_error: LastError | None = None
+    final_answer: FinalAnswer | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    expired_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    failed_at: datetime | None = None
+    completed_at: datetime | None = None
 
     TERMINAL = frozenset({"completed", "cancelled", "failed", "expired"})
 
@@ -394,10 +394,10 @@ class StepDetails:
     """What a run step did."""
 
     type: str = ""
-    message_creation: Optional[MessageCreation] = None  # noqa: UP045
-    action_info: Optional[ActionInfo] = None  # noqa: UP045
-    tool_calls: Optional[list[ToolCall]] = None  # noqa: UP045
-    tool_info: Optional[list[ToolInfo]] = None  # noqa: UP045
+    message_creation: MessageCreation | None = None
+    action_info: ActionInfo | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_info: list[ToolInfo] | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -406,19 +406,19 @@ class RunStep:
 
     id: str
     object: str = ""
-    assistant_id: Optional[str] = None  # noqa: UP045
+    assistant_id: str | None = None
     thread_id: str = ""
     run_id: str = ""
     status: str = ""
-    type: Optional[str] = None  # noqa: UP045
-    created_at: Optional[datetime] = None  # noqa: UP045
-    started_at: Optional[datetime] = None  # noqa: UP045
-    expired_at: Optional[datetime] = None  # noqa: UP045
-    cancelled_at: Optional[datetime] = None  # noqa: UP045
-    failed_at: Optional[datetime] = None  # noqa: UP045
-    completed_at: Optional[datetime] = None  # noqa: UP045
-    last_error: Optional[LastError] = None  # noqa: UP045
-    step_details: Optional[StepDetails] = None  # noqa: UP045
+    type: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    expired_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    failed_at: datetime | None = None
+    completed_at: datetime | None = None
+    last_error: LastError | None = None
+    step_details: StepDetails | None = None
 
 
 # -- request pieces -------------------------------------------------------------------------------------------------
@@ -435,9 +435,9 @@ class ToolOutput:
 class SamplingParameters:
     """Sampling settings: ``temperature`` and ``top_p`` in [0, 1], ``penalty_score`` in [1, 2]."""
 
-    temperature: Optional[float] = None  # noqa: UP045
-    top_p: Optional[float] = None  # noqa: UP045
-    penalty_score: Optional[float] = None  # noqa: UP045
+    temperature: float | None = None
+    top_p: float | None = None
+    penalty_score: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -447,29 +447,29 @@ class ModelParameters:
     The service defaults are chat ``0.8/0.8/1.0`` and thought ``0.01/0.0/1.0`` (temperature/top_p/penalty_score).
     """
 
-    chat_parameters: Optional[SamplingParameters] = None  # noqa: UP045
-    thought_parameters: Optional[SamplingParameters] = None  # noqa: UP045
+    chat_parameters: SamplingParameters | None = None
+    thought_parameters: SamplingParameters | None = None
 
 
 @attrs.frozen(kw_only=True)
 class UserInfo:
     """Who the end user is (all optional)."""
 
-    id: Optional[str] = None  # noqa: UP045
-    name: Optional[str] = None  # noqa: UP045
-    nickname: Optional[str] = None  # noqa: UP045
-    watermark: Optional[str] = None  # noqa: UP045
-    intro: Optional[str] = None  # noqa: UP045
-    baidu_id: Optional[str] = None  # noqa: UP045
+    id: str | None = None
+    name: str | None = None
+    nickname: str | None = None
+    watermark: str | None = None
+    intro: str | None = None
+    baidu_id: str | None = None
 
 
 @attrs.frozen(kw_only=True)
 class UserLocation:
     """Where the end user is: ``loc`` is a JSON-encoded string, ``uip``/``uipv6`` their addresses."""
 
-    loc: Optional[str] = None  # noqa: UP045
-    uip: Optional[str] = None  # noqa: UP045
-    uipv6: Optional[str] = None  # noqa: UP045
+    loc: str | None = None
+    uip: str | None = None
+    uipv6: str | None = None
 
 
 # -- decoding -------------------------------------------------------------------------------------------------------
