@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Union
 
@@ -48,7 +49,13 @@ def to_timeout(value: TimeoutLike, default: Timeout = DEFAULT_TIMEOUT) -> Timeou
         return default
     if isinstance(value, Timeout):
         return value
-    return Timeout(total=float(value), connect=default.connect, read=default.read)
+    return _total_timeout(float(value), default.connect, default.read)
+
+
+@functools.lru_cache(maxsize=256)
+def _total_timeout(total: float, connect: float | None, read: float | None) -> Timeout:
+    # Per-call float timeouts repeat (a run's timeout derives from its limits): build each Timeout once.
+    return Timeout(total=total, connect=connect, read=read)
 
 
 def env_or(explicit: str | None, *names: str, default: str | None = None) -> str | None:

@@ -13,7 +13,6 @@ another host would carry along.
 from __future__ import annotations
 
 import asyncio
-import json as _json
 import logging
 import sys
 import time
@@ -25,7 +24,7 @@ import attrs
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from aioagents import _retry
+from aioagents import _json, _retry
 from aioagents._config import DEFAULT_TIMEOUT, Timeout, TimeoutLike, to_timeout
 from aioagents._exceptions import (
     APIConnectionError,
@@ -192,6 +191,7 @@ class Transport:
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
         self._last: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
         self._policies: dict[int, RetryPolicy] = {}
+        self._urls: dict[str, URL] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -216,10 +216,15 @@ class Transport:
             del self._headers[key]
         if value is None:
             self._secret_names.discard(name.lower())
-            return
-        self._headers[name] = value
-        if secret:
-            self._secret_names.add(name.lower())
+        else:
+            self._headers[name] = value
+            if secret:
+                self._secret_names.add(name.lower())
+        # Our own sessions carry the headers as their defaults (cheaper than merging per request).
+        for session in getattr(self, "_sessions", {}).values():
+            session.headers.popall(name, None)
+            if value is not None:
+                session.headers[name] = value
 
     # -- sessions ------------------------------------------------------------------------------------------
     def _session(self) -> aiohttp.ClientSession:
@@ -236,6 +241,9 @@ class Transport:
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._connection_limit, limit_per_host=0),
                 timeout=self.timeout.for_aiohttp(),
+                headers=self._headers,
+                # API clients have no use for cookies; a jar costs CPU on every request and response.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=True,
                 trust_env=False,
             )
@@ -293,12 +301,13 @@ class Transport:
         headers: Mapping[str, str] | None,
     ) -> tuple[str, Any, dict[str, str]]:
         url = path if path.startswith(("http://", "https://")) else (base_url or self._base_url).rstrip("/") + path
-        hdrs = self._headers
+        # Our sessions send self._headers as defaults; a user's session needs them on each request.
+        hdrs: dict[str, str] = dict(self._headers) if self._user_session is not None else {}
         if json is not MISSING:
-            data = _json.dumps(json, ensure_ascii=False, separators=(",", ":")).encode()
-            hdrs = {**hdrs, **_JSON_HEADERS}
+            data = _json.dumps(json)
+            hdrs.update(_JSON_HEADERS)
         if headers:
-            hdrs = {**hdrs, **headers}
+            hdrs.update(headers)
         return url, data, hdrs
 
     async def request(
@@ -332,7 +341,8 @@ class Transport:
         while True:
             attempt += 1
             try:
-                await self._permits(cost, permits)
+                if self.rate_limiter is not None or permits:
+                    await self._permits(cost, permits)
                 payload = body() if callable(body) else body
                 return await self._send(method, url, payload, params, hdrs, tmo, cap)
             except APIError as err:
@@ -394,6 +404,7 @@ class Transport:
         cap: int,
     ) -> Response:
         session = self._session()
+        target = self._url(url)
         debug = log.isEnabledFor(logging.DEBUG)
         started = time.perf_counter() if debug else 0.0
         redirects = 0
@@ -401,16 +412,17 @@ class Transport:
             try:
                 async with session.request(
                     method,
-                    url,
+                    target,
                     data=body,
                     params=params,
-                    headers=headers,
+                    headers=headers or None,
                     timeout=timeout.for_aiohttp(),
                     allow_redirects=False,
                 ) as resp:
                     status = resp.status
                     if status in _REDIRECTS:
                         url = self._redirect_target(resp, url, method)
+                        target = URL(url)
                         if status == 303:
                             method, body = "GET", None
                         redirects += 1
@@ -452,6 +464,15 @@ class Transport:
         if status >= 400:
             raise self.error_factory(response)
         return response
+
+    def _url(self, url: str) -> URL:
+        # Parsing a URL costs several µs; an API client calls the same few URLs over and over.
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) > 1024:
+                self._urls.clear()
+            parsed = self._urls[url] = URL(url)
+        return parsed
 
     def _request_id(self, headers: Mapping[str, str]) -> str | None:
         for name in self.request_id_headers:

@@ -1,0 +1,35 @@
+"""JSON encoding for request and response bodies: orjson when installed (the ``speed`` extra), else the stdlib.
+
+Both produce compact UTF-8 bytes and read bytes directly; orjson is several times faster at both, which shows in the
+client's CPU per request.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["JSONDecodeError", "dumps", "loads"]
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - depends on the installed extras
+    orjson = None  # type: ignore[assignment]
+
+JSONDecodeError = ValueError  # both libraries' decode errors are ValueErrors
+
+
+def _dumps_stdlib(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _dumps_orjson(obj: Any) -> bytes:
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        # Values orjson does not know (subclasses of builtins, big ints): the stdlib handles them.
+        return _dumps_stdlib(obj)
+
+
+dumps = _dumps_orjson if orjson is not None else _dumps_stdlib
+loads: Any = orjson.loads if orjson is not None else json.loads
