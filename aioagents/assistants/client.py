@@ -26,7 +26,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
@@ -148,6 +148,18 @@ class _Problems:
     def raise_if_any(self) -> None:
         if self.errors:
             raise AssistantValidationError(self.errors)
+
+
+async def _every(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> AsyncIterator[T]:
+    """The items of page after page: each page starts after the last id of the one before."""
+    after: str | None = None
+    while True:
+        page = await fetch(after)
+        for item in page.data:
+            yield item
+        if not page.has_more or not page.data:
+            return
+        after = page.last_id
 
 
 def _page_body(limit: int, order: str, after: str | None, before: str | None) -> dict[str, Any]:
@@ -437,16 +449,9 @@ class Assistants:
             "/v2/assistants/list", _page_body(limit, order, after, before), Page[Assistant], idempotent=True
         )
 
-    async def iter_all(self, *, order: str = "desc", page_size: int = 20) -> AsyncIterator[Assistant]:
+    def iter_all(self, *, order: str = "desc", page_size: int = 20) -> AsyncIterator[Assistant]:
         """Every assistant, page after page."""
-        after: str | None = None
-        while True:
-            page = await self.list(limit=page_size, order=order, after=after)
-            for item in page.data:
-                yield item
-            if not page.has_more or not page.data:
-                return
-            after = page.last_id
+        return _every(lambda after: self.list(limit=page_size, order=order, after=after))
 
     async def query(self, assistant_id: str) -> Assistant:
         """One assistant."""
@@ -490,6 +495,12 @@ class Assistants:
         p.raise_if_any()
         body = {"assistant_id": assistant_id, **_page_body(limit, order, after, before)}
         return await self._api.post("/v2/assistants/files/list", body, Page[AssistantFile], idempotent=True)
+
+    def iter_mounted_files(
+        self, assistant_id: str, *, order: str = "desc", page_size: int = 20
+    ) -> AsyncIterator[AssistantFile]:
+        """Every file mounted on an assistant, page after page."""
+        return _every(lambda after: self.mounted_files_list(assistant_id, limit=page_size, order=order, after=after))
 
     async def unmount_files(self, assistant_id: str, file_id: str) -> DeletedObject:
         """Unmount a file from an assistant (the file itself stays)."""
@@ -639,16 +650,9 @@ class Messages:
         body = {"thread_id": thread_id, **_page_body(limit, order, after, before)}
         return await self._api.post("/v2/threads/messages/list", body, Page[Message], idempotent=True)
 
-    async def iter_all(self, thread_id: str, *, order: str = "desc", page_size: int = 20) -> AsyncIterator[Message]:
+    def iter_all(self, thread_id: str, *, order: str = "desc", page_size: int = 20) -> AsyncIterator[Message]:
         """Every message of a thread, page after page."""
-        after: str | None = None
-        while True:
-            page = await self.list(thread_id, limit=page_size, order=order, after=after)
-            for item in page.data:
-                yield item
-            if not page.has_more or not page.data:
-                return
-            after = page.last_id
+        return _every(lambda after: self.list(thread_id, limit=page_size, order=order, after=after))
 
     async def query(self, thread_id: str, message_id: str) -> Message:
         """One message."""
@@ -678,6 +682,12 @@ class Messages:
         body = {"thread_id": thread_id, "message_id": message_id, **_page_body(limit, order, after, before)}
         return await self._api.post("/v2/threads/messages/files/list", body, Page[MessageFile], idempotent=True)
 
+    def iter_files(
+        self, thread_id: str, message_id: str, *, order: str = "desc", page_size: int = 20
+    ) -> AsyncIterator[MessageFile]:
+        """Every file of a message, page after page."""
+        return _every(lambda after: self.files(thread_id, message_id, limit=page_size, order=order, after=after))
+
 
 class Steps:
     """``client.threads.runs.steps``: the steps of a run."""
@@ -703,6 +713,12 @@ class Steps:
         p.raise_if_any()
         body = {"thread_id": thread_id, "run_id": run_id, **_page_body(limit, order, after, before)}
         return await self._api.post("/v2/threads/runs/steps/list", body, Page[RunStep], idempotent=True)
+
+    def iter_all(
+        self, thread_id: str, run_id: str, *, order: str = "desc", page_size: int = 20
+    ) -> AsyncIterator[RunStep]:
+        """Every step of a run, page after page."""
+        return _every(lambda after: self.list(thread_id, run_id, limit=page_size, order=order, after=after))
 
     async def query(self, thread_id: str, run_id: str, step_id: str) -> RunStep:
         """One step."""
@@ -915,16 +931,9 @@ class Runs:
         body = {"thread_id": thread_id, **_page_body(limit, order, after, before)}
         return await self._api.post("/v2/threads/runs/list", body, Page[Run], idempotent=True)
 
-    async def iter_all(self, thread_id: str, *, order: str = "desc", page_size: int = 20) -> AsyncIterator[Run]:
+    def iter_all(self, thread_id: str, *, order: str = "desc", page_size: int = 20) -> AsyncIterator[Run]:
         """Every run of a thread, page after page."""
-        after: str | None = None
-        while True:
-            page = await self.list(thread_id, limit=page_size, order=order, after=after)
-            for item in page.data:
-                yield item
-            if not page.has_more or not page.data:
-                return
-            after = page.last_id
+        return _every(lambda after: self.list(thread_id, limit=page_size, order=order, after=after))
 
     async def query(self, thread_id: str, run_id: str) -> Run:
         """One run."""

@@ -246,6 +246,16 @@ class Assistants:
             )
         )
 
+    def iter_mounted_files(
+        self,
+        assistant_id: str,
+        *,
+        order: str = "desc",
+        page_size: int = 20,
+    ) -> _bridge.SyncStream[AssistantFile]:
+        """Every file mounted on an assistant, page after page."""
+        return _bridge.SyncStream(self._async.iter_mounted_files(assistant_id, order=order, page_size=page_size))
+
     def unmount_files(self, assistant_id: str, file_id: str) -> DeletedObject:
         """Unmount a file from an assistant (the file itself stays)."""
         return _bridge.run(self._async.unmount_files(assistant_id, file_id))
@@ -418,6 +428,17 @@ class Messages:
                 before=before,
             )
         )
+
+    def iter_files(
+        self,
+        thread_id: str,
+        message_id: str,
+        *,
+        order: str = "desc",
+        page_size: int = 20,
+    ) -> _bridge.SyncStream[MessageFile]:
+        """Every file of a message, page after page."""
+        return _bridge.SyncStream(self._async.iter_files(thread_id, message_id, order=order, page_size=page_size))
 
 
 @_bridge.twin_of(_impl.Runs)
@@ -662,6 +683,17 @@ class Steps:
     ) -> Page[RunStep]:
         """One page of a run's steps."""
         return _bridge.run(self._async.list(thread_id, run_id, limit=limit, order=order, after=after, before=before))
+
+    def iter_all(
+        self,
+        thread_id: str,
+        run_id: str,
+        *,
+        order: str = "desc",
+        page_size: int = 20,
+    ) -> _bridge.SyncStream[RunStep]:
+        """Every step of a run, page after page."""
+        return _bridge.SyncStream(self._async.iter_all(thread_id, run_id, order=order, page_size=page_size))
 
     def query(self, thread_id: str, run_id: str, step_id: str) -> RunStep:
         """One step."""

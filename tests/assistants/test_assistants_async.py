@@ -685,3 +685,22 @@ async def test_stream_with_tools_early_exit_closes(srv: FakeAppBuilderServer, cl
     with pytest.raises(exc.ClientClosedError):
         await events.__anext__()
     assert (await client.threads.query(thread_id)).id == thread_id
+
+
+async def test_every_list_has_an_all_pages_iterator(srv: FakeAppBuilderServer, client: AssistantsClient) -> None:
+    srv.script(RunScript(tool_calls=[WEATHER]))
+    assistant = await client.assistants.create(name="a", tools=[WEATHER_TOOL])
+    files = [await client.files.create(b"x", filename=f"f{i}.txt") for i in range(3)]
+    for f in files:
+        await client.assistants.mount_files(assistant.id, f.id)
+    mounted = [m.id async for m in client.assistants.iter_mounted_files(assistant.id, order="asc", page_size=2)]
+    assert mounted == [f.id for f in files]
+    thread = await client.threads.create()
+    message = await client.threads.messages.create(thread.id, "q", file_ids=[f.id for f in files])
+    attached = [m.id async for m in client.threads.messages.iter_files(thread.id, message.id, order="asc", page_size=1)]
+    assert attached == [f.id for f in files]
+    run = await client.threads.runs.run_with_tools(
+        assistant_id=assistant.id, thread_id=thread.id, tools={"get_cur_whether": lambda **kw: "晴"}
+    )
+    steps = [s.type async for s in client.threads.runs.steps.iter_all(thread.id, run.id, order="asc", page_size=1)]
+    assert steps == ["tool_calls", "message_creation"]
