@@ -45,6 +45,7 @@ from types import ModuleType
 # The registry: async module → the classes in it that get a sync twin. Twins of one module go to one file,
 # aioagents/sync/<module without the "aioagents." prefix, dots as underscores>.py.
 SYNC_CLASSES: dict[str, list[str]] = {
+    "aioagents.sandbox.client": ["SandboxClient"],
     "aioagents.assistants.client": [
         "AssistantsClient",
         "Assistants",

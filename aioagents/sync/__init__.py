@@ -15,6 +15,7 @@ managers. One object may be shared by many threads.
 
 from aioagents.sync._bridge import SyncContextManager, SyncStream
 from aioagents.sync.assistants_client import Assistants, AssistantsClient, Files, Messages, Runs, Steps, Threads
+from aioagents.sync.sandbox_client import SandboxClient
 
 __all__ = [
     "Assistants",
@@ -22,6 +23,7 @@ __all__ = [
     "Files",
     "Messages",
     "Runs",
+    "SandboxClient",
     "Steps",
     "SyncContextManager",
     "SyncStream",
