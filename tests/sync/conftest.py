@@ -21,7 +21,7 @@ from . import toy_async
 
 ROOT = Path(__file__).resolve().parents[2]
 GEN_SYNC = ROOT / "scripts" / "gen_sync.py"
-TOY_CLASSES = ["ToyClient", "Threads", "Messages"]
+TOY_CLASSES = ["ToyClient", "Threads", "Messages", "CoreToyClient"]
 TOY_PACKAGE = "toysync_generated"
 
 
@@ -71,19 +71,26 @@ class ToyServer(FakeServer):
     def setup_routes(self, app: web.Application) -> None:
         app.router.add_post("/echo", self._echo)
         app.router.add_get("/lines", self._lines)
+        app.router.add_get("/sse", self._sse)
 
     async def _echo(self, request: web.Request) -> web.Response:
         data = await request.json()
         return web.json_response({"text": data["text"]})
 
     async def _lines(self, request: web.Request) -> web.StreamResponse:
+        return await self._numbers(request, "text/plain", "{}\n")
+
+    async def _sse(self, request: web.Request) -> web.StreamResponse:
+        return await self._numbers(request, "text/event-stream", "data: {}\n\n")
+
+    async def _numbers(self, request: web.Request, content_type: str, template: str) -> web.StreamResponse:
         n = int(request.query["n"])
         delay = float(request.query.get("delay", "0"))
-        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        response = web.StreamResponse(headers={"Content-Type": content_type})
         await response.prepare(request)
         try:
             for i in range(n):
-                await response.write(f"{i}\n".encode())
+                await response.write(template.format(i).encode())
                 await asyncio.sleep(delay)
         except (ConnectionError, asyncio.CancelledError):
             self.hangups.release()

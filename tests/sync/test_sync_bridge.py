@@ -424,3 +424,73 @@ print(os.waitstatus_to_exitcode(status))
     done = _python(code, generated_dir, warnings="ignore::DeprecationWarning")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0"
+
+
+# -- on the real core: Transport (a session per loop) and EventStream ---------------------------------------------
+
+
+def test_core_client_shared_by_16_threads_then_closed(toysync: ModuleType, server: ToyServer) -> None:
+    sync_client = toysync.CoreToyClient(server.url)
+    transport = sync_client._async._transport
+    barrier = threading.Barrier(17)
+    release = threading.Event()
+    done = threading.Semaphore(0)
+    results: dict[int, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            barrier.wait(10)
+            results[index] = [sync_client.echo(f"{index}-{i}") for i in range(10)]
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            done.release()
+            release.wait(60)  # stay alive and idle while the client is closed
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    barrier.wait(10)
+    try:
+        for _ in threads:
+            assert done.acquire(timeout=60)
+        assert errors == []
+        assert results == {i: [f"{i}-{n}" for n in range(10)] for i in range(16)}
+        sessions = list(transport._sessions.values())
+        assert len(sessions) == 16  # one per thread's loop, all from one client object
+
+        sync_client.close()
+
+        assert all(session.closed for session in sessions)
+        gc.collect()
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(10)
+
+
+def test_core_event_stream_becomes_an_iterator(toysync: ModuleType, server: ToyServer) -> None:
+    with toysync.CoreToyClient(server.url) as sync_client:
+        assert list(sync_client.ticks(5)) == [0, 1, 2, 3, 4]
+        with sync_client.ticks(3) as ticks:
+            assert ticks.status == 200  # the EventStream's own attributes read through
+            assert list(ticks) == [0, 1, 2]
+    assert server.completed == 2
+
+
+def test_break_out_of_a_core_event_stream_closes_the_connection(toysync: ModuleType, server: ToyServer) -> None:
+    with toysync.CoreToyClient(server.url) as sync_client:
+        for tick in sync_client.ticks(10_000, delay=0.005):
+            if tick == 2:
+                break
+        gc.collect()
+        assert _wait_hangup(server)
+        assert server.completed == 0
+
+
+async def test_core_client_inside_a_running_loop(toysync: ModuleType, server: ToyServer) -> None:
+    sync_client = toysync.CoreToyClient(server.url)
+    assert sync_client.echo("notebook") == "notebook"
+    assert list(sync_client.ticks(2)) == [0, 1]
+    sync_client.close()

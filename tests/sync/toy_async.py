@@ -20,6 +20,8 @@ from typing import Generic, Literal, TypeVar, overload
 import aiohttp
 import attrs
 
+from aioagents._streaming import EventStream, ServerSentEvent, SSEDecoder
+from aioagents._transport import Transport
 from aioagents.sync import _bridge
 
 T = TypeVar("T")
@@ -331,3 +333,41 @@ class ToyClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+class CoreToyClient:
+    """A toy client written the way real service clients are: over the core Transport (one aiohttp session per
+    event loop) and its EventStream."""
+
+    def __init__(self, base_url: str) -> None:
+        self._transport = Transport(base_url)
+
+    async def echo(self, text: str) -> str:
+        """Echo ``text`` through the toy server."""
+        response = await self._transport.request("POST", "/echo", idempotent=True, json={"text": text})
+        return str(response.json()["text"])
+
+    def ticks(self, n: int, *, delay: float = 0.0) -> EventStream[int]:
+        """Stream the numbers 0..n-1 as Server-Sent Events (opened lazily, like every core stream)."""
+        return self._transport.stream(
+            "GET",
+            "/sse",
+            decoder=SSEDecoder(self._transport.max_event_size),
+            parse=_parse_tick,
+            idempotent=True,
+            params={"n": str(n), "delay": str(delay)},
+        )
+
+    async def aclose(self) -> None:
+        """Close the sessions of every loop."""
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> CoreToyClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _parse_tick(frame: ServerSentEvent) -> int:
+    return int(frame.data)
