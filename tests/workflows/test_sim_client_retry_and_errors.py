@@ -120,7 +120,7 @@ async def test_429_with_retry_after_2_waits_at_least_2_seconds(sim, client_v2) -
     elapsed = time.monotonic() - started
     assert result.success
     assert elapsed >= 2.0
-    assert elapsed < 2.5 + 0.5  # jitter adds at most 25 %
+    assert elapsed < 4.5  # 2 s plus at most 25 % jitter, plus a loaded machine
     assert len(sim.requests_to(V2)) == 2
 
 
@@ -217,7 +217,7 @@ async def test_execute_with_retry_uses_its_own_backoff(sim, client_v2) -> None:
     assert result.success
     assert len(sim.requests_to(V2)) == 3
     # 0.2 s then 0.4 s, each ±25 %.
-    assert 0.45 <= elapsed < 1.2
+    assert 0.45 <= elapsed < 2.5
 
 
 async def test_execute_with_retry_gives_up_after_max_retries(sim, client_v2, instant_retries) -> None:

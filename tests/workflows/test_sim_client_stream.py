@@ -51,7 +51,7 @@ async def test_first_chunk_arrives_before_the_workflow_finishes(sim, client) -> 
             stamps.append((type(event).__name__, time.monotonic() - started))
     first_chunk = next(t for name, t in stamps if name == "Chunk")
     final = next(t for name, t in stamps if name == "Final")
-    assert first_chunk < 0.25
+    assert first_chunk < 1.0
     assert final >= 1.4
     assert final - first_chunk >= 1.2
 
