@@ -167,7 +167,16 @@ def _page_body(limit: int, order: str, after: str | None, before: str | None) ->
 
 
 def _dump(value: Any) -> Any:
-    return None if value is None else converter.unstructure(value)
+    """A request model as JSON data with its unset (None) fields left out: "not sent", not null."""
+    if value is None:
+        return None
+
+    def prune(data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: prune(v) for k, v in data.items() if v is not None}
+        return data
+
+    return prune(converter.unstructure(value))
 
 
 def _tool(value: ToolLike) -> dict[str, Any]:

@@ -704,3 +704,11 @@ async def test_every_list_has_an_all_pages_iterator(srv: FakeAppBuilderServer, c
     )
     steps = [s.type async for s in client.threads.runs.steps.iter_all(thread.id, run.id, order="asc", page_size=1)]
     assert steps == ["tool_calls", "message_creation"]
+
+
+async def test_model_parameters_send_only_what_is_set(srv: FakeAppBuilderServer, client: AssistantsClient) -> None:
+    assistant_id, thread_id = await new_thread(client)
+    params = ModelParameters(chat_parameters=SamplingParameters(temperature=0.2))
+    await client.threads.runs.run(thread_id=thread_id, assistant_id=assistant_id, model_parameters=params)
+    body = srv.requests_to("/v2/threads/runs")[0].json()
+    assert body["model_parameters"] == {"chat_parameters": {"temperature": 0.2}}
