@@ -591,6 +591,9 @@ class _ModuleGen:
         init = members.get("__init__")
         methods.append(self.gen_init(cls, init))
         methods.append(self.gen_wrap(cls))
+        if any("__repr__" in vars(base) for base in _own_classes(cls)):
+            # The async repr is written to hide secrets; reuse it rather than show object ids.
+            methods.append([f"{INDENT}def __repr__(self) -> str:", f"{INDENT * 2}return repr(self._async)"])
         if hasattr(cls, "__aenter__") and hasattr(cls, "__aexit__"):
             methods += self.gen_context(cls, members)
         for name in order:

@@ -81,6 +81,9 @@ class AssistantsClient:
         self._async = inner
         return self
 
+    def __repr__(self) -> str:
+        return repr(self._async)
+
     def __enter__(self) -> AssistantsClient:
         _bridge.run(self._async.__aenter__())
         return self

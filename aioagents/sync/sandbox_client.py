@@ -78,6 +78,9 @@ class SandboxClient:
         self._async = inner
         return self
 
+    def __repr__(self) -> str:
+        return repr(self._async)
+
     def __enter__(self) -> SandboxClient:
         _bridge.run(self._async.__aenter__())
         return self

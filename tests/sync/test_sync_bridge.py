@@ -62,6 +62,7 @@ def test_properties_setters_and_plain_methods_forward(client: Any) -> None:
     assert client.describe() == "toy"
     assert client.describe(verbose=True) == "ToyClient('toy', calls=1)"
     assert client.label == "toy"
+    assert repr(client) == "ToyClient(label='toy')"
 
 
 def test_classmethod_constructor_returns_the_sync_twin(toysync: ModuleType) -> None:
@@ -494,3 +495,38 @@ async def test_core_client_inside_a_running_loop(toysync: ModuleType, server: To
     assert sync_client.echo("notebook") == "notebook"
     assert list(sync_client.ticks(2)) == [0, 1]
     sync_client.close()
+
+
+def test_works_inside_a_real_jupyter_kernel(generated_dir: Path, server: ToyServer) -> None:
+    """A real IPython kernel, whose cells run inside its own running event loop."""
+    from jupyter_client.manager import start_new_kernel
+
+    manager, kernel = start_new_kernel(kernel_name="python3", env=subprocess_env(generated_dir))
+    outputs: list[str] = []
+
+    def collect(message: dict[str, Any]) -> None:
+        if message["msg_type"] == "stream":
+            outputs.append(message["content"]["text"])
+        elif message["msg_type"] == "error":
+            outputs.append(f"ERROR {message['content']['ename']}: {message['content']['evalue']}")
+
+    cell = f"""
+import asyncio
+from {TOY_PACKAGE}.toy_async import CoreToyClient, ToyClient
+assert asyncio.get_running_loop().is_running()  # a cell runs inside the kernel's loop
+client = ToyClient({server.url!r})
+print(client.add(1, 2), client.echo("cell").text, list(client.count(3)))
+for line in client.lines(10_000, delay=0.005):
+    break
+client.close()
+with CoreToyClient({server.url!r}) as core:
+    print(core.echo("core"), list(core.ticks(3)))
+"""
+    try:
+        reply = kernel.execute_interactive(cell, timeout=60, output_hook=collect)
+    finally:
+        kernel.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert reply["content"]["status"] == "ok", outputs
+    assert "".join(outputs) == "3 echo:cell [0, 1, 2]\ncore [0, 1, 2]\n"
+    assert _wait_hangup(server)

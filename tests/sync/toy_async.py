@@ -198,6 +198,9 @@ class ToyClient:
         self._calls = 0
         self.log: list[str] = []
 
+    def __repr__(self) -> str:
+        return f"ToyClient(label={self.label!r})"
+
     @classmethod
     def from_env(cls, label: str = "env") -> ToyClient:
         """A client configured from the environment (the toy has none)."""
