@@ -79,6 +79,7 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 DEFAULT_DATA_DIR = "/mnt/data"
 """The sandbox image's WORKDIR and HOME, where uploads go by default."""
 ENV_BASE_URL = ("AIOAGENTS_INTERPRETER_URL",)
+ENV_TOKEN = ("AIOAGENTS_INTERPRETER_TOKEN",)
 
 # The server's own wait (timeout_secs) bounds an execute; the HTTP timeout adds this much on top, so the client
 # never gives up on an answer the server is about to send (it includes waiting behind an earlier, timed-out cell).
@@ -333,17 +334,22 @@ def _timeout_secs(timeout: float) -> int:
 
 
 # -- upload bodies -------------------------------------------------------------------------------------------------
-async def _file_chunks(path: Path, chunk_size: int) -> AsyncIterator[bytes]:
-    # One chunk in memory at a time; the blocking reads run off the loop.
+async def _file_chunks(path: Path, chunk_size: int, size: int) -> AsyncIterator[bytes]:
+    """Exactly ``size`` bytes of ``path`` (the Content-Length already sent), one chunk in memory at a time, read
+    off the loop. The file is closed before the last chunk is handed over: the sender may never ask for more."""
     handle = await asyncio.to_thread(path.open, "rb")
     try:
-        while True:
-            chunk = await asyncio.to_thread(handle.read, chunk_size)
+        remaining = size
+        while remaining > 0:
+            chunk = await asyncio.to_thread(handle.read, min(chunk_size, remaining))
             if not chunk:
-                return
+                raise InvalidRequestError(f"{path} shrank while it was being uploaded")
+            remaining -= len(chunk)
+            if remaining <= 0:
+                handle.close()
             yield chunk
     finally:
-        await asyncio.to_thread(handle.close)
+        handle.close()
 
 
 class _Counted:
@@ -364,8 +370,10 @@ class _Counted:
 class InterpreterClient:
     """A client of one CodeGeeX4-style interpreter sandbox.
 
-    ``base_url`` defaults to ``$AIOAGENTS_INTERPRETER_URL``, then ``http://127.0.0.1:8080``. ``data_dir`` is where
-    relative paths point and (with ``confine_paths``) the only directory files may be moved in or out of.
+    ``base_url`` defaults to ``$AIOAGENTS_INTERPRETER_URL``, then ``http://127.0.0.1:8080``. ``token`` (or
+    ``$AIOAGENTS_INTERPRETER_TOKEN``) is sent as ``Authorization: Bearer`` for servers that want one, such as a
+    ``LocalSandbox`` on a non-loopback address; the original server has no auth. ``data_dir`` is where relative
+    paths point and (with ``confine_paths``) the only directory files may be moved in or out of.
 
     Example::
 
@@ -376,10 +384,16 @@ class InterpreterClient:
             png = await client.download("plot.png")
     """
 
+    data_dir: str
+    """The sandbox directory relative paths are taken from (normalised, absolute)."""
+    confine_paths: bool
+    """Whether absolute paths outside ``data_dir`` are refused."""
+
     def __init__(
         self,
         base_url: str | None = None,
         *,
+        token: str | None = None,
         data_dir: str = DEFAULT_DATA_DIR,
         confine_paths: bool = True,
         timeout: TimeoutLike = None,
@@ -390,11 +404,13 @@ class InterpreterClient:
     ) -> None:
         url = env_or(base_url, *ENV_BASE_URL, default=DEFAULT_BASE_URL)
         assert url is not None
+        secret = env_or(token, *ENV_TOKEN)
         self.data_dir = posixpath.normpath("/" + data_dir.strip("/"))
         self.confine_paths = confine_paths
         self._transport = Transport(
             url,
             headers={"User-Agent": "aioagents-interpreter", **(headers or {})},
+            secret_headers={"Authorization": f"Bearer {secret}"} if secret else None,
             timeout=to_timeout(timeout, Timeout(total=60.0, connect=10.0)),
             retry=RetryPolicy(max_attempts=max_attempts or 3),
             rate_limiter=rate_limiter,
@@ -584,13 +600,14 @@ class InterpreterClient:
 
         elif isinstance(source, (PurePath, os.PathLike)):
             local = Path(os.fspath(source))
-            size = await asyncio.to_thread(_local_size, local)
+            file_size = await asyncio.to_thread(_local_size, local)
+            size = file_size
 
             def data() -> AsyncIterator[bytes]:  # a fresh body for every attempt
-                return _file_chunks(local, chunk_size)
+                return _file_chunks(local, chunk_size, file_size)
 
             # Known length: sent as Content-Length (the documented API), not chunked.
-            headers["Content-Length"] = str(size)
+            headers["Content-Length"] = str(file_size)
         elif isinstance(source, str):
             raise InvalidRequestError(
                 "upload takes bytes for contents or a pathlib.Path for a local file, not str (which would be ambiguous)"
@@ -716,10 +733,22 @@ class Interpreter:
             print((await it.execute("df.describe()")).to_text())
     """
 
+    client: InterpreterClient
+    """The underlying client (files, streams, the sandbox's health check)."""
+    timeout: float
+    """The default server-side wait of ``execute``, in seconds."""
+    restart_on_timeout: bool
+    """Restart (through the hook) after every timeout, even when the kernel is alive."""
+    restart_wait: float
+    """How long a restart may take before the kernel is reported dead."""
+    restarts: int
+    """How many times the kernel was replaced during this session (by the hook or by the server)."""
+
     def __init__(
         self,
         base_url: str | None = None,
         *,
+        token: str | None = None,
         data_dir: str = DEFAULT_DATA_DIR,
         timeout: float = 60,
         http_timeout: TimeoutLike = None,
@@ -730,7 +759,7 @@ class Interpreter:
         restart_wait: float = 60.0,
     ) -> None:
         self.client = InterpreterClient(
-            base_url, data_dir=data_dir, timeout=http_timeout, max_attempts=max_attempts, session=session
+            base_url, token=token, data_dir=data_dir, timeout=http_timeout, max_attempts=max_attempts, session=session
         )
         self.timeout = timeout
         self.restart_on_timeout = restart_on_timeout

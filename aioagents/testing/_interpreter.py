@@ -18,8 +18,12 @@ The kernel is real Python run with ``exec`` in one background thread, so state p
 genuine; ``print``/``sys.stdout``/``sys.stderr``, ``display()``, the value of a trailing expression (with its
 ``_repr_*_`` variants) and matplotlib figures (PNG, as IPython's inline backend sends them) become events.
 **It runs whatever code it is sent, in the test process: use it only for tests.** ``<path>`` is an absolute
-container path; the fake maps it under ``root`` (a temporary directory by default), and ``open()`` inside the
-kernel maps absolute paths the same way (relative ones resolve against ``data_dir``, the container's WORKDIR).
+container path; the fake maps it under ``root`` (a temporary directory by default), and ``open()`` and
+``os.replace/rename/remove/unlink/listdir`` inside the kernel map paths the same way (relative ones resolve
+against ``data_dir``, the container's WORKDIR). Other file APIs (``pathlib``, ``savefig(path)``) see the host.
+
+``conflict_on_existing=True`` turns uploads into what SANDBOX.md documents (409 ``{"error": "file already
+exists"}``) instead of what the original server does.
 """
 
 from __future__ import annotations
@@ -204,7 +208,7 @@ class _Kernel:
         if module is sys:
             return _ModuleProxy(sys, {"stdout": self._stdout, "stderr": self._stderr})
         if module.__name__ == "os":
-            return _ModuleProxy(module, {"_exit": _die})
+            return _ModuleProxy(module, self._os_overrides(module))
         if module.__name__ == "matplotlib":
             pyplot = sys.modules.get("matplotlib.pyplot")
             if pyplot is not None:
@@ -212,6 +216,24 @@ class _Kernel:
         if module.__name__ == "matplotlib.pyplot":
             return self._pyplot(module)
         return module
+
+    def _os_overrides(self, real_os: types.ModuleType) -> dict[str, Any]:
+        # The file functions a client's helper code uses see container paths, mapped like open()'s.
+        def mapped(func: Callable[..., Any], count: int) -> Callable[..., Any]:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                paths = [self.host_path(str(a)) for a in args[:count]]
+                return func(*paths, *args[count:], **kwargs)
+
+            return call
+
+        return {
+            "_exit": _die,
+            "replace": mapped(real_os.replace, 2),
+            "rename": mapped(real_os.rename, 2),
+            "remove": mapped(real_os.remove, 1),
+            "unlink": mapped(real_os.unlink, 1),
+            "listdir": mapped(real_os.listdir, 1),
+        }
 
     def _pyplot(self, pyplot: types.ModuleType) -> Any:
         # IPython's inline backend: show() sends each open figure as a PNG display, then closes it.
@@ -356,7 +378,10 @@ class FakeInterpreterServer(FakeServer):
             srv.kill_kernel()  # from now on: ping 500, execute → timeout with no events
     """
 
-    def __init__(self, *, root: str | Path | None = None, data_dir: str = "/mnt/data") -> None:
+    def __init__(
+        self, *, root: str | Path | None = None, data_dir: str = "/mnt/data", conflict_on_existing: bool = False
+    ) -> None:
+        self.conflict_on_existing = conflict_on_existing
         self._own_root: str | None = None
         if root is None:
             root = self._own_root = tempfile.mkdtemp(prefix="fake-interpreter-")
@@ -468,6 +493,8 @@ class FakeInterpreterServer(FakeServer):
         target = self.host_path(request.match_info["path"])
         if target.is_dir():
             return _tornado_page(500, "Internal Server Error")
+        if self.conflict_on_existing and target.exists():
+            return _json({"error": "file already exists"}, status=409)
         target.parent.mkdir(parents=True, exist_ok=True)
         with target.open("wb") as out:  # always overwrites: the original server never answers 409
             # The base middleware has already buffered the body to record it; write it out in pieces anyway.
