@@ -49,7 +49,7 @@ from aioagents.workflows.events import (
     collect_result_sync,
     is_terminal,
 )
-from aioagents.workflows.jobs import Job
+from aioagents.workflows.jobs import Job, JobPoller
 from aioagents.workflows.models import (
     ApiVersion,
     ExecutionResult,
@@ -74,6 +74,7 @@ __all__ = [
     "ExecutionResult",
     "Final",
     "Job",
+    "JobPoller",
     "JobState",
     "JobStatus",
     "RateLimitBucket",

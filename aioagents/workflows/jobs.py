@@ -7,15 +7,29 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Sequence
+from typing import Literal, Protocol
 
 from aioagents._polling import poll_until
 from aioagents.workflows.models import ExecutionResult, JobStatus, Submission
 
-if TYPE_CHECKING:
-    from aioagents.workflows.client import WorkflowsClient
+__all__ = ["Job", "JobPoller"]
 
-__all__ = ["Job"]
+
+class JobPoller(Protocol):
+    """What a :class:`Job` polls through (a :class:`~aioagents.workflows.WorkflowsClient`). A protocol rather than
+    the client class, so the two modules (and their generated sync twins) do not import each other."""
+
+    async def get_job_status(self, job_id: str) -> JobStatus: ...
+
+    async def get_run_status(
+        self,
+        workflow_id: str,
+        run_id: str,
+        *,
+        include_output: bool | None = True,
+        selected_outputs: Sequence[str] | None = None,
+    ) -> JobStatus: ...
 
 
 class Job:
@@ -27,7 +41,7 @@ class Job:
 
     def __init__(
         self,
-        client: WorkflowsClient,
+        client: JobPoller,
         submission: Submission | None,
         *,
         workflow_id: str = "",
