@@ -27,9 +27,11 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import functools
 import inspect
 import os
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
@@ -69,7 +71,8 @@ class _LoopState:
         # Held by whichever thread is running ``loop`` right now: its owner inside run(), or another thread that
         # borrows an idle loop to finish work bound to it (closing a session, advancing a stream).
         self.lock = threading.Lock()
-        self.closers: list[Callable[[], Awaitable[object]]] = []
+        # What to await on the loop before closing it; each entry gives the closer, or None once it is gone.
+        self.closers: list[Callable[[], Callable[[], Awaitable[object]] | None]] = []
         self.closed = False
 
 
@@ -82,7 +85,6 @@ class _Registry:
         self.states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
         self.portal: _LoopState | None = None
         self.portal_thread: threading.Thread | None = None
-        self.shut_down = False
 
 
 _registry = _Registry()
@@ -172,8 +174,18 @@ def on_loop_close(loop: asyncio.AbstractEventLoop, closer: Callable[[], Awaitabl
     state = _registry.states.get(loop)
     if state is None or state.closed:
         return False
-    state.closers.append(closer)
+    # A bound method (``session.close``) is held weakly: a long-lived thread that makes and drops many clients must
+    # not keep every one of their sessions alive. Anything else (a closure) is held as given.
+    ref: Callable[[], Callable[[], Awaitable[object]] | None] = (
+        weakref.WeakMethod(closer) if inspect.ismethod(closer) else functools.partial(_same, closer)
+    )
+    state.closers = [r for r in state.closers if r() is not None]
+    state.closers.append(ref)
     return True
+
+
+def _same(value: T) -> T:
+    return value
 
 
 def _run_locked(loop: asyncio.AbstractEventLoop, coro: Awaitable[T]) -> T:
@@ -302,9 +314,11 @@ def _portal() -> _LoopState:
 async def _finish(state: _LoopState) -> None:
     """Run on the loop being closed: its closers, then cancel and await whatever tasks are left."""
     closers, state.closers = state.closers, []
-    for closer in closers:
-        with contextlib.suppress(Exception):
-            await closer()
+    for ref in closers:
+        closer = ref()
+        if closer is not None:
+            with contextlib.suppress(Exception):
+                await closer()
     current = asyncio.current_task()
     leftovers = [t for t in asyncio.all_tasks() if t is not current]
     for task in leftovers:
@@ -355,7 +369,8 @@ def shutdown() -> None:
         _registry.portal = None
         _registry.portal_thread = None
     for state in states:
-        _close_state(state, timeout=1.0)
+        # A thread still inside a call at exit (a daemon thread) keeps its loop; do not hang the exit on it.
+        _close_state(state, timeout=0.2)
     if portal is not None:
         with _registry.lock:
             _registry.states.pop(portal.loop, None)

@@ -375,6 +375,50 @@ async def test_streams_inside_a_running_loop_go_through_the_portal(toysync: Modu
     sync_client.close()
 
 
+def test_loop_closers_given_as_bound_methods_are_held_weakly() -> None:
+    class Holder:
+        closed = 0
+
+        async def close(self) -> None:
+            Holder.closed += 1
+
+    def register() -> tuple[list[object], asyncio.AbstractEventLoop]:
+        async def current() -> asyncio.AbstractEventLoop:
+            return asyncio.get_running_loop()
+
+        loop = _bridge.run(current())
+        kept = Holder()
+        assert _bridge.on_loop_close(loop, kept.close)
+        assert _bridge.on_loop_close(loop, Holder().close)  # dropped at once
+        return [kept], loop
+
+    kept: list[object] = []
+    loop: list[asyncio.AbstractEventLoop] = []
+
+    def work() -> None:
+        holders, own = register()
+        kept.extend(holders)
+        loop.append(own)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    # The next new thread sweeps the dead thread's loop: only the closer whose object is alive runs.
+    sweeper = threading.Thread(target=_bridge.run, args=(asyncio.sleep(0),))
+    sweeper.start()
+    sweeper.join()
+    assert loop[0].is_closed()
+    assert Holder.closed == 1
+
+
+def test_on_loop_close_refuses_loops_the_bridge_does_not_own() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        assert _bridge.on_loop_close(loop, asyncio.sleep) is False
+    finally:
+        loop.close()
+
+
 # -- processes ------------------------------------------------------------------------------------------------------
 
 
@@ -391,16 +435,18 @@ def _python(code: str, generated_dir: Path, *, warnings: str = "error") -> subpr
 
 def test_works_from_a_plain_script_and_exits_cleanly(generated_dir: Path, server: ToyServer) -> None:
     code = f"""
-from {TOY_PACKAGE}.toy_async import ToyClient
+from {TOY_PACKAGE}.toy_async import CoreToyClient, ToyClient
 client = ToyClient({server.url!r})
 print(client.add(20, 22))
 print(client.echo("script").text)
 print(list(client.count(3)))
-# No close(): the bridge's exit hook closes the loop and, first, the session on it.
+core = CoreToyClient({server.url!r})
+print(core.echo("core"))
+# No close(): the bridge's exit hook closes the loop and, first, the sessions on it.
 """
     done = _python(code, generated_dir)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:3] == ["42", "echo:script", "[0, 1, 2]"]
+    assert done.stdout.split("\n")[:4] == ["42", "echo:script", "[0, 1, 2]", "core"]
     assert done.stderr == ""
 
 
