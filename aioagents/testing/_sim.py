@@ -98,7 +98,9 @@ class FakeWorkflow:
     ``output`` is the run's output; when it is a callable it is called with the workflow input. ``None`` means
     "echo": ``{"content": <all chunks joined>, "input": <input>}``. ``error`` makes every run fail with that
     message (v1: HTTP 500 ``success:false``; v2: HTTP 200 ``status:"failed"``; stream: ``final`` with
-    ``success:false``). ``chunk_delay`` paces the SSE frames so a test can see a chunk before the run ends.
+    ``success:false``). ``response_block=(status, body)`` makes a v1 sync run answer with that block's own status
+    and body instead of the envelope. ``chunk_delay`` paces the SSE frames so a test can see a chunk before the run
+    ends.
     """
 
     id: str
@@ -119,6 +121,7 @@ class FakeWorkflow:
     stream_error_after: int | None = None
     stream_error: str = "Provider hiccup"
     abort_stream: str | None = None
+    response_block: tuple[int, Any] | None = None
     polls_to_complete: int = 2
     duration_ms: int = 10
 
@@ -476,6 +479,9 @@ class FakeSimServer(FakeServer):
         if body.get("stream") is True or request.headers.get("X-Stream-Response") == "true":
             return await self._stream(request, workflow, workflow_input, body)
 
+        if workflow.response_block is not None:
+            status, payload = workflow.response_block
+            return self._v1_json(payload, status)
         if workflow.error is not None:
             return self._v1_json(
                 {

@@ -52,6 +52,7 @@ _STATE_NAMES: Mapping[str, JobState] = {
     "canceled": "cancelled",
 }
 _TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+_ENVELOPE_KEYS = frozenset({"success", "output", "error", "executionId", "metadata"})
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -103,8 +104,9 @@ class ExecutionResult:
         """Read a sync answer of either generation (the v2 one has a ``data`` envelope)."""
         if isinstance(body, Mapping) and isinstance(body.get("data"), Mapping):
             return cls._from_v2(body["data"], http_status)
-        if not isinstance(body, Mapping):
-            # A Response block may answer with any JSON: it is the workflow's output.
+        if not isinstance(body, Mapping) or not _ENVELOPE_KEYS & body.keys():
+            # A workflow ending in a Response block answers with that block's own body (any JSON, any status)
+            # instead of the envelope: the body is the output [contract §3.1].
             return cls(success=200 <= http_status < 300, output=body, http_status=http_status)
         message, code = _error_text(body.get("error"))
         meta = _mapping(body.get("metadata"))

@@ -320,3 +320,10 @@ async def test_env_vars_configure_the_client(sim, monkeypatch) -> None:
 def test_the_testing_switch_is_off_by_default() -> None:
     # Timing tests below rely on real waits.
     assert _retry._testing is False
+
+
+@pytest.mark.parametrize(("status", "body"), [(200, {"answer": 42}), (201, [1, 2]), (200, "plain")])
+async def test_a_response_block_answer_is_the_output(sim, client, status, body) -> None:
+    sim.add_workflow(FakeWorkflow(id="resp", response_block=(status, body)))
+    result = await client.execute("resp")
+    assert (result.success, result.output, result.http_status) == (True, body, status)
