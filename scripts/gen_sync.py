@@ -581,6 +581,8 @@ class _ModuleGen:
 
     def gen_class(self, cls: type) -> str:
         members, order = read_members(cls, self.infos)
+        if "aclose" in members and "close" in members:
+            raise GenerationError(f"{cls.__name__} has both aclose and close; the twin's close() would be ambiguous")
         lines = [f"@_bridge.twin_of({IMPL}.{cls.__name__})", f"class {cls.__name__}:"]
         doc = f"Blocking twin of :class:`{self.module}.{cls.__name__}`."
         original = inspect.getdoc(cls) if cls.__doc__ else None

@@ -150,6 +150,8 @@ def test_unsupported_shapes_fail_generation_loudly() -> None:
         gen_sync.generate({toy_unsupported.__name__: ["Part", "ListOfParts"]}, package=TOY_PACKAGE)
     with pytest.raises(gen_sync.GenerationError, match="StreamOfParts: a stream of registered classes"):
         gen_sync.generate({toy_unsupported.__name__: ["Part", "StreamOfParts"]}, package=TOY_PACKAGE)
+    with pytest.raises(gen_sync.GenerationError, match="TwoCloses has both aclose and close"):
+        gen_sync.generate({toy_unsupported.__name__: ["TwoCloses"]}, package=TOY_PACKAGE)
 
 
 @pytest.mark.parametrize(

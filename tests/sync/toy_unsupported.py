@@ -27,3 +27,13 @@ class StreamOfParts:
     async def parts(self) -> AsyncIterator[Part]:
         """Parts, one by one."""
         yield Part()
+
+
+class TwoCloses:
+    """Has ``close`` and ``aclose``: the twin's ``close`` could mean either."""
+
+    def close(self) -> None:
+        """Close without waiting."""
+
+    async def aclose(self) -> None:
+        """Close and wait."""
