@@ -31,6 +31,7 @@ from aioagents.local._validate import RunCodeRequest, RunJupyterRequest
 __all__ = ["Engine"]
 
 _MAX_FETCH_BYTES = 64 << 20
+_INLINE_IO_BYTES = 256 << 10
 
 
 class Engine:
@@ -183,7 +184,10 @@ class Engine:
             out = f"main_{run_id}"
             files = dict(req.files)
             files[src] = req.code.encode("utf-8", errors="surrogateescape")
-            await asyncio.to_thread(self.write_files, workdir, files, uid)
+            if sum(len(c) for c in files.values()) < _INLINE_IO_BYTES:
+                self.write_files(workdir, files, uid)  # a thread hop costs more than a few small writes
+            else:
+                await asyncio.to_thread(self.write_files, workdir, files, uid)
             env = self.base_env(home=str(workdir))
 
             def argv(template: tuple[str, ...]) -> list[str]:
@@ -214,7 +218,7 @@ class Engine:
                     stdin=None if req.stdin is None else req.stdin.encode("utf-8", errors="surrogateescape"),
                     python_script=str(workdir / src) if fast else None,
                 )
-            fetched = await asyncio.to_thread(self.fetch_files, workdir, req.fetch_files)
+            fetched = await asyncio.to_thread(self.fetch_files, workdir, req.fetch_files) if req.fetch_files else {}
         return _response(compile_result, run_result, fetched)
 
     # -- run_jupyter ------------------------------------------------------------------------------------------

@@ -276,7 +276,7 @@ class ZygoteClient:
         """Kill every process running as ``uid`` (also those that left their session)."""
         sock = await self._connect({"op": "killuid", "uid": uid})
         with sock:
-            await _read_message(sock)
+            await _Messages(sock).next()
 
     async def run(
         self,
@@ -320,7 +320,8 @@ class ZygoteClient:
             finally:
                 for fd in (in_r, out_w, err_w):
                     os.close(fd)
-            first = await _read_message(sock)
+            messages = _Messages(sock)
+            first = await messages.next()
             if "pid" not in first:
                 os.close(in_w)
                 raise RuntimeError(str(first.get("error", "the process factory refused the run")))
@@ -331,7 +332,7 @@ class ZygoteClient:
             return_code: int | None = None
             cpu: float | None = None
             try:
-                final = await asyncio.wait_for(_read_message(sock), max(timeout, 0.0))
+                final = await asyncio.wait_for(messages.next(), max(timeout, 0.0))
                 return_code = int(final["exit"])
                 cpu = float(final.get("cpu", 0.0))
             except asyncio.TimeoutError:
@@ -341,7 +342,7 @@ class ZygoteClient:
             _killpg(pid)
             if status == "TimeLimitExceeded":
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(_read_message(sock), 5)
+                    await asyncio.wait_for(messages.next(), 5)
             # With every writer dead the pipes reach EOF at once. If not, a process that left the session still
             # holds them: kill the run's uid (root) or give up on it after a short wait (unprivileged server).
             pipes = asyncio.gather(stdout.done, stderr.done)
@@ -406,7 +407,8 @@ class ZygoteClient:
             sock = await self._connect(spec, [devnull, output_fd, output_fd])
         finally:
             os.close(devnull)
-        first = await _read_message(sock)
+        messages = _Messages(sock)
+        first = await messages.next()
         if "pid" not in first:
             sock.close()
             raise RuntimeError(str(first.get("error", "the process factory refused the run")))
@@ -414,7 +416,7 @@ class ZygoteClient:
 
         async def watch() -> None:
             try:
-                final = await _read_message(sock)
+                final = await messages.next()
                 code = int(final.get("exit", -9))
             except (OSError, ValueError, KeyError):
                 code = -9
@@ -437,17 +439,25 @@ def _killpg(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-async def _read_message(sock: socket.socket) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    buf = b""
-    while not buf.endswith(b"\n"):
-        chunk = await loop.sock_recv(sock, 4096)
-        if not chunk:
-            raise ConnectionResetError("the sandbox process factory closed the connection")
-        buf += chunk
-    result = json.loads(buf)
-    assert isinstance(result, dict)
-    return result
+class _Messages:
+    """JSON lines from the zygote on one socket. Two messages may arrive in one read (a fast child's pid and
+    exit), so the remainder is kept for the next call."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buf = b""
+
+    async def next(self) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        while b"\n" not in self._buf:
+            chunk = await loop.sock_recv(self._sock, 4096)
+            if not chunk:
+                raise ConnectionResetError("the sandbox process factory closed the connection")
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        result = json.loads(line)
+        assert isinstance(result, dict)
+        return result
 
 
 def _rlimits(limits: Limits, memory_mb: int, cpu_seconds: float | None, *, root: bool) -> dict[str, list[int]]:
