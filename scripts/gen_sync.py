@@ -78,6 +78,8 @@ LINE_LENGTH = _configured_line_length()
 INDENT = "    "
 # Module alias under which a generated file imports the async module it mirrors.
 IMPL = "_impl"
+# The local that holds an adapted union result (a parameter of that name would be shadowed, so it is refused).
+_RESULT = "adapted"
 
 _STREAM_TYPES: tuple[object, ...] = (
     collections.abc.AsyncIterator,
@@ -698,6 +700,8 @@ class _ModuleGen:
         target = f"{receiver}.{node.name}("
         is_async = isinstance(node, ast.AsyncFunctionDef)
         is_gen = inspect.isasyncgenfunction(getattr(member.owner, node.name))
+        if any(p.split(":")[0].strip("*") == _RESULT for p in params):
+            raise GenerationError(f"{cls.__name__}.{node.name}: a parameter is named {_RESULT!r}")
         returns, (head, tail, last) = self.returns(cls, info, node.returns, is_async=is_async and not is_gen)
         lines = _def_lines(_sync_name(node.name), params, returns, INDENT)
         doc = ast.get_docstring(node)
@@ -741,7 +745,7 @@ class _ModuleGen:
             # Which member comes back is known only at run time: the bridge adapts the value it gets (a stream
             # becomes a SyncStream bound to the loop that opened it, a registered class its twin).
             adapter = "_bridge.run_adapted(" if is_async else "_bridge.adapt("
-            return union, (f"result: {union} = {adapter}", ")", "return result")
+            return union, (f"{_RESULT}: {union} = {adapter}", ")", f"return {_RESULT}")
         if self.mentions_twin(info, node):
             raise GenerationError(f"{cls.__name__}: the annotation {ast.unparse(node)!r} nests a registered class")
         text = self.expr(info, node)
