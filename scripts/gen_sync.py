@@ -46,6 +46,9 @@ from types import ModuleType
 # aioagents/sync/<module without the "aioagents." prefix, dots as underscores>.py.
 SYNC_CLASSES: dict[str, list[str]] = {
     "aioagents.sandbox.client": ["SandboxClient"],
+    "aioagents.workflows.client": ["WorkflowsClient"],
+    "aioagents.workflows.jobs": ["Job"],
+    "aioagents.functions.function": ["LmFunction"],
     "aioagents.assistants.client": [
         "AssistantsClient",
         "Assistants",
@@ -90,7 +93,7 @@ _STREAM_TYPES: tuple[object, ...] = (
     typing.AsyncGenerator,
 )
 _ACM_TYPES: tuple[object, ...] = (contextlib.AbstractAsyncContextManager, typing.AsyncContextManager)
-_SPECIAL = {"__init__", "__aenter__", "__aexit__", "aclose"}
+_SPECIAL = {"__init__", "__aenter__", "__aexit__", "__call__", "aclose"}
 
 
 class GenerationError(Exception):

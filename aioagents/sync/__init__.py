@@ -15,12 +15,17 @@ managers. One object may be shared by many threads.
 
 from aioagents.sync._bridge import SyncContextManager, SyncStream
 from aioagents.sync.assistants_client import Assistants, AssistantsClient, Files, Messages, Runs, Steps, Threads
+from aioagents.sync.functions_function import LmFunction
 from aioagents.sync.sandbox_client import SandboxClient
+from aioagents.sync.workflows_client import WorkflowsClient
+from aioagents.sync.workflows_jobs import Job
 
 __all__ = [
     "Assistants",
     "AssistantsClient",
     "Files",
+    "Job",
+    "LmFunction",
     "Messages",
     "Runs",
     "SandboxClient",
@@ -28,4 +33,5 @@ __all__ = [
     "SyncContextManager",
     "SyncStream",
     "Threads",
+    "WorkflowsClient",
 ]
