@@ -177,6 +177,8 @@ class CellRunResult:
 
 @attrs.frozen(kw_only=True)
 class RunJupyterResponse:
+    """``/run_jupyter``'s answer: one :class:`CellRunResult` per finished cell, and the driver's own result."""
+
     status: RunStatus
     message: str = ""
     driver: CommandRunResult | None = None
@@ -204,6 +206,8 @@ class TestConfig:
 
 @attrs.frozen(kw_only=True)
 class PromptMessage:
+    """One chat message of a prompt given as a conversation."""
+
     role: str
     content: str
 
@@ -219,6 +223,8 @@ class Prompt:
 
 @attrs.frozen(kw_only=True)
 class GetPromptsRequest:
+    """``POST /get_prompts`` (and ``/list_ids``): a page of a dataset's rows."""
+
     dataset: str
     config: TestConfig = attrs.field(factory=TestConfig)
     offset: int = 0
@@ -227,6 +233,8 @@ class GetPromptsRequest:
 
 @attrs.frozen(kw_only=True)
 class GetPromptByIdRequest:
+    """``POST /get_prompt_by_id``: one row; ``id`` is an int or a string, as the dataset has it."""
+
     dataset: str
     id: Id
     config: TestConfig = attrs.field(factory=TestConfig)
@@ -244,6 +252,8 @@ class SubmitRequest:
 
 @attrs.frozen(kw_only=True)
 class EvalTestCase:
+    """One test of an evaluation: whether it passed, and the run that decided it."""
+
     passed: bool
     exec_info: RunCodeResponse
     test_info: dict[str, Any] | None = None
@@ -251,6 +261,8 @@ class EvalTestCase:
 
 @attrs.frozen(kw_only=True)
 class EvalResult:
+    """``/submit``'s answer: whether the completion was accepted, the code extracted from it, and each test."""
+
     id: Id
     accepted: bool
     extracted_code: str
@@ -263,6 +275,8 @@ class EvalResult:
 
 @attrs.frozen(kw_only=True)
 class GetMetricsRequest:
+    """``POST /get_metrics``: aggregate a dataset's metrics over evaluated results."""
+
     dataset: str
     config: TestConfig = attrs.field(factory=TestConfig)
     results: list[EvalResult] = attrs.field(factory=list)
@@ -270,12 +284,16 @@ class GetMetricsRequest:
 
 @attrs.frozen(kw_only=True)
 class GetMetricsFunctionRequest:
+    """``POST /get_metrics_function``: ask for the source of a dataset's metrics function."""
+
     dataset: str
     config: TestConfig = attrs.field(factory=TestConfig)
 
 
 @attrs.frozen(kw_only=True)
 class GetMetricsFunctionResult:
+    """``/get_metrics_function``'s answer; ``function`` is None when the dataset has none."""
+
     function: str | None = None
 
 
