@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import os
 import secrets
 import shutil
@@ -29,6 +30,8 @@ from aioagents.local._toolchains import Environment, Resolved, Unavailable, make
 from aioagents.local._validate import RunCodeRequest, RunJupyterRequest
 
 __all__ = ["Engine"]
+
+_log = logging.getLogger("aioagents.local")
 
 _MAX_FETCH_BYTES = 64 << 20
 _INLINE_IO_BYTES = 256 << 10
@@ -178,6 +181,14 @@ class Engine:
         lang = self.languages[req.language]
         if isinstance(lang, Unavailable):
             return _unavailable(lang)
+        try:
+            return await self._run_code(req, lang)
+        except (OSError, RuntimeError) as exc:
+            # The sandbox itself failed (no process factory, disk full...): the contract's SandboxError.
+            _log.exception("run_code failed in the sandbox")
+            return _sandbox_error(f"the local sandbox could not run the code: {exc}")
+
+    async def _run_code(self, req: RunCodeRequest, lang: Resolved) -> dict[str, Any]:
         async with self._runs, self.workspace() as (uid, workdir):
             run_id = secrets.token_hex(4)
             src = lang.filename.format(id=run_id)
@@ -224,6 +235,16 @@ class Engine:
     # -- run_jupyter ------------------------------------------------------------------------------------------
     async def run_jupyter(self, req: RunJupyterRequest) -> dict[str, Any]:
         """Run ``/run_jupyter`` on a fresh kernel; per-cell and total timeouts keep the finished cells."""
+        try:
+            return await self._run_jupyter(req)
+        except (OSError, RuntimeError) as exc:
+            _log.exception("run_jupyter failed in the sandbox")
+            answer = _sandbox_error(f"the local sandbox could not run the cells: {exc}")
+            del answer["compile_result"], answer["run_result"]
+            answer.update(driver=None, cells=[])
+            return answer
+
+    async def _run_jupyter(self, req: RunJupyterRequest) -> dict[str, Any]:
         assert self.env is not None
         assert self.root is not None
         started = time.monotonic()
@@ -360,6 +381,17 @@ def _response(
         "run_result": _command(run_result),
         "executor_pod_name": None,
         "files": files,
+    }
+
+
+def _sandbox_error(message: str) -> dict[str, Any]:
+    return {
+        "status": "SandboxError",
+        "message": message,
+        "compile_result": None,
+        "run_result": None,
+        "executor_pod_name": None,
+        "files": {},
     }
 
 

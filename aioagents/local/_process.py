@@ -80,6 +80,7 @@ class UidPool:
         self._size = size
         self._lock_dir = lock_dir
         self._held: dict[int, int] = {}
+        self.handed_out: set[int] = set()  # every uid this pool ever gave out (tests look for leftovers by it)
         self._next = 0
         self._released = asyncio.Event()
 
@@ -102,6 +103,7 @@ class UidPool:
             os.close(fd)
             return False
         self._held[uid] = fd
+        self.handed_out.add(uid)
         return True
 
     async def acquire(self) -> int:
@@ -209,8 +211,13 @@ class ZygoteClient:
         self._env = dict(env)
         self._socket_path = str(control_dir / "zygote.sock")
         self._proc: asyncio.subprocess.Process | None = None
+        self._closed = False
+        self._restarting: asyncio.Lock | None = None
 
     async def start(self) -> None:
+        """Start the zygote and wait until it listens."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._socket_path)  # left by a zygote that died
         # The zygote must not inherit the server's environment (secrets, PYTHON* settings): it is the parent of
         # every run and forked children would see it.
         self._proc = await asyncio.create_subprocess_exec(
@@ -229,10 +236,27 @@ class ZygoteClient:
         except asyncio.TimeoutError:
             line = b""
         if line.strip() != b"ready":
-            await self.close()
+            await self._stop()
             raise RuntimeError(f"the sandbox process factory failed to start with {self._python}")
 
     async def close(self) -> None:
+        """Stop the zygote; its runs' processes are killed by their session and uid cleanup."""
+        self._closed = True
+        await self._stop()
+
+    async def _ensure(self) -> None:
+        # A zygote that died (killed from outside, OOM) is replaced, so that one incident does not end the server.
+        if self.alive or self._closed:
+            return
+        if self._restarting is None:
+            self._restarting = asyncio.Lock()
+        async with self._restarting:
+            if not self.alive and not self._closed:
+                _log.warning("the sandbox process factory exited; starting a new one")
+                await self._stop()
+                await self.start()
+
+    async def _stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
             return
@@ -257,6 +281,9 @@ class ZygoteClient:
         return self._proc is not None and self._proc.returncode is None
 
     async def _connect(self, message: dict[str, Any], fds: Sequence[int] = ()) -> socket.socket:
+        if self._closed:
+            raise RuntimeError("the local sandbox is closed")
+        await self._ensure()
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:

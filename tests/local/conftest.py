@@ -10,8 +10,6 @@ import pytest
 
 from aioagents.local import LocalSandbox
 
-UID_BASE = 200_000
-
 
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[LocalSandbox]:
@@ -25,8 +23,11 @@ def url(sandbox: LocalSandbox) -> str:
     return sandbox.url
 
 
-def sandbox_processes(root: Path | None = None) -> list[str]:
-    """Processes that belong to sandbox runs: a run uid, or a cwd under ``root``."""
+def sandbox_processes(root: Path, uids: set[int]) -> list[str]:
+    """Processes of one server's runs: one of its run ``uids``, or a cwd under its ``root``.
+
+    Other servers may run at the same time (other test suites), with uids from the same range.
+    """
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -36,16 +37,24 @@ def sandbox_processes(root: Path | None = None) -> list[str]:
                 status = f.read()
             uid = int(status.split("\nUid:")[1].split()[0])
             state = status.split("\nState:")[1].split()[0]
-            cwd = os.readlink(f"/proc/{entry}/cwd") if root is not None else ""
+            try:
+                cwd = os.readlink(f"/proc/{entry}/cwd")
+            except OSError:
+                cwd = ""
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 cmdline = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
         except (OSError, IndexError, ValueError):
             continue
         if state == "Z":
             continue
-        if UID_BASE <= uid < UID_BASE + 4096 or (root is not None and cwd.startswith(str(root))):
+        if uid in uids or cwd.startswith(str(root)):
             found.append(f"{entry} uid={uid} {cmdline}")
     return found
+
+
+def server_uids(sb: LocalSandbox) -> set[int]:
+    pool = sb.engine.uid_pool
+    return set() if pool is None else set(pool.handed_out)
 
 
 def is_root() -> bool:

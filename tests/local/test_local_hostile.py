@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from aioagents.local import Limits, LocalSandbox
-from tests.local.conftest import is_root, sandbox_processes
+from tests.local.conftest import is_root, sandbox_processes, server_uids
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -37,9 +37,11 @@ async def no_leftovers(sb: LocalSandbox, deadline: float = 5.0) -> None:
     root = sb.engine.root
     await sb.engine.drain()
 
+    uids = server_uids(sb)
+
     def poll() -> list[str]:
         end = time.monotonic() + deadline
-        while (left := sandbox_processes(root)) and time.monotonic() < end:
+        while (left := sandbox_processes(root, uids)) and time.monotonic() < end:
             time.sleep(0.05)
         return left
 

@@ -13,7 +13,7 @@ import pytest
 import sandbox_fusion as sf
 
 from aioagents.local import LocalSandbox, serve
-from tests.local.conftest import sandbox_processes
+from tests.local.conftest import sandbox_processes, server_uids
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -66,13 +66,27 @@ async def test_close_leaves_no_directory_process_or_kernel_file_behind() -> None
                   "language": "python", "run_timeout": 0.5},
         ) as r:  # fmt: skip
             assert (await r.json())["run_result"]["status"] == "TimeLimitExceeded"
+    uids = server_uids(sb)
     await sb.close()
     assert not root.exists()
-    assert sandbox_processes(root) == []
+    assert sandbox_processes(root, uids) == []
     after = {n for n in os.listdir("/tmp") if n.startswith("tmp") and n.endswith(".json")}
     assert after <= before
     with pytest.raises(RuntimeError):
         _ = sb.url
+
+
+async def test_a_killed_process_factory_is_replaced() -> None:
+    async with LocalSandbox() as sb:
+        status, body = await post(sb.url, "/run_code", {"code": "print(1)", "language": "python"})
+        assert body["status"] == "Success"
+        proc = sb.engine.zygote._proc
+        assert proc is not None
+        proc.kill()
+        await proc.wait()
+        status, body = await post(sb.url, "/run_code", {"code": "print(2)", "language": "python"})
+        assert status == 200
+        assert body["run_result"]["stdout"] == "2\n"
 
 
 async def test_serve_runs_until_cancelled() -> None:
