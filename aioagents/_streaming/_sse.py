@@ -43,6 +43,8 @@ class ServerSentEvent(NamedTuple):
 _new_event = tuple.__new__
 
 # The usual event: an optional event line and one data line (one optional space after each colon), then a blank line.
+_EAGER = 64 * 1024  # an open event's buffered lines beyond this are read line by line
+
 _SIMPLE_EVENT = re.compile(r"(?:event: ?([^\n]*)\n)?data: ?([^\n]*)\n\n")
 
 
@@ -89,31 +91,46 @@ class SSEDecoder:
             return self._read_lines(lines.feed(chunk))
         # LF-only: the splitter's buffer holds the bytes not read yet (here possibly several whole lines of an event
         # whose blank line has not come). Everything up to the last "\n\n" is a run of complete events.
-        buf = lines._buf + chunk if lines._buf else chunk
+        if b"\n" not in chunk:
+            lines.hold(chunk)  # no event can end in it: keep it without copying what came before
+            return []
+        buf = lines.take(chunk)
         end = buf.rfind(b"\n\n") + 2
         cap = self.max_event_size
-        tail = buf[end:] if end > 1 else buf
-        if len(tail) > cap:
-            lines._buf = b""
-            self._data, self._size, self._event = [], 0, b""
-            raise EventTooLargeError(f"an event passed the cap of {cap} bytes ({len(tail)}+ bytes)")
-        lines._buf = tail
-        if end == 1:
-            return []
-        complete = buf[:end]
-        if end <= cap and not self._data and not self._event:
-            # One C-level pass: a run made only of `[event: X\n]data: Y\n\n` blocks splits into empty separators
-            # and (X, Y) pairs. Decoding the run at once equals decoding each value: UTF-8 resynchronises at "\n".
-            parts = _SIMPLE_EVENT.split(complete.decode("utf-8", "replace"))
-            if not any(parts[::3]):
+        out: list[ServerSentEvent] = []
+        if end > 1:
+            complete = buf[:end]
+            buf = buf[end:]
+            parts = None
+            if end <= cap and not self._data and not self._event:
+                # One C-level pass: a run made only of `[event: X\n]data: Y\n\n` blocks splits into empty
+                # separators and (X, Y) pairs. Decoding the run at once equals decoding each value: UTF-8
+                # resynchronises at "\n".
+                parts = _SIMPLE_EVENT.split(complete.decode("utf-8", "replace"))
+            if parts is not None and not any(parts[::3]):
                 last_id, retry = self._last_id, self._retry
-                return [
+                out = [
                     _new_event(ServerSentEvent, (etype or "message", data, last_id, retry))
                     for etype, data in zip(parts[1::3], parts[2::3], strict=True)
                 ]
-        block_lines = complete.split(b"\n")
-        block_lines.pop()  # the empty piece after the final line end
-        return self._read_lines(block_lines)
+            else:
+                block_lines = complete.split(b"\n")
+                block_lines.pop()  # the empty piece after the final line end
+                out = self._read_lines(block_lines)
+        if len(buf) > _EAGER:
+            # A long event still open: read its complete lines now (into the pending state), so the buffer holds at
+            # most one partial line and is never copied over and over.
+            cut = buf.rfind(b"\n") + 1
+            if cut:
+                open_lines = buf[:cut].split(b"\n")
+                open_lines.pop()
+                out.extend(self._read_lines(open_lines))
+                buf = buf[cut:]
+        if len(buf) > cap:
+            self._data, self._size, self._event = [], 0, b""
+            raise EventTooLargeError(f"an event passed the cap of {cap} bytes ({len(buf)}+ bytes)")
+        lines._buf = buf
+        return out
 
     def end(self) -> list[ServerSentEvent]:
         """End of body: complete lines still buffered are read (a blank one dispatches); an unterminated last line is
