@@ -202,8 +202,10 @@ def test_lf_only_streams_in_random_chunks_decode_like_a_reference_reading(data: 
 
 sse_ish_bytes = st.lists(
     st.sampled_from(
-        [b"data:", b"data: ", b"event: ", b"id: ", b"retry: ", b":", b" ", b"\n", b"\n\n", b"\r", b"x", b"7", b"\x00"]
-        + [b"\xef\xbb\xbf", b"\xe2\x82", b"\xff", "é✓".encode()]
+        [
+            *(b"data:", b"data: ", b"event: ", b"id: ", b"retry: ", b":", b" ", b"\n", b"\n\n", b"\r", b"x", b"7"),
+            *(b"\x00", b"\xef\xbb\xbf", b"\xe2\x82", b"\xff", "é✓".encode()),
+        ]
     ),
     max_size=40,
 ).map(b"".join)
@@ -215,6 +217,38 @@ def test_random_bytes_in_random_chunks_decode_like_a_reference_reading(body: byt
     # Invalid UTF-8 included: decoding a whole run of events at once must equal decoding value by value.
     chunks = data.draw(split(body))
     assert decode(*chunks) == reference(body)
+
+
+BIG_BODY = (
+    b"data: small\n\n"
+    + b"event: big\n"
+    + b"".join(b"data: line %d " % i + b"y" * 100 + b"\n" for i in range(2000))  # ~220 KB over many lines
+    + b"id: 9\n\n"
+    + b"data: " + b"z" * 300_000 + b"\n\n"  # one long line
+    + b"data: crlf\r\n\r\n"
+    + b"event: last\ndata: done\n\n"
+)  # fmt: skip
+
+
+@settings(max_examples=30, deadline=None)
+@given(sizes=st.lists(st.integers(min_value=1, max_value=200_000), min_size=1, max_size=30))
+def test_long_events_in_random_chunks_decode_like_a_reference_reading(sizes: list[int]) -> None:
+    chunks, start = [], 0
+    for size in sizes:
+        chunks.append(BIG_BODY[start : start + size])
+        start += size
+    chunks.append(BIG_BODY[start:])
+    events = decode(*chunks)
+    assert events == reference(BIG_BODY)
+    assert [e.event for e in events] == ["message", "big", "message", "message", "last"]
+
+
+def test_a_long_line_arriving_in_many_pieces_is_one_line() -> None:
+    splitter = LineSplitter(1 << 20)
+    for _ in range(100):
+        assert splitter.feed(b"x" * 1000) == []
+    assert splitter.feed(b"\nnext") == [b"x" * 100_000]
+    assert splitter.flush() == [b"next"]
 
 
 # -- JSON lines ------------------------------------------------------------------------------------------------------
