@@ -250,6 +250,7 @@ class Engine:
         started = time.monotonic()
         deadline = started + req.total_timeout
         cells: list[dict[str, Any]] = []
+        msg_ids: list[str] = []
         timed_out = ""
         kernel_error = ""
         async with self._kernels, self.workspace() as (uid, workdir):
@@ -278,6 +279,7 @@ class Engine:
                     outcome = await kernel.execute(code, deadline=cell_deadline)
                     cell = _cell(outcome.events)
                     cells.append(cell)
+                    msg_ids.append(outcome.msg_id)
                     if outcome.status == "dead":
                         kernel_error = f"the kernel died while running cell {index}"
                         cell["error"].append({"ename": "KernelDied", "evalue": kernel_error, "traceback": []})
@@ -295,6 +297,11 @@ class Engine:
                         timed_out = timed_out or f"cell {index} exceeded the {which}"
                         if total_hit or not outcome.interrupted_cleanly:
                             break
+                await kernel.settle()
+                for cell, msg_id in zip(cells, msg_ids, strict=True):
+                    late = _cell(kernel.stray.get(msg_id, ()))
+                    for key in ("stdout", "stderr", "display", "error"):
+                        cell[key] += late[key]
             except KernelDied as exc:
                 kernel_error = str(exc)
             finally:

@@ -53,6 +53,7 @@ class ExecOutcome:
     status: Literal["ok", "timeout", "dead"]
     events: tuple[Event, ...]
     interrupted_cleanly: bool = True
+    msg_id: str = ""
 
 
 def utc_timestamp() -> str:
@@ -115,6 +116,9 @@ class Kernel:
         self._capture: _Capture | None = None
         self.pid = 0
         self.exited: asyncio.Future[int] | None = None
+        # Output of an earlier request that arrived after its idle status (IOPub gives no ordering promise
+        # across its sender threads): kept by request id instead of being dropped.
+        self.stray: dict[str, list[Event]] = {}
 
     @property
     def alive(self) -> bool:
@@ -244,10 +248,11 @@ class Kernel:
         events: list[Event] = []
         status = await self._collect(msg_id, deadline, events, on_event)
         if status != "timeout":
-            return ExecOutcome(status=status, events=tuple(events))
+            return ExecOutcome(status=status, events=tuple(events), msg_id=msg_id)
         self.interrupt()
         after = await self._collect(msg_id, time.monotonic() + interrupt_grace, None, None)
-        return ExecOutcome(status="timeout", events=tuple(events), interrupted_cleanly=after == "ok")
+        self.stray.pop(msg_id, None)  # what an interrupted cell printed after its deadline is not returned
+        return ExecOutcome(status="timeout", events=tuple(events), interrupted_cleanly=after == "ok", msg_id=msg_id)
 
     async def _collect(
         self,
@@ -270,7 +275,9 @@ class Kernel:
                 msg = await client.get_iopub_msg(timeout=min(remaining, 0.25))
             except queue.Empty:
                 continue
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            parent = msg.get("parent_header", {}).get("msg_id")
+            if parent != msg_id:
+                self._keep_stray(parent, msg)
                 continue
             if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
                 return "ok"
@@ -288,7 +295,9 @@ class Kernel:
         assert client is not None
         while await client.iopub_channel.msg_ready():
             msg = await client.get_iopub_msg(timeout=0)
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            parent = msg.get("parent_header", {}).get("msg_id")
+            if parent != msg_id:
+                self._keep_stray(parent, msg)
                 continue
             event = map_message(msg)
             if event is not None:
@@ -296,6 +305,24 @@ class Kernel:
                     events.append(event)
                 if on_event is not None:
                     await on_event(event)
+
+    def _keep_stray(self, parent: str | None, msg: dict[str, Any]) -> None:
+        event = map_message(msg)
+        if parent and event is not None:
+            self.stray.setdefault(parent, []).append(event)
+
+    async def settle(self, seconds: float = 0.05) -> None:
+        """Give late IOPub output a moment to arrive, then file it under :attr:`stray`."""
+        client = self._client
+        if client is None:
+            return
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                msg = await client.get_iopub_msg(timeout=remaining)
+            except queue.Empty:
+                return
+            self._keep_stray(msg.get("parent_header", {}).get("msg_id"), msg)
 
     async def shutdown(self) -> None:
         """Kill the kernel and everything it started, close the client, remove the private directory."""

@@ -180,3 +180,33 @@ async def test_a_symlink_planted_by_the_kernel_is_not_followed(
     async with http.post(f"{interp.url}/files/upload/-/etcdir/aioagents-probe", data=b"x") as r:
         assert r.status == 409
     assert not await asyncio.to_thread(os.path.exists, "/etc/aioagents-probe")
+
+
+async def test_concurrent_executes_are_serialised_and_each_gets_its_own_events(
+    interp: LocalSandbox, http: aiohttp.ClientSession
+) -> None:
+    codes = [f"import time\ntime.sleep(0.2)\nprint({i})" for i in range(3)]
+    bodies = await asyncio.gather(*(execute(http, interp.url, c) for c in codes))
+    assert [b["events"][0]["data"]["text"] for b in bodies] == ["0\n", "1\n", "2\n"]
+
+
+async def test_a_kernel_killed_between_requests_is_replaced_and_reported(
+    interp: LocalSandbox, http: aiohttp.ClientSession
+) -> None:
+    await execute(http, interp.url, "lost = 1")
+    kernel = interp.interpreter._kernel
+    assert kernel is not None
+    os.kill(kernel.pid, 9)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        async with http.get(f"{interp.url}/") as r:
+            if r.status == 200 and interp.interpreter._kernel is not kernel:
+                break
+            if r.status == 500:
+                assert await r.json() == {"error": "kernel is not alive"}
+        await asyncio.sleep(0.1)
+    body = await execute(http, interp.url, "print('lost' in globals())")
+    assert body["kernel_restarted"] is True
+    assert body["events"][0]["data"]["text"] == "False\n"
+    again = await execute(http, interp.url, "1")
+    assert "kernel_restarted" not in again
