@@ -427,7 +427,7 @@ class Transport:
                             method, body = "GET", None
                         redirects += 1
                         if redirects > _MAX_REDIRECTS:
-                            raise APIConnectionError(f"too many redirects for {method} {_loggable(url)}")
+                            raise _too_many_redirects(status, method, url)
                         continue
                     content = await self._read_capped(resp, cap, method, url)
                     if status >= 500:
@@ -546,7 +546,7 @@ class Transport:
         tmo = to_timeout(timeout, self.timeout)
         client_timeout = tmo.for_stream(idle_timeout)
         policy = self._policy(max_attempts)
-        attempt = 0
+        attempt = redirects = 0
         while True:
             attempt += 1
             try:
@@ -573,6 +573,9 @@ class Transport:
                 try:
                     if resp.status in _REDIRECTS:
                         url = self._redirect_target(resp, url, method)
+                        redirects += 1
+                        if redirects > _MAX_REDIRECTS:
+                            raise _too_many_redirects(resp.status, method, url)
                         attempt -= 1
                         continue
                     try:
@@ -723,6 +726,16 @@ class ByteStream(EventStream[bytes]):
                 await self.aclose()
                 raise ResponseTooLargeError(f"{self._what}: body passed the cap of {limit} bytes")
         return bytes(out)
+
+
+def _too_many_redirects(status: int, method: str, url: str) -> RedirectError:
+    # A redirect loop is the server's configuration, not a passing failure: final, never retried.
+    return RedirectError(
+        f"too many redirects (more than {_MAX_REDIRECTS}) for {method} {_loggable(url)}",
+        status=status,
+        method=method,
+        url=_loggable(url),
+    )
 
 
 def _loggable(url: str) -> str:
