@@ -462,8 +462,24 @@ class Transport:
         if self.response_hook is not None:
             self.response_hook(status, resp_headers)
         if status >= 400:
-            raise self.error_factory(response)
+            raise self._scrub(self.error_factory(response))
         return response
+
+    def _scrub(self, err: APIStatusError) -> APIStatusError:
+        """Mask our secrets in an error's message: some servers echo a rejected key back ("Incorrect API key
+        provided: sk-…"), and the message ends up in logs and tracebacks."""
+        message = err.message
+        for name, value in self._headers.items():
+            if name.lower() not in self._secret_names:
+                continue
+            # The whole value, and its last word alone (the key in "Bearer <key>"); short words are not secrets.
+            for secret in {value, value.rsplit(" ", 1)[-1]}:
+                if len(secret) >= 8 and secret in message:
+                    message = message.replace(secret, "***")
+        if message != err.message:
+            err.message = message
+            err.args = (message,)
+        return err
 
     def _url(self, url: str) -> URL:
         # Parsing a URL costs several µs; an API client calls the same few URLs over and over.
@@ -584,14 +600,16 @@ class Transport:
                         raise translate_transport_error(
                             exc, method=method, url=_loggable(url), timeout=tmo.read
                         ) from exc
-                    raise self.error_factory(
-                        Response(
-                            status=resp.status,
-                            headers=resp.headers,
-                            content=content,
-                            method=method,
-                            url=_loggable(url),
-                            request_id=self._request_id(resp.headers),
+                    raise self._scrub(
+                        self.error_factory(
+                            Response(
+                                status=resp.status,
+                                headers=resp.headers,
+                                content=content,
+                                method=method,
+                                url=_loggable(url),
+                                request_id=self._request_id(resp.headers),
+                            )
                         )
                     )
                 finally:
