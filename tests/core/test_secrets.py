@@ -159,3 +159,14 @@ def test_a_secret_set_later_is_hidden_too() -> None:
     assert CANARY not in repr(t)
     t.set_header("Authorization", f"Bearer {CANARY}")  # replacing a secret header keeps it hidden
     assert CANARY not in repr(t)
+
+
+async def test_a_key_echoed_in_an_error_while_opening_a_stream_is_masked(
+    srv: CoreServer, secret_transport: Transport
+) -> None:
+    srv.inject(Fault.status_code(401, {"detail": f"bad key Bearer {CANARY}"}), path="/sse")
+    stream = secret_transport.stream("GET", "/sse", decoder=SSEDecoder(), parse=lambda f: f, idempotent=True)
+    with pytest.raises(AuthenticationError) as info:
+        await stream.collect()
+    assert "bad key" in str(info.value)
+    assert_clean(info.value)
