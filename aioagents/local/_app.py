@@ -157,6 +157,7 @@ async def _execute(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
 
     async def send(event: Event) -> None:
+        # A client that hung up raises here; the interpreter then interrupts the cell rather than let it run on.
         await response.write(json.dumps(event.to_json()).encode() + b"\n")
 
     reply = await interp.execute(body["code"], timeout=float(timeout), on_event=send)
@@ -357,7 +358,8 @@ class LocalSandbox:
             app = _build_app(
                 self.engine, self.interpreter, token=self._token, max_request_bytes=self._max_request_bytes
             )
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            # In-flight requests get a few seconds on close, not aiohttp's default minute: their processes die anyway.
+            runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
             await runner.setup()
             self._runner = runner
             site = web.TCPSite(runner, self.host, self._port, reuse_address=True)

@@ -148,7 +148,14 @@ class Interpreter:
                 return {"status": "ok", "events": [event.to_json()], "kernel_restarted": True}
             kernel = self._kernel
             assert kernel is not None
-            outcome = await kernel.execute(code, deadline=deadline, on_event=on_event)
+            try:
+                outcome = await kernel.execute(code, deadline=deadline, on_event=on_event)
+            except BaseException:
+                # Cancelled, or the streaming client went away: do not leave the cell running for nobody.
+                kernel.interrupt()
+                raise
+            finally:
+                kernel.stray.clear()  # late output of old requests is never returned here
             events = [e.to_json() for e in outcome.events]
             reply: dict[str, Any] = {"status": "timeout" if outcome.status == "timeout" else "ok", "events": events}
             if outcome.status == "dead":

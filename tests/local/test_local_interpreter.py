@@ -210,3 +210,22 @@ async def test_a_kernel_killed_between_requests_is_replaced_and_reported(
     assert body["events"][0]["data"]["text"] == "False\n"
     again = await execute(http, interp.url, "1")
     assert "kernel_restarted" not in again
+
+
+async def test_a_streaming_client_that_hangs_up_interrupts_its_cell(interp: LocalSandbox) -> None:
+    code = "import time\nfor i in range(300):\n    print(i, flush=True)\n    time.sleep(0.1)"
+    async with aiohttp.ClientSession() as s:
+        resp = await s.post(
+            f"{interp.url}/execute", json={"code": code, "timeout_secs": 60}, headers={"Accept": _NDJSON}
+        )
+        first = await resp.content.readline()
+        assert json.loads(first)["data"]["text"] == "0\n"
+        resp.close()  # hang up mid-stream
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as s:
+        body = await execute(s, interp.url, "print('next')", timeout=20)
+    assert body["events"][-1]["data"]["text"] == "next\n"
+    assert time.monotonic() - started < 8  # not stuck behind the 30 s cell
+
+
+_NDJSON = "application/x-ndjson"
