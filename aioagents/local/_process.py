@@ -496,8 +496,9 @@ def _rlimits(limits: Limits, memory_mb: int, cpu_seconds: float | None, *, root:
         "RLIMIT_NOFILE": [limits.max_open_files, limits.max_open_files],
     }
     if cpu_seconds is not None:
-        # A backstop behind the wall-clock timeout: CPU time can only be shorter than wall time.
-        cpu = max(1, math.ceil(cpu_seconds) + 1)
+        # A backstop behind the wall-clock timeout, never ahead of it: a process's threads together can use up to
+        # (cores x wall time) of CPU before the wall-clock timeout fires.
+        cpu = max(1, math.ceil(cpu_seconds * (os.cpu_count() or 1)) + 1)
         out["RLIMIT_CPU"] = [cpu, cpu + 1]
     if root:
         # Only meaningful with a uid of the run's own: RLIMIT_NPROC counts every process of the real uid.

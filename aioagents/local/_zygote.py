@@ -2,7 +2,7 @@
 
 This file is executed as a *script* by the sandbox's Python interpreter (which may be a different interpreter from
 the server's, e.g. the system Python when the server's own lives under an unreadable ``/root``). It therefore
-imports only the standard library and must run on Python 3.8+.
+imports only the standard library and must run on Python 3.9+ (``socket.recv_fds``).
 
 Why a zygote: the server is a threaded asyncio process, where ``fork`` + ``preexec_fn`` is unsafe and a fresh
 ``python`` costs ~20 ms of start-up. The zygote is single-threaded, never runs user code itself, and forks a child
@@ -57,12 +57,13 @@ def _apply_sandbox(spec: dict[str, Any], fds: list[int]) -> None:
     """In the forked child: detach, limit, drop privileges, wire the fds. Never returns on failure."""
     os.setsid()
     signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGXFSZ, signal.SIGQUIT):
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_DFL)
     if spec.get("mode") != "python":
-        # An ignored disposition survives execve; a normal program expects the defaults.
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        # An ignored disposition survives execve; a normal program expects the defaults. (A Python program
+        # keeps SIGPIPE and SIGXFSZ ignored, as the interpreter itself sets them at start-up.)
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
     else:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])

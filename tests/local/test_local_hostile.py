@@ -174,3 +174,12 @@ async def test_concurrent_runs_do_not_see_each_other(sb: LocalSandbox) -> None:
         names = eval(body["run_result"]["stdout"])
         assert "mine.txt" in names
         assert len([n for n in names if n.endswith(".py")]) == 1
+
+
+async def test_a_file_larger_than_the_file_size_limit_is_cut_off() -> None:
+    async with LocalSandbox(limits=Limits(max_file_size_mb=1)) as small:
+        body = await run(small, "open('big.bin', 'wb').write(b'x' * (5 * 1024 * 1024))\nprint('wrote')")
+    assert body["status"] == "Failed"
+    assert body["run_result"]["stdout"] == ""
+    # Python ignores SIGXFSZ, so the write fails with EFBIG instead of the process being killed.
+    assert "File too large" in body["run_result"]["stderr"]
