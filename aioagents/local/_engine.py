@@ -194,7 +194,7 @@ class Engine:
             src = lang.filename.format(id=run_id)
             out = f"main_{run_id}"
             files = dict(req.files)
-            files[src] = req.code.encode("utf-8", errors="surrogateescape")
+            files[src] = req.code.encode("utf-8", errors="replace")  # JSON may carry lone surrogates
             if sum(len(c) for c in files.values()) < _INLINE_IO_BYTES:
                 self.write_files(workdir, files, uid)  # a thread hop costs more than a few small writes
             else:
@@ -226,7 +226,7 @@ class Engine:
                     limits=self.limits,
                     memory_mb=max(req.memory_limit_MB, 0),
                     uid=uid,
-                    stdin=None if req.stdin is None else req.stdin.encode("utf-8", errors="surrogateescape"),
+                    stdin=None if req.stdin is None else req.stdin.encode("utf-8", errors="replace"),
                     python_script=str(workdir / src) if fast else None,
                 )
             fetched = await asyncio.to_thread(self.fetch_files, workdir, req.fetch_files) if req.fetch_files else {}

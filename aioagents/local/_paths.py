@@ -26,6 +26,10 @@ def split_relative(path: str) -> list[str]:
     """Split a request path into safe components; absolute paths, ``..``, empty names and NUL are refused."""
     if not path or "\x00" in path:
         raise PathError("empty path or NUL byte in path")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PathError("the path is not valid UTF-8 (a lone surrogate)") from None
     if path.startswith("/") or path.startswith("\\"):
         raise PathError("absolute paths are not allowed; use a path relative to the run directory")
     parts = [p for p in path.split("/") if p not in ("", ".")]

@@ -39,11 +39,15 @@ _ZYGOTE_SCRIPT = Path(__file__).with_name("_zygote.py")
 class Limits:
     """Resource limits applied to every sandboxed run (per process unless stated).
 
-    ``max_output_bytes`` caps each of stdout and stderr separately; what is cut is replaced by a visible marker
-    ``[truncated: N bytes omitted]``. ``memory_mb`` is the default data-segment limit (``RLIMIT_DATA``) when a
-    request gives no ``memory_limit_MB``; it counts heap and anonymous mappings, not the address-space reservations
-    that JVMs and V8 make, so those runtimes still start. ``max_processes`` binds only when the server runs as root
-    (each run then has its own uid); an unprivileged server cannot give a run its own process count.
+    * ``max_output_bytes``: cap of each of stdout and stderr; what is cut is replaced by a visible marker
+      ``[truncated: N bytes omitted]`` (the output is still drained, so the program never blocks on it).
+    * ``memory_mb``: the data-segment limit (``RLIMIT_DATA``) when a request gives no ``memory_limit_MB``, and the
+      most a request may ask for. It counts heap and anonymous mappings, not the address-space reservations that
+      JVMs and V8 make, so those runtimes still start.
+    * ``max_processes``: ``RLIMIT_NPROC``; binds only when the server runs as root (each run then has a uid of its
+      own). An unprivileged server cannot give a run a process count of its own.
+    * ``max_file_size_mb``, ``max_open_files``: ``RLIMIT_FSIZE`` and ``RLIMIT_NOFILE``.
+    * ``max_timeout``: the largest ``run_timeout``/``compile_timeout``/``cell_timeout``/``total_timeout`` accepted.
     """
 
     max_output_bytes: int = 1 << 20
@@ -488,7 +492,8 @@ class _Messages:
 
 
 def _rlimits(limits: Limits, memory_mb: int, cpu_seconds: float | None, *, root: bool) -> dict[str, list[int]]:
-    mem = (memory_mb if memory_mb > 0 else limits.memory_mb) * (1 << 20)
+    # A request may lower the memory limit, never raise it above the server's.
+    mem = (min(memory_mb, limits.memory_mb) if memory_mb > 0 else limits.memory_mb) * (1 << 20)
     out: dict[str, list[int]] = {
         "RLIMIT_DATA": [mem, mem],
         "RLIMIT_CORE": [0, 0],

@@ -132,3 +132,13 @@ async def test_ping(url: str) -> None:
     async with aiohttp.ClientSession() as s, s.get(f"{url}/v1/ping") as r:
         assert r.status == 200
         assert await r.json() == "pong"
+
+
+async def test_lone_surrogates_in_code_stdin_and_paths_are_handled(url: str) -> None:
+    raw = b'{"code": "print(len(input()))", "language": "python", "stdin": "a\\ud800b"}'
+    status, body = await post(url, "/run_code", data=raw, headers={"Content-Type": "application/json"})
+    assert status == 200
+    assert body["run_result"]["stdout"] == "3\n"
+    raw = b'{"code": "1", "language": "python", "files": {"a\\ud800": "eA=="}}'
+    status, body = await post(url, "/run_code", data=raw, headers={"Content-Type": "application/json"})
+    assert status == 422
