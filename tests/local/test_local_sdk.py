@@ -25,6 +25,7 @@ HELLO = {
     "R": 'cat("hello\\n")',
     "julia": 'println("hello")',
     "typescript": 'console.log("hello")',
+    "cuda": '#include <cstdio>\n__global__ void k() {}\nint main() { printf("hello\\n"); }',
     "pytest": "def test_hello():\n    assert 'hello'",
 }
 EXPECTED = {"pytest": "1 passed"}
@@ -49,7 +50,8 @@ def test_the_core_languages_are_available_here(sandbox: LocalSandbox) -> None:
 def test_run_code_prints_hello_in_every_available_language(sandbox: LocalSandbox, language: str) -> None:
     if language not in _available(sandbox):
         pytest.skip(f"no {language} toolchain usable by the sandbox on this machine")
-    resp = run(sandbox.url, code=HELLO[language], language=language)
+    # Generous compile time: nvcc or javac on a busy 2-core machine take seconds.
+    resp = run(sandbox.url, code=HELLO[language], language=language, compile_timeout=60)
     assert resp.status == sf.RunStatus.Success, resp
     assert resp.run_result is not None
     assert EXPECTED.get(language, "hello") in (resp.run_result.stdout or "")
