@@ -250,6 +250,16 @@ async def test_the_limiter_keeps_its_rate() -> None:
     assert time.monotonic() - started >= 4 / 20 * 0.9
 
 
+async def test_a_burst_is_taken_at_once_and_the_next_unit_waits_for_the_drain() -> None:
+    limiter = RateLimiter(10, per=1, burst=3)
+    started = time.monotonic()
+    for _ in range(3):
+        await limiter.acquire()
+    assert time.monotonic() - started < 0.05
+    await limiter.acquire()
+    assert time.monotonic() - started >= 0.09
+
+
 async def test_taking_more_than_the_burst_at_once_is_refused() -> None:
     with pytest.raises(ValueError, match="cannot take"):
         await RateLimiter(10, per=60, burst=5).acquire(6)
