@@ -112,7 +112,7 @@ def _read_items(path: Path) -> Iterator[_Item]:
                 row = json.loads(line)
                 if not isinstance(row, dict):
                     raise InvalidRequestError("a line must be a JSON object")
-                fields = {k: row[k] for k in _REQUEST_FIELDS if k in row}
+                fields = {"language": "python", **{k: row[k] for k in _REQUEST_FIELDS if k in row}}
                 yield _Item(row.get("id", number), RunCodeRequest(**fields))
             except (ValueError, TypeError) as exc:
                 ident = row.get("id", number) if isinstance(row, dict) else number
