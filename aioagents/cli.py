@@ -108,6 +108,7 @@ def _read_items(path: Path) -> Iterator[_Item]:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
+            row: Any = None
             try:
                 row = json.loads(line)
                 if not isinstance(row, dict):
