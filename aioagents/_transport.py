@@ -429,10 +429,9 @@ class Transport:
                         if redirects > _MAX_REDIRECTS:
                             raise _too_many_redirects(status, method, url)
                         continue
-                    content = await self._read_capped(resp, cap, method, url)
                     if status >= 500:
-                        # Servers (uvicorn) close keep-alive after an unhandled error: never reuse this connection.
-                        resp.close()
+                        _no_reuse(resp)
+                    content = await self._read_capped(resp, cap, method, url)
                     resp_headers = resp.headers
             except APIError:
                 raise
@@ -594,6 +593,8 @@ class Transport:
                             raise _too_many_redirects(resp.status, method, url)
                         attempt -= 1
                         continue
+                    if resp.status >= 500:
+                        _no_reuse(resp)
                     try:
                         content = await self._read_capped(resp, self.max_response_size, method, url)
                     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
@@ -744,6 +745,24 @@ class ByteStream(EventStream[bytes]):
                 await self.aclose()
                 raise ResponseTooLargeError(f"{self._what}: body passed the cap of {limit} bytes")
         return bytes(out)
+
+
+def _no_reuse(resp: aiohttp.ClientResponse) -> None:
+    """Keep this response's connection out of the pool. Servers (uvicorn) drop the connection after an unhandled
+    error without a "Connection: close"; reused, it would fail the next request.
+
+    aiohttp hands a connection back to the pool the moment the body ends, so closing the response after reading is
+    too late: a body still coming gets its connection marked to close on release; a body that came with the head
+    (its connection is already idle in the pool, and no other task has run since) has its connection closed now.
+    """
+    connection = resp.connection
+    if connection is not None:
+        if connection.protocol is not None:
+            connection.protocol.force_close()
+        return
+    protocol = getattr(resp, "_protocol", None)
+    if protocol is not None:
+        protocol.close()
 
 
 def _too_many_redirects(status: int, method: str, url: str) -> RedirectError:
