@@ -30,10 +30,14 @@ class CoreServer(FakeServer):
         self.cut_after_script = False
         self.sent_bytes = 0
         self.finished_at: float | None = None
+        # Connections that answered /crash: like uvicorn after an unhandled error, the server drops them without
+        # "Connection: close", so the client only finds out when it sends the next request on one.
+        self.poisoned: set[object] = set()
         super().__init__()
 
     def setup_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/ok", self._ok)
+        app.router.add_route("*", "/crash", self._crash)
         app.router.add_get("/headers", self._headers)
         app.router.add_get("/bytes/{n}", self._bytes)
         app.router.add_get("/chunked/{n}", self._chunked)
@@ -45,7 +49,14 @@ class CoreServer(FakeServer):
         app.router.add_route("*", "/huge-event", self._huge_event)
 
     async def _ok(self, request: web.Request) -> web.Response:
+        if request.transport in self.poisoned:
+            request.transport.abort()  # type: ignore[union-attr]
+            raise asyncio.CancelledError  # the peer is gone: nothing is written
         return web.json_response({"ok": True, "method": request.method})
+
+    async def _crash(self, request: web.Request) -> web.Response:
+        self.poisoned.add(request.transport)
+        return web.json_response({"detail": "Internal Server Error"}, status=500)
 
     async def _headers(self, request: web.Request) -> web.Response:
         return web.json_response(dict(request.headers))

@@ -23,11 +23,13 @@ from aioagents._exceptions import (
     RateLimitError,
     RedirectError,
     ResponseTooLargeError,
+    ResponseValidationError,
     ServiceUnavailableError,
     UnprocessableEntityError,
 )
 from aioagents._ratelimit import RateLimiter
 from aioagents._retry import RetryPolicy
+from aioagents._streaming import SSEDecoder
 from aioagents._transport import Transport
 from aioagents.testing import Fault
 
@@ -490,3 +492,175 @@ async def test_cancel_while_waiting_for_a_permit_leaves_no_waiter(thread_srv: Co
     assert len(thread_srv.requests_to("/ok")) == 1
     assert other_tasks() == set()
     await t.aclose()
+
+
+@pytest.mark.usefixtures("instant_retries")
+async def test_a_connection_the_server_drops_after_a_500_is_not_reused(srv: CoreServer, transport: Transport) -> None:
+    # uvicorn closes the connection after an unhandled error without saying so; a pooled connection would fail the
+    # next request, and a non-idempotent one would end as "outcome unknown".
+    with pytest.raises(InternalServerError):
+        await transport.request("POST", "/crash", idempotent=False)
+    resp = await transport.request("POST", "/ok", idempotent=False, max_attempts=1)
+    assert resp.status == 200
+
+
+@pytest.mark.usefixtures("instant_retries")
+async def test_a_connection_dropped_after_a_500_on_stream_open_is_not_reused(
+    srv: CoreServer, transport: Transport
+) -> None:
+    stream = transport.stream("POST", "/crash", decoder=SSEDecoder(), parse=lambda f: f, idempotent=False)
+    with pytest.raises(InternalServerError):
+        await stream.collect()
+    resp = await transport.request("POST", "/ok", idempotent=False, max_attempts=1)
+    assert resp.status == 200
+
+
+# -- error bodies, hooks, headers, bodies -------------------------------------------------------------------------
+ERROR_SHAPES = [
+    pytest.param(
+        Fault.status_code(400, {"error": {"message": "bad field", "code": "invalid"}}),
+        "bad field",
+        "invalid",
+        id="openai",
+    ),
+    pytest.param(Fault.status_code(409, {"error": "exists", "code": 17}), "exists", "17", id="error-string-and-code"),
+    pytest.param(Fault.status_code(404, {"detail": "no such job"}), "no such job", None, id="fastapi-detail"),
+    pytest.param(
+        Fault.status_code(422, {"detail": [{"loc": ["body", "code"], "msg": "field required", "type": "missing"}]}),
+        "code: field required",
+        None,
+        id="fastapi-validation",
+    ),
+    pytest.param(Fault.status_code(403, {"message": "forbidden here"}), "forbidden here", None, id="message"),
+    pytest.param(
+        Fault.raw(b"upstream broke", status=502, content_type="text/plain"), "upstream broke", None, id="text"
+    ),
+    pytest.param(Fault.raw(b"", status=418, content_type="text/plain"), "I'm a Teapot", None, id="empty-uses-reason"),
+]
+
+
+@pytest.mark.parametrize(("fault", "message", "code"), ERROR_SHAPES)
+async def test_error_bodies_become_messages_and_codes(
+    srv: CoreServer, transport: Transport, fault: Fault, message: str, code: str | None
+) -> None:
+    srv.inject(fault, path="/ok")
+    with pytest.raises(APIStatusError) as info:
+        await transport.request("POST", "/ok", idempotent=False)
+    assert info.value.status == fault.status
+    assert info.value.message == message
+    assert info.value.code == code
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, "BadRequestError"),
+        (401, "AuthenticationError"),
+        (402, "PaymentRequiredError"),
+        (403, "PermissionDeniedError"),
+        (404, "NotFoundError"),
+        (409, "ConflictError"),
+        (413, "RequestTooLargeError"),
+        (422, "UnprocessableEntityError"),
+        (429, "RateLimitError"),
+        (418, "APIStatusError"),
+        (500, "InternalServerError"),
+        (502, "InternalServerError"),
+        (503, "ServiceUnavailableError"),
+    ],
+)
+async def test_each_status_raises_its_class_with_the_request_id(
+    srv: CoreServer, transport: Transport, status: int, cls: str
+) -> None:
+    srv.inject(Fault.status_code(status, headers={"x-request-id": "req-42"}), path="/ok")
+    with pytest.raises(APIStatusError) as info:
+        await transport.request("POST", "/ok", idempotent=False, max_attempts=1)
+    assert type(info.value).__name__ == cls
+    assert info.value.request_id == "req-42"
+    assert "request_id=req-42" in str(info.value)
+
+
+async def test_a_429_carries_retry_after(srv: CoreServer, transport: Transport) -> None:
+    srv.inject(Fault.status_code(429, headers={"retry-after-ms": "1500"}), path="/ok")
+    with pytest.raises(RateLimitError) as info:
+        await transport.request("GET", "/ok", idempotent=True, max_attempts=1)
+    assert info.value.retry_after == 1.5
+
+
+@pytest.mark.usefixtures("instant_retries")
+async def test_the_response_hook_sees_every_response_including_errors(srv: CoreServer) -> None:
+    seen: list[int] = []
+    t = Transport(srv.url, response_hook=lambda status, headers: seen.append(status))
+    srv.inject(Fault.status_code(503), path="/ok")
+    await t.request("GET", "/ok", idempotent=True)
+    await t.aclose()
+    assert seen == [503, 200]
+
+
+async def test_json_bodies_params_and_per_call_headers_go_on_the_wire(srv: CoreServer, transport: Transport) -> None:
+    await transport.request(
+        "POST", "/ok", idempotent=False, json={"code": "print('é')"}, params={"a": "1"}, headers={"X-Trace": "t-1"}
+    )
+    (seen,) = srv.requests_to("/ok")
+    assert seen.json() == {"code": "print('é')"}
+    assert seen.header("Content-Type") == "application/json"
+    assert seen.query == {"a": "1"}
+    assert seen.header("X-Trace") == "t-1"
+    assert seen.header("X-API-Key") == CANARY
+
+
+async def test_headers_set_after_the_first_request_apply_to_the_next(srv: CoreServer, transport: Transport) -> None:
+    await transport.request("GET", "/ok", idempotent=True)  # the session exists now
+    transport.set_header("X-API-Key", "rotated-key", secret=True)
+    transport.set_header("X-Extra", "1")
+    await transport.request("GET", "/ok", idempotent=True)
+    transport.set_header("X-Extra", None)
+    await transport.request("GET", "/ok", idempotent=True)
+    first, second, third = srv.requests_to("/ok")
+    assert first.header("X-API-Key") == CANARY
+    assert (second.header("X-API-Key"), second.header("X-Extra")) == ("rotated-key", "1")
+    assert third.header("X-Extra") is None
+
+
+async def test_a_user_session_gets_the_transport_headers_too(srv: CoreServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        t = Transport(srv.url, session=session, secret_headers={"X-API-Key": CANARY})
+        await t.request("GET", "/ok", idempotent=True)
+        await t.aclose()
+    assert srv.requests_to("/ok")[0].header("X-API-Key") == CANARY
+
+
+async def test_a_per_call_base_url_overrides_the_endpoint(srv: CoreServer, transport: Transport) -> None:
+    async with CoreServer() as other:
+        resp = await transport.request("GET", "/ok", idempotent=True, base_url=other.url + "/")
+        assert resp.status == 200
+        assert len(other.requests_to("/ok")) == 1
+    assert srv.requests == []
+
+
+async def test_a_non_json_success_body_raises_validation_error_on_json(srv: CoreServer, transport: Transport) -> None:
+    srv.inject(Fault.raw(b"<html>oops</html>", status=200), path="/ok")
+    resp = await transport.request("GET", "/ok", idempotent=True)
+    with pytest.raises(ResponseValidationError, match="not JSON"):
+        resp.json()
+
+
+async def test_a_per_call_timeout_overrides_the_default(srv: CoreServer, transport: Transport) -> None:
+    with pytest.raises(APITimeoutError):
+        await transport.request("GET", "/slow?s=3", idempotent=True, timeout=0.2, max_attempts=1)
+
+
+# -- raw byte streams ------------------------------------------------------------------------------------------
+async def test_open_streams_the_raw_body_in_chunks(srv: CoreServer, transport: Transport) -> None:
+    async with transport.open("GET", "/chunked/300000") as body:
+        assert body.status == 200
+        total = b"".join([chunk async for chunk in body])
+    assert total == b"y" * 300_000
+    assert acquired_connections(transport) == 0
+
+
+async def test_open_read_with_a_limit_raises_past_it(srv: CoreServer, transport: Transport) -> None:
+    async with transport.open("GET", "/chunked/300000") as body:
+        with pytest.raises(ResponseTooLargeError):
+            await body.read(100_000)
+    assert acquired_connections(transport) == 0
