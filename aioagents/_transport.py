@@ -271,11 +271,16 @@ class Transport:
             current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             current = None
+        bridge = sys.modules.get("aioagents.sync._bridge")
         for loop, session in sessions.items():
             if session.closed or loop.is_closed():
                 continue
             if loop is current:
                 await session.close()
+            elif bridge is not None and bridge.owns(loop):
+                # A loop of the sync API's bridge may stop or start between a look and a hand-over (its thread
+                # is between two calls): the bridge reaches it under the loop's own lock, so this cannot hang.
+                await bridge.arun_on(loop, session.close)
             elif loop.is_running():
                 await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(session.close(), loop))
             else:

@@ -44,6 +44,7 @@ __all__ = [
     "arun_on",
     "on_loop_close",
     "open_stream",
+    "owns",
     "run",
     "run_adapted",
     "run_on",
@@ -166,6 +167,12 @@ async def arun_on(loop: asyncio.AbstractEventLoop, coro_fn: Callable[[], Awaitab
     if state.closed:
         raise RuntimeError("the event loop was closed by aioagents.sync")
     return await asyncio.to_thread(_borrow, state, coro_fn)
+
+
+def owns(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` is one the bridge made (a thread's loop or the portal) and has not closed."""
+    state = _registry.states.get(loop)
+    return state is not None and not state.closed
 
 
 def on_loop_close(loop: asyncio.AbstractEventLoop, closer: Callable[[], Awaitable[object]]) -> bool:

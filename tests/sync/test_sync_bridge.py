@@ -586,3 +586,38 @@ with CoreToyClient({server.url!r}) as core:
     assert reply["content"]["status"] == "ok", outputs
     assert "".join(outputs) == "3 echo:cell [0, 1, 2]\ncore [0, 1, 2]\n"
     assert _wait_hangup(server)
+
+
+def test_core_client_closed_while_other_threads_are_calling_does_not_hang(
+    toysync: ModuleType, server: ToyServer
+) -> None:
+    """Each worker's loop starts and stops with every call: close() must reach it whatever moment it hits."""
+    from aioagents._exceptions import ClientClosedError
+
+    for _ in range(10):
+        sync_client = toysync.CoreToyClient(server.url)
+        stop = threading.Event()
+        outcomes: list[BaseException | None] = []
+
+        def work(client: Any = sync_client, stop: threading.Event = stop, outcomes: list[Any] = outcomes) -> None:
+            try:
+                while not stop.is_set():
+                    client.echo("x")
+            except BaseException as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.03)
+        closing = threading.Thread(target=sync_client.close)
+        closing.start()
+        closing.join(20)
+        assert not closing.is_alive(), "close() hung"
+        stop.set()
+        for thread in threads:
+            thread.join(20)
+        # A call after the close fails clearly; none fails with a loop-state error.
+        assert all(o is None or isinstance(o, ClientClosedError) for o in outcomes), outcomes
