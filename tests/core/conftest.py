@@ -171,3 +171,11 @@ def pooled_connections(t: Transport) -> int:
     connector = session.connector
     assert connector is not None
     return sum(len(v) for v in connector._conns.values())
+
+
+def server_connections(srv: FakeServer) -> int:
+    """Open connections as the server sees them (FakeServer keeps its runner private; aiohttp counts them)."""
+    runner = srv._runner
+    assert runner is not None
+    assert runner.server is not None
+    return len(runner.server.connections)

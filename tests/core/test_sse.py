@@ -4,6 +4,7 @@ caps, and EventStream over a real server (idle timeout, cut bodies, oversize eve
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import re
 import time
@@ -15,8 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aioagents._exceptions import (
+    ClientClosedError,
     EventTooLargeError,
     IncompleteStreamError,
+    OutcomeUnknownError,
     RedirectError,
     ResponseValidationError,
     ServiceUnavailableError,
@@ -465,3 +468,64 @@ async def test_a_redirect_loop_while_opening_a_stream_ends(srv: CoreServer, tran
     with pytest.raises(RedirectError, match="too many redirects"):
         await asyncio.wait_for(stream.collect(), 10)
     assert len(srv.requests_to("/loop")) == 6
+
+
+async def test_a_stream_may_outlive_the_total_timeout(srv: CoreServer) -> None:
+    t = Transport(srv.url, timeout=0.4)
+    srv.script = [(0.2, f"data: {json.dumps({'n': i})}\n\n".encode()) for i in range(6)]  # about 1.2 s
+    got = await t.stream("GET", "/sse", decoder=SSEDecoder(), parse=parse_tick, idempotent=True).collect()
+    await t.aclose()
+    assert [e.n for e in got] == list(range(6))
+
+
+async def test_an_error_in_parse_propagates_and_releases_the_connection(srv: CoreServer, transport: Transport) -> None:
+    srv.script = [*frames(("tick", 1)), (0.0, b"data: not json\n\n"), (5.0, b"data: never\n\n")]
+    stream = tick_stream(transport)
+    assert await stream.__anext__() == Tick(kind="tick", n=1)
+    with pytest.raises(json.JSONDecodeError):
+        await stream.__anext__()
+    assert acquired_connections(transport) == 0
+
+
+async def test_an_abandoned_stream_releases_its_connection_when_collected(
+    srv: CoreServer, transport: Transport
+) -> None:
+    srv.script = [*frames(("tick", 1)), (5.0, b"data: never\n\n")]
+    stream = tick_stream(transport)
+    assert await stream.__anext__() == Tick(kind="tick", n=1)
+    del stream
+    gc.collect()
+    assert acquired_connections(transport) == 0
+
+
+@pytest.mark.usefixtures("instant_retries")
+async def test_a_stream_open_that_loses_a_sent_request_is_outcome_unknown(
+    srv: CoreServer, transport: Transport
+) -> None:
+    srv.inject(Fault.reset(after_body=True), path="/sse")
+    stream = transport.stream("POST", "/sse", decoder=SSEDecoder(), parse=parse_tick, idempotent=False)
+    with pytest.raises(OutcomeUnknownError):
+        await stream.collect()
+    assert len(srv.requests_to("/sse")) == 1
+
+
+@pytest.mark.usefixtures("instant_retries")
+async def test_an_idempotent_stream_open_is_retried_after_a_reset(srv: CoreServer, transport: Transport) -> None:
+    srv.inject(Fault.reset(after_body=True), path="/sse")
+    srv.script = frames(("tick", 1))
+    assert await tick_stream(transport).collect() == [Tick(kind="tick", n=1)]
+    assert len(srv.requests_to("/sse")) == 2
+
+
+async def test_json_lines_over_a_real_stream(srv: CoreServer, transport: Transport) -> None:
+    srv.script = [(0.0, b'{"n": 1}\n{"n"'), (0.05, b': 2}\n\n{"n": 3}')]
+    stream = transport.stream("GET", "/sse", decoder=JSONLinesDecoder(), parse=lambda v: v["n"], idempotent=True)
+    assert await stream.collect() == [1, 2, 3]
+
+
+async def test_a_closed_stream_cannot_be_read_again(srv: CoreServer, transport: Transport) -> None:
+    srv.script = frames(("tick", 1))
+    stream = tick_stream(transport)
+    await stream.collect()
+    with pytest.raises(ClientClosedError):
+        await stream.__anext__()

@@ -33,7 +33,7 @@ from aioagents._streaming import SSEDecoder
 from aioagents._transport import Transport
 from aioagents.testing import Fault
 
-from .conftest import CANARY, CoreServer, acquired_connections, free_port, pooled_connections
+from .conftest import CANARY, CoreServer, acquired_connections, free_port, pooled_connections, server_connections
 
 
 class CountingLimiter(RateLimiter):
@@ -434,6 +434,14 @@ async def wait_for_requests(srv: CoreServer, path: str, n: int) -> None:
     raise AssertionError(f"the server never saw {n} requests to {path}")
 
 
+async def wait_for_server_connections(srv: CoreServer, n: int) -> None:
+    for _ in range(300):
+        if server_connections(srv) == n:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the server still has {server_connections(srv)} connections, expected {n}")
+
+
 def other_tasks() -> set[asyncio.Task[object]]:
     return {task for task in asyncio.all_tasks() if task is not asyncio.current_task() and not task.done()}
 
@@ -441,13 +449,14 @@ def other_tasks() -> set[asyncio.Task[object]]:
 async def test_cancel_during_a_request_leaves_no_connection_task_or_permit(thread_srv: CoreServer) -> None:
     limiter = RateLimiter(1000)
     t = Transport(thread_srv.url, rate_limiter=limiter, connection_limit=1)
-    # The server sleeps 3 s (short, so its shutdown does not wait long for the abandoned handler).
-    task = asyncio.create_task(t.request("GET", "/slow?s=3", idempotent=True))
+    # The server's handler sleeps 1 s, then finds the client gone (it would keep a live keep-alive connection).
+    task = asyncio.create_task(t.request("GET", "/slow?s=1", idempotent=True))
     await wait_for_requests(thread_srv, "/slow", 1)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert acquired_connections(t) == 0
+    await wait_for_server_connections(thread_srv, 0)  # once its handler is done, the server sees no connection
     assert other_tasks() == set()
     assert limiter._bucket()._waiters == []
     # With a pool of one connection, a leaked connection would make this wait forever.
@@ -469,6 +478,7 @@ async def test_cancel_during_the_backoff_sleep_leaves_no_connection_task_or_perm
         await task
     assert len(thread_srv.requests_to("/ok")) == 1
     assert acquired_connections(t) == 0
+    assert pooled_connections(t) + server_connections(thread_srv) <= 2  # at most the idle keep-alive one
     assert other_tasks() == set()
     assert limiter._bucket()._waiters == []
     resp = await asyncio.wait_for(t.request("GET", "/ok", idempotent=True), 5)
