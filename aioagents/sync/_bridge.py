@@ -132,7 +132,7 @@ def run_on(loop: asyncio.AbstractEventLoop, coro_fn: Callable[[], Awaitable[T]])
             )
         if not loop.is_running():
             raise RuntimeError("the event loop this object belongs to is not running, so it cannot be reached")
-        return _wait_threadsafe(asyncio.run_coroutine_threadsafe(_as_coroutine(coro_fn()), loop))
+        return _call_threadsafe(loop, coro_fn())
     if state.closed:
         raise RuntimeError("the event loop this object belongs to was closed by aioagents.sync")
     if state.thread is None:
@@ -248,19 +248,34 @@ def _run_in_portal(coro: Awaitable[T]) -> T:
         raise RuntimeError(
             "a blocking aioagents.sync call was made from async code running on the sync portal; use the async API"
         )
-    return _wait_threadsafe(asyncio.run_coroutine_threadsafe(_as_coroutine(coro), portal.loop))
+    return _call_threadsafe(portal.loop, coro)
 
 
-def _wait_threadsafe(future: concurrent.futures.Future[T]) -> T:
+def _call_threadsafe(loop: asyncio.AbstractEventLoop, aw: Awaitable[T]) -> T:
+    """Run ``aw`` on ``loop`` (running in another thread) and block until it is done."""
+    tasks: list[asyncio.Task[Any]] = []
+    future = asyncio.run_coroutine_threadsafe(_tracked(aw, tasks), loop)
     try:
         return future.result()
     except BaseException:
         if not future.done():
-            # Interrupted while blocked (KeyboardInterrupt): cancelling the concurrent future cancels the task on
-            # its loop; give it a moment to unwind so its connection is released before the interrupt goes on.
-            future.cancel()
+            # Interrupted while blocked (KeyboardInterrupt): cancel the task on its loop and wait (a little) until
+            # it has unwound, so its connection is released before the interrupt goes on.
+            loop.call_soon_threadsafe(_cancel_all, tasks)
             concurrent.futures.wait([future], timeout=5)
         raise
+
+
+async def _tracked(aw: Awaitable[T], tasks: list[asyncio.Task[Any]]) -> T:
+    task = asyncio.current_task()
+    if task is not None:
+        tasks.append(task)
+    return await aw
+
+
+def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
 
 
 async def _await(aw: Awaitable[T]) -> T:
