@@ -31,6 +31,7 @@ import functools
 import inspect
 import os
 import threading
+import types
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -58,6 +59,7 @@ T_co = TypeVar("T_co", covariant=True)
 C = TypeVar("C", bound=type)
 
 _get_running_loop = asyncio.events._get_running_loop
+_CoroutineType = types.CoroutineType
 
 
 class _LoopState:
@@ -197,7 +199,7 @@ def _same(value: T) -> T:
 
 def _run_locked(loop: asyncio.AbstractEventLoop, coro: Awaitable[T]) -> T:
     """Run ``coro`` on ``loop``, which the caller holds the lock of and which runs in no thread."""
-    task = asyncio.ensure_future(coro, loop=loop)
+    task = loop.create_task(coro) if type(coro) is _CoroutineType else asyncio.ensure_future(coro, loop=loop)
     try:
         return loop.run_until_complete(task)
     except BaseException:
