@@ -1109,7 +1109,7 @@ the calling thread already runs a loop, as in Jupyter, on a shared loop thread) 
     from aioagents.sync import SandboxClient
 
     with SandboxClient() as client:
-        result = client.run_code(code="print(1)", language="python")
+        result = client.run_code("print(1)", language="python")
 
 Async streams become iterators (closed when the loop is left early) and async context managers become context
 managers. One object may be shared by many threads.
