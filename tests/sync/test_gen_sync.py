@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import importlib
 import inspect
 import os
 import shutil
@@ -350,3 +351,17 @@ class Drifting:
     done = gen("--check")
     assert done.returncode == 1
     assert "+    def two(self) -> int:" in done.stdout
+
+
+def test_repository_sync_package_exports_every_registered_class() -> None:
+    import aioagents.sync
+
+    registered = {name for names in gen_sync.SYNC_CLASSES.values() for name in names}
+    assert aioagents.sync.__all__ == sorted(aioagents.sync.__all__)
+    assert set(aioagents.sync.__all__) == registered | {"SyncContextManager", "SyncStream"}
+    for module, names in gen_sync.SYNC_CLASSES.items():
+        for name in names:
+            twin = getattr(aioagents.sync, name)
+            assert twin.__name__ == name
+            assert twin._wrap.__annotations__["inner"] == f"_impl.{name}"
+            assert importlib.import_module(twin.__module__)._impl is importlib.import_module(module)
