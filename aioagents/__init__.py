@@ -5,8 +5,8 @@ Every service has its own package (``aioagents.sandbox``, ``aioagents.interprete
 rate-limit policies, event streams and batch helpers. Blocking twins of every client live in ``aioagents.sync``.
 """
 
-from aioagents._batch import BatchResult, Progress, amap, as_completed, run_concurrent
-from aioagents._config import Timeout
+from aioagents._batch import BatchResult, Progress, ProgressCallback, amap, as_completed, run_concurrent
+from aioagents._config import Timeout, TimeoutLike
 from aioagents._exceptions import (
     AioAgentsError,
     APIConnectionError,
@@ -64,6 +64,7 @@ __all__ = [
     "PermissionDeniedError",
     "PollTimeoutError",
     "Progress",
+    "ProgressCallback",
     "RateLimitError",
     "RateLimiter",
     "RedirectError",
@@ -76,6 +77,7 @@ __all__ = [
     "StreamError",
     "StreamIdleTimeout",
     "Timeout",
+    "TimeoutLike",
     "UnprocessableEntityError",
     "__version__",
     "amap",

@@ -12,8 +12,7 @@ from types import TracebackType
 from aiohttp import ClientSession
 
 import aioagents.assistants.client as _impl
-from aioagents import RateLimiter
-from aioagents._config import TimeoutLike
+from aioagents import RateLimiter, TimeoutLike
 from aioagents.assistants import (
     Assistant,
     AssistantFile,

@@ -8,8 +8,7 @@ from types import TracebackType
 from typing import Any
 
 import aioagents.functions.function as _impl
-from aioagents import BatchResult
-from aioagents._batch import ProgressCallback
+from aioagents import BatchResult, ProgressCallback
 from aioagents.functions import ChatClient, ChatCompletionChunk, Definition, Example, GptApiOptions
 from aioagents.functions.models import ExampleStyle, FunctionInput
 from aioagents.sync import _bridge

@@ -10,9 +10,7 @@ from typing import Any
 from aiohttp import ClientSession
 
 import aioagents.sandbox.client as _impl
-from aioagents import BatchResult, RateLimiter
-from aioagents._batch import ProgressCallback
-from aioagents._config import TimeoutLike
+from aioagents import BatchResult, ProgressCallback, RateLimiter, TimeoutLike
 from aioagents.sandbox import (
     EvalResult,
     GetMetricsFunctionRequest,

@@ -10,8 +10,7 @@ from typing import Any, Literal, overload
 from aiohttp import ClientSession
 
 import aioagents.workflows.client as _impl
-from aioagents import RateLimiter
-from aioagents._config import TimeoutLike
+from aioagents import RateLimiter, TimeoutLike
 from aioagents.sync import _bridge
 from aioagents.sync.workflows_jobs import Job
 from aioagents.workflows import (
