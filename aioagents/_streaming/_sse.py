@@ -18,6 +18,7 @@ buffer, so they can alternate chunk by chunk.
 from __future__ import annotations
 
 import re
+from codecs import utf_8_decode as _utf8_decode
 from typing import NamedTuple
 
 from aioagents._exceptions import EventTooLargeError
@@ -99,23 +100,32 @@ class SSEDecoder:
         cap = self.max_event_size
         out: list[ServerSentEvent] = []
         if end > 1:
-            complete = buf[:end]
-            buf = buf[end:]
-            parts = None
             if end <= cap and not self._data and not self._event:
                 # One C-level pass: a run made only of `[event: X\n]data: Y\n\n` blocks splits into empty
                 # separators and (X, Y) pairs. Decoding the run at once equals decoding each value: UTF-8
-                # resynchronises at "\n".
-                parts = _SIMPLE_EVENT.split(complete.decode("utf-8", "replace"))
-            if parts is not None and not any(parts[::3]):
-                last_id, retry = self._last_id, self._retry
-                out = [
-                    _new_event(ServerSentEvent, (etype or "message", data, last_id, retry))
-                    for etype, data in zip(parts[1::3], parts[2::3], strict=True)
-                ]
+                # resynchronises at "\n". The bytes are let go before the split, so at most the text and its
+                # pieces are held at once (as the line-by-line reading holds lines and values).
+                with memoryview(buf) as view:
+                    text = _utf8_decode(view[:end], "replace", True)[0]
+                buf = buf[end:]
+                parts = _SIMPLE_EVENT.split(text)
+                if not any(parts[::3]):
+                    del text
+                    last_id, retry = self._last_id, self._retry
+                    out = [
+                        _new_event(ServerSentEvent, (etype or "message", data, last_id, retry))
+                        for etype, data in zip(parts[1::3], parts[2::3], strict=True)
+                    ]
+                else:
+                    del parts
+                    # Re-encoding the decoded text reads the same: a replacement character decodes to itself.
+                    block_lines = text.encode().split(b"\n")
+                    block_lines.pop()  # the empty piece after the final line end
+                    out = self._read_lines(block_lines)
             else:
-                block_lines = complete.split(b"\n")
-                block_lines.pop()  # the empty piece after the final line end
+                block_lines = buf[:end].split(b"\n")
+                block_lines.pop()
+                buf = buf[end:]
                 out = self._read_lines(block_lines)
         if len(buf) > _EAGER:
             # A long event still open: read its complete lines now (into the pending state), so the buffer holds at
