@@ -5,8 +5,9 @@ Run it from the project root (not part of the test suite)::
     .venv/bin/python benchmarks/bench_local_sandbox.py              # 400 requests per row
     .venv/bin/python benchmarks/bench_local_sandbox.py -n 1000 -c 1 4 8
 
-Both modes run in the same process, one after the other, each against its own server, through real HTTP on
-loopback with one pooled aiohttp session. Each row: completed runs per second, and client-side latency p50/p95.
+Both modes run in the same invocation, one after the other, each against its own server process (``serve`` in a
+subprocess, so the client does not share the server's interpreter), through real HTTP on loopback with one pooled
+aiohttp session. Each row: completed runs per second, and client-side latency p50/p95.
 For reference, the real SandboxFusion server does 60-77 runs/s at concurrency 4 with p50 ~27 ms on a 2-core box.
 """
 
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
+import sys
 import time
+from collections.abc import AsyncIterator
 
 import aiohttp
-
-from aioagents.local import LocalSandbox
 
 BODY = {"code": "print(1)", "language": "python"}
 
@@ -52,6 +54,29 @@ async def _measure(url: str, total: int, concurrency: int) -> tuple[float, float
     return total / elapsed, statistics.median(latencies) * 1000, p95 * 1000
 
 
+_SERVER = """
+import asyncio, sys
+from aioagents.local import serve
+asyncio.run(serve(port=0, python_fast_path=sys.argv[1] == "fast", on_ready=lambda sb: print(sb.url, flush=True)))
+"""
+
+
+@contextlib.asynccontextmanager
+async def _server(fast: bool) -> AsyncIterator[str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _SERVER, "fast" if fast else "subprocess", stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        url = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip()
+        if not url.startswith("http"):
+            raise RuntimeError("the server did not start")
+        yield url
+    finally:
+        proc.terminate()  # the server's process factory sees its parent go and cleans up
+        await proc.wait()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", "--requests", type=int, default=400, help="requests per row")
@@ -59,9 +84,9 @@ async def main() -> None:
     args = parser.parse_args()
     rows: list[tuple[str, int, float, float, float]] = []
     for mode, fast in (("fast path (zygote fork)", True), ("subprocess per run", False)):
-        async with LocalSandbox(python_fast_path=fast) as sb:
+        async with _server(fast) as url:
             for c in args.concurrency:
-                rate, p50, p95 = await _measure(sb.url, args.requests, c)
+                rate, p50, p95 = await _measure(url, args.requests, c)
                 rows.append((mode, c, rate, p50, p95))
     print(f"{'mode':<26}{'conc':>5}{'runs/s':>10}{'p50 ms':>10}{'p95 ms':>10}")
     for mode, c, rate, p50, p95 in rows:

@@ -228,7 +228,7 @@ class ZygoteClient:
             self._python,
             str(_ZYGOTE_SCRIPT),
             self._socket_path,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.PIPE,  # never written: its EOF tells the zygote that the server is gone
             stdout=asyncio.subprocess.PIPE,
             env=self._env,
             cwd="/",
@@ -264,6 +264,8 @@ class ZygoteClient:
         proc, self._proc = self._proc, None
         if proc is None:
             return
+        if proc.stdin is not None:
+            proc.stdin.close()
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)

@@ -40,6 +40,7 @@ import re  # noqa: F401
 import resource
 import runpy
 import selectors
+import shutil
 import signal
 import socket
 import string  # noqa: F401
@@ -268,9 +269,13 @@ class Zygote:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server; it shuts us down
         self.sel.register(self.listener, selectors.EVENT_READ, "accept")
         self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
+        # The server holds the other end of our stdin: EOF means it is gone (even killed), and so are we.
+        self.sel.register(0, selectors.EVENT_READ, "parent")
         self.killer = _Killer()
         self.children: dict[int, tuple[socket.socket, bool]] = {}  # pid -> (conn, is a run's group leader)
         self.running = True
+        self.orphaned = False
+        self.root = os.path.dirname(os.path.dirname(path))
 
     def _stop(self, *_: object) -> None:
         self.running = False
@@ -280,6 +285,10 @@ class Zygote:
             for key, _ in self.sel.select(1.0):
                 if key.data == "accept":
                     self._accept()
+                elif key.data == "parent":
+                    if not os.read(0, 4096):
+                        self.running = False
+                        self.orphaned = True
                 elif key.data == "wake":
                     try:
                         while self.wake_r.recv(4096):
@@ -294,6 +303,9 @@ class Zygote:
         for pid, (_conn, leader) in list(self.children.items()):
             if leader:
                 _killpg(pid)
+        if self.orphaned and os.path.basename(self.root).startswith("aioagents-local-"):
+            # The server died without cleaning up (SIGKILL, crash): remove its run directories for it.
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def _accept(self) -> None:
         try:

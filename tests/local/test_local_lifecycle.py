@@ -163,3 +163,31 @@ def test_run_jupyter_returns_a_matplotlib_png(url: str) -> None:
     pngs = [d["image/png"] for d in resp.cells[0].display if "image/png" in d]
     assert pngs
     assert pngs[0].startswith("iVBORw0KGgo")
+
+
+def test_a_killed_server_leaves_no_process_factory_or_directory_behind(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio\n"
+        "from aioagents.local import serve\n"
+        "def ready(sb):\n"
+        "    print(sb.engine.root, sb.engine.zygote._proc.pid, flush=True)\n"
+        "asyncio.run(serve(port=0, on_ready=ready))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        root, zygote_pid = proc.stdout.readline().split()
+        assert os.path.isdir(root)
+    finally:
+        proc.kill()  # no chance to clean up
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (os.path.exists(root) or os.path.exists(f"/proc/{zygote_pid}")):
+        time.sleep(0.05)
+    assert not os.path.exists(root)
+    assert not os.path.exists(f"/proc/{zygote_pid}")
