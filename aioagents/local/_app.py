@@ -342,6 +342,18 @@ class LocalSandbox:
         return f"http://{host}:{self._bound_port}"
 
     @property
+    def languages(self) -> dict[str, str | None]:
+        """Every contract language: None when this machine can run it, else why not (the ``Failed`` message)."""
+        from aioagents.local._toolchains import Unavailable
+
+        if not self.engine.languages:
+            raise RuntimeError("the local sandbox is not running")
+        return {
+            name: (lang.reason if isinstance(lang, Unavailable) else None)
+            for name, lang in self.engine.languages.items()
+        }
+
+    @property
     def data_dir(self) -> Path:
         """The interpreter's data directory (uploads, downloads, the kernel's working directory)."""
         if self.interpreter.data_dir is None:
@@ -367,6 +379,12 @@ class LocalSandbox:
             server = site._server
             sockets = getattr(server, "sockets", None) or []
             self._bound_port = int(sockets[0].getsockname()[1])
+            if not self.engine.drop_privileges:
+                _log.warning(
+                    "the local sandbox runs code with this server's own user id: process-count limits, write "
+                    "protection outside the run directory and processes that leave their session are not "
+                    "contained (run the server as root, e.g. in a container, for untrusted code)"
+                )
         except BaseException:
             await self.close()
             raise

@@ -191,3 +191,11 @@ def test_a_killed_server_leaves_no_process_factory_or_directory_behind(tmp_path:
         time.sleep(0.05)
     assert not os.path.exists(root)
     assert not os.path.exists(f"/proc/{zygote_pid}")
+
+
+def test_languages_reports_every_contract_language_with_a_reason_when_missing(sandbox: LocalSandbox) -> None:
+    langs = sandbox.languages
+    assert len(langs) == 29
+    assert langs["python"] is None
+    assert langs["sql"] is not None
+    assert "sql" in langs["sql"]
