@@ -13,10 +13,11 @@ another host would carry along.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
@@ -189,6 +190,7 @@ class Transport:
             self.set_header(name, value, secret=True)
         self._user_session = session
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+        self._closers: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
         self._last: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
         self._policies: dict[int, RetryPolicy] = {}
         self._urls: dict[str, URL] = {}
@@ -254,11 +256,15 @@ class Transport:
             self._sessions[loop] = session
             for other in [lp for lp in self._sessions if lp.is_closed()]:
                 del self._sessions[other]
+                self._closers.pop(other, None)
             bridge = sys.modules.get("aioagents.sync._bridge")
-            if bridge is not None:
-                # A loop of the sync API's bridge: close this session before the bridge closes the loop (at exit,
-                # or when its thread has died), so no session outlives its loop.
-                bridge.on_loop_close(loop, session.close)
+            # A loop of the sync API's bridge: close this session before the bridge closes the loop (at exit, or
+            # when its thread has died), so no session outlives its loop.
+            if bridge is None or not bridge.on_loop_close(loop, session.close):
+                # Any other loop (asyncio.run, a test runner): close the session when the loop shuts down its async
+                # generators, just before it closes. Without it, `asyncio.run(client.call())` twice without
+                # aclose() left the first session unclosed on a dead loop (ResourceWarning, leaked sockets).
+                self._closers[loop] = _park_closer(session)
         self._last = (loop, session)
         return session
 
@@ -271,6 +277,10 @@ class Transport:
             current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             current = None
+        closers, self._closers = self._closers, {}
+        closer = closers.pop(current, None) if current is not None else None
+        if closer is not None:
+            await closer.aclose()  # closes this loop's session; the others' closers find theirs closed
         bridge = sys.modules.get("aioagents.sync._bridge")
         for loop, session in sessions.items():
             if session.closed or loop.is_closed():
@@ -750,6 +760,25 @@ class ByteStream(EventStream[bytes]):
                 await self.aclose()
                 raise ResponseTooLargeError(f"{self._what}: body passed the cap of {limit} bytes")
         return bytes(out)
+
+
+async def _close_at_loop_end(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        if not session.closed:
+            await session.close()
+
+
+def _park_closer(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    """An async generator, run to its ``yield`` now, that closes ``session`` when it is closed: by the loop's
+    ``shutdown_asyncgens()`` (asyncio.run and asyncio.Runner call it before closing the loop), or by the loop's
+    finalizer when the Transport is garbage-collected. Unlike a parked task, it shows in no ``all_tasks()``."""
+    closer = _close_at_loop_end(session)
+    step: Any = closer.__anext__()  # the loop registers the generator here (its first-iteration hook)
+    with contextlib.suppress(StopIteration):  # StopIteration: it is parked at its yield
+        step.send(None)
+    return closer
 
 
 def _no_reuse(resp: aiohttp.ClientResponse) -> None:
