@@ -389,6 +389,35 @@ def test_aclose_closes_a_session_on_an_idle_loop_of_another_thread(thread_srv: C
     gc.collect()
 
 
+def test_asyncio_run_per_call_without_aclose_leaves_no_unclosed_session(thread_srv: CoreServer) -> None:
+    t = Transport(thread_srv.url)
+
+    async def call() -> aiohttp.ClientSession:
+        await t.request("GET", "/ok", idempotent=True)
+        return t._session()
+
+    first = asyncio.run(call())
+    second = asyncio.run(call())  # a new loop, a new session; the first loop is gone
+    assert first is not second
+    assert first.closed
+    assert second.closed
+    del first, second
+    gc.collect()  # an unclosed session or connector would warn here, and warnings are errors
+
+
+async def test_a_transport_dropped_without_aclose_closes_its_session(srv: CoreServer) -> None:
+    t = Transport(srv.url)
+    await t.request("GET", "/ok", idempotent=True)
+    session = t._session()
+    del t
+    gc.collect()
+    for _ in range(50):
+        if session.closed:
+            break
+        await asyncio.sleep(0.01)
+    assert session.closed
+
+
 @pytest.mark.usefixtures("instant_retries")
 async def test_a_500_that_closes_the_connection_does_not_poison_the_pool(srv: CoreServer, transport: Transport) -> None:
     await transport.request("GET", "/ok", idempotent=True)  # a pooled keep-alive connection now exists
