@@ -257,10 +257,19 @@ class ClientClosedError(AioAgentsError, RuntimeError):
     """The client (or stream) was used after it was closed."""
 
 
+# aiohttp >= 3.10 tells a connect timeout from a read timeout.
+_ConnectionTimeoutError: type[BaseException] | None = getattr(aiohttp, "ConnectionTimeoutError", None)
+
+
 def translate_transport_error(exc: BaseException, *, method: str, url: str, timeout: float | None) -> APIError:
     """Map an aiohttp/asyncio/OS error raised while sending or reading into the tree. The single boundary."""
     if isinstance(exc, APIError):
         return exc
+    if _ConnectionTimeoutError is not None and isinstance(exc, _ConnectionTimeoutError):
+        # No connection within the connect timeout (waiting for a pool slot included): the request never left.
+        return APITimeoutError(
+            f"{method} {url}: no connection within the connect timeout", method=method, url=url, sent=False
+        )
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         after = f" after {timeout:g}s" if timeout else ""
         return APITimeoutError(f"{method} {url} timed out{after}", method=method, url=url)

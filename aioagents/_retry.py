@@ -7,7 +7,8 @@ Rules:
 - An idempotent call is retried on connection errors, resets, timeouts (unless ``retry_timeouts`` is off) and the
   statuses in ``retry_statuses`` (408/429/5xx by default).
 - A non-idempotent call (run, execute, submit, create) is retried only when the request provably did not run: the
-  connection was never made, a 429 (the server refused before admission), or a 503 that carries ``Retry-After``.
+  connection was never made (refused, or not made within the connect timeout), a 429 (the server refused before
+  admission), or a 503 that carries ``Retry-After``.
 - ``x-should-retry: true|false`` from the server overrides the status rules; an error the service marked
   ``retryable=False`` (a quota 429, an ambiguous enqueue) is final.
 - A server-requested wait (``retry-after-ms``, ``Retry-After`` as seconds or an HTTP-date) is honoured in full; jitter
@@ -139,7 +140,8 @@ class RetryPolicy:
         if isinstance(error, OutcomeUnknownError):
             return False
         if isinstance(error, APITimeoutError):
-            return idempotent and self.retry_timeouts
+            # A timeout before the connection was made is as safe to retry as a refused connection.
+            return (idempotent and self.retry_timeouts) or not error.sent
         if isinstance(error, APIConnectionError):
             return idempotent or not error.sent
         return False
