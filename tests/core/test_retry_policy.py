@@ -97,6 +97,7 @@ POLICY = RetryPolicy()
         pytest.param(APIConnectionError("refused", sent=False), False, True, id="nonidem-never-connected"),
         pytest.param(APIConnectionError("reset", sent=True), False, False, id="nonidem-reset-after-send"),
         pytest.param(APITimeoutError("slow"), False, False, id="nonidem-timeout"),
+        pytest.param(APITimeoutError("no connection", sent=False), False, True, id="nonidem-connect-timeout"),
         pytest.param(status(429), False, True, id="nonidem-429"),
         pytest.param(status(503, retry_after=1.0), False, True, id="nonidem-503-with-retry-after"),
         pytest.param(status(503), False, False, id="nonidem-503-without-retry-after"),
@@ -115,6 +116,11 @@ def test_is_retryable(error: APIError, idempotent: bool, expected: bool) -> None
 
 def test_timeouts_are_not_retried_when_retry_timeouts_is_off() -> None:
     assert not RetryPolicy(retry_timeouts=False).is_retryable(APITimeoutError("slow"), idempotent=True)
+
+
+def test_a_timeout_before_connecting_is_retried_even_when_retry_timeouts_is_off() -> None:
+    policy = RetryPolicy(retry_timeouts=False)
+    assert policy.is_retryable(APITimeoutError("no connection", sent=False), idempotent=True)
 
 
 def test_retry_statuses_can_be_narrowed() -> None:

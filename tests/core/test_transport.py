@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
+from aioagents._config import Timeout
 from aioagents._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -242,6 +243,36 @@ async def test_a_non_idempotent_timeout_is_not_retried(srv: CoreServer) -> None:
         await t.request("POST", "/slow?s=5", idempotent=False)
     await t.aclose()
     assert len(srv.requests_to("/slow")) == 1
+
+
+@pytest.mark.usefixtures("instant_retries")
+async def test_a_non_idempotent_call_waiting_too_long_for_a_pool_slot_is_retried(srv: CoreServer) -> None:
+    # One connection, busy for 1 s; the POST times out waiting for it (connect timeout 0.2 s) and, never sent,
+    # may be retried until the slot frees.
+    t = Transport(
+        srv.url, connection_limit=1, timeout=Timeout(total=10, connect=0.2), retry=RetryPolicy(max_attempts=20)
+    )
+    hog = asyncio.create_task(t.request("GET", "/slow?s=1", idempotent=True))
+    await wait_for_requests(srv, "/slow", 1)
+    resp = await t.request("POST", "/ok", idempotent=False)
+    assert resp.status == 200
+    await hog
+    await t.aclose()
+    assert len(srv.requests_to("/ok")) == 1
+
+
+async def test_a_connect_timeout_is_a_timeout_marked_not_sent(srv: CoreServer) -> None:
+    t = Transport(
+        srv.url, connection_limit=1, timeout=Timeout(total=10, connect=0.2), retry=RetryPolicy(max_attempts=1)
+    )
+    hog = asyncio.create_task(t.request("GET", "/slow?s=1", idempotent=True))
+    await wait_for_requests(srv, "/slow", 1)
+    with pytest.raises(APITimeoutError) as info:
+        await t.request("POST", "/ok", idempotent=False)
+    assert info.value.sent is False
+    await hog
+    await t.aclose()
+    assert srv.requests_to("/ok") == []
 
 
 # -- response size cap ------------------------------------------------------------------------------------------
