@@ -89,13 +89,18 @@ async def as_completed(
     results: asyncio.Queue[BatchResult[T, R] | None] = asyncio.Queue()
     source = _numbered(inputs)
     lock = asyncio.Lock()
+    # Backpressure: an item holds a slot from the moment its input is taken until the consumer takes its result, so
+    # a slow consumer holds the workers back instead of results piling up for every input.
+    slots = asyncio.Semaphore(2 * concurrency)
 
     async def worker() -> None:
         while True:
+            await slots.acquire()
             async with lock:
                 try:
                     index, item = await source.__anext__()
                 except StopAsyncIteration:
+                    slots.release()
                     break
             try:
                 value = await func(item)
@@ -117,6 +122,7 @@ async def as_completed(
             result = await results.get()
             if result is None:
                 break
+            slots.release()
             done += 1
             if result.error is not None:
                 failed += 1
