@@ -343,3 +343,20 @@ def test_a_wrong_shape_raises_validation_error_naming_the_field_and_keeping_the_
 def test_a_missing_field_raises_validation_error() -> None:
     with pytest.raises(ResponseValidationError, match="job_id"):
         structure({"created_at": 0}, Job, conv=make_converter(strict=False))
+
+
+async def test_a_slow_consumer_holds_back_the_inputs() -> None:
+    # Results wait for the consumer; workers must not run ahead through all the inputs meanwhile.
+    started = 0
+
+    async def instant(n: int) -> int:
+        nonlocal started
+        started += 1
+        return n
+
+    consumed = 0
+    async for _ in as_completed(instant, range(2000), concurrency=4):
+        consumed += 1
+        assert started - consumed <= 3 * 4
+        await asyncio.sleep(0)
+    assert consumed == 2000
