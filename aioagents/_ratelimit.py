@@ -61,12 +61,13 @@ class RateLimiter:
 
     async def acquire(self, amount: float = 1.0) -> None:
         """Wait until ``amount`` units are available, and take them."""
-        if self._paused_until:
+        while self._paused_until:
+            # Re-checked after each sleep: another server signal may have pushed the end further out meanwhile.
             wait = self._paused_until - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            else:
+            if wait <= 0:
                 self._paused_until = 0.0
+                break
+            await asyncio.sleep(wait)
         if amount > self.burst:
             raise ValueError(f"cannot take {amount:g} units at once from a bucket of {self.burst:g}")
         loop = asyncio.get_running_loop()
