@@ -360,3 +360,14 @@ async def test_a_slow_consumer_holds_back_the_inputs() -> None:
         assert started - consumed <= 3 * 4
         await asyncio.sleep(0)
     assert consumed == 2000
+
+
+async def test_a_pause_extended_while_waiting_holds_the_waiters_to_the_new_end() -> None:
+    limiter = RateLimiter(1000)
+    started = time.monotonic()
+    limiter.pause(0.2)
+    waiter = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.1)
+    limiter.pause(0.4)  # a second 429 with a longer Retry-After: now ends at 0.5 s
+    await waiter
+    assert time.monotonic() - started >= 0.49
