@@ -185,7 +185,7 @@ def _wake(future: asyncio.Future[None]) -> None:
 
 
 async def _feed(loop: asyncio.AbstractEventLoop, fd: int, data: bytes) -> None:
-    """Write ``data`` to the child's stdin pipe without blocking the loop, then close it (EOF)."""
+    """Write ``data`` to the child's stdin pipe without blocking the loop. The caller closes ``fd`` (EOF)."""
     try:
         os.set_blocking(fd, False)
         view = memoryview(data)
@@ -201,10 +201,8 @@ async def _feed(loop: asyncio.AbstractEventLoop, fd: int, data: bytes) -> None:
                 finally:
                     loop.remove_writer(fd)
     except OSError as exc:  # the child exited or closed stdin without reading it all
-        if exc.errno not in (errno.EPIPE, errno.EBADF):
+        if exc.errno != errno.EPIPE:
             raise
-    finally:
-        os.close(fd)
 
 
 class ZygoteClient:
@@ -345,7 +343,8 @@ class ZygoteClient:
         }
         started = time.monotonic()
         sock: socket.socket | None = None
-        feeder: asyncio.Task[None] | None = None
+        feeder: asyncio.Future[None] | None = None
+        closed: set[int] = set()
         pid = 0
         try:
             try:
@@ -356,11 +355,12 @@ class ZygoteClient:
             messages = _Messages(sock)
             first = await messages.next()
             if "pid" not in first:
-                os.close(in_w)
                 raise RuntimeError(str(first.get("error", "the process factory refused the run")))
             pid = int(first["pid"])
             started = time.monotonic()
             feeder = asyncio.ensure_future(_feed(loop, in_w, stdin or b""))
+            # EOF right after the data: a program reading stdin to the end must not wait for us.
+            feeder.add_done_callback(lambda _f: _close_once(closed, in_w))
             status: Literal["Finished", "TimeLimitExceeded"] = "Finished"
             return_code: int | None = None
             cpu: float | None = None
@@ -397,14 +397,11 @@ class ZygoteClient:
         finally:
             if pid:
                 _killpg(pid)
-            if feeder is not None:
-                if not feeder.done():
-                    feeder.cancel()
+            if feeder is not None and not feeder.done():
+                feeder.cancel()
                 with contextlib.suppress(BaseException):
                     await feeder
-            elif pid == 0:
-                with contextlib.suppress(OSError):
-                    os.close(in_w)
+            _close_once(closed, in_w)
             stdout.close()
             stderr.close()
             if sock is not None:
@@ -465,6 +462,12 @@ class ZygoteClient:
 
 
 _watchers: set[asyncio.Task[None]] = set()
+
+
+def _close_once(closed: set[int], fd: int) -> None:
+    if fd not in closed:
+        closed.add(fd)
+        os.close(fd)
 
 
 def _killpg(pgid: int) -> None:
