@@ -529,3 +529,33 @@ async def test_a_closed_stream_cannot_be_read_again(srv: CoreServer, transport: 
     await stream.collect()
     with pytest.raises(ClientClosedError):
         await stream.__anext__()
+
+
+async def test_cancelling_a_task_reading_a_stream_in_async_with_releases_the_connection(
+    srv: CoreServer, transport: Transport
+) -> None:
+    srv.script = [*frames(("tick", 1)), (5.0, b"data: never\n\n")]
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        async with tick_stream(transport) as events:
+            async for _ in events:
+                first.set()
+
+    task = asyncio.create_task(consume())
+    await first.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert acquired_connections(transport) == 0
+
+
+async def test_a_read_cancelled_by_a_timeout_can_be_resumed(srv: CoreServer, transport: Transport) -> None:
+    # Waiting for one event with a deadline is a cancellation of that read, not of the stream.
+    srv.script = [*frames(("tick", 1)), (0.4, f"data: {json.dumps({'n': 2})}\n\n".encode())]
+    async with tick_stream(transport) as events:
+        assert await events.__anext__() == Tick(kind="tick", n=1)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(events.__anext__(), 0.1)
+        assert await asyncio.wait_for(events.__anext__(), 2) == Tick(kind="message", n=2)
+    assert acquired_connections(transport) == 0
