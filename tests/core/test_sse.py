@@ -428,7 +428,7 @@ async def test_an_oversize_event_raises_promptly_without_reading_the_rest(srv: C
 
 
 async def test_breaking_out_early_closes_the_connection(srv: CoreServer, transport: Transport) -> None:
-    srv.script = [*frames(("tick", 1)), (5.0, b"data: never\n\n")]
+    srv.script = [*frames(("tick", 1)), (1.0, b"data: never\n\n")]
     async with tick_stream(transport) as events:
         async for _ in events:
             break
@@ -437,7 +437,7 @@ async def test_breaking_out_early_closes_the_connection(srv: CoreServer, transpo
 
 
 async def test_aclose_closes_the_connection_and_is_idempotent(srv: CoreServer, transport: Transport) -> None:
-    srv.script = [*frames(("tick", 1)), (5.0, b"data: never\n\n")]
+    srv.script = [*frames(("tick", 1)), (1.0, b"data: never\n\n")]
     stream = tick_stream(transport)
     assert await stream.__anext__() == Tick(kind="tick", n=1)
     await stream.aclose()
@@ -479,7 +479,7 @@ async def test_a_stream_may_outlive_the_total_timeout(srv: CoreServer) -> None:
 
 
 async def test_an_error_in_parse_propagates_and_releases_the_connection(srv: CoreServer, transport: Transport) -> None:
-    srv.script = [*frames(("tick", 1)), (0.0, b"data: not json\n\n"), (5.0, b"data: never\n\n")]
+    srv.script = [*frames(("tick", 1)), (0.0, b"data: not json\n\n"), (1.0, b"data: never\n\n")]
     stream = tick_stream(transport)
     assert await stream.__anext__() == Tick(kind="tick", n=1)
     with pytest.raises(json.JSONDecodeError):
@@ -490,7 +490,7 @@ async def test_an_error_in_parse_propagates_and_releases_the_connection(srv: Cor
 async def test_an_abandoned_stream_releases_its_connection_when_collected(
     srv: CoreServer, transport: Transport
 ) -> None:
-    srv.script = [*frames(("tick", 1)), (5.0, b"data: never\n\n")]
+    srv.script = [*frames(("tick", 1)), (1.0, b"data: never\n\n")]
     stream = tick_stream(transport)
     assert await stream.__anext__() == Tick(kind="tick", n=1)
     del stream
@@ -534,7 +534,7 @@ async def test_a_closed_stream_cannot_be_read_again(srv: CoreServer, transport: 
 async def test_cancelling_a_task_reading_a_stream_in_async_with_releases_the_connection(
     srv: CoreServer, transport: Transport
 ) -> None:
-    srv.script = [*frames(("tick", 1)), (5.0, b"data: never\n\n")]
+    srv.script = [*frames(("tick", 1)), (1.0, b"data: never\n\n")]
     first = asyncio.Event()
 
     async def consume() -> None:
