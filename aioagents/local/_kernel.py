@@ -160,7 +160,6 @@ class Kernel:
             "-f",
             str(conn_file),
             "--HistoryManager.enabled=False",
-            "--IPKernelApp.capture_fd_output=False",
         ]
         loop = asyncio.get_running_loop()
         out_r, out_w = os.pipe()
@@ -216,9 +215,12 @@ class Kernel:
         client = self._client
         if client is None:
             return
-        for channel in (client.iopub_channel, client.shell_channel):
-            while await channel.msg_ready():
-                await channel.get_msg(timeout=0)
+        # Shell replies are not used; IOPub leftovers belong to earlier requests and are filed, not lost.
+        while await client.shell_channel.msg_ready():
+            await client.shell_channel.get_msg(timeout=0)
+        while await client.iopub_channel.msg_ready():
+            msg = await client.iopub_channel.get_msg(timeout=0)
+            self._keep_stray(msg.get("parent_header", {}).get("msg_id"), msg)
 
     def interrupt(self) -> None:
         """SIGINT to the kernel: ipykernel turns it into KeyboardInterrupt in the running cell."""

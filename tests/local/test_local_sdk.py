@@ -175,12 +175,13 @@ def test_run_jupyter_returns_cells_with_display_stderr_and_errors(url: str) -> N
             "raise RuntimeError('error message')",
             "from IPython.display import display, HTML\ndisplay(HTML('<b>x</b>'))",
             "print('after the error')",
+            "import os\nos.system('echo from a subprocess')",
         ],
         total_timeout=60,
     )
     resp = sf.run_jupyter(req, endpoint=url, max_attempts=1, client_timeout=90)
     assert resp.status == sf.RunStatus.Success, resp
-    assert len(resp.cells) == 7
+    assert len(resp.cells) == 8
     assert resp.cells[1].display == [{"text/plain": "123"}]
     assert resp.cells[2].stdout == "123\n"
     assert resp.cells[3].stderr == "stderr message"
@@ -189,6 +190,7 @@ def test_run_jupyter_returns_cells_with_display_stderr_and_errors(url: str) -> N
     assert resp.cells[4].error[0]["traceback"]
     assert resp.cells[5].display[0]["text/html"] == "<b>x</b>"
     assert resp.cells[6].stdout == "after the error\n"
+    assert resp.cells[7].stdout == "from a subprocess\n"  # output written to the fd, not via sys.stdout
 
 
 def test_run_jupyter_files_and_fetch_files(url: str) -> None:
