@@ -216,7 +216,7 @@ async def test_a_timeout_raises_api_timeout_error_which_is_a_timeout_error(srv: 
     t = Transport(srv.url, timeout=0.3, retry=RetryPolicy(max_attempts=1))
     started = time.monotonic()
     with pytest.raises(TimeoutError) as info:
-        await t.request("GET", "/slow?s=5", idempotent=True)
+        await t.request("GET", "/slow?s=1", idempotent=True)
     await t.aclose()
     assert isinstance(info.value, APITimeoutError)
     assert time.monotonic() - started < 2.0
@@ -229,7 +229,7 @@ async def test_retrying_after_a_timeout_warns_that_the_first_attempt_may_still_r
     caplog.set_level(logging.INFO, logger="aioagents")
     t = Transport(srv.url, timeout=0.2, retry=RetryPolicy(max_attempts=2))
     with pytest.raises(APITimeoutError):
-        await t.request("GET", "/slow?s=5", idempotent=True)
+        await t.request("GET", "/slow?s=1", idempotent=True)
     await t.aclose()
     (record,) = retry_logs(caplog)
     assert record.levelno == logging.WARNING
@@ -240,7 +240,7 @@ async def test_retrying_after_a_timeout_warns_that_the_first_attempt_may_still_r
 async def test_a_non_idempotent_timeout_is_not_retried(srv: CoreServer) -> None:
     t = Transport(srv.url, timeout=0.2, retry=RetryPolicy(max_attempts=3))
     with pytest.raises(APITimeoutError):
-        await t.request("POST", "/slow?s=5", idempotent=False)
+        await t.request("POST", "/slow?s=1", idempotent=False)
     await t.aclose()
     assert len(srv.requests_to("/slow")) == 1
 
@@ -717,7 +717,7 @@ async def test_a_non_json_success_body_raises_validation_error_on_json(srv: Core
 
 async def test_a_per_call_timeout_overrides_the_default(srv: CoreServer, transport: Transport) -> None:
     with pytest.raises(APITimeoutError):
-        await transport.request("GET", "/slow?s=3", idempotent=True, timeout=0.2, max_attempts=1)
+        await transport.request("GET", "/slow?s=1", idempotent=True, timeout=0.2, max_attempts=1)
 
 
 # -- raw byte streams ------------------------------------------------------------------------------------------
