@@ -36,9 +36,17 @@ class Backend:
     streams: bool  # /execute answers newline-delimited JSON as events happen
 
 
+@pytest.fixture(scope="session")
+def local_sandbox() -> Iterator[LocalSandbox]:
+    """One embedded sandbox for the whole session (as tests/local does): its kernel restarts itself after a death,
+    so tests do not need a fresh one; each test uses names of its own."""
+    with LocalSandbox().in_thread() as sb:
+        yield sb
+
+
 @pytest.fixture(params=["fake", "local"])
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    """A fresh server of each kind, on its own loop thread."""
+    """A server of each kind on its own loop thread: a fresh fake per test, the shared embedded sandbox."""
     if request.param == "fake":
         fake = FakeInterpreterServer()
         with fake.in_thread():
@@ -50,8 +58,8 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
                 kind="fake", url=fake.url, host_data_dir=fake.host_path("/mnt/data"), restart=rebuild, streams=False
             )
     else:
-        with LocalSandbox().in_thread() as sb:
-            yield Backend(kind="local", url=sb.url, host_data_dir=sb.data_dir, restart=None, streams=True)
+        sb = request.getfixturevalue("local_sandbox")
+        yield Backend(kind="local", url=sb.url, host_data_dir=sb.data_dir, restart=None, streams=True)
 
 
 def _load_gen_sync() -> ModuleType:

@@ -232,7 +232,7 @@ async def test_fifty_megabytes_stream_with_flat_memory(backend: Backend, tmp_pat
 
 
 _ROUND_TRIP = """
-import asyncio, hashlib, os, resource, sys
+import asyncio, hashlib, os, sys
 from pathlib import Path
 from aioagents.interpreter import InterpreterClient
 
@@ -244,13 +244,29 @@ async def main(url, work, size):
     async with InterpreterClient(url) as client:
         await client.upload("big.bin", src)
         out = await client.download_to("big.bin", work / "back.bin")
-    same = hashlib.sha256(src.read_bytes()).digest() == hashlib.sha256(out.read_bytes()).digest()
-    return same
+    peak = high_water_mark()  # before the check reads anything
+    return digest(src) == digest(out), peak
+
+def high_water_mark():
+    # VmHWM belongs to this process image; ru_maxrss would carry over the parent's size across fork + exec.
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM")
+
+
+def digest(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.digest()
 
 url, work, size = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 work.mkdir(parents=True, exist_ok=True)
-ok = asyncio.run(main(url, work, size))
-print(ok, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+same, peak = asyncio.run(main(url, work, size))
+print(same, peak)
 """
 
 
