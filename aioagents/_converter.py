@@ -48,10 +48,23 @@ def _structure_datetime(value: Any, _: type) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
+def _structure_str(value: Any, _: type) -> str:
+    # cattrs' default is str(value): a JSON null became the string "None" and an object its repr. Numbers are
+    # still accepted (some servers send numeric ids).
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
 def make_converter(*, strict: bool | None = None) -> cattrs.Converter:
-    """A converter with aioagents' base hooks (aware datetimes from ISO strings or epoch seconds)."""
+    """A converter with aioagents' base hooks (aware datetimes from ISO strings or epoch seconds; strings that are
+    strings)."""
     strict = strict_decoding() if strict is None else strict
     conv = cattrs.Converter(forbid_extra_keys=strict, prefer_attrib_converters=True)
+    # Exactly `str`: a hook registered by class would also catch str-based enums.
+    conv.register_structure_hook_func(lambda t: t is str, _structure_str)
     conv.register_structure_hook(datetime, _structure_datetime)
     conv.register_unstructure_hook(datetime, lambda d: d.isoformat())
     return conv
@@ -102,7 +115,8 @@ def structure(data: Any, cls: type[T], *, conv: cattrs.Converter | None = None) 
     """Decode ``data`` into ``cls``; a mismatch raises :class:`ResponseValidationError` with the details."""
     try:
         return (conv or converter).structure(data, cls)
-    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
+    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        # AttributeError: a body that is not an object at all (a string or a list has no .keys()).
         detail = "; ".join(cattrs.transform_error(exc)) if isinstance(exc, cattrs.BaseValidationError) else str(exc)
         raise ResponseValidationError(
             f"cannot read the response as {getattr(cls, '__name__', cls)}: {detail}", body=data
