@@ -371,3 +371,9 @@ async def test_a_pause_extended_while_waiting_holds_the_waiters_to_the_new_end()
     limiter.pause(0.4)  # a second 429 with a longer Retry-After: now ends at 0.5 s
     await waiter
     assert time.monotonic() - started >= 0.49
+
+
+@pytest.mark.parametrize("body", [None, "a string", 5, [1, 2], {"job_id": None, "created_at": 0}])
+def test_a_body_of_the_wrong_shape_raises_validation_error(body: object) -> None:
+    with pytest.raises(ResponseValidationError):
+        structure(body, Job, conv=make_converter(strict=True))
