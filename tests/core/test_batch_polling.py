@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import itertools
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -377,3 +378,22 @@ async def test_a_pause_extended_while_waiting_holds_the_waiters_to_the_new_end()
 def test_a_body_of_the_wrong_shape_raises_validation_error(body: object) -> None:
     with pytest.raises(ResponseValidationError):
         structure(body, Job, conv=make_converter(strict=True))
+
+
+class Status(str, enum.Enum):
+    RUNNING = "running"
+    DONE = "done"
+
+
+@attrs.frozen(kw_only=True)
+class Run:
+    id: str
+    status: Status
+
+
+def test_strings_stay_strict_while_str_enums_and_numeric_ids_still_decode() -> None:
+    run = structure({"id": 42, "status": "done"}, Run, conv=make_converter(strict=True))
+    assert run == Run(id="42", status=Status.DONE)
+    assert type(run.status) is Status
+    with pytest.raises(ResponseValidationError):
+        structure({"id": None, "status": "done"}, Run, conv=make_converter(strict=True))
