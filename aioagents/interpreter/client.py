@@ -148,10 +148,9 @@ def parse_content_disposition(value: str | None) -> str | None:
     extended = params.get("filename*")
     if extended:
         charset, _, rest = extended.partition("'")
-        _lang, _, encoded = rest.partition("'")
-        if not _:
-            encoded = extended
-            charset = "utf-8"
+        _language, quote, encoded = rest.partition("'")
+        if not quote:  # not the RFC 5987 form charset'lang'value: take it as a UTF-8 percent-encoded name
+            charset, encoded = "utf-8", extended
         try:
             return urllib.parse.unquote_plus(encoded.strip('"'), encoding=charset or "utf-8", errors="strict")
         except (LookupError, UnicodeDecodeError):
@@ -359,7 +358,7 @@ class _Counted:
         self._source = source
         self.size = 0
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:  # pragma: no branch
+    async def __aiter__(self) -> AsyncIterator[bytes]:
         async for chunk in self._source:
             data = bytes(chunk)
             self.size += len(data)
@@ -514,7 +513,8 @@ class InterpreterClient:
         answered. Use ``async with client.execute_stream(code) as events: async for event in events: ...``.
         """
         body, secs = self._execute_body(code, timeout)
-        decoder = _BodyDecoder(self._transport.max_event_size)
+        # A non-streaming answer is one document: allow it the size of a whole response, not of one event.
+        decoder = _BodyDecoder(self._transport.max_response_size)
         stream: EventStream[Event | ExecutionEnd] = self._transport.stream(
             "POST",
             "/execute",

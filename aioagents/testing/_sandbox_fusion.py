@@ -49,9 +49,7 @@ LANGUAGES: tuple[str, ...] = (
     "cuda", "lua", "R", "perl", "D_ut", "ruby", "scala", "julia", "pytest", "junit", "kotlin_script", "jest",
     "verilog", "python_gpu", "lean", "swift", "racket",
 )  # fmt: skip
-_COMPILED = frozenset(
-    {"cpp", "go", "java", "rust", "scala", "D_ut", "swift", "verilog", "cuda", "python_gpu", "junit"}
-)
+_COMPILED = frozenset({"cpp", "go", "java", "rust", "scala", "D_ut", "swift", "verilog", "cuda", "python_gpu", "junit"})
 _PYTHONISH = frozenset({"python", "pytest", "python_gpu"})
 
 #: ``GET /list_datasets`` of the real local deployment (53 ids).
@@ -82,9 +80,7 @@ class _Invalid(Exception):
         self.errors = errors
 
 
-def _err(
-    kind: str, loc: Sequence[Any], msg: str, value: Any, ctx: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def _err(kind: str, loc: Sequence[Any], msg: str, value: Any, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"type": kind, "loc": list(loc), "msg": msg, "input": value}
     if ctx is not None:
         out["ctx"] = ctx
@@ -170,9 +166,7 @@ def _bool(value: Any, loc: tuple[Any, ...], errs: list[dict[str, Any]]) -> Any:
             return True
         if low in ("false", "0", "no", "off", "f", "n"):
             return False
-        errs.append(
-            _err("bool_parsing", loc, "Input should be a valid boolean, unable to interpret input", value)
-        )
+        errs.append(_err("bool_parsing", loc, "Input should be a valid boolean, unable to interpret input", value))
         return None
     errs.append(_err("bool_type", loc, "Input should be a valid boolean", value))
     return None
@@ -456,13 +450,7 @@ class _PyRun:
             raise _Stop(code=1, stderr=_py_traceback("NameError", f"name '{node.id}' is not defined"))
         if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
             items = [self.eval(e, src) for e in node.elts]
-            return (
-                items
-                if isinstance(node, ast.List)
-                else tuple(items)
-                if isinstance(node, ast.Tuple)
-                else set(items)
-            )
+            return items if isinstance(node, ast.List) else tuple(items) if isinstance(node, ast.Tuple) else set(items)
         if isinstance(node, ast.Dict):
             pairs = zip(node.keys, node.values, strict=True)
             return {self.eval(k, src) if k else None: self.eval(v, src) for k, v in pairs}
@@ -693,21 +681,11 @@ def _png(width: int = 8, height: int = 8) -> bytes:
     """A small valid PNG (solid colour), what a matplotlib figure's display would carry."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     rows = b"".join(b"\x00" + b"\x1f\x77\xb4" * width for _ in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 _ANSI_RED, _ANSI_GREEN, _ANSI_CYAN, _ANSI_RESET = "\x1b[31m", "\x1b[32m", "\x1b[36m", "\x1b[39m"
@@ -975,9 +953,7 @@ class FakeSandboxFusionServer(FakeServer):
         limit = req["total_timeout"] + 10
         if total > limit:
             await self._sleep_like(limit)
-            driver = _command(
-                "TimeLimitExceeded", code=None, stdout="", stderr="", seconds=limit, cpu=self.cpu_time
-            )
+            driver = _command("TimeLimitExceeded", code=None, stdout="", stderr="", seconds=limit, cpu=self.cpu_time)
             return _json(self._jupyter_response("Failed", driver, []))
         await self._sleep_like(total)
         driver = _command(
@@ -986,9 +962,7 @@ class FakeSandboxFusionServer(FakeServer):
         )  # fmt: skip
         return _json(self._jupyter_response("Success", driver, cells))
 
-    def _jupyter_response(
-        self, status: str, driver: dict[str, Any], cells: list[dict[str, Any]]
-    ) -> dict[str, Any]:
+    def _jupyter_response(self, status: str, driver: dict[str, Any], cells: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "status": status,
             "message": "",
@@ -1090,9 +1064,7 @@ class FakeSandboxFusionServer(FakeServer):
         if run["status"] == "SandboxError":
             return _json({"detail": f"failed to request sandbox: {run['message']}"}, status=500)
         entry = labels.get("entry_point")
-        defines = (
-            entry is None or entry == "main" or re.search(rf"\bdef\s+{re.escape(str(entry))}\s*\(", code)
-        )
+        defines = entry is None or entry == "main" or re.search(rf"\bdef\s+{re.escape(str(entry))}\s*\(", code)
         passed = run["status"] == "Success" and bool(defines)
         return _json({
             "id": row["id"],
