@@ -305,3 +305,79 @@ def test_unknown_and_documented_event_shapes() -> None:
     assert parse_event(odd) == UnknownEvent(type="progress", raw=odd)
     assert isinstance(parse_event({"type": "stream", "data": "oops"}), UnknownEvent)
     assert isinstance(parse_event(["not", "an", "object"]), UnknownEvent)
+
+
+# -- retries and the session ------------------------------------------------------------------------------------
+async def test_an_overwriting_upload_is_resent_after_a_reset(
+    fake: FakeInterpreterServer, client: InterpreterClient, tmp_path: Path, instant_retries: None
+) -> None:
+    local = tmp_path / "f.bin"
+    local.write_bytes(b"0123456789" * 1000)
+    for name, source in (("a.bin", b"bytes body"), ("b.bin", local)):
+        fake.inject(Fault.reset(after_body=True), path=f"/files/upload/-/mnt/data/{name}")
+        await client.upload(name, source)
+    assert fake.host_path("/mnt/data/a.bin").read_bytes() == b"bytes body"
+    assert fake.host_path("/mnt/data/b.bin").read_bytes() == local.read_bytes()
+    assert len(fake.requests_to("/files/upload/-/mnt/data/b.bin")) == 2  # the file was read afresh for the retry
+
+
+async def test_a_one_shot_upload_is_not_resent(
+    fake: FakeInterpreterServer, client: InterpreterClient, instant_retries: None
+) -> None:
+    from aioagents import APIConnectionError
+
+    async def once() -> AsyncIterator[bytes]:
+        yield b"only once"
+
+    fake.inject(Fault.reset(after_body=True), path="/files/upload/-/mnt/data/once.bin")
+    with pytest.raises(APIConnectionError):
+        await client.upload("once.bin", once())
+    assert len(fake.requests_to("/files/upload/-/mnt/data/once.bin")) == 1
+
+
+async def test_a_download_is_retried_on_503(
+    fake: FakeInterpreterServer, client: InterpreterClient, instant_retries: None
+) -> None:
+    fake.host_path("/mnt/data/r.txt").write_bytes(b"r")
+    fake.inject(Fault.status_code(503), path="/files/download/-/mnt/data/r.txt")
+    assert await client.download("r.txt") == b"r"
+
+
+async def test_restart_on_timeout_frees_a_kernel_stuck_in_old_code(fake: FakeInterpreterServer) -> None:
+    from aioagents.interpreter import Interpreter
+
+    async def rebuild() -> None:
+        fake.restart_kernel()
+
+    async with Interpreter(fake.url, restart=rebuild, restart_on_timeout=True) as it:
+        await it.execute("kept = 1")
+        result = await it.execute("import time\ntime.sleep(30)", timeout=1)
+        assert result.timed_out
+        assert it.restarts == 1
+        assert not it.busy
+        following = await it.execute("print('kept' in dir())", timeout=5)
+    assert following.stdout == "False\n"  # it did not wait behind the sleeping cell: a new kernel answered
+
+
+async def test_without_restart_on_timeout_the_session_marks_the_kernel_busy(fake: FakeInterpreterServer) -> None:
+    from aioagents.interpreter import Interpreter
+
+    async with Interpreter(fake.url) as it:
+        result = await it.execute("import time\ntime.sleep(1.5)", timeout=1)
+        assert result.timed_out
+        assert it.busy
+        assert (await it.execute("print(1)", timeout=10)).stdout == "1\n"
+        assert not it.busy
+
+
+async def test_a_session_stream_reports_a_dead_kernel(fake: FakeInterpreterServer) -> None:
+    from aioagents.interpreter import Interpreter
+
+    async def rebuild() -> None:
+        fake.restart_kernel()
+
+    async with Interpreter(fake.url, restart=rebuild) as it:
+        events = [e async for e in it.stream("import os\nos._exit(1)", timeout=1)]
+        assert events == [ExecutionEnd(status="timeout")]
+        assert it.restarts == 1
+        assert (await it.execute("print(5)")).stdout == "5\n"
