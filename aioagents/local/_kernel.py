@@ -199,17 +199,29 @@ class Kernel:
 
     @staticmethod
     async def _wait_ready(client: AsyncKernelClient, timeout: float) -> None:
+        """Until a ``kernel_info`` request is answered on shell *and* its status seen on IOPub.
+
+        A ZeroMQ SUB socket joins late: whatever the kernel publishes before our subscription is live is lost. A
+        shell reply alone does not prove it is live, and an execution whose ``idle`` was lost would hang.
+        """
         deadline = time.monotonic() + timeout
-        while True:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no kernel_info reply within {timeout:g} s")
-            client.kernel_info()
+        while time.monotonic() < deadline:
+            msg_id = client.kernel_info()
             try:
-                msg = await client.shell_channel.get_msg(timeout=1)
+                reply = await client.shell_channel.get_msg(timeout=1)
             except queue.Empty:
                 continue
-            if msg["msg_type"] == "kernel_info_reply":
-                return
+            if reply.get("msg_type") != "kernel_info_reply":
+                continue
+            seen_until = time.monotonic() + 0.5
+            while (remaining := seen_until - time.monotonic()) > 0:
+                try:
+                    msg = await client.get_iopub_msg(timeout=remaining)
+                except queue.Empty:
+                    break
+                if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                    return
+        raise TimeoutError(f"no kernel_info reply within {timeout:g} s")
 
     async def _drain(self) -> None:
         client = self._client

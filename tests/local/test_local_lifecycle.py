@@ -51,23 +51,25 @@ async def test_close_leaves_no_directory_process_or_kernel_file_behind() -> None
     sb = LocalSandbox()
     await sb.start()
     root = sb.engine.root
-    assert root is not None
-    assert root.exists()
-    async with aiohttp.ClientSession() as s:
-        async with s.post(f"{sb.url}/execute", json={"code": "import time", "timeout_secs": 30}) as r:
-            assert r.status == 200
-        async with s.post(
-            f"{sb.url}/run_jupyter", json={"cells": ["import subprocess; subprocess.Popen(['sleep', '303'])"]}
-        ) as r:
-            assert (await r.json())["status"] == "Success"
-        async with s.post(
-            f"{sb.url}/run_code",
-            json={"code": "import subprocess; subprocess.Popen(['sleep', '304']); import time; time.sleep(30)",
-                  "language": "python", "run_timeout": 0.5},
-        ) as r:  # fmt: skip
-            assert (await r.json())["run_result"]["status"] == "TimeLimitExceeded"
-    uids = server_uids(sb)
-    await sb.close()
+    try:
+        assert root is not None
+        assert root.exists()
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"{sb.url}/execute", json={"code": "import time", "timeout_secs": 30}) as r:
+                assert r.status == 200
+            async with s.post(
+                f"{sb.url}/run_jupyter", json={"cells": ["import subprocess; subprocess.Popen(['sleep', '303'])"]}
+            ) as r:
+                assert (await r.json())["status"] == "Success"
+            async with s.post(
+                f"{sb.url}/run_code",
+                json={"code": "import subprocess; subprocess.Popen(['sleep', '304']); import time; time.sleep(30)",
+                      "language": "python", "run_timeout": 0.5},
+            ) as r:  # fmt: skip
+                assert (await r.json())["run_result"]["status"] == "TimeLimitExceeded"
+        uids = server_uids(sb)
+    finally:
+        await sb.close()
     assert not root.exists()
     assert sandbox_processes(root, uids) == []
     after = {n for n in os.listdir("/tmp") if n.startswith("tmp") and n.endswith(".json")}

@@ -190,7 +190,7 @@ def test_run_jupyter_returns_cells_with_display_stderr_and_errors(url: str) -> N
     assert resp.cells[4].error[0]["traceback"]
     assert resp.cells[5].display[0]["text/html"] == "<b>x</b>"
     assert resp.cells[6].stdout == "after the error\n"
-    assert resp.cells[7].stdout == "from a subprocess\n"  # output written to the fd, not via sys.stdout
+    assert resp.cells[7].stdout == "from a subprocess\n"  # written to the fd, not through sys.stdout
 
 
 def test_run_jupyter_files_and_fetch_files(url: str) -> None:
