@@ -40,6 +40,15 @@ Containment (per run)
 Python fast path
     Python runs are forked from a warm interpreter (a "zygote" that never runs user code), each run still its own
     process with the same limits. ``LocalSandbox(python_fast_path=False)`` runs ``python main.py`` per request.
+    Compare both with ``python benchmarks/bench_local_sandbox.py``.
+
+Toolchains and interpreters
+    A language is available when its programs are on the PATH and, when runs drop privileges, reachable by an
+    unprivileged uid (a toolchain under a ``0700`` home such as ``/root/.cargo`` is reported as unreachable; the
+    answer is the contract's ``Failed`` with that reason). Sandboxed Python is the server's interpreter, or — when
+    that one is unreachable — another interpreter of the same version found on the PATH, lent the server's
+    site-packages (so ``ipykernel``, ``pytest`` and ``matplotlib`` are importable). ``LocalSandbox.languages``
+    lists what this machine can run.
 """
 
 from aioagents.local._app import LocalSandbox, serve

@@ -21,6 +21,7 @@ import signal
 import socket
 import stat
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -90,14 +91,18 @@ class UidPool:
 
     @staticmethod
     def default_lock_dir() -> Path:
-        """``/run/aioagents-local`` (root-only), created on first use; refused if anyone else could write it."""
-        path = Path("/run/aioagents-local") if os.path.isdir("/run") else Path("/tmp/aioagents-local-uids")
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path, 0o700)
-        st = os.lstat(path)
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
-            raise RuntimeError(f"{path} is not a private directory of this user; remove it and retry")
-        return path
+        """``/run/aioagents-local`` (or a fallback under /tmp), created on first use, refused unless private."""
+        for path in (Path("/run/aioagents-local"), Path(tempfile.gettempdir()) / "aioagents-local-uids"):
+            try:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(path, 0o700)
+                st = os.lstat(path)
+            except OSError:
+                continue
+            # A directory others could write (or a planted symlink) would let them hold or steal uid claims.
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077:
+                return path
+        raise RuntimeError("no private directory for uid claims: /run/aioagents-local is not usable")
 
     def _try_claim(self, uid: int) -> bool:
         fd = os.open(self._lock_dir / f"uid-{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
