@@ -48,9 +48,11 @@ def _structure_datetime(value: Any, _: type) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def _structure_str(value: Any, _: type) -> str:
+def _structure_str(value: Any, cls: type) -> str:
     # cattrs' default is str(value): a JSON null became the string "None" and an object its repr. Numbers are
     # still accepted (some servers send numeric ids).
+    if cls is not str:
+        return cls(value)  # type: ignore[no-any-return]  # a str subclass (a str-based enum): as cattrs does
     if isinstance(value, str):
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -63,8 +65,7 @@ def make_converter(*, strict: bool | None = None) -> cattrs.Converter:
     strings)."""
     strict = strict_decoding() if strict is None else strict
     conv = cattrs.Converter(forbid_extra_keys=strict, prefer_attrib_converters=True)
-    # Exactly `str`: a hook registered by class would also catch str-based enums.
-    conv.register_structure_hook_func(lambda t: t is str, _structure_str)
+    conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(datetime, _structure_datetime)
     conv.register_unstructure_hook(datetime, lambda d: d.isoformat())
     return conv
