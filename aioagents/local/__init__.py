@@ -32,10 +32,12 @@ Containment (per run)
     wall-clock timeouts that kill the whole group; ``RLIMIT_DATA`` (``memory_limit_MB`` or ``Limits.memory_mb``),
     CPU, file-size, open-file limits; stdout/stderr capped at ``Limits.max_output_bytes`` each with a
     ``[truncated: N bytes omitted]`` marker. When the server runs as root each run also gets a uid of its own, so
-    ``RLIMIT_NPROC`` binds, nothing outside the run directory (and world-writable places such as /tmp) is
-    writable, and every process of the run — including one that left its session — is killed afterwards.
-    Without root, process-count limits and processes that call ``setsid`` are not contained: run it as root (e.g.
-    in a container) for hostile code.
+    ``RLIMIT_NPROC`` binds, nothing outside the run directory is writable except world-writable places such as
+    /tmp (a file left there survives the run), and every process of the run — including one that left its
+    session — is killed afterwards. Reading is not confined: a run can read whatever any user may read.
+    Without root, process-count limits, write protection and processes that call ``setsid`` are not contained:
+    run the server as root (e.g. in a container) for hostile code. This is containment by uid, limits and
+    process groups, not a VM or namespace sandbox.
 
 Python fast path
     Python runs are forked from a warm interpreter (a "zygote" that never runs user code), each run still its own
