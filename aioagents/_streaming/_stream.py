@@ -76,6 +76,9 @@ class EventStream(Generic[T]):
         self._idle_timeout = idle_timeout
         self._what = what
         self._resp: aiohttp.ClientResponse | None = None
+        # Kept after close: callers read them once the stream is done (a request id for the logs).
+        self._status: int | None = None
+        self._headers: Mapping[str, str] = {}
         self._pending: deque[Any] = deque()
         self._done = False
         self._closed = False
@@ -89,11 +92,11 @@ class EventStream(Generic[T]):
     # -- response facts ---------------------------------------------------------------------------------------
     @property
     def status(self) -> int | None:
-        return self._resp.status if self._resp is not None else None
+        return self._status
 
     @property
     def headers(self) -> Mapping[str, str]:
-        return self._resp.headers if self._resp is not None else {}
+        return self._headers
 
     # -- protocol -------------------------------------------------------------------------------------------------
     async def __aenter__(self) -> EventStream[T]:
@@ -110,7 +113,8 @@ class EventStream(Generic[T]):
         if self._closed:
             raise ClientClosedError(f"{self._what} is closed")
         if self._resp is None:
-            self._resp = await self._open()
+            resp = self._resp = await self._open()
+            self._status, self._headers = resp.status, resp.headers
         return self._resp
 
     async def __anext__(self) -> T:
