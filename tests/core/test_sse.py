@@ -559,3 +559,12 @@ async def test_a_read_cancelled_by_a_timeout_can_be_resumed(srv: CoreServer, tra
             await asyncio.wait_for(events.__anext__(), 0.1)
         assert await asyncio.wait_for(events.__anext__(), 2) == Tick(kind="message", n=2)
     assert acquired_connections(transport) == 0
+
+
+async def test_status_and_headers_stay_readable_after_the_stream_is_done(srv: CoreServer, transport: Transport) -> None:
+    srv.script = frames(("tick", 1))
+    stream = tick_stream(transport)
+    assert stream.status is None  # not open yet
+    await stream.collect()
+    assert stream.status == 200
+    assert stream.headers["Content-Type"] == "text/event-stream"
