@@ -189,6 +189,19 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+def _write_now(fd: int, data: bytes) -> bytes:
+    """Write what fits into the pipe without waiting; return the rest (usually nothing: a pipe holds 64 KiB)."""
+    if not data:
+        return b""
+    os.set_blocking(fd, False)
+    try:
+        return data[os.write(fd, data) :]
+    except BlockingIOError:
+        return data
+    except BrokenPipeError:
+        return b""  # the child is already gone
+
+
 async def _feed(loop: asyncio.AbstractEventLoop, fd: int, data: bytes) -> None:
     """Write ``data`` to the child's stdin pipe without blocking the loop. The caller closes ``fd`` (EOF)."""
     try:
@@ -363,9 +376,13 @@ class ZygoteClient:
                 raise RuntimeError(str(first.get("error", "the process factory refused the run")))
             pid = int(first["pid"])
             started = time.monotonic()
-            feeder = asyncio.ensure_future(_feed(loop, in_w, stdin or b""))
-            # EOF right after the data: a program reading stdin to the end must not wait for us.
-            feeder.add_done_callback(lambda _f: _close_once(closed, in_w))
+            rest = _write_now(in_w, stdin or b"")
+            if rest:
+                feeder = asyncio.ensure_future(_feed(loop, in_w, rest))
+                # EOF right after the data: a program reading stdin to the end must not wait for us.
+                feeder.add_done_callback(lambda _f: _close_once(closed, in_w))
+            else:
+                _close_once(closed, in_w)  # all written (the common case): EOF now, no task needed
             status: Literal["Finished", "TimeLimitExceeded"] = "Finished"
             return_code: int | None = None
             cpu: float | None = None
@@ -383,14 +400,15 @@ class ZygoteClient:
                     await asyncio.wait_for(messages.next(), 5)
             # With every writer dead the pipes reach EOF at once. If not, a process that left the session still
             # holds them: kill the run's uid (root) or give up on it after a short wait (unprivileged server).
-            pipes = asyncio.gather(stdout.done, stderr.done)
-            try:
-                await asyncio.wait_for(asyncio.shield(pipes), 0.05)
-            except asyncio.TimeoutError:
-                if uid is not None:
-                    await self.kill_uid(uid)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(pipes, 2)
+            if not (stdout.done.done() and stderr.done.done()):
+                pipes = asyncio.gather(stdout.done, stderr.done)
+                try:
+                    await asyncio.wait_for(asyncio.shield(pipes), 0.05)
+                except asyncio.TimeoutError:
+                    if uid is not None:
+                        await self.kill_uid(uid)
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(pipes, 2)
             return ProcessResult(
                 status=status,
                 return_code=return_code,

@@ -142,3 +142,23 @@ async def test_lone_surrogates_in_code_stdin_and_paths_are_handled(url: str) -> 
     raw = b'{"code": "1", "language": "python", "files": {"a\\ud800": "eA=="}}'
     status, body = await post(url, "/run_code", data=raw, headers={"Content-Type": "application/json"})
     assert status == 422
+
+
+async def test_a_large_stdin_is_fed_in_full(url: str) -> None:
+    code = "import sys\nprint(len(sys.stdin.read()))"
+    raw = json.dumps({"code": code, "language": "python", "stdin": "x" * (3 << 20)})
+    status, body = await post(
+        url, "/run_code", data=io.BytesIO(raw.encode()), headers={"Content-Type": "application/json"}
+    )
+    assert status == 200
+    assert body["run_result"]["stdout"] == f"{3 << 20}\n"
+
+
+async def test_a_large_stdin_that_is_never_read_does_not_hang_the_run(url: str) -> None:
+    raw = json.dumps({"code": "print('ignored')", "language": "python", "stdin": "y" * (3 << 20)})
+    status, body = await post(
+        url, "/run_code", data=io.BytesIO(raw.encode()), headers={"Content-Type": "application/json"}
+    )
+    assert status == 200
+    assert body["status"] == "Success"
+    assert body["run_result"]["stdout"] == "ignored\n"
