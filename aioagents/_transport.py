@@ -13,6 +13,7 @@ another host would carry along.
 from __future__ import annotations
 
 import asyncio
+import io
 import contextlib
 import logging
 import sys
@@ -358,7 +359,7 @@ class Transport:
             try:
                 if self.rate_limiter is not None or permits:
                     await self._permits(cost, permits)
-                payload = body() if callable(body) else body
+                payload = _attempt_body(body)
                 return await self._send(method, url, payload, params, hdrs, tmo, cap)
             except APIError as err:
                 if not replayable and attempt == 1 and not (isinstance(err, APIConnectionError) and not err.sent):
@@ -586,7 +587,7 @@ class Transport:
                     resp = await session.request(
                         method,
                         url,
-                        data=body() if callable(body) else body,
+                        data=_attempt_body(body),
                         params=params,
                         headers=hdrs,
                         timeout=client_timeout,
@@ -809,11 +810,27 @@ def _too_many_redirects(status: int, method: str, url: str) -> RedirectError:
     )
 
 
+_LARGE_BODY = 1 << 20
+
+
+def _attempt_body(body: Any) -> Any:
+    """The body for one attempt: a factory is called afresh; large bytes go as a file-like object, which aiohttp
+    streams in chunks instead of writing (and warning about) one huge buffer."""
+    if callable(body):
+        return body()
+    if isinstance(body, (bytes, bytearray)) and len(body) > _LARGE_BODY:
+        return io.BytesIO(body)
+    return body
+
+
 def _loggable(url: str) -> str:
     """The URL without its query string (which may carry keys) or userinfo."""
     cut = url.split("?", 1)[0]
-    if "@" in cut:
-        scheme, _, rest = cut.partition("://")
-        cut = f"{scheme}://{rest.split('@', 1)[1]}"
+    scheme, sep, rest = cut.partition("://")
+    if sep:
+        # Userinfo lives in the authority only: an "@" in the path (a file name, a user id) stays.
+        authority, slash, path = rest.partition("/")
+        if "@" in authority:
+            cut = f"{scheme}://{authority.rsplit('@', 1)[1]}{slash}{path}"
     return cut
 
