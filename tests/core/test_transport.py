@@ -734,3 +734,27 @@ async def test_open_read_with_a_limit_raises_past_it(srv: CoreServer, transport:
         with pytest.raises(ResponseTooLargeError):
             await body.read(100_000)
     assert acquired_connections(transport) == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [
+        pytest.param("/files/user@example.com/report.txt", "/files/user@example.com/report.txt", id="at-in-path"),
+        pytest.param("/missing?api_key=secret", "/missing", id="query-dropped"),
+    ],
+)
+async def test_error_urls_keep_the_path_and_drop_the_query(
+    srv: CoreServer, transport: Transport, path: str, shown: str
+) -> None:
+    with pytest.raises(APIStatusError) as info:
+        await transport.request("GET", path, idempotent=True)
+    assert info.value.url == srv.url + shown
+
+
+async def test_userinfo_in_the_base_url_is_not_shown(srv: CoreServer) -> None:
+    t = Transport(srv.url.replace("http://", "http://user:pa55word@") + "/base")
+    with pytest.raises(APIStatusError) as info:
+        await t.request("GET", "/x@y", idempotent=True)
+    await t.aclose()
+    assert "pa55word" not in str(info.value.url)
+    assert info.value.url == srv.url + "/base/x@y"
