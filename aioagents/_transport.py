@@ -719,7 +719,7 @@ class Transport:
                 permits=(),
             )
 
-        return ByteStream(opener, idle_timeout=idle_timeout, what=f"{method} {path}")
+        return ByteStream(opener, idle_timeout=idle_timeout, what=f"{method} {_loggable(path)}")
 
 
 class _RawDecoder:
