@@ -170,3 +170,13 @@ async def test_a_key_echoed_in_an_error_while_opening_a_stream_is_masked(
         await stream.collect()
     assert "bad key" in str(info.value)
     assert_clean(info.value)
+
+
+async def test_a_download_stream_error_does_not_show_the_query(srv: CoreServer) -> None:
+    t = Transport(srv.url)
+    srv.script = [(1.0, b"late")]
+    with pytest.raises(APIError) as info:
+        async with t.open("GET", f"/sse?token={CANARY}", idle_timeout=0.2) as body:
+            await body.read()
+    await t.aclose()
+    assert_clean(info.value)
