@@ -16,6 +16,7 @@ managers. One object may be shared by many threads.
 from aioagents.sync._bridge import SyncContextManager, SyncStream
 from aioagents.sync.assistants_client import Assistants, AssistantsClient, Files, Messages, Runs, Steps, Threads
 from aioagents.sync.functions_function import LmFunction
+from aioagents.sync.interpreter_client import Interpreter, InterpreterClient
 from aioagents.sync.sandbox_client import SandboxClient
 from aioagents.sync.workflows_client import WorkflowsClient
 from aioagents.sync.workflows_jobs import Job
@@ -24,6 +25,8 @@ __all__ = [
     "Assistants",
     "AssistantsClient",
     "Files",
+    "Interpreter",
+    "InterpreterClient",
     "Job",
     "LmFunction",
     "Messages",
