@@ -13,8 +13,8 @@ another host would carry along.
 from __future__ import annotations
 
 import asyncio
-import io
 import contextlib
+import io
 import logging
 import sys
 import time
