@@ -62,6 +62,9 @@ class Interpreter:
         engine = self._engine
         assert engine.root is not None
         pool: UidPool | None = engine.uid_pool
+        self._closing = False
+        self._ever_started = False
+        self._restarted = False
         self.uid = None if pool is None else await pool.acquire()
         self.data_dir = await asyncio.to_thread(_make_data_dir, self._given_data_dir, engine.root, self.uid)
 

@@ -201,3 +201,14 @@ def test_languages_reports_every_contract_language_with_a_reason_when_missing(sa
     assert langs["python"] is None
     assert langs["sql"] is not None
     assert "sql" in langs["sql"]
+
+
+async def test_a_sandbox_can_be_started_again_after_close() -> None:
+    sb = LocalSandbox()
+    for expected in ("1\n", "2\n"):
+        async with sb:
+            status, body = await post(
+                sb.url, "/run_code", {"code": f"print({expected.strip()})", "language": "python"}
+            )
+            assert status == 200
+            assert body["run_result"]["stdout"] == expected
