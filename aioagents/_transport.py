@@ -199,7 +199,7 @@ class Transport:
 
     def __repr__(self) -> str:
         shown = {k: ("***" if k.lower() in self._secret_names else v) for k, v in self._headers.items()}
-        return f"Transport({self.base_url!r}, headers={shown})"
+        return f"Transport({_loggable(self.base_url)!r}, headers={shown})"
 
     @property
     def base_url(self) -> str:
