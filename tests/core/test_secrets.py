@@ -180,3 +180,9 @@ async def test_a_download_stream_error_does_not_show_the_query(srv: CoreServer) 
             await body.read()
     await t.aclose()
     assert_clean(info.value)
+
+
+def test_the_transport_repr_hides_credentials_in_the_base_url() -> None:
+    t = Transport(f"https://user:{CANARY}@api.example.invalid/v1")
+    assert CANARY not in repr(t)
+    assert "api.example.invalid/v1" in repr(t)
