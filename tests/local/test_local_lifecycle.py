@@ -207,8 +207,6 @@ async def test_a_sandbox_can_be_started_again_after_close() -> None:
     sb = LocalSandbox()
     for expected in ("1\n", "2\n"):
         async with sb:
-            status, body = await post(
-                sb.url, "/run_code", {"code": f"print({expected.strip()})", "language": "python"}
-            )
+            status, body = await post(sb.url, "/run_code", {"code": f"print({expected.strip()})", "language": "python"})
             assert status == 200
             assert body["run_result"]["stdout"] == expected
