@@ -107,7 +107,7 @@ def test_chunk_boundaries_do_not_matter(chunks: list[bytes]) -> None:
     assert len(decode(*chunks)) == 1
 
 
-def test_a_bom_shorter_than_three_bytes_at_eof_is_not_lost_data() -> None:
+def test_a_partial_bom_at_eof_dispatches_nothing_and_does_not_fail() -> None:
     decoder = SSEDecoder()
     assert decoder.feed(b"\xef\xbb") == []
     assert decoder.end() == []
