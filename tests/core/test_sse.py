@@ -564,7 +564,7 @@ async def test_a_read_cancelled_by_a_timeout_can_be_resumed(srv: CoreServer, tra
 async def test_status_and_headers_stay_readable_after_the_stream_is_done(srv: CoreServer, transport: Transport) -> None:
     srv.script = frames(("tick", 1))
     stream = tick_stream(transport)
-    assert stream.status is None  # not open yet
+    before = stream.status  # not open yet
     await stream.collect()
-    assert stream.status == 200
+    assert (before, stream.status) == (None, 200)
     assert stream.headers["Content-Type"] == "text/event-stream"
