@@ -26,26 +26,26 @@ from __future__ import annotations
 
 # Warm the modules most programs import, so a forked run finds them loaded. Nothing here runs user code.
 import atexit
+import builtins
 import collections  # noqa: F401
 import contextlib
 import functools  # noqa: F401
 import gc
+import importlib.machinery
+import io
 import itertools  # noqa: F401
 import json
 import math  # noqa: F401
 import os
-import pkgutil  # noqa: F401  (runpy.run_path imports it)
 import random  # noqa: F401
 import re  # noqa: F401
 import resource
-import runpy
 import selectors
 import shutil
 import signal
 import socket
 import string  # noqa: F401
 import sys
-import threading
 import traceback  # noqa: F401
 import typing  # noqa: F401
 import weakref  # noqa: F401
@@ -93,21 +93,24 @@ def _run_python(spec: dict[str, Any]) -> None:
     sys.path[0] = os.path.dirname(script)
     code = 0
     try:
-        runpy.run_path(script, run_name="__main__")
+        _exec_main(script)
     except SystemExit as exc:
         code = _exit_code(exc)
     except BaseException as exc:  # the interpreter's top level
         tb = exc.__traceback__
-        # Hide the zygote's and runpy's frames, as a plain ``python script.py`` traceback would.
+        # Hide the zygote's frames, as a plain ``python script.py`` traceback would.
         while tb is not None and tb.tb_frame.f_code.co_filename != script:
             tb = tb.tb_next
         with contextlib.suppress(BaseException):
             sys.excepthook(type(exc), exc.with_traceback(tb), tb)
         code = 1
     try:
-        shutdown = getattr(threading, "_shutdown", None)
+        # Wait for non-daemon threads, as interpreter finalisation does. The zygote does not import ``threading``
+        # itself (its fork hook makes every fork dearer), though a site ``.pth`` file may.
+        threading = sys.modules.get("threading")
+        shutdown = getattr(threading, "_shutdown", None) if threading is not None else None
         if shutdown is not None:
-            shutdown()  # wait for non-daemon threads, as interpreter finalisation does
+            shutdown()
         atexit._run_exitfuncs()
     except SystemExit as exc:
         code = _exit_code(exc)
@@ -117,6 +120,23 @@ def _run_python(spec: dict[str, Any]) -> None:
         with contextlib.suppress(BaseException):
             stream.flush()
     os._exit(code)
+
+
+def _exec_main(script: str) -> None:
+    """Run ``script`` as ``__main__`` the way ``python script.py`` sets it up (cheaper than runpy's machinery)."""
+    with io.open_code(script) as f:
+        source = f.read()
+    code = compile(source, script, "exec", dont_inherit=True)
+    main = type(sys)("__main__")
+    main.__dict__.update(
+        __file__=script,
+        __cached__=None,
+        __builtins__=builtins,
+        __loader__=importlib.machinery.SourceFileLoader("__main__", script),
+        __spec__=None,
+    )
+    sys.modules["__main__"] = main
+    exec(code, main.__dict__)
 
 
 def _exit_code(exc: SystemExit) -> int:
