@@ -130,8 +130,14 @@ class Kernel:
 
     async def start(self, *, timeout: float = 60.0) -> None:
         """Start the process and wait until it answers ``kernel_info``; raise KernelDied if it cannot."""
-        from jupyter_client.asynchronous.client import AsyncKernelClient
-        from jupyter_client.connect import write_connection_file
+        try:
+            from jupyter_client.asynchronous.client import AsyncKernelClient
+            from jupyter_client.connect import write_connection_file
+        except ImportError:
+            raise KernelDied(
+                "run_jupyter and the interpreter API need jupyter_client and ipykernel: "
+                "pip install 'aioagents[jupyter]'"
+            ) from None
 
         private = self._private_root / f"kernel-{secrets.token_hex(6)}"
         private.mkdir(mode=0o700)
