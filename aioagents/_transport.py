@@ -577,6 +577,8 @@ class Transport:
         tmo = to_timeout(timeout, self.timeout)
         client_timeout = tmo.for_stream(idle_timeout)
         policy = self._policy(max_attempts)
+        # As in request(): a one-shot body (an async iterator) is spent by the first attempt and must not be re-sent.
+        replayable = body is None or isinstance(body, (bytes, str)) or callable(body)
         attempt = redirects = 0
         while True:
             attempt += 1
@@ -632,6 +634,8 @@ class Transport:
                 finally:
                     resp.close()
             except APIError as err:
+                if not replayable and attempt == 1 and not (isinstance(err, APIConnectionError) and not err.sent):
+                    policy = policy.evolve(max_attempts=1)
                 await self._after_failure(err, policy, attempt, idempotent, method, url)
 
     def stream(
