@@ -8,6 +8,7 @@ import gc
 import json
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
@@ -568,3 +569,15 @@ async def test_status_and_headers_stay_readable_after_the_stream_is_done(srv: Co
     await stream.collect()
     assert (before, stream.status) == (None, 200)
     assert stream.headers["Content-Type"] == "text/event-stream"
+
+
+@pytest.mark.usefixtures("instant_retries")
+async def test_a_stream_with_a_one_shot_body_is_not_reopened(srv: CoreServer, transport: Transport) -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b"one-shot"
+
+    srv.inject(Fault.status_code(503), path="/sse")
+    stream = transport.stream("PUT", "/sse", decoder=SSEDecoder(), parse=parse_tick, idempotent=True, data=body())
+    with pytest.raises(ServiceUnavailableError):
+        await stream.collect()
+    assert [r.body for r in srv.requests_to("/sse")] == [b"one-shot"]
