@@ -187,6 +187,8 @@ class Transport:
         self._connection_limit = connection_limit
         self._headers: dict[str, str] = dict(headers or {})
         self._secret_names: set[str] = set()
+        self._public: dict[str, str] = dict(self._headers)
+        self._secrets: dict[str, str] = {}
         for name, value in (secret_headers or {}).items():
             self.set_header(name, value, secret=True)
         self._user_session = session
@@ -223,10 +225,13 @@ class Transport:
             self._headers[name] = value
             if secret:
                 self._secret_names.add(name.lower())
-        # Our own sessions carry the headers as their defaults (cheaper than merging per request).
+        self._public = {k: v for k, v in self._headers.items() if k.lower() not in self._secret_names}
+        self._secrets = {k: v for k, v in self._headers.items() if k.lower() in self._secret_names}
+        # Our own sessions carry the public headers as their defaults (cheaper than merging per request); secrets go
+        # per request, and only to the origin they belong to.
         for session in getattr(self, "_sessions", {}).values():
             session.headers.popall(name, None)
-            if value is not None:
+            if value is not None and not secret:
                 session.headers[name] = value
 
     # -- sessions ------------------------------------------------------------------------------------------
@@ -244,7 +249,7 @@ class Transport:
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._connection_limit, limit_per_host=0),
                 timeout=self.timeout.for_aiohttp(),
-                headers=self._headers,
+                headers=self._public,
                 # API clients have no use for cookies; a jar costs CPU on every request and response.
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=True,
@@ -316,9 +321,14 @@ class Transport:
         data: Any,
         headers: Mapping[str, str] | None,
     ) -> tuple[str, Any, dict[str, str]]:
-        url = path if path.startswith(("http://", "https://")) else (base_url or self._base_url).rstrip("/") + path
-        # Our sessions send self._headers as defaults; a user's session needs them on each request.
-        hdrs: dict[str, str] = dict(self._headers) if self._user_session is not None else {}
+        absolute = path.startswith(("http://", "https://"))
+        url = path if absolute else (base_url or self._base_url).rstrip("/") + path
+        # Our sessions send the public headers as defaults; a user's session needs them on each request.
+        hdrs: dict[str, str] = dict(self._public) if self._user_session is not None else {}
+        # Credentials go to the endpoint (or a per-call endpoint the caller named), never to an absolute URL of
+        # another origin (a status URL a server handed us, say).
+        if self._secrets and (not absolute or _origin(URL(url)) == _origin(URL(self._base_url))):
+            hdrs.update(self._secrets)
         if json is not MISSING:
             data = _json.dumps(json)
             hdrs.update(_JSON_HEADERS)

@@ -186,3 +186,29 @@ def test_the_transport_repr_hides_credentials_in_the_base_url() -> None:
     t = Transport(f"https://user:{CANARY}@api.example.invalid/v1")
     assert CANARY not in repr(t)
     assert "api.example.invalid/v1" in repr(t)
+
+
+async def test_secret_headers_go_only_to_their_own_origin() -> None:
+    from aiohttp import web
+
+    from aioagents._transport import Transport
+    from aioagents.testing import FakeServer
+
+    class Echo(FakeServer):
+        def setup_routes(self, app: web.Application) -> None:
+            async def ok(request: web.Request) -> web.Response:
+                return web.json_response({})
+
+            app.router.add_get("/ok", ok)
+
+    async with Echo() as home, Echo() as other:
+        transport = Transport(home.url, headers={"User-Agent": "t"}, secret_headers={"X-API-Key": "canary-origin"})
+        try:
+            await transport.request("GET", "/ok", idempotent=True)
+            await transport.request("GET", home.url + "/ok", idempotent=True)
+            await transport.request("GET", other.url + "/ok", idempotent=True)
+        finally:
+            await transport.aclose()
+    assert [r.header("X-API-Key") for r in home.requests] == ["canary-origin", "canary-origin"]
+    assert [r.header("X-API-Key") for r in other.requests] == [None]
+    assert [r.header("User-Agent") for r in other.requests] == ["t"]
