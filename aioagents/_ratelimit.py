@@ -2,8 +2,9 @@
 
 The bucket is aiolimiter's leaky bucket. Event loops cannot share one (its waiters are futures of one loop), so a
 limiter keeps a bucket per loop; code that drives many loops (the sync API from many threads) gets the rate per loop.
-``amount`` may carry an estimate (LLM tokens per minute). Server signals pause it: after a 429 with ``Retry-After``, or
-``x-ratelimit-remaining: 0`` with a reset time, every acquire waits until the pause is over.
+``amount`` may carry an estimate (LLM tokens per minute). Server signals pause it: the Transport pauses its limiter
+after a 429 with ``Retry-After``; a service that reads rate-limit headers (``x-ratelimit-remaining: 0`` with a reset
+time) calls :meth:`RateLimiter.pause` from its response hook. Every acquire then waits until the pause is over.
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ from aiolimiter import AsyncLimiter
 
 __all__ = ["RateLimiter"]
 
+# The inline fast path reads aiolimiter's bucket state (1.1–1.3 keep it in these attributes); any other layout falls
+# back to aiolimiter's own acquire.
+_INLINE = all(
+    hasattr(AsyncLimiter(1, 1), name) for name in ("_waiters", "_level", "_last_check", "_rate_per_sec", "max_rate")
+)
+
 
 class RateLimiter:
     """At most ``rate`` units per ``per`` seconds, in bursts of at most ``burst`` units.
@@ -27,7 +34,7 @@ class RateLimiter:
     to ``rate``; a large one lets a short run start fast.
     """
 
-    __slots__ = ("_buckets", "_last_bucket", "_last_loop", "_paused_until", "burst", "per", "rate")
+    __slots__ = ("_buckets", "_last", "_paused_until", "burst", "per", "rate")
 
     def __init__(self, rate: float, *, per: float = 1.0, burst: float | None = None) -> None:
         if rate <= 0 or per <= 0:
@@ -38,8 +45,9 @@ class RateLimiter:
         self._buckets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncLimiter] = (
             weakref.WeakKeyDictionary()
         )
-        self._last_loop: asyncio.AbstractEventLoop | None = None
-        self._last_bucket: AsyncLimiter | None = None
+        # (loop, bucket) of the last acquire, as ONE attribute: the sync API calls from many threads, and two
+        # separate attributes could pair one loop with another loop's bucket.
+        self._last: tuple[asyncio.AbstractEventLoop, AsyncLimiter] | None = None
         self._paused_until = 0.0
 
     def __repr__(self) -> str:
@@ -48,15 +56,15 @@ class RateLimiter:
     def _bucket(self, loop: asyncio.AbstractEventLoop | None = None) -> AsyncLimiter:
         if loop is None:
             loop = asyncio.get_running_loop()
-        if loop is self._last_loop:
-            assert self._last_bucket is not None
-            return self._last_bucket
+        last = self._last
+        if last is not None and last[0] is loop:
+            return last[1]
         bucket = self._buckets.get(loop)
         if bucket is None:
             # Leaky bucket of capacity `burst` that drains at rate/per per second.
             bucket = AsyncLimiter(self.burst, self.burst * self.per / self.rate)
             self._buckets[loop] = bucket
-        self._last_loop, self._last_bucket = loop, bucket
+        self._last = (loop, bucket)
         return bucket
 
     async def acquire(self, amount: float = 1.0) -> None:
@@ -71,9 +79,9 @@ class RateLimiter:
         if amount > self.burst:
             raise ValueError(f"cannot take {amount:g} units at once from a bucket of {self.burst:g}")
         loop = asyncio.get_running_loop()
-        bucket = self._last_bucket if loop is self._last_loop else self._bucket(loop)
-        assert bucket is not None
-        if not bucket._waiters:
+        last = self._last
+        bucket = last[1] if last is not None and last[0] is loop else self._bucket(loop)
+        if _INLINE and not bucket._waiters:
             # The common case, nobody waiting and room in the bucket: take the units here exactly as aiolimiter's
             # acquire would (drain by elapsed time, then fill), without its extra coroutine and bookkeeping.
             now = loop.time()
