@@ -195,7 +195,7 @@ class Transport:
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
         self._closers: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
         self._last: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
-        self._policies: dict[int, RetryPolicy] = {}
+        self._policies: dict[object, RetryPolicy] = {}
         self._urls: dict[str, URL] = {}
         self._closed = False
 
@@ -304,12 +304,14 @@ class Transport:
                 await asyncio.to_thread(loop.run_until_complete, session.close())
 
     # -- requests ------------------------------------------------------------------------------------------
-    def _policy(self, max_attempts: int | None) -> RetryPolicy:
-        if max_attempts is None or max_attempts == self.retry.max_attempts:
-            return self.retry
-        policy = self._policies.get(max_attempts)
+    def _policy(self, max_attempts: int | None, retry: RetryPolicy | None = None) -> RetryPolicy:
+        base = self.retry if retry is None else retry
+        if max_attempts is None or max_attempts == base.max_attempts:
+            return base
+        key = (base, max_attempts) if retry is not None else max_attempts
+        policy = self._policies.get(key)
         if policy is None:
-            policy = self._policies[max_attempts] = self.retry.evolve(max_attempts=max_attempts)
+            policy = self._policies[key] = base.evolve(max_attempts=max_attempts)
         return policy
 
     def _build(
@@ -348,6 +350,7 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         timeout: TimeoutLike = None,
         max_attempts: int | None = None,
+        retry: RetryPolicy | None = None,
         base_url: str | None = None,
         cost: float = 1.0,
         permits: Iterable[tuple[RateLimiter, float]] = (),
@@ -357,10 +360,11 @@ class Transport:
 
         ``data`` may be bytes, an aiohttp payload, or a zero-argument callable that makes a fresh body for each
         attempt (a streamed upload that can be retried). A one-shot body (an async iterator) is never re-sent.
+        ``retry`` replaces the Transport's policy for this call (``max_attempts`` still applies on top).
         """
         url, body, hdrs = self._build(method, path, base_url, json, data, headers)
         tmo = to_timeout(timeout, self.timeout)
-        policy = self._policy(max_attempts)
+        policy = self._policy(max_attempts, retry)
         replayable = body is None or isinstance(body, (bytes, str)) or callable(body)
         cap = max_response_size or self.max_response_size
         attempt = 0
@@ -578,6 +582,7 @@ class Transport:
         timeout: TimeoutLike,
         idle_timeout: float | None,
         max_attempts: int | None,
+        retry: RetryPolicy | None,
         base_url: str | None,
         cost: float,
         permits: Iterable[tuple[RateLimiter, float]],
@@ -586,7 +591,7 @@ class Transport:
         url, body, hdrs = self._build(method, path, base_url, json, data, headers)
         tmo = to_timeout(timeout, self.timeout)
         client_timeout = tmo.for_stream(idle_timeout)
-        policy = self._policy(max_attempts)
+        policy = self._policy(max_attempts, retry)
         # As in request(): a one-shot body (an async iterator) is spent by the first attempt and must not be re-sent.
         replayable = body is None or isinstance(body, (bytes, str)) or callable(body)
         attempt = redirects = 0
@@ -665,6 +670,7 @@ class Transport:
         timeout: TimeoutLike = None,
         idle_timeout: float | None = 60.0,
         max_attempts: int | None = None,
+        retry: RetryPolicy | None = None,
         base_url: str | None = None,
         cost: float = 1.0,
         permits: Iterable[tuple[RateLimiter, float]] = (),
@@ -684,6 +690,7 @@ class Transport:
                 timeout=timeout,
                 idle_timeout=idle_timeout,
                 max_attempts=max_attempts,
+                retry=retry,
                 base_url=base_url,
                 cost=cost,
                 permits=permits,
@@ -710,6 +717,7 @@ class Transport:
         timeout: TimeoutLike = None,
         idle_timeout: float | None = 60.0,
         max_attempts: int | None = None,
+        retry: RetryPolicy | None = None,
         base_url: str | None = None,
         json: Any = MISSING,
         data: Any = None,
@@ -728,6 +736,7 @@ class Transport:
                 timeout=timeout,
                 idle_timeout=idle_timeout,
                 max_attempts=max_attempts,
+                retry=retry,
                 base_url=base_url,
                 cost=1.0,
                 permits=(),

@@ -199,8 +199,6 @@ class WorkflowsClient:
         self._transport = self._make_transport(
             env_or(base_url, "SIM_BASE_URL", default=DEFAULT_BASE_URL) or "", key, self._base_retry
         )
-        # execute_with_retry's own policies, each on its own Transport (a policy is per Transport); same key and URL.
-        self._retry_transports: dict[RetryPolicy, Transport] = {}
 
     def _make_transport(self, base_url: str, key: str | None, retry: RetryPolicy) -> Transport:
         ua = _user_agent()
@@ -228,16 +226,11 @@ class WorkflowsClient:
     def set_api_key(self, api_key: str | None) -> None:
         """Use another API key from the next request on (``None``: send none, for public workflows)."""
         self._api_key = api_key
-        for transport in self._transports():
-            transport.set_header("X-API-Key", api_key, secret=True)
+        self._transport.set_header("X-API-Key", api_key, secret=True)
 
     def set_base_url(self, base_url: str) -> None:
         """Talk to another server from the next request on (trailing ``/`` stripped)."""
-        for transport in self._transports():
-            transport.base_url = base_url
-
-    def _transports(self) -> list[Transport]:
-        return [self._transport, *self._retry_transports.values()]
+        self._transport.base_url = base_url
 
     # -- rate limits ----------------------------------------------------------------------------------------
     def _on_response(self, status: int, headers: Mapping[str, str]) -> None:
@@ -359,8 +352,8 @@ class WorkflowsClient:
             await events.__aenter__()
             return events
         if async_execution:
-            return await self._submit(self._transport, workflow_id, input, execution_timeout, execution_id, timeout)
-        return await self._run(self._transport, workflow_id, input, selected_outputs, execution_id, timeout)
+            return await self._submit(None, workflow_id, input, execution_timeout, execution_id, timeout)
+        return await self._run(None, workflow_id, input, selected_outputs, execution_id, timeout)
 
     def execute_stream(
         self,
@@ -385,7 +378,7 @@ class WorkflowsClient:
         The request is sent when the stream is entered (or first iterated); it is retried only if nothing ran.
         """
         return self._stream_on(
-            self._transport,
+            None,
             workflow_id,
             input,
             selected_outputs=selected_outputs,
@@ -397,7 +390,7 @@ class WorkflowsClient:
 
     def _stream_on(
         self,
-        transport: Transport,
+        retry: RetryPolicy | None,
         workflow_id: str,
         input: Any,
         *,
@@ -423,10 +416,11 @@ class WorkflowsClient:
             body["includeToolCalls"] = True
         if include_thinking or include_tool_calls:
             headers["X-Sim-Stream-Protocol"] = STREAM_PROTOCOL
-        return transport.stream(
+        return self._transport.stream(
             "POST",
             self._execute_path(generation, workflow_id),
-            decoder=SSEDecoder(transport.max_event_size),
+            retry=retry,
+            decoder=SSEDecoder(self._transport.max_event_size),
             parse=parse_event,
             idempotent=False,
             terminal=is_terminal,
@@ -469,17 +463,13 @@ class WorkflowsClient:
             jitter=0.25,
             max_retry_after=max(max_delay, self._base_retry.max_retry_after),
         )
-        transport = self._retry_transports.get(policy)
-        if transport is None:
-            transport = self._make_transport(self.base_url, self._api_key, policy)
-            self._retry_transports[policy] = transport
         if stream:
-            events = self._stream_on(transport, workflow_id, input, selected_outputs=selected_outputs)
+            events = self._stream_on(policy, workflow_id, input, selected_outputs=selected_outputs)
             await events.__aenter__()
             return events
         if async_execution:
-            return await self._submit(transport, workflow_id, input, execution_timeout, None, timeout)
-        return await self._run(transport, workflow_id, input, selected_outputs, None, timeout)
+            return await self._submit(policy, workflow_id, input, execution_timeout, None, timeout)
+        return await self._run(policy, workflow_id, input, selected_outputs, None, timeout)
 
     # -- jobs and runs --------------------------------------------------------------------------------------
     async def get_job_status(self, job_id: str) -> JobStatus:
@@ -518,8 +508,7 @@ class WorkflowsClient:
     # -- lifecycle ------------------------------------------------------------------------------------------
     async def aclose(self) -> None:
         """Close the HTTP sessions this client opened (a session passed in is left open)."""
-        for transport in self._transports():
-            await transport.aclose()
+        await self._transport.aclose()
 
     async def __aenter__(self) -> WorkflowsClient:
         return self
@@ -589,7 +578,7 @@ class WorkflowsClient:
 
     async def _post_execute(
         self,
-        transport: Transport,
+        retry: RetryPolicy | None,
         workflow_id: str,
         input: Any,
         timeout: TimeoutLike,
@@ -600,19 +589,21 @@ class WorkflowsClient:
         body, headers = self._encode(generation, input, stream=False, **options)
         tmo = self._execute_timeout if timeout is None else _as_timeout(timeout)
         if self._generation is not None:
-            return await transport.request(
+            return await self._transport.request(
                 "POST",
                 self._execute_path(generation, workflow_id),
                 idempotent=False,
+                retry=retry,
                 json=body,
                 headers=headers,
                 timeout=tmo,
             )
         try:
-            resp = await transport.request(
+            resp = await self._transport.request(
                 "POST",
                 self._execute_path("v2", workflow_id),
                 idempotent=False,
+                retry=retry,
                 json=body,
                 headers=headers,
                 timeout=tmo,
@@ -623,10 +614,11 @@ class WorkflowsClient:
             # The v2 flag is off here; a 404 ran nothing, so sending the v1 request is safe.
             self._generation = "v1"
             body, headers = self._encode("v1", input, stream=False, **options)
-            return await transport.request(
+            return await self._transport.request(
                 "POST",
                 self._execute_path("v1", workflow_id),
                 idempotent=False,
+                retry=retry,
                 json=body,
                 headers=headers,
                 timeout=tmo,
@@ -636,7 +628,7 @@ class WorkflowsClient:
 
     async def _run(
         self,
-        transport: Transport,
+        retry: RetryPolicy | None,
         workflow_id: str,
         input: Any,
         selected_outputs: Sequence[str] | None,
@@ -645,7 +637,7 @@ class WorkflowsClient:
     ) -> ExecutionResult:
         try:
             resp = await self._post_execute(
-                transport,
+                retry,
                 workflow_id,
                 input,
                 timeout,
@@ -661,7 +653,7 @@ class WorkflowsClient:
 
     async def _submit(
         self,
-        transport: Transport,
+        retry: RetryPolicy | None,
         workflow_id: str,
         input: Any,
         execution_timeout: int | None,
@@ -670,7 +662,7 @@ class WorkflowsClient:
     ) -> Job:
         try:
             resp = await self._post_execute(
-                transport,
+                retry,
                 workflow_id,
                 input,
                 timeout if timeout is not None else self._read_timeout,
