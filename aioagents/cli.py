@@ -61,8 +61,13 @@ async def _endpoint(explicit: str | None) -> AsyncIterator[str]:
 def _serve(args: argparse.Namespace) -> int:
     from aioagents.local import serve
 
+    def ready(sandbox: Any) -> None:
+        print(f"aioagents: serving the local sandbox at {sandbox.url} (Ctrl-C stops it)", flush=True)
+
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(host=args.host, port=args.port, token=args.token or os.environ.get("AIOAGENTS_TOKEN")))
+        asyncio.run(
+            serve(host=args.host, port=args.port, token=args.token or os.environ.get("AIOAGENTS_TOKEN"), on_ready=ready)
+        )
     return 0
 
 

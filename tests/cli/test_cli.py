@@ -97,3 +97,47 @@ def test_serve_refuses_a_non_loopback_address_without_a_token(host: str) -> None
     proc = _cli("serve", "--host", host, "--port", "0", timeout=30)
     assert proc.returncode != 0
     assert "token" in proc.stderr.lower()
+
+
+def test_the_official_sdk_works_against_aioagents_serve() -> None:
+    import signal
+    import socket
+
+    import sandbox_fusion as sf
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "SANDBOX_FUSION_ENDPOINT"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "aioagents.cli", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in line, line
+        url = f"http://127.0.0.1:{port}"
+        resp = sf.run_code(sf.RunCodeRequest(code="print(6 * 7)", language="python"), endpoint=url, max_attempts=1)
+        assert resp.status == sf.RunStatus.Success
+        assert resp.run_result is not None
+        assert resp.run_result.stdout == "42\n"
+        jupyter = sf.run_jupyter(sf.RunJupyterRequest(cells=["1 + 1", "1 / 0"]), endpoint=url, max_attempts=1)
+        assert jupyter.cells[0].display[0]["text/plain"] == "2"
+        assert jupyter.cells[1].error[0]["ename"] == "ZeroDivisionError"
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=20)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+            assert server.stdout is not None
+            assert server.stderr is not None
+            server.stdout.close()
+            server.stderr.close()
+    assert server.returncode == 0
