@@ -6,11 +6,11 @@ import os
 
 os.environ.setdefault("AIOAGENTS_STRICT_DECODING", "1")
 
-from collections.abc import Iterator  # noqa: E402
+from collections.abc import Iterator
 
-import pytest  # noqa: E402
+import pytest
 
-from aioagents import _retry  # noqa: E402
+from aioagents import _retry
 
 
 @pytest.fixture
