@@ -142,10 +142,9 @@ def make_environment(*, drop_privileges: bool, server_env: Mapping[str, str]) ->
         # The server's interpreter is unreachable for the sandbox uid (e.g. under /root). Use another one of the
         # same version and lend it the server's site-packages when those are reachable.
         version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-        for candidate in (
-            shutil.which(version, path=os.pathsep.join(seen)),
-            shutil.which("python3", path=":".join(seen)),
-        ):
+        # Every PATH entry, not just the first hit: a virtualenv's bin/ (first on PATH when it is activated) holds
+        # symlinks to the very interpreter that is unreachable.
+        for candidate in [shutil.which(name, path=entry) for name in (version, "python3") for entry in seen]:
             if candidate and _reachable_by_others(candidate):
                 python = os.path.realpath(candidate)
                 break
