@@ -36,6 +36,21 @@ _log = logging.getLogger("aioagents.local")
 
 _MAX_FETCH_BYTES = 64 << 20
 _INLINE_IO_BYTES = 256 << 10
+_SHM = "/dev/shm"
+_SHM_MIN_FREE = 1 << 30
+_NOT_CLEAR = ProcessResult(status="Error", return_code=None, stdout="", stderr="", execution_time=0.0)
+
+
+class Workspace:
+    """A run's uid (None without privilege dropping), its directory, and whether every process of that uid is known
+    to be gone (set from the process factory's answer; a process started afterwards must reset it)."""
+
+    __slots__ = ("path", "uid", "uid_clear")
+
+    def __init__(self, uid: int | None, path: Path) -> None:
+        self.uid = uid
+        self.path = path
+        self.uid_clear = False
 
 
 class Engine:
@@ -73,7 +88,7 @@ class Engine:
     async def start(self) -> None:
         self.env = make_environment(drop_privileges=self.drop_privileges, server_env=os.environ)
         self.languages = resolve(self.env)
-        root = await asyncio.to_thread(_make_root, self._work_dir)
+        root = await asyncio.to_thread(_make_root, self._work_dir, self.drop_privileges)
         self.root = root
         self._uids = UidPool(self._uid_base, 4096, UidPool.default_lock_dir()) if self.drop_privileges else None
         self._zygote = ZygoteClient(python=self.env.python, env=self.base_env(home="/"), control_dir=root / "ctl")
@@ -127,29 +142,40 @@ class Engine:
         return env
 
     @contextlib.asynccontextmanager
-    async def workspace(self, prefix: str = "run-") -> AsyncIterator[tuple[int | None, Path]]:
+    async def workspace(self, prefix: str = "run-") -> AsyncIterator[Workspace]:
         """A uid of its own (None without privilege dropping) and a fresh private directory it owns.
 
         Afterwards every process of the uid is killed, the directory is removed and the uid goes back to the pool.
-        That cleanup runs in the background, after the answer is sent; :meth:`close` waits for it.
+        When the last process factory answer already cleared the uid (:attr:`Workspace.uid_clear`) and the directory
+        holds a few plain files, that happens at once; otherwise in the background, after the answer is sent
+        (:meth:`close` waits for it).
         """
         assert self.root is not None
         uid = None if self._uids is None else await self._uids.acquire()
-        path: Path | None = None
         try:
             path = Path(tempfile.mkdtemp(prefix=prefix, dir=self.root))
+        except BaseException:
+            if uid is not None and self._uids is not None:
+                self._uids.release(uid)
+            raise
+        ws = Workspace(uid, path)
+        try:
             if uid is not None:
                 os.chown(path, uid, uid)
-            yield uid, path
+            yield ws
         finally:
-            self.track(asyncio.ensure_future(self._cleanup(uid, path)))
+            if (uid is None or ws.uid_clear) and _remove_small_dir(path):
+                if uid is not None and self._uids is not None:
+                    self._uids.release(uid)
+            else:
+                self.track(asyncio.ensure_future(self._cleanup(uid, path)))
 
-    async def _cleanup(self, uid: int | None, path: Path | None) -> None:
+    async def _cleanup(self, uid: int | None, path: Path) -> None:
         try:
             if uid is not None and self._zygote is not None:
                 with contextlib.suppress(Exception):
                     await self._zygote.kill_uid(uid)
-            if path is not None and not _remove_small_dir(path):
+            if not _remove_small_dir(path):
                 await asyncio.to_thread(shutil.rmtree, path, True)
         finally:
             if uid is not None and self._uids is not None:
@@ -190,7 +216,8 @@ class Engine:
             return _sandbox_error(f"the local sandbox could not run the code: {exc}")
 
     async def _run_code(self, req: RunCodeRequest, lang: Resolved) -> dict[str, Any]:
-        async with self._runs, self.workspace() as (uid, workdir):
+        async with self._runs, self.workspace() as ws:
+            uid, workdir = ws.uid, ws.path
             run_id = secrets.token_hex(4)
             src = lang.filename.format(id=run_id)
             out = f"main_{run_id}"
@@ -230,6 +257,8 @@ class Engine:
                     stdin=None if req.stdin is None else req.stdin.encode("utf-8", errors="replace"),
                     python_script=str(workdir / src) if fast else None,
                 )
+            # Every process of this workspace ran through ``zygote.run``; the last one's answer tells.
+            ws.uid_clear = (run_result or compile_result or _NOT_CLEAR).uid_clear
             fetched = await asyncio.to_thread(self.fetch_files, workdir, req.fetch_files) if req.fetch_files else {}
         return _response(compile_result, run_result, fetched)
 
@@ -254,7 +283,8 @@ class Engine:
         msg_ids: list[str] = []
         timed_out = ""
         kernel_error = ""
-        async with self._kernels, self.workspace() as (uid, workdir):
+        async with self._kernels, self.workspace() as ws:
+            uid, workdir = ws.uid, ws.path
             await asyncio.to_thread(self.write_files, workdir, req.files, uid)
             kernel = Kernel(
                 zygote=self.zygote,
@@ -351,8 +381,35 @@ def _remove_small_dir(path: Path) -> bool:
     return True
 
 
-def _make_root(parent: str | None) -> Path:
+def default_work_dir() -> str | None:
+    """``/dev/shm`` when it is a tmpfs with room and exec allowed (compiled programs run from there) and the user
+    has not chosen a temporary directory with ``$TMPDIR``; None (the system's temporary directory) otherwise."""
+    if os.environ.get("TMPDIR"):
+        return None
+    try:
+        st = os.statvfs(_SHM)
+    except OSError:
+        return None
+    roomy = st.f_bavail * st.f_frsize >= _SHM_MIN_FREE
+    if roomy and not st.f_flag & (os.ST_NOEXEC | os.ST_RDONLY) and os.access(_SHM, os.W_OK | os.X_OK):
+        return _SHM
+    return None
+
+
+def _make_root(parent: str | None, for_other_uids: bool) -> Path:
+    if parent is None:
+        parent = default_work_dir()
     root = Path(tempfile.mkdtemp(prefix="aioagents-local-", dir=parent))
+    if for_other_uids:
+        # Runs have uids of their own: they must be able to walk down to their directory.
+        for ancestor in root.parents:
+            if not os.stat(ancestor).st_mode & 0o001:
+                root.rmdir()
+                raise RuntimeError(
+                    f"the sandbox's run directories cannot live under {root.parent}: {ancestor} is not searchable "
+                    "by other users, and every run has a uid of its own; pass work_dir= (or set TMPDIR to) a "
+                    "directory such as /tmp"
+                )
     root.chmod(0o711)
     (root / "ctl").mkdir(mode=0o700)
     return root

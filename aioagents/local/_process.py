@@ -69,6 +69,8 @@ class ProcessResult:
     stderr: str
     execution_time: float
     cpu_time: float | None = None
+    #: The process factory killed every process of the run's uid after it exited, so the uid may be reused as is.
+    uid_clear: bool = False
 
 
 class UidPool:
@@ -358,6 +360,7 @@ class ZygoteClient:
             "gid": uid,
             "rlimits": _rlimits(limits, memory_mb, timeout, root=uid is not None),
             "script": python_script,
+            "reap_uid": uid is not None,
         }
         started = time.monotonic()
         sock: socket.socket | None = None
@@ -386,6 +389,7 @@ class ZygoteClient:
             status: Literal["Finished", "TimeLimitExceeded"] = "Finished"
             return_code: int | None = None
             cpu: float | None = None
+            final: dict[str, Any] = {}
             try:
                 final = await asyncio.wait_for(messages.next(), max(timeout, 0.0))
                 return_code = int(final["exit"])
@@ -397,7 +401,8 @@ class ZygoteClient:
             _killpg(pid)
             if status == "TimeLimitExceeded":
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(messages.next(), 5)
+                    final = await asyncio.wait_for(messages.next(), 5)
+            uid_clear = uid is not None and final.get("uid_clear") is True
             # With every writer dead the pipes reach EOF at once. If not, a process that left the session still
             # holds them: kill the run's uid (root) or give up on it after a short wait (unprivileged server).
             if not (stdout.done.done() and stderr.done.done()):
@@ -405,7 +410,7 @@ class ZygoteClient:
                 try:
                     await asyncio.wait_for(asyncio.shield(pipes), 0.05)
                 except asyncio.TimeoutError:
-                    if uid is not None:
+                    if uid is not None and not uid_clear:
                         await self.kill_uid(uid)
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(pipes, 2)
@@ -416,6 +421,7 @@ class ZygoteClient:
                 stderr=stderr.text(),
                 execution_time=round(elapsed, 6),
                 cpu_time=None if cpu is None else round(cpu, 6),
+                uid_clear=uid_clear,
             )
         finally:
             if pid:

@@ -15,16 +15,21 @@ directory, so sandboxed code cannot reach it). The client sends one JSON line; `
 stdin/stdout/stderr as SCM_RIGHTS file descriptors in the same message:
 
 * ``{"op": "spawn", "mode": "exec"|"python", "argv": [...], "exe": str, "env": {...}, "cwd": str,
-  "uid": int|null, "gid": int|null, "rlimits": {"RLIMIT_X": [soft, hard]}, "script": str}``
-  → ``{"pid": int}`` then, when the child exits, ``{"exit": returncode, "cpu": seconds}``
+  "uid": int|null, "gid": int|null, "rlimits": {"RLIMIT_X": [soft, hard]}, "script": str, "reap_uid": bool}``
+  → ``{"pid": int}`` then, when the child exits, ``{"exit": returncode, "cpu": seconds, "uid_clear": bool}``
   (returncode < 0 means killed by that signal). If the client hangs up first, the child's process group is killed.
+  With ``reap_uid``, every process of ``uid`` is killed before that answer, and ``uid_clear`` says it was: the run's
+  uid is then free for reuse without a ``killuid`` round trip of its own.
 * ``{"op": "killuid", "uid": int}`` → ``{"exit": 0}`` once a helper running as ``uid`` has SIGKILLed every process
   of that uid (that is how processes that left the run's session are found).
 """
 
 from __future__ import annotations
 
-# Warm the modules most programs import, so a forked run finds them loaded. Nothing here runs user code.
+# Warm the modules most programs import, so a forked run finds them loaded. Nothing here runs user code. Not
+# ``random``: it reseeds itself in every forked child (an at-fork hook, ~0.2 ms a run), which only the programs that
+# import it should pay. Every module warmed here is also in every child's page tables, so the list stays short.
+import _signal  # type: ignore[import-not-found,unused-ignore]  # the C module: no enum wrappers
 import atexit
 import builtins
 import collections  # noqa: F401
@@ -37,7 +42,6 @@ import itertools  # noqa: F401
 import json
 import math  # noqa: F401
 import os
-import random  # noqa: F401
 import re  # noqa: F401
 import resource
 import selectors
@@ -55,19 +59,23 @@ _MAX_MSG = 1 << 20
 
 
 def _apply_sandbox(spec: dict[str, Any], fds: list[int]) -> None:
-    """In the forked child: detach, limit, drop privileges, wire the fds. Never returns on failure."""
+    """In the forked child: detach, limit, drop privileges, wire the fds. Never returns on failure.
+
+    Every page the child writes is a copy-on-write fault (~1.2 µs here), and a Python call touches the pages of
+    every object it uses, so this path calls C functions directly (``_signal``, not ``signal``'s enum wrappers).
+    """
     os.setsid()
-    signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, signal.SIG_DFL)
+    _signal.set_wakeup_fd(-1)
+    for sig in (_signal.SIGCHLD, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT):
+        _signal.signal(sig, _signal.SIG_DFL)
     if spec.get("mode") != "python":
         # An ignored disposition survives execve; a normal program expects the defaults. (A Python program
         # keeps SIGPIPE and SIGXFSZ ignored, as the interpreter itself sets them at start-up.)
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
-            signal.signal(sig, signal.SIG_DFL)
+        for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT):
+            _signal.signal(sig, _signal.SIG_DFL)
     else:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
     for name, (soft, hard) in spec.get("rlimits", {}).items():
         resource.setrlimit(getattr(resource, name), (soft, hard))
     for target, fd in enumerate(fds):
@@ -84,11 +92,24 @@ def _apply_sandbox(spec: dict[str, Any], fds: list[int]) -> None:
     os.umask(0o022)
 
 
+def _set_environ(env: dict[str, str]) -> None:
+    """Make ``os.environ`` (and the C environment) exactly ``env``, changing only what differs.
+
+    The zygote starts with the sandbox's base environment, so a run usually differs in ``HOME`` and ``TMPDIR``
+    only; clearing and refilling the mapping would run ``MutableMapping.clear``'s Python loop for every key.
+    """
+    current = os.environ
+    for key in [key for key in current if key not in env]:
+        del current[key]
+    for key, value in env.items():
+        if current.get(key) != value:
+            current[key] = value
+
+
 def _run_python(spec: dict[str, Any]) -> None:
     """The fast path: run the script as ``__main__`` in this forked interpreter and exit like ``python`` would."""
     script = spec["script"]
-    os.environ.clear()
-    os.environ.update(spec["env"])
+    _set_environ(spec["env"])
     sys.argv = list(spec.get("argv", [])[1:]) or [script]  # as ``python main.py`` would see it
     sys.path[0] = os.path.dirname(script)
     code = 0
@@ -292,7 +313,8 @@ class Zygote:
         # The server holds the other end of our stdin: EOF means it is gone (even killed), and so are we.
         self.sel.register(0, selectors.EVENT_READ, "parent")
         self.killer = _Killer()
-        self.children: dict[int, tuple[socket.socket, bool]] = {}  # pid -> (conn, is a run's group leader)
+        # pid -> (conn, is a run's group leader, the uid to clear when it exits)
+        self.children: dict[int, tuple[socket.socket, bool, int | None]] = {}
         self.running = True
         self.orphaned = False
         self.root = os.path.dirname(os.path.dirname(path))
@@ -320,7 +342,7 @@ class Zygote:
                     self._hangup(key.fileobj, key.data)  # type: ignore[arg-type]
             self._reap()
         self.killer._stop()
-        for pid, (_conn, leader) in list(self.children.items()):
+        for pid, (_conn, leader, _uid) in list(self.children.items()):
             if leader:
                 _killpg(pid)
         if self.orphaned and os.path.basename(self.root).startswith("aioagents-local-"):
@@ -359,7 +381,8 @@ class Zygote:
         for fd in fds:
             os.close(fd)
         leader = spec.get("op") == "spawn"
-        self.children[pid] = (conn, leader)
+        reap_uid = spec.get("uid") if leader and spec.get("reap_uid") else None
+        self.children[pid] = (conn, leader, None if reap_uid is None else int(reap_uid))
         if leader:
             _send(conn, {"pid": pid})
         conn.setblocking(False)
@@ -390,14 +413,36 @@ class Zygote:
             entry = self.children.pop(pid, None)
             if entry is None:
                 continue
-            conn = entry[0]
+            conn, _leader, uid = entry
             code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            answer: dict[str, Any] = {"exit": code, "cpu": usage.ru_utime + usage.ru_stime}
+            if uid is not None:
+                # Before the answer, so that the server may hand the uid to the next run at once.
+                answer["uid_clear"] = self._clear_uid(uid)
             with contextlib.suppress(KeyError, ValueError):
                 self.sel.unregister(conn)
             conn.setblocking(True)
             conn.settimeout(1.0)
-            _send(conn, {"exit": code, "cpu": usage.ru_utime + usage.ru_stime})
+            _send(conn, answer)
             conn.close()
+
+    def _clear_uid(self, uid: int) -> bool:
+        """Kill every process of ``uid`` now: through the long-lived killer, else a one-shot helper waited for."""
+        if uid <= 0:
+            return False
+        if self.killer.kill_uid(uid):
+            return True
+        try:
+            pid = os.fork()
+        except OSError:
+            return False
+        if pid == 0:
+            _kill_uid(uid)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            return False
+        return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def _killpg(pgid: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -165,6 +166,21 @@ async def test_the_environment_is_scrubbed(sb: LocalSandbox, monkeypatch: pytest
     assert "AIOAGENTS_TEST_SECRET" not in out
     assert "s3cr3t" not in out
     assert out.endswith("True\n")
+
+
+async def test_the_run_sees_exactly_the_sandbox_environment_in_python_and_in_its_children(sb: LocalSandbox) -> None:
+    # The fast path edits the forked interpreter's environment in place; both views must match the sandbox's.
+    code = (
+        "import json, os, subprocess\n"
+        "child = subprocess.run(['env', '-0'], capture_output=True, check=True).stdout.decode()\n"
+        "print(json.dumps([dict(os.environ), os.getcwd(), child]))\n"
+    )
+    for _ in range(2):  # the second run inherits nothing from the first
+        body = await run(sb, code)
+        environ, cwd, child = json.loads(body["run_result"]["stdout"])
+        expected = sb.engine.base_env(home=cwd)
+        assert environ == expected
+        assert dict(item.split("=", 1) for item in child.split("\0") if item) == expected
 
 
 async def test_concurrent_runs_do_not_see_each_other(sb: LocalSandbox) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import tempfile
 import time
 from typing import Any
 
@@ -13,7 +14,9 @@ import pytest
 import sandbox_fusion as sf
 
 from aioagents.local import LocalSandbox, serve
-from tests.local.conftest import sandbox_processes, server_uids
+from aioagents.local import _engine as engine_module
+from aioagents.local._engine import default_work_dir
+from tests.local.conftest import is_root, sandbox_processes, server_uids
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -201,6 +204,41 @@ def test_languages_reports_every_contract_language_with_a_reason_when_missing(sa
     assert langs["python"] is None
     assert langs["sql"] is not None
     assert "sql" in langs["sql"]
+
+
+async def test_run_directories_go_to_an_executable_tmpfs_unless_tmpdir_is_set(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TMPDIR", raising=False)
+    shm = os.statvfs("/dev/shm")
+    usable = shm.f_bavail * shm.f_frsize >= 1 << 30 and not shm.f_flag & os.ST_NOEXEC
+    assert default_work_dir() == ("/dev/shm" if usable else None)
+    monkeypatch.setattr(engine_module, "_SHM", str(tmp_path / "missing"))
+    assert default_work_dir() is None
+    chosen = tempfile.mkdtemp(dir="/tmp")  # not tmp_path: pytest's base directory is private (0700)
+    try:
+        os.chmod(chosen, 0o711)
+        monkeypatch.setenv("TMPDIR", chosen)
+        monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile caches the directory it chose
+        assert default_work_dir() is None
+        async with LocalSandbox() as sb:
+            assert sb.engine.root is not None
+            assert str(sb.engine.root.parent) == chosen
+            status, body = await post(sb.url, "/run_code", {"code": "print(2)", "language": "python"})
+            assert (status, body["run_result"]["stdout"]) == (200, "2\n")
+        assert os.listdir(chosen) == []
+    finally:
+        shutil.rmtree(chosen, ignore_errors=True)
+
+
+@pytest.mark.skipif(not is_root(), reason="runs keep the server's uid without root, so any directory will do")
+async def test_a_work_dir_the_run_uids_cannot_reach_is_refused_at_start(tmp_path: Any) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    sb = LocalSandbox(work_dir=str(private))
+    with pytest.raises(RuntimeError, match="not searchable by other users"):
+        await sb.start()
+    assert list(private.iterdir()) == []
 
 
 async def test_a_sandbox_can_be_started_again_after_close() -> None:
