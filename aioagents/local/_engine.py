@@ -3,7 +3,6 @@
 Layout on disk (one root per server, removed on close)::
 
     <tmp>/aioagents-local-XXXX/      0711 root   traversable, not listable, by sandbox uids
-        ctl/                        0700 root   the zygote's socket: unreachable from sandboxed code
         run-XXXX/                   0700 uid    one per run: the cwd, HOME and TMPDIR of the run
         kernel-XXXX/                0700 uid    a kernel's connection file and ZeroMQ sockets
 """
@@ -91,7 +90,7 @@ class Engine:
         root = await asyncio.to_thread(_make_root, self._work_dir, self.drop_privileges)
         self.root = root
         self._uids = UidPool(self._uid_base, 4096, UidPool.default_lock_dir()) if self.drop_privileges else None
-        self._zygote = ZygoteClient(python=self.env.python, env=self.base_env(home="/"), control_dir=root / "ctl")
+        self._zygote = ZygoteClient(python=self.env.python, env=self.base_env(home="/"), root=root)
         try:
             await self._zygote.start()
         except BaseException:
@@ -411,7 +410,6 @@ def _make_root(parent: str | None, for_other_uids: bool) -> Path:
                     "directory such as /tmp"
                 )
     root.chmod(0o711)
-    (root / "ctl").mkdir(mode=0o700)
     return root
 
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import itertools
 import json
 import logging
 import math
@@ -34,6 +35,7 @@ __all__ = ["Limits", "ProcessResult", "UidPool", "ZygoteClient"]
 _log = logging.getLogger("aioagents.local")
 
 _ZYGOTE_SCRIPT = Path(__file__).with_name("_zygote.py")
+_MAX_PACKET = 1 << 16  # the zygote's receive buffer
 
 
 @attrs.frozen(kw_only=True)
@@ -226,59 +228,76 @@ async def _feed(loop: asyncio.AbstractEventLoop, fd: int, data: bytes) -> None:
 
 
 class ZygoteClient:
-    """Starts the zygote and asks it for processes. One per server."""
+    """Starts the zygote and asks it for processes, over one ``SOCK_SEQPACKET`` channel. One per server."""
 
-    def __init__(self, *, python: str, env: Mapping[str, str], control_dir: Path) -> None:
+    def __init__(self, *, python: str, env: Mapping[str, str], root: Path) -> None:
         self._python = python
         self._env = dict(env)
-        self._socket_path = str(control_dir / "zygote.sock")
+        self._root = root
         self._proc: asyncio.subprocess.Process | None = None
+        self._channel: _Channel | None = None
         self._closed = False
         self._restarting: asyncio.Lock | None = None
 
     async def start(self) -> None:
-        """Start the zygote and wait until it listens."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._socket_path)  # left by a zygote that died
-        # The zygote must not inherit the server's environment (secrets, PYTHON* settings): it is the parent of
-        # every run and forked children would see it.
-        self._proc = await asyncio.create_subprocess_exec(
-            self._python,
-            str(_ZYGOTE_SCRIPT),
-            self._socket_path,
-            stdin=asyncio.subprocess.PIPE,  # never written: its EOF tells the zygote that the server is gone
-            stdout=asyncio.subprocess.PIPE,
-            env=self._env,
-            cwd="/",
-            start_new_session=True,
-        )
+        """Start the zygote and wait until it serves."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            # The zygote must not inherit the server's environment (secrets, PYTHON* settings): it is the parent
+            # of every run and forked children would see it.
+            self._proc = await asyncio.create_subprocess_exec(
+                self._python,
+                str(_ZYGOTE_SCRIPT),
+                str(theirs.fileno()),
+                str(self._root),
+                stdin=asyncio.subprocess.PIPE,  # never written: its EOF tells the zygote that the server is gone
+                stdout=asyncio.subprocess.PIPE,
+                env=self._env,
+                cwd="/",
+                start_new_session=True,
+                pass_fds=(theirs.fileno(),),
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
         assert self._proc.stdout is not None
         try:
             line = await asyncio.wait_for(self._proc.stdout.readline(), 30)
         except asyncio.TimeoutError:
             line = b""
         if line.strip() != b"ready":
+            ours.close()
             await self._stop()
             raise RuntimeError(f"the sandbox process factory failed to start with {self._python}")
+        self._channel = _Channel(asyncio.get_running_loop(), ours)
 
     async def close(self) -> None:
         """Stop the zygote; its runs' processes are killed by their session and uid cleanup."""
         self._closed = True
         await self._stop()
 
-    async def _ensure(self) -> None:
+    async def _ensure(self) -> _Channel:
         # A zygote that died (killed from outside, OOM) is replaced, so that one incident does not end the server.
-        if self.alive or self._closed:
-            return
-        if self._restarting is None:
-            self._restarting = asyncio.Lock()
-        async with self._restarting:
-            if not self.alive and not self._closed:
-                _log.warning("the sandbox process factory exited; starting a new one")
-                await self._stop()
-                await self.start()
+        if self._closed:
+            raise RuntimeError("the local sandbox is closed")
+        if not self.alive:
+            if self._restarting is None:
+                self._restarting = asyncio.Lock()
+            async with self._restarting:
+                if not self.alive and not self._closed:
+                    _log.warning("the sandbox process factory exited; starting a new one")
+                    await self._stop()
+                    await self.start()
+        if self._channel is None:
+            raise RuntimeError("the local sandbox is closed")
+        return self._channel
 
     async def _stop(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.close(ConnectionResetError("the sandbox process factory was stopped"))
         proc, self._proc = self._proc, None
         if proc is None:
             return
@@ -302,32 +321,24 @@ class ZygoteClient:
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.returncode is None
+        return (
+            self._proc is not None
+            and self._proc.returncode is None
+            and self._channel is not None
+            and not self._channel.closed
+        )
 
-    async def _connect(self, message: dict[str, Any], fds: Sequence[int] = ()) -> socket.socket:
-        if self._closed:
-            raise RuntimeError("the local sandbox is closed")
-        await self._ensure()
-        loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.setblocking(False)
-            await loop.sock_connect(sock, self._socket_path)
-            payload = json.dumps(message).encode() + b"\n"
-            # One small message on a fresh unix socket always fits the send buffer, so this never blocks.
-            sent = socket.send_fds(sock, [payload], list(fds))
-            if sent < len(payload):
-                await loop.sock_sendall(sock, payload[sent:])
-        except BaseException:
-            sock.close()
-            raise
-        return sock
+    async def _spawn(self, spec: dict[str, Any], fds: Sequence[int]) -> tuple[int, asyncio.Future[dict[str, Any]]]:
+        channel = await self._ensure()
+        reply = await channel.request(spec, fds)
+        if "pid" not in reply:
+            raise RuntimeError(str(reply.get("error", "the process factory refused the run")))
+        return int(reply["pid"]), reply["exited"]
 
     async def kill_uid(self, uid: int) -> None:
         """Kill every process running as ``uid`` (also those that left their session)."""
-        sock = await self._connect({"op": "killuid", "uid": uid})
-        with sock:
-            await _Messages(sock).next()
+        channel = await self._ensure()
+        await channel.request({"op": "killuid", "uid": uid})
 
     async def run(
         self,
@@ -362,22 +373,15 @@ class ZygoteClient:
             "script": python_script,
             "reap_uid": uid is not None,
         }
-        started = time.monotonic()
-        sock: socket.socket | None = None
         feeder: asyncio.Future[None] | None = None
         closed: set[int] = set()
         pid = 0
         try:
             try:
-                sock = await self._connect(spec, [in_r, out_w, err_w])
+                pid, exited = await self._spawn(spec, [in_r, out_w, err_w])
             finally:
                 for fd in (in_r, out_w, err_w):
                     os.close(fd)
-            messages = _Messages(sock)
-            first = await messages.next()
-            if "pid" not in first:
-                raise RuntimeError(str(first.get("error", "the process factory refused the run")))
-            pid = int(first["pid"])
             started = time.monotonic()
             rest = _write_now(in_w, stdin or b"")
             if rest:
@@ -390,18 +394,17 @@ class ZygoteClient:
             return_code: int | None = None
             cpu: float | None = None
             final: dict[str, Any] = {}
-            try:
-                final = await asyncio.wait_for(messages.next(), max(timeout, 0.0))
+            if await _wait(exited, timeout):
+                final = exited.result()
                 return_code = int(final["exit"])
                 cpu = float(final.get("cpu", 0.0))
-            except asyncio.TimeoutError:
+            else:
                 status = "TimeLimitExceeded"
             elapsed = time.monotonic() - started
             # The group may still hold children that outlived their parent; nothing of the run survives it.
             _killpg(pid)
-            if status == "TimeLimitExceeded":
-                with contextlib.suppress(Exception):
-                    final = await asyncio.wait_for(messages.next(), 5)
+            if status == "TimeLimitExceeded" and await _wait(exited, 5):
+                final = exited.result()
             uid_clear = uid is not None and final.get("uid_clear") is True
             # With every writer dead the pipes reach EOF at once. If not, a process that left the session still
             # holds them: kill the run's uid (root) or give up on it after a short wait (unprivileged server).
@@ -433,8 +436,6 @@ class ZygoteClient:
             _close_once(closed, in_w)
             stdout.close()
             stderr.close()
-            if sock is not None:
-                sock.close()
 
     async def spawn_detached(
         self,
@@ -463,34 +464,124 @@ class ZygoteClient:
             "rlimits": _rlimits(limits, memory_mb, cpu_seconds, root=uid is not None),
         }
         try:
-            sock = await self._connect(spec, [devnull, output_fd, output_fd])
+            pid, exited = await self._spawn(spec, [devnull, output_fd, output_fd])
         finally:
             os.close(devnull)
-        messages = _Messages(sock)
-        first = await messages.next()
-        if "pid" not in first:
-            sock.close()
-            raise RuntimeError(str(first.get("error", "the process factory refused the run")))
-        exited: asyncio.Future[int] = loop.create_future()
+        code: asyncio.Future[int] = loop.create_future()
 
-        async def watch() -> None:
+        def done(f: asyncio.Future[dict[str, Any]]) -> None:
+            if code.done():
+                return
+            exc = None if f.cancelled() else f.exception()
+            code.set_result(-9 if f.cancelled() or exc is not None else int(f.result().get("exit", -9)))
+
+        exited.add_done_callback(done)
+        return pid, code
+
+
+async def _wait(future: asyncio.Future[Any], timeout: float) -> bool:
+    """Wait up to ``timeout`` for ``future`` without cancelling it; True if it is done (its error is raised)."""
+    if not future.done():
+        await asyncio.wait((future,), timeout=max(timeout, 0.0))
+    if future.done():
+        future.result()  # a lost zygote raises here
+        return True
+    return False
+
+
+class _Channel:
+    """The server's end of the zygote's packet socket: requests with ids, and child exits dispatched by pid.
+
+    A reply and its child's exit arrive in order on the one socket, so the exit future is made when the reply is
+    read, before any later packet. A reply nobody waits for any more (the request was cancelled) names a process
+    that nobody will supervise: its group is killed at once.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        self._loop = loop
+        self._sock = sock
+        sock.setblocking(False)
+        self._ids = itertools.count()
+        self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._exits: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.closed = False
+        loop.add_reader(sock.fileno(), self._on_readable)
+
+    async def request(self, message: dict[str, Any], fds: Sequence[int] = ()) -> dict[str, Any]:
+        if self.closed:
+            raise ConnectionResetError("the sandbox process factory exited")
+        rid = next(self._ids)
+        payload = json.dumps({**message, "id": rid}).encode()
+        if len(payload) > _MAX_PACKET:
+            raise RuntimeError(f"the run's description is {len(payload)} bytes; the limit is {_MAX_PACKET}")
+        reply: asyncio.Future[dict[str, Any]] = self._loop.create_future()
+        self._replies[rid] = reply
+        try:
+            while True:
+                try:
+                    socket.send_fds(self._sock, [payload], list(fds))
+                    break
+                except BlockingIOError:
+                    ready: asyncio.Future[None] = self._loop.create_future()
+                    self._loop.add_writer(self._sock.fileno(), _wake, ready)
+                    try:
+                        await ready
+                    finally:
+                        self._loop.remove_writer(self._sock.fileno())
+            return await reply
+        finally:
+            self._replies.pop(rid, None)
+
+    def _on_readable(self) -> None:
+        while not self.closed:
             try:
-                final = await messages.next()
-                code = int(final.get("exit", -9))
-            except (OSError, ValueError, KeyError):
-                code = -9
-            finally:
-                sock.close()
-            if not exited.done():
-                exited.set_result(code)
+                data = self._sock.recv(_MAX_PACKET)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.close(ConnectionResetError("the sandbox process factory exited"))
+                return
+            try:
+                message = json.loads(data)
+            except ValueError:
+                _log.error("the sandbox process factory sent an unreadable packet")
+                continue
+            self._dispatch(message)
 
-        task = loop.create_task(watch())
-        _watchers.add(task)
-        task.add_done_callback(_watchers.discard)
-        return int(first["pid"]), exited
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        pid = message.get("pid")
+        if "id" not in message:
+            if pid is not None:
+                exited = self._exits.pop(pid, None)
+                if exited is not None and not exited.done():
+                    exited.set_result(message)
+            return
+        waiter = self._replies.pop(message["id"], None) if message["id"] is not None else None
+        if pid is not None:
+            exited = self._loop.create_future()
+            self._exits[pid] = exited
+            message["exited"] = exited
+            if waiter is None or waiter.done():
+                _killpg(pid)  # the run was cancelled while it started: nobody supervises it
+        if waiter is not None and not waiter.done():
+            waiter.set_result(message)
+        elif message.get("error"):
+            _log.error("the sandbox process factory: %s", message["error"])
 
-
-_watchers: set[asyncio.Task[None]] = set()
+    def close(self, exc: BaseException) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+        for future in [*self._replies.values(), *self._exits.values()]:
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # retrieved here: a run that no longer waits must not log it at collection
+        self._replies.clear()
+        self._exits.clear()
 
 
 def _close_once(closed: set[int], fd: int) -> None:
@@ -502,27 +593,6 @@ def _close_once(closed: set[int], fd: int) -> None:
 def _killpg(pgid: int) -> None:
     with contextlib.suppress(OSError):
         os.killpg(pgid, signal.SIGKILL)
-
-
-class _Messages:
-    """JSON lines from the zygote on one socket. Two messages may arrive in one read (a fast child's pid and
-    exit), so the remainder is kept for the next call."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._buf = b""
-
-    async def next(self) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        while b"\n" not in self._buf:
-            chunk = await loop.sock_recv(self._sock, 4096)
-            if not chunk:
-                raise ConnectionResetError("the sandbox process factory closed the connection")
-            self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
-        result = json.loads(line)
-        assert isinstance(result, dict)
-        return result
 
 
 def _rlimits(limits: Limits, memory_mb: int, cpu_seconds: float | None, *, root: bool) -> dict[str, list[int]]:

@@ -10,18 +10,23 @@ per run; the child applies the sandbox (session, rlimits, uid/gid, cwd, fds, env
 ``execve``'s a command (every language, and the "subprocess" Python mode) or runs the user's Python file as
 ``__main__`` in the forked interpreter (the fast path: no interpreter start-up at all).
 
-Protocol, over a unix stream socket the server connects to once per operation (the socket lives in a 0700
-directory, so sandboxed code cannot reach it). The client sends one JSON line; ``spawn`` carries the child's
-stdin/stdout/stderr as SCM_RIGHTS file descriptors in the same message:
+Protocol: one ``SOCK_SEQPACKET`` socket pair between the server and the zygote, inherited at start (nothing on the
+file system for sandboxed code to reach). Each packet is one JSON object; ``spawn`` carries the child's
+stdin/stdout/stderr as SCM_RIGHTS file descriptors in the same packet. A request has an ``id`` that its reply
+repeats; the exit of a child comes later, on its own, named by pid:
 
-* ``{"op": "spawn", "mode": "exec"|"python", "argv": [...], "exe": str, "env": {...}, "cwd": str,
+* ``{"op": "spawn", "id": n, "mode": "exec"|"python", "argv": [...], "exe": str, "env": {...}, "cwd": str,
   "uid": int|null, "gid": int|null, "rlimits": {"RLIMIT_X": [soft, hard]}, "script": str, "reap_uid": bool}``
-  → ``{"pid": int}`` then, when the child exits, ``{"exit": returncode, "cpu": seconds, "uid_clear": bool}``
-  (returncode < 0 means killed by that signal). If the client hangs up first, the child's process group is killed.
-  With ``reap_uid``, every process of ``uid`` is killed before that answer, and ``uid_clear`` says it was: the run's
-  uid is then free for reuse without a ``killuid`` round trip of its own.
-* ``{"op": "killuid", "uid": int}`` → ``{"exit": 0}`` once a helper running as ``uid`` has SIGKILLed every process
-  of that uid (that is how processes that left the run's session are found).
+  → ``{"id": n, "pid": int}`` (or ``{"id": n, "error": str}``), then, when the child exits,
+  ``{"pid": int, "exit": returncode, "cpu": seconds, "uid_clear": bool}`` (returncode < 0: killed by that signal).
+  With ``reap_uid``, every process of ``uid`` is killed before that packet, and ``uid_clear`` says it was: the
+  run's uid is then free for reuse without a ``killuid`` round trip of its own.
+* ``{"op": "killuid", "id": n, "uid": int}`` → ``{"id": n, "exit": 0}`` once every process of that uid has been
+  SIGKILLed (that is how processes that left the run's session are found).
+
+When the server's end closes (the server exited, even killed) the zygote kills every run's process group and exits.
+One socket instead of a connection per operation: the zygote's loop does less between forks, and every page it
+writes after a fork is a copy-on-write fault while the children share it.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ import math  # noqa: F401
 import os
 import re  # noqa: F401
 import resource
-import selectors
+import select
 import shutil
 import signal
 import socket
@@ -55,7 +60,9 @@ import typing  # noqa: F401
 import weakref  # noqa: F401
 from typing import Any
 
-_MAX_MSG = 1 << 20
+_MAX_MSG = 1 << 16  # a spawn request is a few KiB; under malloc's mmap threshold
+_MAX_FDS = 8
+_FD_SIZE = 4  # a C int
 
 
 def _apply_sandbox(spec: dict[str, Any], fds: list[int]) -> None:
@@ -295,12 +302,11 @@ def _become_subreaper() -> None:
 
 
 class Zygote:
-    def __init__(self, path: str) -> None:
-        self.sel = selectors.DefaultSelector()
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
-        self.listener.listen(128)
-        self.listener.setblocking(False)
+    def __init__(self, channel_fd: int, root: str) -> None:
+        # Blocking for sends (replies are small and the server always reads); receives use MSG_DONTWAIT.
+        self.channel = socket.socket(fileno=channel_fd)
+        self.channel.setblocking(True)
+        self.poller = select.epoll()
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_r.setblocking(False)
         self.wake_w.setblocking(False)
@@ -308,99 +314,91 @@ class Zygote:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server; it shuts us down
-        self.sel.register(self.listener, selectors.EVENT_READ, "accept")
-        self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
+        self.poller.register(self.channel.fileno(), select.EPOLLIN)
+        self.poller.register(self.wake_r.fileno(), select.EPOLLIN)
         # The server holds the other end of our stdin: EOF means it is gone (even killed), and so are we.
-        self.sel.register(0, selectors.EVENT_READ, "parent")
+        self.poller.register(0, select.EPOLLIN)
         self.killer = _Killer()
-        # pid -> (conn, is a run's group leader, the uid to clear when it exits)
-        self.children: dict[int, tuple[socket.socket, bool, int | None]] = {}
+        self.children: dict[int, int | None] = {}  # a run's pid (its group leader) -> the uid to clear at its exit
         self.running = True
         self.orphaned = False
-        self.root = os.path.dirname(os.path.dirname(path))
+        self.root = root
 
     def _stop(self, *_: object) -> None:
         self.running = False
 
     def serve(self) -> None:
+        channel = self.channel.fileno()
+        wake = self.wake_r.fileno()
         while self.running:
-            for key, _ in self.sel.select(1.0):
-                if key.data == "accept":
-                    self._accept()
-                elif key.data == "parent":
-                    if not os.read(0, 4096):
-                        self.running = False
-                        self.orphaned = True
-                elif key.data == "wake":
+            for fd, _ in self.poller.poll(1.0):
+                if fd == channel:
+                    self._receive()
+                elif fd == wake:
                     try:
                         while self.wake_r.recv(4096):
                             pass
                     except BlockingIOError:
                         pass
-                    self._reap()
-                else:
-                    self._hangup(key.fileobj, key.data)  # type: ignore[arg-type]
+                elif not os.read(0, 4096):
+                    self.running = False
+                    self.orphaned = True
             self._reap()
         self.killer._stop()
-        for pid, (_conn, leader, _uid) in list(self.children.items()):
-            if leader:
-                _killpg(pid)
+        for pid in list(self.children):
+            _killpg(pid)
         if self.orphaned and os.path.basename(self.root).startswith("aioagents-local-"):
             # The server died without cleaning up (SIGKILL, crash): remove its run directories for it.
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def _accept(self) -> None:
+    def _receive(self) -> None:
+        while self.running:
+            try:
+                data, fds, flags = _recv_packet(self.channel)
+            except BlockingIOError:
+                return
+            except OSError:
+                data, fds, flags = b"", [], 0
+            if not data and not fds:
+                self.running = False  # the server closed its end
+                self.orphaned = True
+                return
+            self._handle(data, fds, flags)
+
+    def _handle(self, data: bytes, fds: list[int], flags: int) -> None:
+        rid = None
         try:
-            conn, _ = self.listener.accept()
-        except BlockingIOError:
-            return
-        conn.settimeout(5.0)
-        try:
-            data, fds = _recv_message(conn)
+            if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+                raise ValueError("message too large")
             spec = json.loads(data)
-        except Exception as exc:  # a bad client must not kill the zygote
-            _send(conn, {"error": f"bad request: {exc}"})
-            conn.close()
-            return
-        if spec.get("op") == "killuid" and self.killer.kill_uid(int(spec["uid"])):
-            _send(conn, {"exit": 0})
-            conn.close()
+            rid = spec.get("id")
+            op = spec.get("op")
+            if op == "killuid":
+                _close_all(fds)
+                self._send({"id": rid, "exit": 0 if self._clear_uid(int(spec["uid"])) else 1})
+                return
+            if op != "spawn":
+                raise ValueError(f"unknown op {op!r}")
+        except Exception as exc:  # a bad request must not kill the zygote
+            _close_all(fds)
+            self._send({"id": rid, "error": f"bad request: {exc}"})
             return
         try:
             pid = os.fork()
         except OSError as exc:
-            for fd in fds:
-                os.close(fd)
-            _send(conn, {"error": f"fork failed: {exc}"})
-            conn.close()
+            _close_all(fds)
+            self._send({"id": rid, "error": f"fork failed: {exc}"})
             return
         if pid == 0:
-            if spec.get("op") == "killuid":
-                _kill_uid(int(spec["uid"]))
             _child(spec, fds)
-        for fd in fds:
-            os.close(fd)
-        leader = spec.get("op") == "spawn"
-        reap_uid = spec.get("uid") if leader and spec.get("reap_uid") else None
-        self.children[pid] = (conn, leader, None if reap_uid is None else int(reap_uid))
-        if leader:
-            _send(conn, {"pid": pid})
-        conn.setblocking(False)
-        self.sel.register(conn, selectors.EVENT_READ, pid)
+        _close_all(fds)
+        reap_uid = spec.get("uid") if spec.get("reap_uid") else None
+        self.children[pid] = None if reap_uid is None else int(reap_uid)
+        self._send({"id": rid, "pid": pid})
 
-    def _hangup(self, conn: socket.socket, pid: int) -> None:
-        try:
-            if conn.recv(1):
-                return
-        except BlockingIOError:
-            return
-        except OSError:
-            pass
-        self.sel.unregister(conn)
-        # The server gave up on this run (cancelled or crashed): never leave its processes behind.
-        entry = self.children.get(pid)
-        if entry is not None and entry[1]:
-            _killpg(pid)
+    def _send(self, obj: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError):  # the server is gone: its end's EOF stops the loop
+            self.channel.send(json.dumps(obj).encode())
 
     def _reap(self) -> None:
         while True:
@@ -410,21 +408,15 @@ class Zygote:
                 return
             if pid == 0:
                 return
-            entry = self.children.pop(pid, None)
-            if entry is None:
+            if pid not in self.children:
                 continue
-            conn, _leader, uid = entry
+            uid = self.children.pop(pid)
             code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-            answer: dict[str, Any] = {"exit": code, "cpu": usage.ru_utime + usage.ru_stime}
+            answer: dict[str, Any] = {"pid": pid, "exit": code, "cpu": usage.ru_utime + usage.ru_stime}
             if uid is not None:
                 # Before the answer, so that the server may hand the uid to the next run at once.
                 answer["uid_clear"] = self._clear_uid(uid)
-            with contextlib.suppress(KeyError, ValueError):
-                self.sel.unregister(conn)
-            conn.setblocking(True)
-            conn.settimeout(1.0)
-            _send(conn, answer)
-            conn.close()
+            self._send(answer)
 
     def _clear_uid(self, uid: int) -> bool:
         """Kill every process of ``uid`` now: through the long-lived killer, else a one-shot helper waited for."""
@@ -445,33 +437,31 @@ class Zygote:
         return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
+def _recv_packet(sock: socket.socket) -> tuple[bytes, list[int], int]:
+    """One packet and its file descriptors, without blocking (``socket.recv_fds`` ignores its ``flags``)."""
+    data, ancdata, flags, _ = sock.recvmsg(_MAX_MSG, socket.CMSG_SPACE(_MAX_FDS * _FD_SIZE), socket.MSG_DONTWAIT)
+    fds: list[int] = []
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % _FD_SIZE
+            fds.extend(int.from_bytes(payload[i : i + _FD_SIZE], sys.byteorder) for i in range(0, usable, _FD_SIZE))
+    return data, fds, flags
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def _killpg(pgid: int) -> None:
     with contextlib.suppress(OSError):
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _recv_message(conn: socket.socket) -> tuple[bytes, list[int]]:
-    buf = b""
-    fds: list[int] = []
-    while not buf.endswith(b"\n"):
-        data, more, _flags, _addr = socket.recv_fds(conn, 65536, 8)
-        if not data:
-            break
-        buf += data
-        fds.extend(more)
-        if len(buf) > _MAX_MSG:
-            raise ValueError("message too large")
-    return buf, fds
-
-
-def _send(conn: socket.socket, obj: dict[str, Any]) -> None:
-    with contextlib.suppress(OSError):
-        conn.sendall(json.dumps(obj).encode() + b"\n")
-
-
 def main() -> None:
     _become_subreaper()
-    zygote = Zygote(sys.argv[1])
+    zygote = Zygote(int(sys.argv[1]), sys.argv[2])
     # Everything alive now is shared with every child: keep the collector from touching (and so copying) it.
     gc.collect()
     gc.freeze()
