@@ -50,7 +50,6 @@ import os
 import re  # noqa: F401
 import resource
 import select
-import shutil
 import signal
 import socket
 import string  # noqa: F401
@@ -291,14 +290,26 @@ def _killpg_or_pid(pid: int) -> None:
 
 
 def _become_subreaper() -> None:
-    """Orphans of a run (a child that outlived its parent) are re-parented to us, so we reap them."""
+    """Orphans of a run (a child that outlived its parent) are re-parented to us, so we reap them.
+
+    Python has no ``prctl``, and ctypes would stay mapped in every forked child (two libraries, ten memory areas
+    that each fork copies and each exit unmaps). So a first process sets the flag, which survives ``execve``, and
+    replaces itself with the real zygote (same pid, same inherited descriptors), which never imports ctypes.
+    """
+    if _SUBREAPER_FLAG in sys.argv:
+        sys.argv.remove(_SUBREAPER_FLAG)
+        return
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
     except Exception:  # best effort: without it init reaps them
-        pass
+        return
+    os.execv(sys.executable, [sys.executable, *sys.argv, _SUBREAPER_FLAG])
+
+
+_SUBREAPER_FLAG = "--subreaper-set"
 
 
 class Zygote:
@@ -349,6 +360,8 @@ class Zygote:
             _killpg(pid)
         if self.orphaned and os.path.basename(self.root).startswith("aioagents-local-"):
             # The server died without cleaning up (SIGKILL, crash): remove its run directories for it.
+            import shutil  # not at the top: it loads three compression libraries into every child's address space
+
             shutil.rmtree(self.root, ignore_errors=True)
 
     def _receive(self) -> None:

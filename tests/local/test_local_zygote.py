@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +98,24 @@ async def test_a_factory_killed_mid_run_fails_that_run_at_once_and_the_next_run_
     assert root is not None
     assert sandbox_processes(root, server_uids(sb)) == []
     assert root.is_dir()
+
+
+async def test_an_orphan_of_a_run_is_reparented_to_the_factory_which_reaps_it(sb: LocalSandbox) -> None:
+    # The factory is a child subreaper (set before it re-executes itself without ctypes loaded).
+    code = (
+        "import os, time\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(0.3)\n"
+        "        print(os.getppid(), flush=True)\n"  # its parent has exited by now
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "time.sleep(1)\n"
+    )
+    body = await sb.engine.run_code(RunCodeRequest(code=code, language="python"))
+    proc = sb.engine.zygote._proc
+    assert proc is not None
+    assert body["run_result"]["stdout"] == f"{proc.pid}\n"
+    maps = await asyncio.to_thread(Path(f"/proc/{proc.pid}/maps").read_text)
+    assert "libffi" not in maps
