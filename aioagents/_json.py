@@ -20,7 +20,12 @@ JSONDecodeError = ValueError  # both libraries' decode errors are ValueErrors
 
 
 def _dumps_stdlib(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (from a str decoded with surrogateescape, or JSON that carried one) has no UTF-8 form:
+        # escape it as \udXXX, as JSON allows and every reader accepts.
+        return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def _dumps_orjson(obj: Any) -> bytes:

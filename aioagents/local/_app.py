@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from aioagents import _json as fast_json
 from aioagents.local._engine import Engine
 from aioagents.local._interpreter import Interpreter
 from aioagents.local._kernel import Event
@@ -51,7 +52,8 @@ def _is_loopback(host: str) -> bool:
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+    # orjson when installed (stdlib otherwise); request bodies stay on the stdlib, which accepts lone surrogates.
+    return web.Response(status=status, body=fast_json.dumps(body), content_type="application/json")
 
 
 def _error(request: web.Request, status: int, message: str) -> web.Response:

@@ -220,12 +220,14 @@ class Engine:
             run_id = secrets.token_hex(4)
             src = lang.filename.format(id=run_id)
             out = f"main_{run_id}"
-            files = dict(req.files)
-            files[src] = req.code.encode("utf-8", errors="replace")  # JSON may carry lone surrogates
-            if sum(len(c) for c in files.values()) < _INLINE_IO_BYTES:
-                self.write_files(workdir, files, uid)  # a thread hop costs more than a few small writes
+            code = req.code.encode("utf-8", errors="replace")  # JSON may carry lone surrogates
+            if len(code) + sum(len(c) for c in req.files.values()) < _INLINE_IO_BYTES:
+                # A thread hop costs more than a few small writes.
+                self.write_files(workdir, req.files, uid)
+                _write_source(workdir, src, code, uid)
             else:
-                await asyncio.to_thread(self.write_files, workdir, files, uid)
+                await asyncio.to_thread(self.write_files, workdir, req.files, uid)
+                await asyncio.to_thread(_write_source, workdir, src, code, uid)
             env = self.base_env(home=str(workdir))
 
             def argv(template: tuple[str, ...]) -> list[str]:
@@ -363,6 +365,22 @@ class Engine:
             "executor_pod_name": None,
             "files": fetched,
         }
+
+
+def _write_source(directory: Path, name: str, content: bytes, uid: int | None) -> None:
+    """Write the program under the name we chose, over a request file of that name, if any (never through a
+    symlink: nothing but the server has written in the fresh directory yet, and ``files`` are regular files)."""
+    fd = os.open(
+        os.path.join(directory, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
+    )
+    try:
+        if uid is not None:
+            os.fchown(fd, uid, uid)
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def _remove_small_dir(path: Path) -> bool:

@@ -30,12 +30,15 @@ from typing import Any, Literal
 
 import attrs
 
+from aioagents import _json as fast_json
+
 __all__ = ["Limits", "ProcessResult", "UidPool", "ZygoteClient"]
 
 _log = logging.getLogger("aioagents.local")
 
 _ZYGOTE_SCRIPT = Path(__file__).with_name("_zygote.py")
 _MAX_PACKET = 1 << 16  # the zygote's receive buffer
+_CPUS = os.cpu_count() or 1
 
 
 @attrs.frozen(kw_only=True)
@@ -511,7 +514,7 @@ class _Channel:
         if self.closed:
             raise ConnectionResetError("the sandbox process factory exited")
         rid = next(self._ids)
-        payload = json.dumps({**message, "id": rid}).encode()
+        payload = json.dumps({**message, "id": rid}).encode()  # ASCII: a path may hold surrogate escapes
         if len(payload) > _MAX_PACKET:
             raise RuntimeError(f"the run's description is {len(payload)} bytes; the limit is {_MAX_PACKET}")
         reply: asyncio.Future[dict[str, Any]] = self._loop.create_future()
@@ -544,7 +547,7 @@ class _Channel:
                 self.close(ConnectionResetError("the sandbox process factory exited"))
                 return
             try:
-                message = json.loads(data)
+                message = fast_json.loads(data)
             except ValueError:
                 _log.error("the sandbox process factory sent an unreadable packet")
                 continue
@@ -607,7 +610,7 @@ def _rlimits(limits: Limits, memory_mb: int, cpu_seconds: float | None, *, root:
     if cpu_seconds is not None:
         # A backstop behind the wall-clock timeout, never ahead of it: a process's threads together can use up to
         # (cores x wall time) of CPU before the wall-clock timeout fires.
-        cpu = max(1, math.ceil(cpu_seconds * (os.cpu_count() or 1)) + 1)
+        cpu = max(1, math.ceil(cpu_seconds * _CPUS) + 1)
         out["RLIMIT_CPU"] = [cpu, cpu + 1]
     if root:
         # Only meaningful with a uid of the run's own: RLIMIT_NPROC counts every process of the real uid.
