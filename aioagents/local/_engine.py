@@ -257,6 +257,7 @@ class Engine:
                     uid=uid,
                     stdin=None if req.stdin is None else req.stdin.encode("utf-8", errors="replace"),
                     python_script=str(workdir / src) if fast else None,
+                    python_source=code.decode("utf-8") if fast else None,  # the file's text, surrogates replaced
                 )
             # Every process of this workspace ran through ``zygote.run``; the last one's answer tells.
             ws.uid_clear = (run_result or compile_result or _NOT_CLEAR).uid_clear

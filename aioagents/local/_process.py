@@ -39,6 +39,7 @@ _log = logging.getLogger("aioagents.local")
 _ZYGOTE_SCRIPT = Path(__file__).with_name("_zygote.py")
 _MAX_PACKET = 1 << 16  # the zygote's receive buffer
 _CPUS = os.cpu_count() or 1
+_INLINE_SOURCE_CHARS = 16 << 10  # at most 6 bytes each in JSON: well inside one packet
 
 
 @attrs.frozen(kw_only=True)
@@ -331,6 +332,13 @@ class ZygoteClient:
             and not self._channel.closed
         )
 
+    def _env_changes(self, env: Mapping[str, str]) -> dict[str, str | None]:
+        """What a forked child must change in the zygote's environment to have ``env``."""
+        base = self._env
+        changes: dict[str, str | None] = {key: value for key, value in env.items() if base.get(key) != value}
+        changes.update((key, None) for key in base if key not in env)
+        return changes
+
     async def _spawn(self, spec: dict[str, Any], fds: Sequence[int]) -> tuple[int, asyncio.Future[dict[str, Any]]]:
         channel = await self._ensure()
         reply = await channel.request(spec, fds)
@@ -355,8 +363,12 @@ class ZygoteClient:
         uid: int | None,
         stdin: bytes | None = None,
         python_script: str | None = None,
+        python_source: str | None = None,
     ) -> ProcessResult:
-        """Run one command (or, with ``python_script``, the fast path) to completion under the sandbox."""
+        """Run one command (or, with ``python_script``, the fast path) to completion under the sandbox.
+
+        ``python_source`` is the script's text when the caller has it at hand: a small one travels with the request.
+        """
         loop = asyncio.get_running_loop()
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -376,6 +388,11 @@ class ZygoteClient:
             "script": python_script,
             "reap_uid": uid is not None,
         }
+        if python_script is not None:
+            spec["script_dir"] = os.path.dirname(python_script)
+            spec["env_changes"] = self._env_changes(env)
+            if python_source is not None and len(python_source) <= _INLINE_SOURCE_CHARS:
+                spec["source"] = python_source
         feeder: asyncio.Future[None] | None = None
         closed: set[int] = set()
         pid = 0

@@ -16,7 +16,9 @@ stdin/stdout/stderr as SCM_RIGHTS file descriptors in the same packet. A request
 repeats; the exit of a child comes later, on its own, named by pid:
 
 * ``{"op": "spawn", "id": n, "mode": "exec"|"python", "argv": [...], "exe": str, "env": {...}, "cwd": str,
-  "uid": int|null, "gid": int|null, "rlimits": {"RLIMIT_X": [soft, hard]}, "script": str, "reap_uid": bool}``
+  "uid": int|null, "gid": int|null, "rlimits": {"RLIMIT_X": [soft, hard]}, "script": str, "reap_uid": bool}``;
+  for the Python fast path also ``"script_dir"``, ``"source"`` (the script's text, when small) and
+  ``"env_changes"`` (``{key: value or null}`` against the zygote's own environment, so the child does not diff).
   → ``{"id": n, "pid": int}`` (or ``{"id": n, "error": str}``), then, when the child exits,
   ``{"pid": int, "exit": returncode, "cpu": seconds, "uid_clear": bool}`` (returncode < 0: killed by that signal).
   With ``reap_uid``, every process of ``uid`` is killed before that packet, and ``uid_clear`` says it was: the
@@ -61,6 +63,7 @@ from typing import Any
 
 _MAX_MSG = 1 << 16  # a spawn request is a few KiB; under malloc's mmap threshold
 _MAX_FDS = 8
+_RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
 _FD_SIZE = 4  # a C int
 
 
@@ -83,7 +86,7 @@ def _apply_sandbox(spec: dict[str, Any], fds: list[int]) -> None:
         _signal.signal(_signal.SIGINT, _signal.default_int_handler)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
     for name, (soft, hard) in spec.get("rlimits", {}).items():
-        resource.setrlimit(getattr(resource, name), (soft, hard))
+        resource.setrlimit(_RLIMITS[name], (soft, hard))
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
     os.closerange(3, 1 << 16)
@@ -115,12 +118,20 @@ def _set_environ(env: dict[str, str]) -> None:
 def _run_python(spec: dict[str, Any]) -> None:
     """The fast path: run the script as ``__main__`` in this forked interpreter and exit like ``python`` would."""
     script = spec["script"]
-    _set_environ(spec["env"])
+    changes = spec.get("env_changes")
+    if changes is not None:
+        for key, value in changes.items():  # usually HOME and TMPDIR only
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    else:
+        _set_environ(spec["env"])
     sys.argv = list(spec.get("argv", [])[1:]) or [script]  # as ``python main.py`` would see it
-    sys.path[0] = os.path.dirname(script)
+    sys.path[0] = spec.get("script_dir") or os.path.dirname(script)
     code = 0
     try:
-        _exec_main(script)
+        _exec_main(script, spec.get("source"))
     except SystemExit as exc:
         code = _exit_code(exc)
     except BaseException as exc:  # the interpreter's top level
@@ -149,10 +160,16 @@ def _run_python(spec: dict[str, Any]) -> None:
     os._exit(code)
 
 
-def _exec_main(script: str) -> None:
-    """Run ``script`` as ``__main__`` the way ``python script.py`` sets it up (cheaper than runpy's machinery)."""
-    with io.open_code(script) as f:
-        source = f.read()
+def _exec_main(script: str, inline: str | None = None) -> None:
+    """Run ``script`` as ``__main__`` the way ``python script.py`` sets it up (cheaper than runpy's machinery).
+
+    ``inline`` is the file's text when the server sent it along (a small program): no open and read in the child.
+    """
+    if inline is not None:
+        source = inline.encode("utf-8")  # bytes, as read from the file: a coding cookie still applies
+    else:
+        with io.open_code(script) as f:
+            source = f.read()
     code = compile(source, script, "exec", dont_inherit=True)
     main = type(sys)("__main__")
     main.__dict__.update(

@@ -38,6 +38,12 @@ PROGRAMS = {
     "unflushed output at exit": "import sys\nsys.stdout.write('no newline')",
     "keyboard interrupt handler": "import signal\nprint(signal.getsignal(signal.SIGINT) is signal.default_int_handler)",
     "broken pipe disposition": "import signal\nprint(signal.getsignal(signal.SIGPIPE))",
+    # The program travels inline when small and is read from its file when not: both must be the file's bytes.
+    "coding cookie": "# -*- coding: latin-1 -*-\nprint(ascii('caf\u00e9'))",
+    "byte order mark": "\ufeffprint('bom')",
+    "lone surrogate": "print(ascii('a\ud800b'))",
+    "environment": "import os\nprint(sorted(os.environ), os.environ['HOME'] == os.getcwd() == os.environ['TMPDIR'])",
+    "a large program": "x = 1\n" * 20_000 + "print(x)\n1/0",
 }
 
 
