@@ -106,7 +106,7 @@ class Engine:
         if root is not None:
             await asyncio.to_thread(shutil.rmtree, root, True)
         if self._uids is not None:
-            self._uids.close()
+            await self._uids.aclose()
 
     @property
     def uid_pool(self) -> UidPool | None:
@@ -181,9 +181,11 @@ class Engine:
                 self._uids.release(uid)
 
     async def drain(self) -> None:
-        """Wait for the background cleanup of finished runs."""
+        """Wait for the background cleanup of finished runs, including the sweep of what they left in /tmp."""
         while self._cleanups:
             await asyncio.gather(*list(self._cleanups), return_exceptions=True)
+        if self._uids is not None:
+            await self._uids.drain()
 
     def write_files(self, directory: Path, files: Mapping[str, bytes], uid: int | None) -> None:
         owner = None if uid is None else (uid, uid)

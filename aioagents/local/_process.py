@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -79,20 +80,31 @@ class ProcessResult:
     uid_clear: bool = False
 
 
+#: World-writable directories that sandboxed code can write outside its run directory.
+SHARED_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+_SWEEP_DELAY = 0.2  # seconds: released uids are swept in batches
+
+
 class UidPool:
     """Hands out one unprivileged uid (and a gid of the same number) per concurrent run.
 
     Only used when the server is root. Several servers may run on one machine (tests, a CLI run next to
     ``aioagents serve``), and two runs sharing a uid would kill each other's processes, so a uid is claimed with an
-    ``flock`` on a file in a root-only directory: the kernel releases it if the server dies. A uid goes back to the
-    pool after every process of it has been killed.
+    ``flock`` on a file in a root-only directory: the kernel releases it if the server dies.
+
+    A run can still write to the world-writable ``/tmp``, ``/var/tmp`` and ``/dev/shm``. So a released uid (every
+    process of it killed) is quarantined until a sweep has removed what it left there; only then may another run
+    get it and see nothing of the last one. Sweeps run in a thread, batched every ``_SWEEP_DELAY`` seconds.
     """
 
-    def __init__(self, base: int, size: int, lock_dir: Path) -> None:
+    def __init__(self, base: int, size: int, lock_dir: Path, shared_dirs: Sequence[str] = SHARED_TMP_DIRS) -> None:
         self._base = base
         self._size = size
         self._lock_dir = lock_dir
+        self._shared_dirs = tuple(shared_dirs)
         self._held: dict[int, int] = {}
+        self._dirty: set[int] = set()
+        self._sweeper: asyncio.Future[None] | None = None
         self.handed_out: set[int] = set()  # every uid this pool ever gave out (tests look for leftovers by it)
         self._next = 0
         self._released = asyncio.Event()
@@ -135,15 +147,72 @@ class UidPool:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._released.wait(), 0.5)
 
-    def close(self) -> None:
-        for uid in list(self._held):
-            self.release(uid)
-
     def release(self, uid: int) -> None:
+        """Every process of ``uid`` is gone: sweep its files out of the shared directories, then free it."""
+        if uid not in self._held or uid in self._dirty:
+            return
+        self._dirty.add(uid)
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.ensure_future(self._sweep_soon())
+
+    async def _sweep_soon(self) -> None:
+        await asyncio.sleep(_SWEEP_DELAY)
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Sweep every quarantined uid now and free it."""
+        while self._dirty:
+            uids = set(self._dirty)
+            try:
+                await asyncio.to_thread(sweep_shared_dirs, uids, self._shared_dirs)
+            finally:
+                for uid in uids:
+                    self._dirty.discard(uid)
+                    self._free(uid)
+
+    async def aclose(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None and not sweeper.done():
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+        await self.drain()
+        for uid in list(self._held):
+            self._free(uid)
+
+    def _free(self, uid: int) -> None:
         fd = self._held.pop(uid, None)
         if fd is not None:
             os.close(fd)  # drops the flock
         self._released.set()
+
+
+def sweep_shared_dirs(uids: set[int], dirs: Sequence[str] = SHARED_TMP_DIRS) -> int:
+    """Remove the top-level entries of ``dirs`` owned by one of ``uids`` (whose processes are all dead).
+
+    Never follows a symlink: an entry is judged by ``lstat``, and ``shutil.rmtree`` works through directory fds.
+    Returns how many entries went.
+    """
+    removed = 0
+    for top in dirs:
+        try:
+            with os.scandir(top) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+                if st.st_uid not in uids:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+                removed += 1
+            except OSError as exc:
+                _log.warning("could not remove %s left by a sandboxed run: %s", entry.path, exc)
+    return removed
 
 
 class _Capture:

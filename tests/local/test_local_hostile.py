@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import glob
 import json
+import os
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,6 +15,7 @@ import aiohttp
 import pytest
 
 from aioagents.local import Limits, LocalSandbox
+from aioagents.local._process import sweep_shared_dirs
 from tests.local.conftest import is_root, sandbox_processes, server_uids
 
 pytestmark = pytest.mark.timeout(120)
@@ -199,3 +203,50 @@ async def test_a_file_larger_than_the_file_size_limit_is_cut_off() -> None:
     assert body["run_result"]["stdout"] == ""
     # Python ignores SIGXFSZ, so the write fails with EFBIG instead of the process being killed.
     assert "File too large" in body["run_result"]["stderr"]
+
+
+@pytest.mark.skipif(not is_root(), reason="runs keep the server's uid without root: their files cannot be told apart")
+async def test_files_a_run_leaves_in_the_shared_temporary_directories_are_removed(sb: LocalSandbox) -> None:
+    token = secrets.token_hex(6)
+    paths = [f"/tmp/aioagents-probe-{token}", f"/var/tmp/aioagents-probe-{token}", f"/dev/shm/aioagents-probe-{token}"]
+    code = (
+        "import os\n"
+        f"for p in {paths!r}:\n"
+        "    open(p, 'w').write('left behind')\n"
+        f"os.makedirs('/tmp/aioagents-probe-dir-{token}/deep')\n"
+        f"open('/tmp/aioagents-probe-dir-{token}/deep/f', 'w').write('x')\n"
+        f"os.symlink('/etc/passwd', '/tmp/aioagents-probe-link-{token}')\n"
+        "print('written')\n"
+    )
+    body = await run(sb, code)
+    assert body["run_result"]["stdout"] == "written\n", body
+    await sb.engine.drain()
+
+    def leftovers() -> list[str]:
+        assert os.path.exists("/etc/passwd")  # the symlink went, not its target
+        return glob.glob(f"/*/aioagents-probe*{token}") + glob.glob(f"/*/*/aioagents-probe*{token}")
+
+    assert await asyncio.to_thread(leftovers) == []
+
+
+def test_the_sweep_removes_only_what_the_given_uids_own_and_never_follows_links(tmp_path: Any) -> None:
+    if not is_root():
+        pytest.skip("chown to another uid needs root")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    for name, uid in (("theirs.txt", 4242), ("mine.txt", 0), ("other.txt", 4343)):
+        (shared / name).write_text(name)
+        os.chown(shared / name, uid, uid)
+    (shared / "dir").mkdir()
+    (shared / "dir" / "inner").write_text("x")
+    (shared / "dir" / "escape").symlink_to(outside)
+    os.chown(shared / "dir", 4242, 4242)
+    (shared / "link").symlink_to(outside)
+    os.chown(shared / "link", 4242, 4242, follow_symlinks=False)
+    removed = sweep_shared_dirs({4242}, [str(shared), str(tmp_path / "missing")])
+    assert removed == 3
+    assert sorted(p.name for p in shared.iterdir()) == ["mine.txt", "other.txt"]
+    assert (outside / "keep.txt").read_text() == "keep"
