@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import statistics
 import sys
 import time
@@ -35,7 +36,27 @@ import aiohttp
 BODY = {"code": "print(1)", "language": "python"}
 
 
-async def _measure(url: str, total: int, concurrency: int) -> tuple[float, float, float]:
+def _tree_cpu(root: int) -> float:
+    """CPU seconds of ``root`` and every live descendant, each with the children it has reaped (no overlap)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry)] = (int(fields[1]), sum(int(x) for x in fields[11:15]) / ticks)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, (0, 0.0))[1]
+        todo.extend(child for child, (ppid, _) in stats.items() if ppid == pid)
+    return total
+
+
+async def _measure(url: str, total: int, concurrency: int, server_pid: int = 0) -> tuple[float, float, float, float]:
     latencies: list[float] = []
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(total):
@@ -55,12 +76,14 @@ async def _measure(url: str, total: int, concurrency: int) -> tuple[float, float
                 if body["run_result"]["stdout"] != "1\n":
                     raise RuntimeError(f"unexpected answer: {body}")
 
+        cpu_before = time.process_time() + (_tree_cpu(server_pid) if server_pid else 0.0)
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() + (_tree_cpu(server_pid) if server_pid else 0.0) - cpu_before
     latencies.sort()
     p95 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))]
-    return total / elapsed, statistics.median(latencies) * 1000, p95 * 1000
+    return total / elapsed, statistics.median(latencies) * 1000, p95 * 1000, cpu / total * 1000
 
 
 _SERVER = """
@@ -71,7 +94,7 @@ asyncio.run(serve(port=0, python_fast_path=sys.argv[1] == "fast", on_ready=lambd
 
 
 @contextlib.asynccontextmanager
-async def _server(fast: bool) -> AsyncIterator[str]:
+async def _server(fast: bool) -> AsyncIterator[tuple[str, int]]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _SERVER, "fast" if fast else "subprocess", stdout=asyncio.subprocess.PIPE
     )
@@ -80,7 +103,7 @@ async def _server(fast: bool) -> AsyncIterator[str]:
         url = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip()
         if not url.startswith("http"):
             raise RuntimeError("the server did not start")
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()  # the server's process factory sees its parent go and cleans up
         await proc.wait()
@@ -91,15 +114,16 @@ async def main() -> None:
     parser.add_argument("-n", "--requests", type=int, default=400, help="requests per row")
     parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 4, 10])
     args = parser.parse_args()
-    rows: list[tuple[str, int, float, float, float]] = []
+    rows: list[tuple[str, int, float, float, float, float]] = []
     for mode, fast in (("fast path (zygote fork)", True), ("subprocess per run", False)):
-        async with _server(fast) as url:
+        async with _server(fast) as (url, pid):
             for c in args.concurrency:
-                rate, p50, p95 = await _measure(url, args.requests, c)
-                rows.append((mode, c, rate, p50, p95))
-    print(f"{'mode':<26}{'conc':>5}{'runs/s':>10}{'p50 ms':>10}{'p95 ms':>10}")
-    for mode, c, rate, p50, p95 in rows:
-        print(f"{mode:<26}{c:>5}{rate:>10.1f}{p50:>10.1f}{p95:>10.1f}")
+                rate, p50, p95, cpu = await _measure(url, args.requests, c, pid)
+                rows.append((mode, c, rate, p50, p95, cpu))
+    print(f"{'mode':<26}{'conc':>5}{'runs/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'CPU ms/run':>12}")
+    for mode, c, rate, p50, p95, cpu in rows:
+        print(f"{mode:<26}{c:>5}{rate:>10.1f}{p50:>10.1f}{p95:>10.1f}{cpu:>12.2f}")
+    print("(CPU: this client plus the server and every process under it, per completed run)")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ _log = logging.getLogger("aioagents.local")
 
 _ZYGOTE_SCRIPT = Path(__file__).with_name("_zygote.py")
 _MAX_PACKET = 1 << 16  # the zygote's receive buffer
+_ZYGOTE_PATH_VAR = "AIOAGENTS_ZYGOTE_PYTHONPATH"  # _zygote.py reads it
 _CPUS = os.cpu_count() or 1
 _INLINE_SOURCE_CHARS = 16 << 10  # at most 6 bytes each in JSON: well inside one packet
 
@@ -315,9 +316,14 @@ class ZygoteClient:
     async def start(self) -> None:
         """Start the zygote and wait until it serves."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # The zygote must not inherit the server's environment (secrets, PYTHON* settings): it is the parent of
+        # every run and forked children would see it. PYTHONPATH is handed over under another name and applied
+        # by the zygote after start-up: a site .pth file that imports a package would otherwise find the
+        # PYTHONPATH copy and whatever it imports (random and threading, whose fork hooks then run in every child).
+        env = dict(self._env)
+        if "PYTHONPATH" in env:
+            env[_ZYGOTE_PATH_VAR] = env.pop("PYTHONPATH")
         try:
-            # The zygote must not inherit the server's environment (secrets, PYTHON* settings): it is the parent
-            # of every run and forked children would see it.
             self._proc = await asyncio.create_subprocess_exec(
                 self._python,
                 str(_ZYGOTE_SCRIPT),
@@ -325,7 +331,7 @@ class ZygoteClient:
                 str(self._root),
                 stdin=asyncio.subprocess.PIPE,  # never written: its EOF tells the zygote that the server is gone
                 stdout=asyncio.subprocess.PIPE,
-                env=self._env,
+                env=env,
                 cwd="/",
                 start_new_session=True,
                 pass_fds=(theirs.fileno(),),
