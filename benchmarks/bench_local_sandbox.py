@@ -7,17 +7,21 @@ Run it from the project root (not part of the test suite)::
 
 Both modes run in the same invocation, one after the other, each against its own server process (``serve`` in a
 subprocess, so the client does not share the server's interpreter), through real HTTP on loopback with one pooled
-aiohttp session. Each row: completed runs per second, and client-side latency p50/p95.
+aiohttp session. Each row: completed runs per second, client-side latency p50/p95, and the CPU per run of this client
+plus the server and every process under it (the process factory, the runs it reaped, its kill helper).
 For reference, the real SandboxFusion server does 60-77 runs/s at concurrency 4 with p50 ~27 ms on a 2-core box.
 
-Measured on the 2-core development machine (shared with other jobs, load average 1-4), 600-800 requests per row:
+Measured on the 2-core development machine, 1,500 requests per row, three invocations (the machine is shared: a
+busier host moves these by 10-20 %):
 
-    fast path            c=1: 125-200 runs/s, p50 4.8-7.2 ms    c=4: 200-350 runs/s, p50 10.9-18.6 ms
-    subprocess per run   c=1:  18 runs/s,     p50 50-54 ms      c=4:  25-30 runs/s,  p50 130-164 ms
+    fast path            c=1: 285-314 runs/s, p50 3.1-3.4 ms     c=4: 541-595 runs/s, p50 6.5-7.2 ms
+                         CPU per run at c=4: 2.95-3.23 ms
+    subprocess per run   c=1:  22-24 runs/s,  p50 39-43 ms       c=4:  44-47 runs/s,  p50 81-87 ms
 
-(That machine's Python start-up is slow — a site ``.pth`` file imports certifi — which the fast path never pays.)
-At concurrency 4 a run costs about 5 ms of CPU in all (server ~1.6, zygote fork ~1.1, the run itself and its
-cleanup ~2.4), so two cores cap the rate near 380 runs/s and the p50 near 10.5 ms by Little's law.
+At the start of session 2 the fast path did 310-380 runs/s at p50 10.1-12.9 ms for 5.4 ms of CPU a run. Where it went
+and what took it out is in docs/architecture.md ("The embedded sandbox"): mostly copy-on-write page faults after
+fork, a journalled-disk rmdir, a second round trip to kill the run's uid, and modules (random, threading) whose fork
+hooks ran in every child.
 """
 
 from __future__ import annotations
