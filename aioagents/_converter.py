@@ -60,12 +60,21 @@ def _structure_str(value: Any, cls: type) -> str:
     raise TypeError(f"expected a string, got {type(value).__name__}")
 
 
+def _structure_int(value: Any, cls: type) -> int:
+    # cattrs' default is int(value), which cut 1.5 down to 1 without a word. An integral float (some servers send
+    # 3.0) is still an int; a fraction is not.
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"expected an integer, got {value!r}")
+    return cls(value)  # type: ignore[no-any-return]
+
+
 def make_converter(*, strict: bool | None = None) -> cattrs.Converter:
     """A converter with aioagents' base hooks (aware datetimes from ISO strings or epoch seconds; strings that are
     strings)."""
     strict = strict_decoding() if strict is None else strict
     conv = cattrs.Converter(forbid_extra_keys=strict, prefer_attrib_converters=True)
     conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(datetime, _structure_datetime)
     conv.register_unstructure_hook(datetime, lambda d: d.isoformat())
     return conv

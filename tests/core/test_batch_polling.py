@@ -399,3 +399,16 @@ def test_strings_stay_strict_while_str_enums_and_numeric_ids_still_decode() -> N
     assert type(run.status) is Status
     with pytest.raises(ResponseValidationError):
         structure({"id": None, "status": "done"}, Run, conv=make_converter(strict=True))
+
+
+@pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.parametrize(("wire", "decoded"), [(3, 3), (3.0, 3), ("3", 3), (-1, -1), (None, None)])
+def test_an_int_field_takes_integral_values(strict: bool, wire: object, decoded: int | None) -> None:
+    job = structure({"job_id": "j", "created_at": 0, "exit_code": wire}, Job, conv=make_converter(strict=strict))
+    assert job.exit_code == decoded
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_a_fraction_in_an_int_field_is_an_error_not_a_truncation(strict: bool) -> None:
+    with pytest.raises(ResponseValidationError, match=r"expected int.*exit_code"):
+        structure({"job_id": "j", "created_at": 0, "exit_code": 1.5}, Job, conv=make_converter(strict=strict))
