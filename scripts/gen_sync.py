@@ -49,6 +49,7 @@ SYNC_CLASSES: dict[str, list[str]] = {
     "aioagents.interpreter.client": ["InterpreterClient", "Interpreter"],
     "aioagents.workflows.client": ["WorkflowsClient"],
     "aioagents.workflows.jobs": ["Job"],
+    "aioagents.functions.chat": ["ChatClient"],
     "aioagents.functions.function": ["LmFunction"],
     "aioagents.assistants.client": [
         "AssistantsClient",

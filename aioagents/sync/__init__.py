@@ -15,6 +15,7 @@ managers. One object may be shared by many threads.
 
 from aioagents.sync._bridge import SyncContextManager, SyncStream
 from aioagents.sync.assistants_client import Assistants, AssistantsClient, Files, Messages, Runs, Steps, Threads
+from aioagents.sync.functions_chat import ChatClient
 from aioagents.sync.functions_function import LmFunction
 from aioagents.sync.interpreter_client import Interpreter, InterpreterClient
 from aioagents.sync.sandbox_client import SandboxClient
@@ -24,6 +25,7 @@ from aioagents.sync.workflows_jobs import Job
 __all__ = [
     "Assistants",
     "AssistantsClient",
+    "ChatClient",
     "Files",
     "Interpreter",
     "InterpreterClient",

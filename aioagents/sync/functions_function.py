@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from functools import cached_property
 from types import TracebackType
 from typing import Any
 
 import aioagents.functions.function as _impl
 from aioagents import BatchResult, ProgressCallback
-from aioagents.functions import ChatClient, ChatCompletionChunk, Definition, Example, GptApiOptions
+from aioagents.functions import ChatCompletionChunk, Definition, Example, GptApiOptions
 from aioagents.functions.models import ExampleStyle, FunctionInput
 from aioagents.sync import _bridge
+from aioagents.sync.functions_chat import ChatClient
 
 __all__ = ["LmFunction"]
 
@@ -43,7 +45,7 @@ class LmFunction:
         ``client_options`` (:class:`~aioagents.functions.chat.ChatClient` arguments) on the first call and closed by
         :meth:`aclose`.
         """
-        self._async = _impl.LmFunction(definition, client, client_options=client_options)
+        self._async = _impl.LmFunction(definition, _bridge.unwrap(client), client_options=client_options)
 
     @classmethod
     def _wrap(cls, inner: _impl.LmFunction) -> LmFunction:
@@ -72,10 +74,10 @@ class LmFunction:
         """The async object's ``definition``."""
         return self._async.definition
 
-    @property
+    @cached_property
     def client(self) -> ChatClient:
         """The chat client (created now if the function has none yet)."""
-        return self._async.client
+        return ChatClient._wrap(self._async.client)
 
     @classmethod
     def create(
@@ -117,7 +119,7 @@ class LmFunction:
                 message_template,
                 required_args,
                 gpt_opts,
-                client=client,
+                client=_bridge.unwrap(client),
                 strip_code_fence=strip_code_fence,
                 example_style=example_style,
                 api_key=api_key,
