@@ -66,7 +66,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
-            serve(host=args.host, port=args.port, token=args.token or os.environ.get("AIOAGENTS_TOKEN"), on_ready=ready)
+            serve(
+                host=args.host,
+                port=args.port,
+                token=args.token or os.environ.get("AIOAGENTS_TOKEN"),
+                work_dir=args.work_dir,
+                on_ready=ready,
+            )
         )
     return 0
 
@@ -236,6 +242,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="bind address (non-loopback needs --token)")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (or set AIOAGENTS_TOKEN)")
+    serve.add_argument(
+        "--work-dir", help="where run directories go (default: /dev/shm when it is a usable tmpfs, else $TMPDIR)"
+    )
 
     run = sub.add_parser("run", help="run one program and print its output")
     what = run.add_mutually_exclusive_group(required=True)

@@ -99,6 +99,36 @@ def test_serve_refuses_a_non_loopback_address_without_a_token(host: str) -> None
     assert "token" in proc.stderr.lower()
 
 
+def test_serve_puts_run_directories_under_work_dir() -> None:
+    import signal
+    import socket
+    import tempfile
+
+    work = tempfile.mkdtemp(dir="/tmp")  # not pytest's tmp_path: its base is private (0700), and runs have uids
+    os.chmod(work, 0o711)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "aioagents.cli", "serve", "--port", str(port), "--work-dir", work],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert f":{port}" in server.stdout.readline()
+        proc = _cli("run", "-c", "import os; print(os.getcwd())", "--endpoint", f"http://127.0.0.1:{port}")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith(work + "/aioagents-local-"), proc.stdout
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=20)
+        assert server.stdout is not None
+        server.stdout.close()
+        assert os.listdir(work) == []
+        os.rmdir(work)
+
+
 def test_the_official_sdk_works_against_aioagents_serve() -> None:
     import signal
     import socket
