@@ -1,7 +1,10 @@
-"""Client-side rate limiting: a token bucket per endpoint, one per event loop, taken on every attempt.
+"""Client-side rate limiting: a token bucket per endpoint, taken on every attempt, whatever thread or loop calls.
 
-The bucket is aiolimiter's leaky bucket. Event loops cannot share one (its waiters are futures of one loop), so a
-limiter keeps a bucket per loop; code that drives many loops (the sync API from many threads) gets the rate per loop.
+The bucket is aiolimiter's leaky bucket. Event loops cannot share one (its waiters are futures of one loop), so
+while one event loop uses a limiter it is aiolimiter's, and as soon as a second live loop uses it (the sync API
+called from several threads, each with its loop) every acquire goes through one bucket shared under a lock: a
+reservation that raises the level (above capacity if need be) and sleeps until its turn, so the rate holds across
+all threads together, not per thread.
 ``amount`` may carry an estimate (LLM tokens per minute). Server signals pause it: the Transport pauses its limiter
 after a 429 with ``Retry-After``; a service that reads rate-limit headers (``x-ratelimit-remaining: 0`` with a reset
 time) calls :meth:`RateLimiter.pause` from its response hook. Every acquire then waits until the pause is over.
@@ -10,6 +13,7 @@ time) calls :meth:`RateLimiter.pause` from its response hook. Every acquire then
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import weakref
 
@@ -34,7 +38,18 @@ class RateLimiter:
     to ``rate``; a large one lets a short run start fast.
     """
 
-    __slots__ = ("_buckets", "_last", "_paused_until", "burst", "per", "rate")
+    __slots__ = (
+        "_buckets",
+        "_last",
+        "_last_check",
+        "_level",
+        "_lock",
+        "_paused_until",
+        "_shared",
+        "burst",
+        "per",
+        "rate",
+    )
 
     def __init__(self, rate: float, *, per: float = 1.0, burst: float | None = None) -> None:
         if rate <= 0 or per <= 0:
@@ -42,13 +57,16 @@ class RateLimiter:
         self.rate = float(rate)
         self.per = float(per)
         self.burst = float(burst) if burst is not None else max(1.0, self.rate / self.per)
-        self._buckets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncLimiter] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._buckets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncLimiter] = weakref.WeakKeyDictionary()
         # (loop, bucket) of the last acquire, as ONE attribute: the sync API calls from many threads, and two
         # separate attributes could pair one loop with another loop's bucket.
         self._last: tuple[asyncio.AbstractEventLoop, AsyncLimiter] | None = None
         self._paused_until = 0.0
+        # The bucket shared by every loop once more than one uses the limiter.
+        self._shared = False
+        self._lock = threading.Lock()
+        self._level = 0.0
+        self._last_check = time.monotonic()
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate:g}, per={self.per:g}, burst={self.burst:g})"
@@ -59,11 +77,14 @@ class RateLimiter:
         last = self._last
         if last is not None and last[0] is loop:
             return last[1]
-        bucket = self._buckets.get(loop)
-        if bucket is None:
-            # Leaky bucket of capacity `burst` that drains at rate/per per second.
-            bucket = AsyncLimiter(self.burst, self.burst * self.per / self.rate)
-            self._buckets[loop] = bucket
+        with self._lock:  # the sync API reaches here from several threads
+            bucket = self._buckets.get(loop)
+            if bucket is None:
+                if any(not other.is_closed() for other in list(self._buckets)):
+                    self._shared = True  # a second live loop: from now on one bucket for all of them
+                # Leaky bucket of capacity `burst` that drains at rate/per per second.
+                bucket = AsyncLimiter(self.burst, self.burst * self.per / self.rate)
+                self._buckets[loop] = bucket
         self._last = (loop, bucket)
         return bucket
 
@@ -81,6 +102,9 @@ class RateLimiter:
         loop = asyncio.get_running_loop()
         last = self._last
         bucket = last[1] if last is not None and last[0] is loop else self._bucket(loop)
+        if self._shared:
+            await self._acquire_shared(amount)
+            return
         if _INLINE and not bucket._waiters:
             # The common case, nobody waiting and room in the bucket: take the units here exactly as aiolimiter's
             # acquire would (drain by elapsed time, then fill), without its extra coroutine and bookkeeping.
@@ -93,6 +117,26 @@ class RateLimiter:
                 bucket._last_check = now
                 return
         await bucket.acquire(amount)
+
+    def _drain(self, now: float) -> float:
+        """The shared level at ``now`` (call with the lock held)."""
+        level = max(self._level - (now - self._last_check) * self.rate / self.per, 0.0)
+        self._level, self._last_check = level, now
+        return level
+
+    async def _acquire_shared(self, amount: float) -> None:
+        with self._lock:
+            level = self._drain(time.monotonic()) + amount
+            self._level = level
+        wait = (level - self.burst) * self.per / self.rate
+        if wait <= 0:
+            return
+        try:
+            await asyncio.sleep(wait)
+        except asyncio.CancelledError:
+            with self._lock:  # give the reservation back
+                self._level = max(self._drain(time.monotonic()) - amount, 0.0)
+            raise
 
     def pause(self, seconds: float) -> None:
         """Hold every acquire for ``seconds`` from now (a server said the budget is spent)."""

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import enum
 import itertools
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timezone
@@ -272,6 +273,61 @@ def test_one_limiter_serves_several_event_loops() -> None:
     limiter = RateLimiter(1000)
     asyncio.run(limiter.acquire())
     asyncio.run(limiter.acquire())  # a bucket bound to the first (closed) loop would fail here
+
+
+def test_loops_run_one_after_another_keep_the_per_loop_bucket() -> None:
+    limiter = RateLimiter(1000)
+    for _ in range(3):
+        asyncio.run(limiter.acquire())
+    assert not limiter._shared  # a closed loop does not count as a second user
+
+
+def test_threads_with_their_own_loops_share_one_rate() -> None:
+    # 2 threads x 15 units at 50/s with a burst of 1: together at least 29/50 s. A bucket per loop (the old
+    # behaviour) lets each thread take its own 50/s and finishes in about half that.
+    limiter = RateLimiter(50, per=1, burst=1)
+    barrier = threading.Barrier(2)
+
+    def worker() -> None:
+        async def take() -> None:
+            await limiter.acquire()  # registers this loop
+            barrier.wait(5)
+            for _ in range(14):
+                await limiter.acquire()
+
+        asyncio.run(take())
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    elapsed = time.monotonic() - started
+    assert limiter._shared
+    assert elapsed >= 28 / 50 * 0.95, elapsed
+
+
+def test_a_cancelled_wait_gives_its_reservation_back() -> None:
+    limiter = RateLimiter(10, per=1, burst=1)
+    other = asyncio.new_event_loop()
+    other.run_until_complete(limiter.acquire())  # this loop stays open: the next one makes the limiter shared
+
+    async def scenario() -> float:
+        await limiter.acquire()
+        waiter = asyncio.ensure_future(limiter.acquire())  # must wait: reserved beyond the burst
+        await asyncio.sleep(0.01)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        return limiter._level
+
+    try:
+        level = asyncio.run(scenario())
+    finally:
+        other.close()
+    assert limiter._shared
+    assert level <= 1.0 + 1e-9  # only the unit actually taken is still in the bucket
 
 
 def test_a_limiter_rejects_a_non_positive_rate() -> None:
