@@ -37,7 +37,6 @@ _MAX_FETCH_BYTES = 64 << 20
 _INLINE_IO_BYTES = 256 << 10
 _SHM = "/dev/shm"
 _SHM_MIN_FREE = 1 << 30
-_NOT_CLEAR = ProcessResult(status="Error", return_code=None, stdout="", stderr="", execution_time=0.0)
 
 
 class Workspace:
@@ -262,7 +261,8 @@ class Engine:
                     python_source=code.decode("utf-8") if fast else None,  # the file's text, surrogates replaced
                 )
             # Every process of this workspace ran through ``zygote.run``; the last one's answer tells.
-            ws.uid_clear = (run_result or compile_result or _NOT_CLEAR).uid_clear
+            last = run_result or compile_result
+            ws.uid_clear = last is not None and last.uid_clear
             fetched = await asyncio.to_thread(self.fetch_files, workdir, req.fetch_files) if req.fetch_files else {}
         return _response(compile_result, run_result, fetched)
 

@@ -41,7 +41,8 @@ _ZYGOTE_SCRIPT = Path(__file__).with_name("_zygote.py")
 _MAX_PACKET = 1 << 16  # the zygote's receive buffer
 _ZYGOTE_PATH_VAR = "AIOAGENTS_ZYGOTE_PYTHONPATH"  # _zygote.py reads it
 _CPUS = os.cpu_count() or 1
-_INLINE_SOURCE_CHARS = 16 << 10  # at most 6 bytes each in JSON: well inside one packet
+# A char is at most 12 bytes in ASCII JSON (a non-BMP one: two \uXXXX escapes), so this always fits one packet.
+_INLINE_SOURCE_CHARS = 4 << 10
 
 
 @attrs.frozen(kw_only=True)
@@ -455,15 +456,16 @@ class ZygoteClient:
             "mode": "python" if python_script is not None else "exec",
             "exe": argv[0],
             "argv": list(argv),
-            "env": dict(env),
             "cwd": str(cwd),
             "uid": uid,
             "gid": uid,
             "rlimits": _rlimits(limits, memory_mb, timeout, root=uid is not None),
-            "script": python_script,
             "reap_uid": uid is not None,
         }
-        if python_script is not None:
+        if python_script is None:
+            spec["env"] = dict(env)
+        else:
+            spec["script"] = python_script
             spec["script_dir"] = os.path.dirname(python_script)
             spec["env_changes"] = self._env_changes(env)
             if python_source is not None and len(python_source) <= _INLINE_SOURCE_CHARS:
@@ -498,8 +500,10 @@ class ZygoteClient:
             elapsed = time.monotonic() - started
             # The group may still hold children that outlived their parent; nothing of the run survives it.
             _killpg(pid)
-            if status == "TimeLimitExceeded" and await _wait(exited, 5):
-                final = exited.result()
+            if status == "TimeLimitExceeded":
+                with contextlib.suppress(OSError):  # a factory lost now leaves the answer a time-out all the same
+                    if await _wait(exited, 5):
+                        final = exited.result()
             uid_clear = uid is not None and final.get("uid_clear") is True
             # With every writer dead the pipes reach EOF at once. If not, a process that left the session still
             # holds them: kill the run's uid (root) or give up on it after a short wait (unprivileged server).

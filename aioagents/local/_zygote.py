@@ -15,9 +15,9 @@ file system for sandboxed code to reach). Each packet is one JSON object; ``spaw
 stdin/stdout/stderr as SCM_RIGHTS file descriptors in the same packet. A request has an ``id`` that its reply
 repeats; the exit of a child comes later, on its own, named by pid:
 
-* ``{"op": "spawn", "id": n, "mode": "exec"|"python", "argv": [...], "exe": str, "env": {...}, "cwd": str,
-  "uid": int|null, "gid": int|null, "rlimits": {"RLIMIT_X": [soft, hard]}, "script": str, "reap_uid": bool}``;
-  for the Python fast path also ``"script_dir"``, ``"source"`` (the script's text, when small) and
+* ``{"op": "spawn", "id": n, "mode": "exec"|"python", "argv": [...], "exe": str, "cwd": str, "uid": int|null,
+  "gid": int|null, "rlimits": {"RLIMIT_X": [soft, hard]}, "reap_uid": bool}`` with, to ``exec``, ``"env": {...}``,
+  and for the Python fast path ``"script"``, ``"script_dir"``, ``"source"`` (the script's text, when small) and
   ``"env_changes"`` (``{key: value or null}`` against the zygote's own environment, so the child does not diff).
   → ``{"id": n, "pid": int}`` (or ``{"id": n, "error": str}``), then, when the child exits,
   ``{"pid": int, "exit": returncode, "cpu": seconds, "uid_clear": bool}`` (returncode < 0: killed by that signal).
@@ -101,34 +101,16 @@ def _apply_sandbox(spec: dict[str, Any], fds: list[int]) -> None:
     os.umask(0o022)
 
 
-def _set_environ(env: dict[str, str]) -> None:
-    """Make ``os.environ`` (and the C environment) exactly ``env``, changing only what differs.
-
-    The zygote starts with the sandbox's base environment, so a run usually differs in ``HOME`` and ``TMPDIR``
-    only; clearing and refilling the mapping would run ``MutableMapping.clear``'s Python loop for every key.
-    """
-    current = os.environ
-    for key in [key for key in current if key not in env]:
-        del current[key]
-    for key, value in env.items():
-        if current.get(key) != value:
-            current[key] = value
-
-
 def _run_python(spec: dict[str, Any]) -> None:
     """The fast path: run the script as ``__main__`` in this forked interpreter and exit like ``python`` would."""
     script = spec["script"]
-    changes = spec.get("env_changes")
-    if changes is not None:
-        for key, value in changes.items():  # usually HOME and TMPDIR only
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    else:
-        _set_environ(spec["env"])
+    for key, value in spec["env_changes"].items():  # usually HOME and TMPDIR only
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     sys.argv = list(spec.get("argv", [])[1:]) or [script]  # as ``python main.py`` would see it
-    sys.path[0] = spec.get("script_dir") or os.path.dirname(script)
+    sys.path[0] = spec["script_dir"]
     code = 0
     try:
         _exec_main(script, spec.get("source"))

@@ -44,6 +44,9 @@ PROGRAMS = {
     "lone surrogate": "print(ascii('a\ud800b'))",
     "environment": "import os\nprint(sorted(os.environ), os.environ['HOME'] == os.getcwd() == os.environ['TMPDIR'])",
     "a large program": "x = 1\n" * 20_000 + "print(x)\n1/0",
+    # Near the inline limit in characters, far over it in escaped bytes: must still run (from the file if need be).
+    "many non-ASCII characters": "s = '" + "\u00e9\U0001f600" * 6_000 + "'\nprint(len(s))",
+    "escaped to 48 KB but inline": "s = '" + "\U0001f600" * 4_000 + "'\nprint(len(s))",
     # The factory starts without PYTHONPATH and applies it afterwards: the module search path must still match.
     "module search path": "import os, sys\nprint([p.replace(os.getcwd(), 'RUN') for p in sys.path])",
     "environment variable PYTHONPATH": "import os\nprint(os.environ.get('PYTHONPATH'))",
