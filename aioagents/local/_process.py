@@ -107,6 +107,7 @@ class UidPool:
         self._held: dict[int, int] = {}
         self._dirty: set[int] = set()
         self._sweeper: asyncio.Future[None] | None = None
+        self._sweeping = asyncio.Lock()
         self.handed_out: set[int] = set()  # every uid this pool ever gave out (tests look for leftovers by it)
         self._next = 0
         self._released = asyncio.Event()
@@ -162,23 +163,24 @@ class UidPool:
         await self.drain()
 
     async def drain(self) -> None:
-        """Sweep every quarantined uid now and free it."""
-        while self._dirty:
-            uids = set(self._dirty)
-            try:
-                await asyncio.to_thread(sweep_shared_dirs, uids, self._shared_dirs)
-            finally:
-                for uid in uids:
-                    self._dirty.discard(uid)
-                    self._free(uid)
+        """Sweep every quarantined uid now and free it (a sweep already running is waited for, not repeated)."""
+        async with self._sweeping:
+            while self._dirty:
+                uids = set(self._dirty)
+                try:
+                    await asyncio.to_thread(sweep_shared_dirs, uids, self._shared_dirs)
+                finally:
+                    for uid in uids:
+                        self._dirty.discard(uid)
+                        self._free(uid)
 
     async def aclose(self) -> None:
+        await self.drain()  # first: cancelling a sweep midway would free uids whose files are still being removed
         sweeper, self._sweeper = self._sweeper, None
         if sweeper is not None and not sweeper.done():
-            sweeper.cancel()
+            sweeper.cancel()  # asleep, or waiting for the lock with nothing left to sweep
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
-        await self.drain()
         for uid in list(self._held):
             self._free(uid)
 
