@@ -1,0 +1,92 @@
+"""Batches over a real two-node Ray cluster: every item once, spread over both nodes, none lost to a killed node."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import pytest
+import ray.cloudpickle
+
+from aioagents.cluster import NodeLostError, node_id, ray_as_completed
+from aioagents.sandbox import RunCodeRequest, SandboxClient
+
+pytestmark = pytest.mark.timeout(300)
+
+# The work functions below travel to the Ray workers by value: this test module is not importable there.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+async def where_and_what(client: SandboxClient, request: RunCodeRequest) -> tuple[str, str]:
+    result = await client.run_code(request)
+    return node_id(), result.run_result.stdout if result.run_result else ""
+
+
+async def collect(cluster: Any, requests: list[RunCodeRequest], **kw: Any) -> dict[int, Any]:
+    out: dict[int, Any] = {}
+    async for item in ray_as_completed(where_and_what, requests, address=cluster.address, **kw):
+        assert item.index not in out, f"item {item.index} yielded twice"
+        out[item.index] = item
+    return out
+
+
+async def test_batch_runs_every_item_once_on_both_nodes(ray_cluster: Any) -> None:
+    requests = [RunCodeRequest(code=f"import time; time.sleep(0.05); print({i} * 3)", language="python")
+                for i in range(48)]  # fmt: skip
+    results = await collect(ray_cluster, requests, per_node=4)
+    assert sorted(results) == list(range(48))
+    assert all(r.ok for r in results.values()), [r.error for r in results.values() if not r.ok]
+    assert {i: r.value[1] for i, r in results.items()} == {i: f"{i * 3}\n" for i in range(48)}
+    assert len({r.value[0] for r in results.values()}) == 2  # both nodes took work
+
+
+async def test_a_failing_item_is_its_own_result(ray_cluster: Any) -> None:
+    async def explode(client: SandboxClient, n: int) -> int:
+        if n == 3:
+            raise ValueError("item three is bad")
+        return n
+
+    results = {r.index: r async for r in ray_as_completed(explode, list(range(8)), address=ray_cluster.address)}
+    assert sorted(results) == list(range(8))
+    assert isinstance(results[3].error, ValueError)
+    assert "item three" in str(results[3].error)
+    assert [results[i].value for i in range(8) if i != 3] == [0, 1, 2, 4, 5, 6, 7]
+
+
+async def test_a_node_killed_mid_job_loses_and_duplicates_nothing(ray_cluster: Any) -> None:
+    extra = ray_cluster.add_node(num_cpus=1)
+    ray_cluster.wait_for_nodes()
+    requests = [RunCodeRequest(code=f"import time; time.sleep(0.2); print({i})", language="python") for i in range(60)]
+    out: dict[int, Any] = {}
+    killed = False
+    async for item in ray_as_completed(where_and_what, requests, address=ray_cluster.address, per_node=4):
+        assert item.index not in out
+        out[item.index] = item
+        if not killed and len(out) >= 12:
+            killed = True
+            await asyncio.to_thread(ray_cluster.remove_node, extra, False)
+    assert killed
+    assert sorted(out) == list(range(60))
+    bad = {i: r.error for i, r in out.items() if not r.ok}
+    assert not bad, bad
+    assert {i: r.value[1] for i, r in out.items()} == {i: f"{i}\n" for i in range(60)}
+
+
+async def test_work_that_cannot_reach_the_nodes_is_an_error_per_item_not_a_lost_node(ray_cluster: Any) -> None:
+    class Unpicklable:
+        def __reduce__(self) -> Any:
+            raise TypeError("cannot travel")
+
+    async def fine(client: SandboxClient, n: Any) -> int:
+        return 1
+
+    results = [r async for r in ray_as_completed(fine, [Unpicklable()], address=ray_cluster.address)]
+    assert len(results) == 1
+    assert not results[0].ok
+
+
+def test_node_lost_error_is_an_aioagents_error() -> None:
+    from aioagents import AioAgentsError
+
+    assert issubclass(NodeLostError, AioAgentsError)
