@@ -71,6 +71,7 @@ def _serve(args: argparse.Namespace) -> int:
                 port=args.port,
                 token=args.token or os.environ.get("AIOAGENTS_TOKEN"),
                 work_dir=args.work_dir,
+                workers=args.workers,
                 on_ready=ready,
             )
         )
@@ -242,6 +243,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="bind address (non-loopback needs --token)")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (or set AIOAGENTS_TOKEN)")
+    serve.add_argument(
+        "--workers",
+        type=lambda v: v if v == "auto" else int(v),
+        default="auto",
+        help="server processes sharing the port, each with its own process factory (default: one per CPU)",
+    )
     serve.add_argument(
         "--work-dir", help="where run directories go (default: /dev/shm when it is a usable tmpfs, else $TMPDIR)"
     )

@@ -11,14 +11,17 @@ import logging
 import mimetypes
 import os
 import secrets
+import shutil
+import socket
+import tempfile
 import threading
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from aioagents import _json as fast_json
 from aioagents.local._engine import Engine
@@ -27,6 +30,7 @@ from aioagents.local._kernel import Event
 from aioagents.local._paths import PathError, open_for_write, split_relative, stat_confined
 from aioagents.local._process import Limits
 from aioagents.local._validate import ValidationFailed, parse_run_code, parse_run_jupyter
+from aioagents.local._workers import WorkerSet, auto_workers, forward_to
 
 __all__ = ["LocalSandbox", "serve"]
 
@@ -260,7 +264,14 @@ async def _download(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _build_app(engine: Engine, interp: Interpreter, *, token: str | None, max_request_bytes: int) -> web.Application:
+def _build_app(
+    engine: Engine,
+    interp: Interpreter,
+    *,
+    token: str | None,
+    max_request_bytes: int,
+    interpreter_via: Handler | None = None,
+) -> web.Application:
     app = web.Application(middlewares=_make_middlewares(token), client_max_size=max_request_bytes)
     app[_ENGINE] = engine
     app[_INTERP] = interp
@@ -268,10 +279,11 @@ def _build_app(engine: Engine, interp: Interpreter, *, token: str | None, max_re
     app.router.add_get("/v1/ping", _ping)
     app.router.add_post("/run_code", _run_code)
     app.router.add_post("/run_jupyter", _run_jupyter)
-    app.router.add_get("/", _status)
-    app.router.add_post("/execute", _execute)
-    app.router.add_post("/files/upload/-/{path:.+}", _upload)
-    app.router.add_get("/files/download/-/{path:.+}", _download)
+    # The interpreter's routes: here, or (in a worker process other than worker 0) forwarded to worker 0's kernel.
+    app.router.add_get("/", interpreter_via or _status)
+    app.router.add_post("/execute", interpreter_via or _execute)
+    app.router.add_post("/files/upload/-/{path:.+}", interpreter_via or _upload)
+    app.router.add_get("/files/download/-/{path:.+}", interpreter_via or _download)
     return app
 
 
@@ -289,6 +301,10 @@ class LocalSandbox:
     Binding to a non-loopback ``host`` requires a ``token``; every request must then carry
     ``Authorization: Bearer <token>``. ``data_dir`` is the interpreter's file area (a temporary directory
     removed on exit when not given). ``python_fast_path=False`` runs Python as a plain subprocess per run.
+    ``workers`` is how many server processes share the port: ``1`` (the default) serves from this process alone;
+    ``N`` or ``"auto"`` (one per CPU this process may use — what ``aioagents serve`` does) adds N-1 worker
+    processes, each with its own event loop and process factory, so the sandbox grows with the machine; the
+    interpreter routes stay on one kernel in this process (see ``aioagents.local._workers``).
     ``work_dir`` is where run directories are made: by default ``/dev/shm`` when it is a roomy, executable tmpfs
     (creating and removing a directory there costs a tenth of what it does on a journalled disk) and ``$TMPDIR``
     is not set, else the system's temporary directory.
@@ -309,6 +325,7 @@ class LocalSandbox:
         drop_privileges: bool | None = None,
         uid_base: int = 200_000,
         work_dir: str | None = None,
+        workers: int | Literal["auto"] = 1,
     ) -> None:
         if not _is_loopback(host) and not token:
             raise ValueError(
@@ -319,11 +336,26 @@ class LocalSandbox:
         self._port = port
         self._token = token
         self._max_request_bytes = max_request_bytes
+        self.workers = auto_workers() if workers == "auto" else int(workers)
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1 (or 'auto')")
         cpus = os.cpu_count() or 2
+        per_worker = max_concurrency or max(4, -(-2 * cpus // self.workers))
+        # What a worker process is made with (everything but the port, the data directory and the worker count).
+        self._worker_options: dict[str, Any] = {
+            "host": host, "token": token, "python_fast_path": python_fast_path, "limits": limits,
+            "max_concurrency": per_worker, "max_kernels": max_kernels, "max_request_bytes": max_request_bytes,
+            "drop_privileges": drop_privileges, "uid_base": uid_base, "work_dir": work_dir,
+        }  # fmt: skip
+        self._sock: socket.socket | None = None
+        self._interpreter_upstream: str | None = None
+        self._forwarder: ClientSession | None = None
+        self._worker_set: WorkerSet | None = None
+        self._private_dir: str | None = None
         self.engine = Engine(
             limits=limits or Limits(),
             python_fast_path=python_fast_path,
-            max_concurrency=max_concurrency or max(4, 2 * cpus),
+            max_concurrency=per_worker,
             max_kernels=max_kernels,
             drop_privileges=drop_privileges,
             uid_base=uid_base,
@@ -332,6 +364,16 @@ class LocalSandbox:
         self.interpreter = Interpreter(self.engine, data_dir=None if data_dir is None else Path(data_dir))
         self._runner: web.AppRunner | None = None
         self._bound_port = 0
+
+    def _adopt_socket(self, sock: socket.socket, *, interpreter_upstream: str) -> None:
+        """Serve on ``sock`` (a listening socket shared with worker 0) and forward the interpreter routes to it."""
+        self._sock = sock
+        self._interpreter_upstream = interpreter_upstream
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The pids of the worker processes besides this one (empty with ``workers=1``)."""
+        return [] if self._worker_set is None else self._worker_set.pids
 
     def __repr__(self) -> str:
         # Never the token.
@@ -371,19 +413,37 @@ class LocalSandbox:
             raise RuntimeError("the local sandbox is already running")
         await self.engine.start()
         try:
-            await self.interpreter.start()
+            via: Handler | None = None
+            if self._interpreter_upstream is not None:
+                via, self._forwarder = forward_to(self._interpreter_upstream)
+            else:
+                await self.interpreter.start()
             app = _build_app(
-                self.engine, self.interpreter, token=self._token, max_request_bytes=self._max_request_bytes
+                self.engine,
+                self.interpreter,
+                token=self._token,
+                max_request_bytes=self._max_request_bytes,
+                interpreter_via=via,
             )
             # In-flight requests get a few seconds on close, not aiohttp's default minute: their processes die anyway.
             runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
             await runner.setup()
             self._runner = runner
-            site = web.TCPSite(runner, self.host, self._port, reuse_address=True)
+            if self.workers > 1 and self._sock is None:
+                # One listening socket for every worker process: whichever waits in accept takes the connection.
+                family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+                self._sock = socket.create_server((self.host, self._port), family=family, backlog=1024)
+            site: web.BaseSite
+            if self._sock is not None:
+                site = web.SockSite(runner, self._sock)
+            else:
+                site = web.TCPSite(runner, self.host, self._port, reuse_address=True)
             await site.start()
             server = site._server
             sockets = getattr(server, "sockets", None) or []
             self._bound_port = int(sockets[0].getsockname()[1])
+            if self.workers > 1 and self._interpreter_upstream is None:
+                await self._start_workers(runner)
             if not self.engine.drop_privileges:
                 _log.warning(
                     "the local sandbox runs code with this server's own user id: process-count limits, write "
@@ -394,11 +454,32 @@ class LocalSandbox:
             await self.close()
             raise
 
+    async def _start_workers(self, runner: web.AppRunner) -> None:
+        assert self._sock is not None
+        # Worker 0's interpreter, for the other workers: a unix socket in a directory only this user can enter.
+        self._private_dir = tempfile.mkdtemp(prefix="aioagents-workers-")
+        upstream = os.path.join(self._private_dir, "interpreter.sock")
+        await web.UnixSite(runner, upstream).start()
+        self._worker_set = WorkerSet(self.workers - 1, self._sock, upstream, self._worker_options)
+        await self._worker_set.start()
+
     async def close(self) -> None:
-        """Stop listening, kill every sandboxed process, remove every temporary file."""
+        """Stop listening, stop the worker processes, kill every sandboxed process, remove every temporary file."""
+        worker_set, self._worker_set = self._worker_set, None
+        if worker_set is not None:
+            await worker_set.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        forwarder, self._forwarder = self._forwarder, None
+        if forwarder is not None:
+            await forwarder.close()
+        if self._private_dir is not None:
+            shutil.rmtree(self._private_dir, ignore_errors=True)  # a socket file in an otherwise empty directory
+            self._private_dir = None
+        if self._sock is not None and self._interpreter_upstream is None:
+            self._sock.close()
+            self._sock = None
         await self.interpreter.close()
         await self.engine.close()
         self._bound_port = 0
