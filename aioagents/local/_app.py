@@ -30,7 +30,7 @@ from aioagents.local._kernel import Event
 from aioagents.local._paths import PathError, open_for_write, split_relative, stat_confined
 from aioagents.local._process import Limits
 from aioagents.local._validate import ValidationFailed, parse_run_code, parse_run_jupyter
-from aioagents.local._workers import WorkerSet, auto_workers, forward_to
+from aioagents.local._workers import Acceptor, WorkerSet, auto_workers, forward_to
 
 __all__ = ["LocalSandbox", "serve"]
 
@@ -351,6 +351,7 @@ class LocalSandbox:
         self._interpreter_upstream: str | None = None
         self._forwarder: ClientSession | None = None
         self._worker_set: WorkerSet | None = None
+        self._acceptor: Acceptor | None = None
         self._private_dir: str | None = None
         self.engine = Engine(
             limits=limits or Limits(),
@@ -433,15 +434,17 @@ class LocalSandbox:
                 # One listening socket for every worker process: whichever waits in accept takes the connection.
                 family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
                 self._sock = socket.create_server((self.host, self._port), family=family, backlog=1024)
-            site: web.BaseSite
             if self._sock is not None:
-                site = web.SockSite(runner, self._sock)
+                assert runner.server is not None
+                self._acceptor = Acceptor(self._sock, runner.server)
+                self._acceptor.start()
+                self._bound_port = int(self._sock.getsockname()[1])
             else:
                 site = web.TCPSite(runner, self.host, self._port, reuse_address=True)
-            await site.start()
-            server = site._server
-            sockets = getattr(server, "sockets", None) or []
-            self._bound_port = int(sockets[0].getsockname()[1])
+                await site.start()
+                server = site._server
+                sockets = getattr(server, "sockets", None) or []
+                self._bound_port = int(sockets[0].getsockname()[1])
             if self.workers > 1 and self._interpreter_upstream is None:
                 await self._start_workers(runner)
             if not self.engine.drop_privileges:
@@ -468,6 +471,9 @@ class LocalSandbox:
         worker_set, self._worker_set = self._worker_set, None
         if worker_set is not None:
             await worker_set.close()
+        acceptor, self._acceptor = self._acceptor, None
+        if acceptor is not None:
+            await acceptor.stop()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

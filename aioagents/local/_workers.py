@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import pickle
 import signal
@@ -30,13 +31,15 @@ from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, UnixConnector, web
 
-__all__ = ["WorkerSet", "auto_workers", "forward_to"]
+__all__ = ["Acceptor", "WorkerSet", "auto_workers", "forward_to"]
 
 _HOP_BY_HOP = frozenset(
     h.lower()
     for h in ("Connection", "Keep-Alive", "Transfer-Encoding", "TE", "Trailer", "Upgrade", "Host", "Content-Length")
 )
 _READY = b"ready\n"
+
+_log = logging.getLogger("aioagents.local")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -79,6 +82,47 @@ def forward_to(upstream: str) -> tuple[Handler, ClientSession]:
     return forward, session
 
 
+class Acceptor:
+    """Accepts connections from a listening socket shared with other processes: one connection per wake-up.
+
+    asyncio's own server accepts up to its backlog in one go, so with a shared socket the first process to wake would
+    take a whole burst of new connections (and their requests, for as long as they are kept alive). Taking one per
+    wake-up lets every idle worker take its turn, and a busy one (not waiting in its loop) takes fewer.
+    """
+
+    def __init__(self, sock: socket.socket, factory: Callable[[], asyncio.Protocol]) -> None:
+        self._sock = sock
+        self._factory = factory
+        self._loop = asyncio.get_running_loop()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def start(self) -> None:
+        """Start accepting (the socket already listens)."""
+        self._sock.setblocking(False)
+        self._loop.add_reader(self._sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self._sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return  # another worker took it
+        except OSError as exc:  # e.g. EMFILE: keep serving the connections we have
+            _log.warning("accept failed: %s", exc)
+            return
+        conn.setblocking(False)
+        task = self._loop.create_task(self._loop.connect_accepted_socket(self._factory, conn))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        """Stop accepting; connections already made are the server's to close."""
+        with contextlib.suppress(ValueError, OSError):
+            self._loop.remove_reader(self._sock.fileno())
+        for task in list(self._tasks):
+            with contextlib.suppress(Exception):
+                await task
+
+
 class WorkerSet:
     """The N-1 worker processes of a multi-process :class:`~aioagents.local.LocalSandbox` (worker 0 owns them)."""
 
@@ -114,7 +158,7 @@ class WorkerSet:
 
     def _spawn(self, config: bytes, life_r: int) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "aioagents.local._workers"],
+            [sys.executable, "-c", "from aioagents.local._workers import main; main()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             pass_fds=(self._sock.fileno(), life_r),
@@ -175,11 +219,8 @@ async def _worker_main(config: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    """Entry point of a worker process (``python -m aioagents.local._workers``, started by :class:`WorkerSet`)."""
+    """Entry point of a worker process (started by :class:`WorkerSet`)."""
     config = pickle.loads(sys.stdin.buffer.read())
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_worker_main(config))
 
-
-if __name__ == "__main__":
-    main()
