@@ -32,6 +32,7 @@ class RateLimiterUnavailableError(AioAgentsError):
     """A shared rate limit could not be used (its Redis is unreachable, refused the password, or failed), and no
     ``fallback`` was chosen. Raised by the acquire that found out; nothing was sent unlimited."""
 
+
 # The inline fast path reads aiolimiter's bucket state (1.1–1.3 keep it in these attributes); any other layout falls
 # back to aiolimiter's own acquire.
 _INLINE = all(
