@@ -224,6 +224,11 @@ class RedisRateLimiter(RateLimiter):
             )
             client = aioredis.Redis.from_pool(pool)  # the client owns the pool: closing it closes the pool
             entry = (client, client.register_script(_SCRIPT))
+            # A client refers to its loop, so a closed loop's entry would never leave the weak dictionary by itself
+            # (a program that calls asyncio.run() again and again); its connections were closed with the loop.
+            for other in [lp for lp in self._clients if lp.is_closed()]:
+                del self._clients[other]
+                self._closers.pop(other, None)
             self._clients[loop] = entry
             bridge = sys.modules.get("aioagents.sync._bridge")
             if bridge is None or not bridge.on_loop_close(loop, client.aclose):

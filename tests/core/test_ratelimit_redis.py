@@ -11,6 +11,7 @@ machine can make a run slower but cannot make a correct limiter fail them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
@@ -20,13 +21,15 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 
 from aioagents import RateLimiter, RateLimiterUnavailableError
 from aioagents.functions import ChatClient, Example, LmFunction
 from aioagents.testing import FakeOpenAIServer
+
+aioredis = pytest.importorskip("redis.asyncio", reason="the redis extra is not installed")
 
 CANARY = "hunter2-canary-5d1e"
 
@@ -58,14 +61,12 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A redis-server of this test session on a free loopback port, without persistence."""
+@contextlib.contextmanager
+def _redis_server(port: int, workdir: Path) -> Iterator[str]:
+    """A redis-server on ``port`` of the loopback, without persistence, for the duration of the block."""
     exe = shutil.which("redis-server")
     if exe is None:
         pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
-    port = _free_port()
-    workdir = tmp_path_factory.mktemp("redis")
     args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     proc = subprocess.Popen([*args, "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -86,6 +87,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The redis-server of this test session, on a free loopback port."""
+    with _redis_server(_free_port(), tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture
@@ -260,6 +268,21 @@ async def test_a_given_fallback_limiter_is_used(key: str) -> None:
             await limiter.acquire()
         # The fallback's 10/s, not the shared limit's 1000/s.
         assert time.monotonic() - start >= 3 / 10 - 0.01
+
+
+async def test_local_fallback_goes_back_to_redis_once_it_is_up(tmp_path: Path, key: str) -> None:
+    port = _free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    async with RateLimiter.redis(
+        url, key=key, rate=1000, per=1, burst=100, fallback="local", timeout=1, retry_interval=0.1
+    ) as limiter:
+        await limiter.acquire()  # Redis is down: the local limit
+        with _redis_server(port, tmp_path):
+            await asyncio.sleep(0.2)
+            await limiter.acquire()
+            async with aioredis.Redis.from_url(url) as probe:
+                assert await probe.exists(f"aioagents:ratelimit:{{{key}}}:tat")
+        await limiter.aclose()  # its connection to the server just stopped
 
 
 async def test_token_limit_is_shared_by_chat_clients(redis_url: str, key: str) -> None:
