@@ -239,10 +239,10 @@ class RedisRateLimiter(RateLimiter):
 
     async def aclose(self) -> None:
         """Close this limiter's Redis connections (those of the running loop; others' loops close their own)."""
-        tasks = [t for t in self._pause_tasks if not t.done()]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
         loop = asyncio.get_running_loop()
+        tasks = [t for t in self._pause_tasks if not t.done() and t.get_loop() is loop]
+        if tasks:  # pauses still being written: let them reach Redis first
+            await asyncio.gather(*tasks, return_exceptions=True)
         entry = self._clients.pop(loop, None)
         closer = self._closers.pop(loop, None)
         if closer is not None:

@@ -234,6 +234,15 @@ async def test_unreachable_redis_raises_a_typed_error_without_the_password(
         assert CANARY not in text
 
 
+async def test_redis_lost_mid_run_is_a_typed_error(tmp_path: Path, key: str) -> None:
+    port = _free_port()
+    async with RateLimiter.redis(f"redis://127.0.0.1:{port}/0", key=key, rate=100, timeout=1) as limiter:
+        with _redis_server(port, tmp_path):
+            await limiter.acquire()
+        with pytest.raises(RateLimiterUnavailableError):
+            await limiter.acquire()
+
+
 async def test_a_wrong_password_is_a_typed_error_without_the_password(redis_url: str, key: str) -> None:
     url = redis_url.replace("redis://", f"redis://user:{CANARY}@")
     async with RateLimiter.redis(url, key=key, rate=10) as limiter:
