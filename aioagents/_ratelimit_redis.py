@@ -141,6 +141,7 @@ class RedisRateLimiter(RateLimiter):
         "_clients",
         "_closers",
         "_degraded_until",
+        "_down",
         "_fallback",
         "_increment_us",
         "_interval_us",
@@ -200,6 +201,7 @@ class RedisRateLimiter(RateLimiter):
         )
         self._closers: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
         self._degraded_until = 0.0
+        self._down = False  # in an outage that the fallback covers (warned once, until Redis answers again)
         self._pending_pause = 0.0  # monotonic end of a pause not yet written to Redis
         self._pause_tasks: set[asyncio.Task[None]] = set()
 
@@ -287,7 +289,8 @@ class RedisRateLimiter(RateLimiter):
         except (RedisError, OSError) as exc:
             if self._fallback is None:
                 raise self._unavailable(exc) from None
-            if not self._degraded_until:
+            if not self._down:
+                self._down = True
                 log.warning(
                     "%s; limiting locally (per process) and trying Redis again every %gs",
                     self._unavailable(exc),
@@ -295,6 +298,10 @@ class RedisRateLimiter(RateLimiter):
                 )
             self._degraded_until = time.monotonic() + self._retry_interval
             await self._acquire_fallback(amount)
+        else:
+            if self._down:
+                self._down = False
+                log.warning("the shared rate limit %r is back on Redis at %s", self.key, self._redacted)
 
     async def _acquire_fallback(self, amount: float) -> None:
         fallback = self._fallback

@@ -279,18 +279,30 @@ async def test_a_given_fallback_limiter_is_used(key: str) -> None:
         assert time.monotonic() - start >= 3 / 10 - 0.01
 
 
-async def test_local_fallback_goes_back_to_redis_once_it_is_up(tmp_path: Path, key: str) -> None:
+async def test_local_fallback_goes_back_to_redis_once_it_is_up(
+    tmp_path: Path, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
     port = _free_port()
     url = f"redis://127.0.0.1:{port}/0"
     async with RateLimiter.redis(
         url, key=key, rate=1000, per=1, burst=100, fallback="local", timeout=1, retry_interval=0.1
     ) as limiter:
-        await limiter.acquire()  # Redis is down: the local limit
-        with _redis_server(port, tmp_path):
+        with caplog.at_level(logging.WARNING, logger="aioagents.ratelimit"):
+            await limiter.acquire()  # Redis is down: the local limit
+            await asyncio.sleep(0.2)
+            await limiter.acquire()  # still down: no second warning
+        assert [r.getMessage().split(";")[1].strip() for r in caplog.records] == [
+            "limiting locally (per process) and trying Redis again every 0.1s"
+        ]
+        caplog.clear()
+        with _redis_server(port, tmp_path), caplog.at_level(logging.WARNING, logger="aioagents.ratelimit"):
             await asyncio.sleep(0.2)
             await limiter.acquire()
             async with aioredis.Redis.from_url(url) as probe:
                 assert await probe.exists(f"aioagents:ratelimit:{{{key}}}:tat")
+            assert [r.getMessage() for r in caplog.records] == [
+                f"the shared rate limit {key!r} is back on Redis at {url}"
+            ]
         await limiter.aclose()  # its connection to the server just stopped
 
 
