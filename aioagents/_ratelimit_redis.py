@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import sys
@@ -233,26 +234,39 @@ class RedisRateLimiter(RateLimiter):
                 self._closers.pop(other, None)
             self._clients[loop] = entry
             bridge = sys.modules.get("aioagents.sync._bridge")
-            if bridge is None or not bridge.on_loop_close(loop, client.aclose):
+            # A loop of the sync API's bridge: close the client before the bridge closes the loop (at exit, or when
+            # its thread has died). Held strongly (a closure, not the bound method), so a limiter dropped by sync
+            # code never leaves its connections to the garbage collector.
+            if bridge is None or not bridge.on_loop_close(loop, functools.partial(_aclose, client)):
                 # Any other loop (asyncio.run, a test runner): close the pool when the loop shuts down its async
                 # generators, so a holder that never called aclose() leaves no socket open on a dead loop.
                 self._closers[loop] = _park_closer(client)
         return entry
 
     async def aclose(self) -> None:
-        """Close this limiter's Redis connections (those of the running loop; others' loops close their own)."""
+        """Close this limiter's Redis connections, on every event loop that used it (the sync API's threads too).
+        Using it again afterwards opens new ones."""
         loop = asyncio.get_running_loop()
         tasks = [t for t in self._pause_tasks if not t.done() and t.get_loop() is loop]
         if tasks:  # pauses still being written: let them reach Redis first
             await asyncio.gather(*tasks, return_exceptions=True)
-        entry = self._clients.pop(loop, None)
-        closer = self._closers.pop(loop, None)
-        if closer is not None:
-            await closer.aclose()
-        elif entry is not None:
-            await entry[0].aclose()
-        for other in [lp for lp in self._closers if lp.is_closed()]:
-            del self._closers[other]
+        clients = dict(self._clients)
+        self._clients.clear()
+        closers, self._closers = self._closers, {}
+        bridge = sys.modules.get("aioagents.sync._bridge")
+        for other, (client, _script) in clients.items():
+            closer = closers.pop(other, None)
+            if other.is_closed():
+                continue
+            if other is loop:
+                await (closer.aclose() if closer is not None else client.aclose())
+            elif bridge is not None and bridge.owns(other):
+                # The bridge reaches its loop under the loop's own lock (its thread may be between two calls).
+                await bridge.arun_on(other, functools.partial(_aclose, client))
+            elif other.is_running():
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_aclose(client), other))
+            else:
+                await asyncio.to_thread(other.run_until_complete, _aclose(client))
 
     async def __aenter__(self) -> RedisRateLimiter:
         return self
@@ -371,6 +385,10 @@ class RedisRateLimiter(RateLimiter):
         except (RedisError, OSError) as exc:
             # Kept pending: the next acquire writes it, or reports Redis as unavailable.
             log.debug("could not store the pause in Redis yet: %s", self._unavailable(exc))
+
+
+async def _aclose(client: aioredis.Redis) -> None:
+    await client.aclose()
 
 
 async def _close_at_loop_end(client: aioredis.Redis) -> AsyncGenerator[None, None]:

@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -339,6 +340,35 @@ async def test_lm_function_map_runs_under_a_shared_limit(redis_url: str, key: st
         assert [r.ok for r in results] == [True] * 10
         assert elapsed >= 8 / 40 - 0.01
         assert await probe.exists(f"aioagents:ratelimit:{{{key}}}:tat")
+
+
+async def test_sync_clients_in_threads_share_the_limit(redis_url: str, key: str) -> None:
+    from aioagents.sync import ChatClient as SyncChatClient
+
+    rate, burst = 20.0, 2.0
+    limiter = RateLimiter.redis(redis_url, key=key, rate=rate, per=1, burst=burst)
+    grants: list[float] = []
+    async with FakeOpenAIServer() as srv:
+
+        def work() -> None:  # each thread runs its calls on its own loop (the sync bridge's)
+            with SyncChatClient(base_url=srv.base_url, api_key="sk-test", rate_limiter=limiter) as client:
+                for _ in range(4):
+                    client.create(model="m", messages=[{"role": "user", "content": "hi"}])
+                    grants.append(time.monotonic())
+
+        def run_threads() -> None:
+            threads = [threading.Thread(target=work) for _ in range(3)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+        start = time.monotonic()
+        await asyncio.get_running_loop().run_in_executor(None, run_threads)
+    await limiter.aclose()  # closes the connections of the threads' loops too
+    assert len(grants) == 12
+    early = [(k, t - start) for k, t in enumerate(sorted(grants), 1) if t - start < (k - burst) / rate - 0.001]
+    assert early == []
 
 
 def test_repr_hides_the_password(redis_url: str) -> None:
