@@ -192,17 +192,21 @@ async def test_retry_after_pauses_every_holder(redis_url: str, key: str) -> None
         await workers.close()
 
 
-async def test_pause_from_rate_limit_headers_reaches_other_holders(redis_url: str, key: str) -> None:
+async def test_rate_limit_headers_at_zero_pause_other_holders(redis_url: str, key: str) -> None:
     async with (
+        FakeOpenAIServer(requests_per_minute=60, burst_seconds=1) as srv,  # one request, then one a second
         RateLimiter.redis(redis_url, key=key, rate=100, per=1, burst=10) as first,
         RateLimiter.redis(redis_url, key=key, rate=100, per=1, burst=10) as second,
+        ChatClient(base_url=srv.base_url, api_key="sk-test", rate_limiter=first) as client,
     ):
-        await first.acquire()  # connects this loop's client, so pause() writes at once
-        paused_at = time.monotonic()
-        first.pause(0.3)
-        await asyncio.sleep(0.05)
-        await second.acquire()
-        assert time.monotonic() - paused_at >= 0.3
+        sent = time.monotonic()
+        await client.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        info = client.rate_limits
+        assert info is not None
+        assert info.remaining_requests == 0
+        assert info.reset_requests
+        await second.acquire()  # another holder (in another process, as far as Redis can tell)
+        assert time.monotonic() - sent >= info.reset_requests
 
 
 async def test_a_pause_never_shortens_a_longer_one(redis_url: str, key: str) -> None:
