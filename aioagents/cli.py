@@ -184,7 +184,7 @@ def _done_outcomes(out: str) -> dict[str, str]:
     """The outcome of each id already in OUT, keyed by the id's JSON (so 1 and "1" stay apart)."""
     done: dict[str, str] = {}
     try:
-        text = read_input(out) if os.path.exists(out) else ""
+        text = read_input(out) if os.path.isfile(out) else ""  # not /dev/full, a FIFO …: nothing done there
     except UserError as exc:
         raise UserError(str(exc).replace("input", "OUT", 1), ExitCode.CANT_WRITE) from None
     for line in text.splitlines():
