@@ -230,6 +230,46 @@ def test_an_endpoint_that_does_not_answer_is_one_line_with_its_url_and_status_69
     _one_line_error(proc, url, "does not answer")
 
 
+def test_an_endpoint_that_stops_answering_mid_batch_leaves_those_ids_for_the_rerun(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    class PingOnly(http.server.BaseHTTPRequestHandler):
+        """Answers the ping, then drops every run's connection without an answer."""
+
+        def do_GET(self) -> None:
+            body = b'"pong"'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.close_connection = True  # no response at all
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PingOnly)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        source = _jsonl(tmp_path / "in.jsonl", {"id": "a", "code": "print(1)"}, "{bad line")
+        out = tmp_path / "out.jsonl"
+        proc = _cli("batch", str(source), "--out", str(out), "--endpoint", url)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert proc.returncode == 69
+    _one_line_error(proc, "1 of 2 programs did not complete", url, "running the same command again runs them")
+    assert list(_rows(out)) == ["2"]  # the bad line is judged; "a" stays out of OUT so a rerun runs it
+    assert f"results: {out} (1 new row, 0 from earlier runs)" in proc.stdout
+
+
 def test_an_unknown_language_is_one_line_and_status_65() -> None:
     proc = _cli("run", "-c", "print(1)", "--language", "klingon")
     assert proc.returncode == 65
