@@ -257,7 +257,13 @@ def _batch(args: argparse.Namespace) -> int:
     earlier = [done[json.dumps(item.id)] for item in items if json.dumps(item.id) in done]
     run = _BatchRun()
     if todo:
-        asyncio.run(_batch_async(args, todo, run))
+        try:
+            asyncio.run(_batch_async(args, todo, run))
+        except KeyboardInterrupt:
+            raise UserError(
+                f"interrupted: {len(run.rows)} new results are in {args.out}; running the same command again resumes",
+                ExitCode.INTERRUPTED,
+            ) from None
     else:  # nothing to run: no sandbox, no new file
         note(f"nothing to run: all {skipped} ids of {args.input} are already in {args.out}", quiet=args.quiet)
     rows = run.rows

@@ -297,6 +297,34 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])  # closed again on return: nothing listens there
 
 
+def test_ctrl_c_stops_a_batch_with_one_line_saying_how_to_resume(tmp_path: Path) -> None:
+    import signal
+
+    source = _jsonl(tmp_path / "in.jsonl", *({"id": i, "code": "import time; time.sleep(30)"} for i in range(4)))
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aioagents.cli", "batch", str(source), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        assert proc.stderr is not None
+        assert STARTED in proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130
+    assert stdout == ""
+    assert stderr.splitlines() == [
+        f"aioagents: interrupted: 0 new results are in {out}; running the same command again resumes"
+    ]
+
+
 # -- run -------------------------------------------------------------------------------------------------------
 def test_run_prints_output_and_returns_the_exit_code(tmp_path: Path) -> None:
     proc = _cli("run", "-c", "import sys; print('hi'); sys.exit(3)")
