@@ -156,7 +156,8 @@ class _Item:
 
 def _parse_items(text: str) -> list[_Item]:
     items: list[_Item] = []
-    for number, line in enumerate(text.splitlines(), 1):
+    # Split on "\n" only: str.splitlines() also splits on U+2028 and friends, which JSON strings may hold raw.
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         row: Any = None
@@ -187,7 +188,7 @@ def _done_outcomes(out: str) -> dict[str, str]:
         text = read_input(out) if os.path.isfile(out) else ""  # not /dev/full, a FIFO …: nothing done there
     except UserError as exc:
         raise UserError(str(exc).replace("input", "OUT", 1), ExitCode.CANT_WRITE) from None
-    for line in text.splitlines():
+    for line in text.split("\n"):  # not splitlines(): rows written with ensure_ascii=False may hold a raw U+2028
         with contextlib.suppress(ValueError, KeyError, TypeError):
             row = json.loads(line)
             done[json.dumps(row["id"])] = str(row.get("outcome", "error"))

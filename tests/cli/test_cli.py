@@ -62,7 +62,8 @@ def _jsonl(path: Path, *rows: object) -> Path:
 
 
 def _rows(path: Path) -> dict[str, dict[str, object]]:
-    return {json.dumps(r["id"]): r for r in map(json.loads, path.read_text().splitlines())}
+    lines = [line for line in path.read_text().split("\n") if line]  # not splitlines(): rows may hold U+2028
+    return {json.dumps(r["id"]): r for r in map(json.loads, lines)}
 
 
 # -- the main command ------------------------------------------------------------------------------------------
@@ -101,6 +102,24 @@ def test_a_rerun_resumes_and_skips_finished_ids(tmp_path: Path) -> None:
     assert {r["id"]: r.get("stdout") for r in rows[1:]} == {1: "1\n", 2: "2\n"}
     assert "skipped (already done)           1" in proc.stdout
     assert "(2 new rows, 1 from earlier runs)" in proc.stdout
+
+
+def test_a_rerun_skips_rows_whose_output_holds_unicode_line_separators(tmp_path: Path) -> None:
+    source = _jsonl(
+        tmp_path / "in.jsonl",
+        {"id": "sep", "code": "print('a\\u2028b\\x85c')"},
+        json.dumps({"id": "sep-in-code", "code": "s = 'x\u2028y'\nprint(len(s))"}, ensure_ascii=False),
+    )
+    out = tmp_path / "out.jsonl"
+    first = _cli("batch", str(source), "--out", str(out), "--quiet")
+    assert first.returncode == 0, first.stderr
+    rows = _rows(out)
+    assert rows['"sep"']["stdout"] == "a\u2028b\x85c\n"
+    assert rows['"sep-in-code"']["stdout"] == "3\n"
+    again = _cli("batch", str(source), "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert STARTED not in again.stderr
+    assert "(0 new rows, 2 from earlier runs)" in again.stdout
 
 
 def test_a_finished_batch_starts_no_sandbox(tmp_path: Path) -> None:
