@@ -199,6 +199,9 @@ class JsonlWriter:
             self._file: TextIO = self.path.open("a", encoding="utf-8")
         except OSError as exc:
             raise self._error(exc) from None
+        # A run killed mid-write leaves a last line without its newline: the next row must not be glued onto it
+        # (the merged line would parse as neither, and that row would be rerun forever).
+        self._pending = "\n" if _ends_unterminated(self.path) else ""
 
     def _error(self, exc: OSError) -> UserError:
         return UserError(f"cannot write OUT {str(self.path)!r}: {exc.strerror or exc}", ExitCode.CANT_WRITE)
@@ -206,10 +209,11 @@ class JsonlWriter:
     def write(self, row: Mapping[str, Any]) -> None:
         """Append one row and flush it."""
         try:
-            self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self._file.write(self._pending + json.dumps(row, ensure_ascii=False) + "\n")
             self._file.flush()
         except OSError as exc:
             raise self._error(exc) from None
+        self._pending = ""
         self.rows += 1
 
     def close(self) -> None:
@@ -226,6 +230,21 @@ class JsonlWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _ends_unterminated(path: Path) -> bool:
+    """Whether ``path`` is a non-empty regular file whose last byte is not a newline."""
+    try:
+        if not path.is_file():
+            return False
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except OSError:
+        return False
 
 
 # -- endpoints -------------------------------------------------------------------------------------------------

@@ -122,6 +122,19 @@ def test_a_rerun_skips_rows_whose_output_holds_unicode_line_separators(tmp_path:
     assert "(0 new rows, 2 from earlier runs)" in again.stdout
 
 
+def test_a_rerun_after_a_torn_last_line_keeps_every_new_row_whole(tmp_path: Path) -> None:
+    source = _jsonl(tmp_path / "in.jsonl", *({"id": i, "code": f"print({i})"} for i in range(2)))
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": 0, "outcome": "pas')  # a run killed in the middle of writing its row
+    proc = _cli("batch", str(source), "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    lines = out.read_text().split("\n")
+    assert lines[0] == '{"id": 0, "outcome": "pas'
+    assert sorted(json.loads(line)["id"] for line in lines[1:] if line) == [0, 1]
+    again = _cli("batch", str(source), "--out", str(out))
+    assert "(0 new rows, 2 from earlier runs)" in again.stdout
+
+
 def test_a_finished_batch_starts_no_sandbox(tmp_path: Path) -> None:
     source = _jsonl(tmp_path / "in.jsonl", *({"id": i, "code": f"print({i})"} for i in range(3)))
     out = _jsonl(tmp_path / "out.jsonl", *({"id": i, "outcome": "passed", "latency_ms": 1.0} for i in range(3)))
