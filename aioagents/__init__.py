@@ -36,7 +36,7 @@ from aioagents._exceptions import (
     StreamIdleTimeout,
     UnprocessableEntityError,
 )
-from aioagents._ratelimit import RateLimiter
+from aioagents._ratelimit import RateLimiter, RateLimiterUnavailableError
 from aioagents._retry import RetryPolicy
 from aioagents._streaming import EventStream, ServerSentEvent
 
@@ -67,6 +67,7 @@ __all__ = [
     "ProgressCallback",
     "RateLimitError",
     "RateLimiter",
+    "RateLimiterUnavailableError",
     "RedirectError",
     "RequestTooLargeError",
     "ResponseTooLargeError",

@@ -16,10 +16,22 @@ import asyncio
 import threading
 import time
 import weakref
+from typing import TYPE_CHECKING, Literal
 
 from aiolimiter import AsyncLimiter
 
-__all__ = ["RateLimiter"]
+from aioagents._exceptions import AioAgentsError
+
+if TYPE_CHECKING:
+    from aioagents._ratelimit_redis import RedisRateLimiter
+
+__all__ = ["RateLimiter", "RateLimiterUnavailableError"]
+
+
+class RateLimiterUnavailableError(AioAgentsError):
+    """A shared rate limit could not be used (its Redis is unreachable, refused the password, or failed), and no
+    ``fallback`` was chosen. Raised by the acquire that found out; nothing was sent unlimited."""
+
 
 # The inline fast path reads aiolimiter's bucket state (1.1–1.3 keep it in these attributes); any other layout falls
 # back to aiolimiter's own acquire.
@@ -67,6 +79,54 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._level = 0.0
         self._last_check = time.monotonic()
+
+    @classmethod
+    def redis(
+        cls,
+        url: str,
+        *,
+        key: str,
+        rate: float,
+        per: float = 1.0,
+        burst: float | None = None,
+        fallback: Literal["local"] | RateLimiter | None = None,
+        timeout: float = 2.0,
+        retry_interval: float = 5.0,
+        max_connections: int = 16,
+        prefix: str = "aioagents:ratelimit:",
+    ) -> RedisRateLimiter:
+        """A limit shared through Redis by every process (on any machine) that uses the same ``url`` and ``key``.
+
+        >>> rpm = RateLimiter.redis("redis://:secret@cache:6379/0", key="openai:rpm", rate=1_200, per=60, burst=2)
+        >>> tpm = RateLimiter.redis("redis://:secret@cache:6379/0", key="openai:tpm", rate=90_000, per=60,
+        ...                         burst=20_000)
+        >>> client = ChatClient(rate_limiter=rpm, token_limiter=tpm)
+
+        ``rate``, ``per`` and ``burst`` mean what they mean for a local limiter, for all holders together (give
+        every holder the same numbers). A take that must wait is told how long by Redis and sleeps; a server's
+        ``Retry-After`` (or rate-limit headers at zero) pauses every holder. Redis unreachable: the acquire raises
+        :class:`RateLimiterUnavailableError`, unless ``fallback`` says what to do meanwhile: ``"local"`` (this
+        limit, per process) or a local :class:`RateLimiter` (e.g. ``rate / workers``); Redis is tried again every
+        ``retry_interval`` seconds. ``timeout`` bounds connecting and each round trip; ``max_connections`` caps the
+        connections per event loop; ``prefix`` starts the Redis keys. Needs the extra: ``pip install
+        'aioagents[redis]'``. Close it with ``await limiter.aclose()`` (or ``async with``).
+        """
+        try:
+            from aioagents._ratelimit_redis import RedisRateLimiter
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("RateLimiter.redis needs redis-py: pip install 'aioagents[redis]'") from exc
+        return RedisRateLimiter(
+            url,
+            key=key,
+            rate=rate,
+            per=per,
+            burst=burst,
+            fallback=fallback,
+            timeout=timeout,
+            retry_interval=retry_interval,
+            max_connections=max_connections,
+            prefix=prefix,
+        )
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate:g}, per={self.per:g}, burst={self.burst:g})"
