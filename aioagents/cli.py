@@ -44,13 +44,13 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, TextIO
 
 import attrs
 
 import aioagents
-from aioagents._batch import as_completed
+from aioagents._batch import BatchResult, as_completed
 from aioagents._cli_support import (
     EXIT_CODES_HELP,
     ExitCode,
@@ -290,42 +290,70 @@ class _BatchRun:
     elapsed: float = 0.0
     endpoint: str | None = None
     unreached: int = 0  # programs whose run the endpoint never answered: left out of OUT so a rerun retries them
-    connection_error: APIConnectionError | None = None
+    connection_error: BaseException | None = None
+
+
+async def _run_item(client: SandboxClient, item: _Item) -> tuple[RunCodeResponse | None, str | None, float]:
+    """One batch item against ``client``: the program's result, or the reason it has none (its error row)."""
+    if item.request is None:
+        return None, item.problem, 0.0
+    t0 = time.perf_counter()
+    try:
+        return await client.run_code(item.request), None, time.perf_counter() - t0
+    except APIConnectionError:
+        raise  # no answer: not a result of this program (see _collect)
+    except AioAgentsError as exc:
+        return None, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0
 
 
 async def _batch_async(args: argparse.Namespace, items: list[_Item], run: _BatchRun) -> None:
     started = time.perf_counter()
-    async with sandbox_endpoint(args.endpoint, quiet=args.quiet) as endpoint, SandboxClient(endpoint) as client:
-        run.endpoint = endpoint
+    if args.ray is not None:
+        try:
+            import ray  # noqa: F401
 
-        async def one(item: _Item) -> tuple[RunCodeResponse | None, str | None, float]:
-            if item.request is None:
-                return None, item.problem, 0.0
-            t0 = time.perf_counter()
-            try:
-                return await client.run_code(item.request), None, time.perf_counter() - t0
-            except APIConnectionError:
-                raise  # no answer: not a result of this program (see below)
-            except AioAgentsError as exc:
-                return None, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0
-
-        # OUT is opened only now that the sandbox answers, so a failed start leaves no empty file behind.
+            from aioagents.cluster import ray_as_completed
+        except ImportError:
+            raise UserError("--ray needs the ray extra: pip install 'aioagents[ray]'", ExitCode.USAGE) from None
+        run.endpoint = args.endpoint or f"the Ray cluster {args.ray or '(auto)'}"
         with JsonlWriter(args.out) as writer, progress_bar(total=len(items), desc="batch", quiet=args.quiet) as bar:
-            async with contextlib.aclosing(
-                as_completed(one, items, concurrency=args.concurrency, on_progress=bar)
-            ) as results:
-                async for item in results:
-                    if isinstance(item.error, APIConnectionError):
-                        # The sandbox went away (or lost the answer): an error row would mark the id done and a
-                        # rerun would skip it, so the id stays out of OUT and the command exits 69.
-                        run.unreached += 1
-                        run.connection_error = item.error
-                        continue
-                    result, error, latency = item.unwrap()
-                    row = _row(item.input.id, result, error, latency)
-                    writer.write(row)
-                    run.rows.append(row)
+            # --concurrency is per node here: each node's own sandbox runs that many at once.
+            results = ray_as_completed(
+                _run_item, items, address=args.ray or None, endpoint=args.endpoint, per_node=args.concurrency,
+                on_progress=bar, desc="batch",
+            )  # fmt: skip
+            await _collect(results, writer, run)
+    else:
+        async with sandbox_endpoint(args.endpoint, quiet=args.quiet) as endpoint, SandboxClient(endpoint) as client:
+            run.endpoint = endpoint
+
+            async def one(item: _Item) -> tuple[RunCodeResponse | None, str | None, float]:
+                return await _run_item(client, item)
+
+            # OUT is opened only now that the sandbox answers, so a failed start leaves no empty file behind.
+            with JsonlWriter(args.out) as writer, progress_bar(total=len(items), desc="batch", quiet=args.quiet) as bar:
+                await _collect(as_completed(one, items, concurrency=args.concurrency, on_progress=bar), writer, run)
     run.elapsed = time.perf_counter() - started
+
+
+async def _collect(
+    results: AsyncGenerator[BatchResult[_Item, tuple[RunCodeResponse | None, str | None, float]], None],
+    writer: JsonlWriter,
+    run: _BatchRun,
+) -> None:
+    async with contextlib.aclosing(results) as it:
+        async for item in it:
+            if item.error is not None:
+                # No answer for this program (the sandbox went away, or on Ray its node was lost too often): an error
+                # row would mark the id done and a rerun would skip it, so the id stays out of OUT; the command exits
+                # 69 and the same command runs it again.
+                run.unreached += 1
+                run.connection_error = item.error
+                continue
+            result, error, latency = item.unwrap()
+            row = _row(item.input.id, result, error, latency)
+            writer.write(row)
+            run.rows.append(row)
 
 
 # -- entry point -----------------------------------------------------------------------------------------------
@@ -403,6 +431,14 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--out", required=True, help="output JSONL (appended; ids already there are skipped)")
     batch.add_argument("--concurrency", type=int, default=4, help="programs run at once (default: 4)")
     batch.add_argument("--endpoint", help="a SandboxFusion endpoint (default: an embedded sandbox)")
+    batch.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="spread the batch over a Ray cluster (ADDRESS, else RAY_ADDRESS or a local one): one sandbox per node, "
+        "--concurrency per node (needs the ray extra)",
+    )
     add_fail_on_option(batch)
     add_common_options(batch)
     batch.set_defaults(handler=_batch)

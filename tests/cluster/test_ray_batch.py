@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,3 +94,40 @@ def test_node_lost_error_is_an_aioagents_error() -> None:
     from aioagents import AioAgentsError
 
     assert issubclass(NodeLostError, AioAgentsError)
+
+
+def test_batch_command_on_ray_survives_a_lost_node(ray_cluster: Any, tmp_path: Path) -> None:
+    extra = ray_cluster.add_node(num_cpus=1)
+    ray_cluster.wait_for_nodes()
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    lines = [{"id": f"p{i}", "code": f"import time; time.sleep(0.2); print({i})"} for i in range(60)]
+    lines.insert(30, "this line is not JSON")  # type: ignore[arg-type]
+    source.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n")
+    argv = [sys.executable, "-m", "aioagents.cli", "batch", str(source), "--out", str(out), "--quiet"]
+    proc = subprocess.Popen([*argv, "--ray", ray_cluster.address, "--concurrency", "4"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if out.exists() and len(out.read_text().splitlines()) >= 12:
+                ray_cluster.remove_node(extra, False)
+                break
+            time.sleep(0.1)
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    ids = [row["id"] for row in rows]
+    assert len(ids) == len(set(ids)) == 61  # nothing duplicated, nothing lost (60 programs + the bad line's row)
+    by_id = {row["id"]: row for row in rows}
+    assert all(by_id[f"p{i}"]["outcome"] == "passed" and by_id[f"p{i}"]["stdout"] == f"{i}\n" for i in range(60))
+    assert next(row for row in rows if row["outcome"] == "error")["error"].startswith("line 31")
+    assert "passed" in stdout
+    # Resume: the same command again finds nothing to run and starts nothing.
+    again = subprocess.run([*argv, "--ray", ray_cluster.address], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0
+    assert "0 new rows, 61 from earlier runs" in again.stdout
+    assert len(out.read_text().splitlines()) == 61
