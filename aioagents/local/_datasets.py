@@ -41,6 +41,7 @@ __all__ = [
     "load_rows",
     "register_dataset",
     "registered_datasets",
+    "to_server_row",
 ]
 
 HUMANEVAL = "humaneval"
@@ -112,7 +113,7 @@ class _Dataset:
                 elif isinstance(self.source, Path):
                     self._rows = load_rows(self.source)[1]
                 else:
-                    self._rows = [_to_server_row(row, self.kind) for row in self.source]
+                    self._rows = [to_server_row(row, self.kind) for row in self.source]
             return self._rows
 
 
@@ -143,7 +144,7 @@ def _detect_kind(row: Mapping[str, Any]) -> str:
     )
 
 
-def _to_server_row(row: Mapping[str, Any], kind: str) -> dict[str, Any]:
+def to_server_row(row: Mapping[str, Any], kind: str) -> dict[str, Any]:
     """A row in the shape the real server's table holds: HumanEval rows as they are; MBPP rows as id/content/labels."""
     if kind == HUMANEVAL:
         return dict(row)
@@ -180,7 +181,7 @@ def load_rows(path: str | os.PathLike[str]) -> tuple[str, list[dict[str, Any]]]:
                     kind = row_kind
                 elif kind != row_kind:
                     raise DatasetFileError(f"{p}:{lineno}: a {row_kind} row in a {kind} file")
-                rows.append(_to_server_row(row, row_kind))
+                rows.append(to_server_row(row, row_kind))
     except OSError as exc:
         raise DatasetFileError(f"cannot read the dataset file {p}: {exc.strerror or exc}") from None
     if kind is None:
@@ -496,7 +497,7 @@ def _many_rows(body: Mapping[str, Any], dataset: _Dataset) -> list[dict[str, Any
     if provided:
         if not isinstance(provided, list) or not all(isinstance(r, dict) for r in provided):
             raise _Fail(400, "request.config.provided_data should be a list of str -> str | int")
-        return [_to_server_row(r, dataset.kind) if dataset.kind == MBPP else r for r in provided]
+        return [to_server_row(r, dataset.kind) if dataset.kind == MBPP else r for r in provided]
     rows = _table(dataset)
     offset, limit = body.get("offset", 0), body.get("limit", 1000000)
     return rows[offset : offset + limit]
@@ -507,7 +508,7 @@ def _one_row(body: Mapping[str, Any], dataset: _Dataset) -> dict[str, Any]:
     if provided:
         if not isinstance(provided, dict):
             raise _Fail(400, "request.config.provided_data should be a dict with str -> str | int")
-        return _to_server_row(provided, dataset.kind) if dataset.kind == MBPP else provided
+        return to_server_row(provided, dataset.kind) if dataset.kind == MBPP else provided
     ident = body["id"]
     key = "task_id" if dataset.kind == HUMANEVAL else "id"
     for row in _table(dataset):
