@@ -5,6 +5,7 @@
     aioagents serve [--host 127.0.0.1] [--port 8080] [--token T]     the local sandbox (SandboxFusion + interpreter)
     aioagents run FILE | -c CODE [--language python] [--stdin TEXT]   run one program, print its output
     aioagents batch IN.jsonl --out OUT.jsonl [--concurrency N]         run many programs; resumable
+    aioagents eval SAMPLES.jsonl --dataset NAME --out OUT.jsonl        pass@k on a benchmark; resumable
 
 ``run`` and ``batch`` use ``--endpoint``, else ``SANDBOX_FUSION_ENDPOINT``, else an embedded sandbox started in this
 process on an ephemeral loopback port.
@@ -30,6 +31,7 @@ from typing import Any, TextIO
 
 import attrs
 
+from aioagents import _eval_cli
 from aioagents._batch import as_completed
 from aioagents._exceptions import AioAgentsError, InvalidRequestError
 from aioagents.sandbox import CommandRunStatus, RunCodeRequest, RunCodeResponse, RunStatus, SandboxClient
@@ -261,6 +263,7 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--concurrency", type=int, default=4)
     batch.add_argument("--endpoint", help="a SandboxFusion endpoint (default: an embedded sandbox)")
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    _eval_cli.add_parser(sub)
     return parser
 
 
@@ -272,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "eval":
+            return int(args.func(args))
         return _batch(args)
     except AioAgentsError as exc:
         print(f"aioagents: {type(exc).__name__}: {exc}", file=sys.stderr)
