@@ -442,6 +442,12 @@ class Evaluator:
             yield lambda row: None
             return
         out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("ab") as raw:
+            if raw.tell() > 0:
+                with out.open("rb") as tail:
+                    tail.seek(-1, os.SEEK_END)
+                    if tail.read(1) != b"\n":
+                        raw.write(b"\n")  # a line cut short by an interrupted run stays on its own (ignored) line
         with out.open("a", encoding="utf-8") as f:
 
             def write(row: SampleResult) -> None:
