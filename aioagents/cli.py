@@ -6,14 +6,33 @@
     aioagents run FILE | -c CODE [--language python] [--stdin TEXT]   run one program, print its output
     aioagents batch IN.jsonl --out OUT.jsonl [--concurrency N]         run many programs; resumable
     aioagents eval SAMPLES.jsonl --dataset NAME --out OUT.jsonl        pass@k on a benchmark; resumable
+    aioagents --version
 
-``run`` and ``batch`` use ``--endpoint``, else ``SANDBOX_FUSION_ENDPOINT``, else an embedded sandbox started in this
-process on an ephemeral loopback port.
+``run`` and ``batch`` use ``--endpoint``, else ``SANDBOX_FUSION_ENDPOINT`` (either is pinged first, so one that does
+not answer is one clear error), else an embedded sandbox started in this process on an ephemeral loopback port — and
+only when there is something to run.
 
 A batch input line is a JSON object: ``{"id": …, "code": …, "language": "python", "stdin"?, "run_timeout"?,
 "compile_timeout"?, "memory_limit_MB"?, "files"?, "fetch_files"?}`` (``id`` defaults to the line number). Each result
 is appended to OUT as soon as it is known, so an interrupted batch resumes where it stopped: ids already in OUT are
-skipped. A bad line becomes an error row; it never stops the batch.
+skipped. A bad line becomes an error row naming its line number; it never stops the batch.
+
+Conventions every subcommand follows (the helpers live in ``aioagents._cli_support`` and ``aioagents._progress`` so
+a subcommand in another module, e.g. ``eval``, follows them too):
+
+- A user's mistake raises ``UserError(message, ExitCode.X)``; :func:`main` prints it as one line on stderr
+  (``aioagents: message``) and exits with that status — never a traceback. The statuses are ``ExitCode`` and are
+  listed in ``aioagents --help`` (``EXIT_CODES_HELP``).
+- Check before starting anything: ``read_input`` (missing/unreadable input: 66), ``check_output`` (OUT not writable:
+  73); start a sandbox (``sandbox_endpoint``) only when there is work left; an endpoint that does not answer is 69
+  with its URL.
+- Exit 0 when every item ran, whatever its verdict; ``add_fail_on_option`` + ``failure_exit`` give
+  ``--fail-on error|failed`` (exit 1) for CI.
+- Long commands draw progress on stderr with ``aioagents._progress.progress_bar`` (tqdm when installed, else a
+  built-in line), silent with ``--quiet`` or when stderr is not a terminal; ``add_common_options`` adds ``--quiet``
+  and ``--verbose``. The summary goes to stdout and says where the results went.
+- Every subparser has an ``epilog=example(...)`` so its ``--help`` shows a command line to copy.
+- A subcommand registers ``handler=`` with ``set_defaults``; ``main`` calls ``handler(args)`` for its exit status.
 """
 
 from __future__ import annotations
@@ -25,16 +44,34 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from pathlib import Path
+import traceback
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 import attrs
 
+import aioagents
 from aioagents import _eval_cli
 from aioagents._batch import as_completed
-from aioagents._exceptions import AioAgentsError, InvalidRequestError
-from aioagents.sandbox import CommandRunStatus, RunCodeRequest, RunCodeResponse, RunStatus, SandboxClient
+from aioagents._cli_support import (
+    EXIT_CODES_HELP,
+    ExitCode,
+    JsonlWriter,
+    UserError,
+    add_common_options,
+    add_fail_on_option,
+    check_output,
+    example,
+    failure_exit,
+    note,
+    read_input,
+    sandbox_endpoint,
+    setup_logging,
+    unavailable,
+)
+from aioagents._exceptions import AioAgentsError, APIConnectionError, InvalidRequestError
+from aioagents._progress import progress_bar
+from aioagents.sandbox import LANGUAGES, CommandRunStatus, RunCodeRequest, RunCodeResponse, RunStatus, SandboxClient
 
 __all__ = ["main"]
 
@@ -45,18 +82,11 @@ _EXTENSIONS = {
 }  # fmt: skip
 
 
-@contextlib.asynccontextmanager
-async def _endpoint(explicit: str | None) -> AsyncIterator[str]:
-    """The endpoint to use, starting an embedded sandbox when none is given or configured."""
-    endpoint = explicit or os.environ.get("SANDBOX_FUSION_ENDPOINT")
-    if endpoint:
-        yield endpoint
-        return
-    from aioagents.local import LocalSandbox
-
-    async with LocalSandbox() as sandbox:
-        print(f"[aioagents] started an embedded sandbox at {sandbox.url}", file=sys.stderr)
-        yield sandbox.url
+def _check_language(language: str) -> str:
+    if language not in LANGUAGES:
+        known = ", ".join(sorted(LANGUAGES, key=str.lower))
+        raise UserError(f"unknown language {language!r}; the sandbox runs: {known}", ExitCode.UNKNOWN_LANGUAGE)
+    return language
 
 
 # -- serve -----------------------------------------------------------------------------------------------------
@@ -66,17 +96,24 @@ def _serve(args: argparse.Namespace) -> int:
     def ready(sandbox: Any) -> None:
         print(f"aioagents: serving the local sandbox at {sandbox.url} (Ctrl-C stops it)", flush=True)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            serve(
-                host=args.host,
-                port=args.port,
-                token=args.token or os.environ.get("AIOAGENTS_TOKEN"),
-                work_dir=args.work_dir,
-                on_ready=ready,
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(
+                serve(
+                    host=args.host,
+                    port=args.port,
+                    token=args.token or os.environ.get("AIOAGENTS_TOKEN"),
+                    work_dir=args.work_dir,
+                    on_ready=ready,
+                )
             )
-        )
-    return 0
+    except ValueError as exc:  # e.g. a non-loopback address without a token
+        raise UserError(str(exc), ExitCode.USAGE) from None
+    except OSError as exc:  # the port is taken, the address is not this machine's …
+        raise UserError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", ExitCode.UNAVAILABLE
+        ) from None
+    return ExitCode.OK
 
 
 # -- run -------------------------------------------------------------------------------------------------------
@@ -84,17 +121,20 @@ def _run(args: argparse.Namespace) -> int:
     if args.code is not None:
         code, language = args.code, args.language or "python"
     else:
-        path = Path(args.file)
-        code = sys.stdin.read() if args.file == "-" else path.read_text()
-        language = args.language or _EXTENSIONS.get(path.suffix, "python")
+        code = read_input(args.file)
+        language = args.language or _EXTENSIONS.get(os.path.splitext(args.file)[1], "python")
+    _check_language(language)
     return asyncio.run(_run_async(args, code, language))
 
 
 async def _run_async(args: argparse.Namespace, code: str, language: str) -> int:
-    async with _endpoint(args.endpoint) as endpoint, SandboxClient(endpoint) as client:
-        result = await client.run_code(
-            code, language=language, stdin=args.stdin, run_timeout=args.timeout, compile_timeout=args.timeout
-        )
+    async with sandbox_endpoint(args.endpoint, quiet=args.quiet) as endpoint, SandboxClient(endpoint) as client:
+        try:
+            result = await client.run_code(
+                code, language=language, stdin=args.stdin, run_timeout=args.timeout, compile_timeout=args.timeout
+            )
+        except APIConnectionError as exc:
+            raise unavailable(endpoint, exc) from None
     for step in (result.compile_result, result.run_result):
         if step is not None:
             sys.stdout.write(step.stdout or "")
@@ -103,8 +143,8 @@ async def _run_async(args: argparse.Namespace, code: str, language: str) -> int:
         return 0
     run = result.run_result or result.compile_result
     if run is not None and run.status is CommandRunStatus.TimeLimitExceeded:
-        print(f"[aioagents] time limit exceeded ({args.timeout:g}s)", file=sys.stderr)
-        return 124
+        note(f"time limit exceeded ({args.timeout:g}s)")
+        return ExitCode.TIME_LIMIT
     return run.return_code if run is not None and run.return_code else 1
 
 
@@ -116,21 +156,25 @@ class _Item:
     problem: str | None = None
 
 
-def _read_items(path: Path) -> Iterator[_Item]:
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            row: Any = None
-            try:
-                row = json.loads(line)
-                if not isinstance(row, dict):
-                    raise InvalidRequestError("a line must be a JSON object")
-                fields = {"language": "python", **{k: row[k] for k in _REQUEST_FIELDS if k in row}}
-                yield _Item(row.get("id", number), RunCodeRequest(**fields))
-            except (ValueError, TypeError) as exc:
-                ident = row.get("id", number) if isinstance(row, dict) else number
-                yield _Item(ident, None, f"line {number}: {exc}")
+def _parse_items(text: str) -> list[_Item]:
+    items: list[_Item] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        row: Any = None
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise InvalidRequestError(f"expected a JSON object, got {type(row).__name__}")
+            if "code" not in row:
+                raise InvalidRequestError("no 'code' field")
+            fields = {"language": "python", **{k: row[k] for k in _REQUEST_FIELDS if k in row}}
+            items.append(_Item(row.get("id", number), RunCodeRequest(**fields)))
+        except (ValueError, TypeError) as exc:
+            ident = row.get("id", number) if isinstance(row, dict) else number
+            reason = f"not JSON: {exc}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            items.append(_Item(ident, None, f"line {number}: {reason}"))
+    return items
 
 
 _REQUEST_FIELDS = (
@@ -138,12 +182,17 @@ _REQUEST_FIELDS = (
 )  # fmt: skip
 
 
-def _done_ids(out: Path) -> set[str]:
-    done: set[str] = set()
-    if out.exists():
-        for line in out.read_text(encoding="utf-8").splitlines():
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                done.add(json.dumps(json.loads(line)["id"]))
+def _done_outcomes(out: str) -> dict[str, str]:
+    """The outcome of each id already in OUT, keyed by the id's JSON (so 1 and "1" stay apart)."""
+    done: dict[str, str] = {}
+    try:
+        text = read_input(out) if os.path.exists(out) else ""
+    except UserError as exc:
+        raise UserError(str(exc).replace("input", "OUT", 1), ExitCode.CANT_WRITE) from None
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            row = json.loads(line)
+            done[json.dumps(row["id"])] = str(row.get("outcome", "error"))
     return done
 
 
@@ -177,7 +226,7 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _summary(rows: list[dict[str, Any]], skipped: int, elapsed: float, out: TextIO) -> None:
+def _summary(rows: list[dict[str, Any]], skipped: int, elapsed: float, out_path: str, out: TextIO) -> None:
     counts = {k: sum(1 for r in rows if r["outcome"] == k) for k in ("passed", "failed", "timed_out", "error")}
     latencies = [r["latency_ms"] for r in rows if r["outcome"] != "error"]
     table = [
@@ -195,24 +244,33 @@ def _summary(rows: list[dict[str, Any]], skipped: int, elapsed: float, out: Text
     for key, value in table:
         print(f"{key:<{width}}  {value:>10}", file=out)
     print("-" * (width + 14), file=out)
+    print(f"results: {out_path} ({len(rows)} new rows, {skipped} from earlier runs)", file=out)
 
 
 def _batch(args: argparse.Namespace) -> int:
-    source, out_path = Path(args.input), Path(args.out)
-    done = _done_ids(out_path)
-    items = [item for item in _read_items(source) if json.dumps(item.id) not in done]
-    with out_path.open("a", encoding="utf-8") as out:
-        rows, elapsed = asyncio.run(_batch_async(args, items, out))
-    _summary(rows, len(done), elapsed, sys.stdout)
-    return 0
+    if args.concurrency < 1:
+        raise UserError(f"--concurrency must be at least 1, not {args.concurrency}", ExitCode.USAGE)
+    items = _parse_items(read_input(args.input))
+    check_output(args.out)
+    done = _done_outcomes(args.out)
+    todo = [item for item in items if json.dumps(item.id) not in done]
+    skipped = len(items) - len(todo)
+    earlier = [done[json.dumps(item.id)] for item in items if json.dumps(item.id) in done]
+    if todo:
+        rows, elapsed = asyncio.run(_batch_async(args, todo))
+    else:  # nothing to run: no sandbox, no new file
+        rows, elapsed = [], 0.0
+        note(f"nothing to run: all {skipped} ids of {args.input} are already in {args.out}", quiet=args.quiet)
+    _summary(rows, skipped, elapsed, args.out, sys.stdout)
+    outcomes = earlier + [r["outcome"] for r in rows]
+    errors = outcomes.count("error")
+    return failure_exit(args.fail_on, errors=errors, failures=len(outcomes) - errors - outcomes.count("passed"))
 
 
-async def _batch_async(
-    args: argparse.Namespace, items: list[_Item], out: TextIO
-) -> tuple[list[dict[str, Any]], float]:
+async def _batch_async(args: argparse.Namespace, items: list[_Item]) -> tuple[list[dict[str, Any]], float]:
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
-    async with _endpoint(args.endpoint) as endpoint, SandboxClient(endpoint) as client:
+    async with sandbox_endpoint(args.endpoint, quiet=args.quiet) as endpoint, SandboxClient(endpoint) as client:
 
         async def run(item: _Item) -> tuple[RunCodeResponse | None, str | None, float]:
             if item.request is None:
@@ -223,32 +281,62 @@ async def _batch_async(
             except AioAgentsError as exc:
                 return None, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0
 
-        async with contextlib.aclosing(
-            as_completed(run, items, concurrency=args.concurrency, progress=not args.quiet, desc="batch")
-        ) as results:
-            async for item in results:
-                result, error, latency = item.unwrap()
-                row = _row(item.input.id, result, error, latency)
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
-                out.flush()
-                rows.append(row)
+        # OUT is opened only now that the sandbox answers, so a failed start leaves no empty file behind.
+        with JsonlWriter(args.out) as writer, progress_bar(total=len(items), desc="batch", quiet=args.quiet) as bar:
+            async with contextlib.aclosing(
+                as_completed(run, items, concurrency=args.concurrency, on_progress=bar)
+            ) as results:
+                async for item in results:
+                    result, error, latency = item.unwrap()
+                    row = _row(item.input.id, result, error, latency)
+                    writer.write(row)
+                    rows.append(row)
     return rows, time.perf_counter() - started
 
 
 # -- entry point -----------------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aioagents", description="Run code in sandboxes, one program or a batch.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="aioagents",
+        description="Run code in sandboxes, one program or a batch.",
+        epilog=example(
+            "aioagents batch examples/batch.jsonl --out results.jsonl",
+            "aioagents run -c 'print(6 * 7)'",
+            "aioagents serve --port 8080",
+        )
+        + "\n\n"
+        + EXIT_CODES_HELP,
+        formatter_class=raw,
+    )
+    parser.add_argument("--version", action="version", version=f"aioagents {aioagents.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{serve,run,batch,eval}")
 
-    serve = sub.add_parser("serve", help="serve the local sandbox (SandboxFusion and interpreter APIs)")
+    serve = sub.add_parser(
+        "serve",
+        help="serve the local sandbox (SandboxFusion and interpreter APIs)",
+        description="Serve the local sandbox (SandboxFusion and CodeGeeX4 interpreter APIs) until Ctrl-C.",
+        epilog=example("aioagents serve --port 8080", 'aioagents serve --host 0.0.0.0 --token "$TOKEN"'),
+        formatter_class=raw,
+    )
     serve.add_argument("--host", default="127.0.0.1", help="bind address (non-loopback needs --token)")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (or set AIOAGENTS_TOKEN)")
     serve.add_argument(
         "--work-dir", help="where run directories go (default: /dev/shm when it is a usable tmpfs, else $TMPDIR)"
     )
+    add_common_options(serve)
+    serve.set_defaults(handler=_serve)
 
-    run = sub.add_parser("run", help="run one program and print its output")
+    run = sub.add_parser(
+        "run",
+        help="run one program and print its output",
+        description="Run one program and print its output; exit with the program's own status (124: time limit).",
+        epilog=example(
+            "aioagents run hello.py", "aioagents run -c 'echo hi' --language bash", "cat x.py | aioagents run -"
+        ),
+        formatter_class=raw,
+    )
     what = run.add_mutually_exclusive_group(required=True)
     what.add_argument("file", nargs="?", help="a source file ('-' reads stdin)")
     what.add_argument("-c", dest="code", help="the program text")
@@ -256,33 +344,57 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--stdin", help="text fed to the program's stdin")
     run.add_argument("--timeout", type=float, default=10.0, help="compile and run time limit in seconds")
     run.add_argument("--endpoint", help="a SandboxFusion endpoint (default: an embedded sandbox)")
+    add_common_options(run)
+    run.set_defaults(handler=_run)
 
-    batch = sub.add_parser("batch", help="run a JSONL file of programs; resumable")
+    batch = sub.add_parser(
+        "batch",
+        help="run a JSONL file of programs; resumable",
+        description="Run a JSONL file of programs and append one result row per program to OUT. Re-running the "
+        "same command skips ids already in OUT. Exits 0 when every program ran, whatever its verdict "
+        "(see --fail-on).",
+        epilog=example(
+            "aioagents batch examples/batch.jsonl --out results.jsonl",
+            "aioagents batch in.jsonl --out out.jsonl --concurrency 16 --fail-on failed",
+        ),
+        formatter_class=raw,
+    )
     batch.add_argument("input", help="input JSONL: one {id, code, language, ...} object per line")
     batch.add_argument("--out", required=True, help="output JSONL (appended; ids already there are skipped)")
-    batch.add_argument("--concurrency", type=int, default=4)
+    batch.add_argument("--concurrency", type=int, default=4, help="programs run at once (default: 4)")
     batch.add_argument("--endpoint", help="a SandboxFusion endpoint (default: an embedded sandbox)")
-    batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_fail_on_option(batch)
+    add_common_options(batch)
+    batch.set_defaults(handler=_batch)
     _eval_cli.add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``aioagents`` command."""
+    """Entry point of the ``aioagents`` command; returns its exit status (see ``aioagents --help``)."""
     args = _parser().parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    setup_logging(verbose)
     try:
-        if args.command == "serve":
-            return _serve(args)
-        if args.command == "run":
-            return _run(args)
-        if args.command == "eval":
-            return int(args.func(args))
-        return _batch(args)
-    except AioAgentsError as exc:
-        print(f"aioagents: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+        return int(args.handler(args))
+    except UserError as exc:
+        print(f"aioagents: {exc}", file=sys.stderr)
+        return exc.code
     except KeyboardInterrupt:
-        return 130
+        print("aioagents: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except InvalidRequestError as exc:
+        print(f"aioagents: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    except AioAgentsError as exc:
+        print(f"aioagents: the sandbox answered with an error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return ExitCode.SANDBOX
+    except Exception as exc:  # a bug: still one line, the traceback only on request
+        if verbose:
+            traceback.print_exc()
+        hint = "" if verbose else " (rerun with --verbose for the traceback)"
+        print(f"aioagents: unexpected error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
+        return ExitCode.SOFTWARE
 
 
 if __name__ == "__main__":

@@ -152,12 +152,21 @@ def test_the_eval_command_scores_resumes_and_exits_by_outcome(problems: dict[str
     assert again.returncode == 0
     assert "2 resumed" in again.stdout
     assert len(_rows(out)) == 2
+    failing = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "o2.jsonl"), "--k", "1", "--fail-on", "failed", "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert failing.returncode == 1, failing.stderr
     missing = subprocess.run(
         [*cmd[:4], str(tmp_path / "nope.jsonl"), *cmd[5:], "--out", str(out)], capture_output=True, text=True, env=env
     )
-    assert missing.returncode == 2
+    assert missing.returncode == 66
+    assert missing.stderr.startswith("aioagents: ")
     assert "nope.jsonl" in missing.stderr
-    assert missing.stderr.count("\n") <= 2
+    assert missing.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize(
