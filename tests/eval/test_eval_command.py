@@ -205,3 +205,9 @@ def test_the_blocking_twin_scores_like_the_async_api(url: str, problems: dict[st
         ("HumanEval/3#0", True),
         ("HumanEval/3#1", False),
     ]
+
+
+async def test_problems_without_ids_are_a_typed_error(sandbox: LocalSandbox) -> None:
+    rows = [{"prompt": "def f():\n", "test": "def check(c): pass\n", "entry_point": "f"}]
+    with pytest.raises(DatasetFileError, match="problem row 1 has no 'task_id'"):
+        await evaluate([{"task_id": "x", "completion": ""}], "mine", problems=rows, endpoint=sandbox.url)
