@@ -14,6 +14,7 @@ context manager). It draws:
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any, TextIO
@@ -36,6 +37,7 @@ class ProgressBar:
         self._started = time.monotonic()
         self._drawn_at = 0.0
         self._last: Progress | None = None
+        self._shown: Progress | None = None
         self._width = 0
         self._tqdm: Any = None
         self._enabled = enabled
@@ -45,7 +47,16 @@ class ProgressBar:
             except ImportError:  # no `progress` extra: the built-in line below
                 self._draw(Progress(done=0, failed=0, total=total), force=True)
             else:
-                self._tqdm = tqdm(total=total, desc=desc, unit="item", file=self._stream, dynamic_ncols=True)
+                # A terminal that reports no width (a fresh pty, some CI consoles) would get an empty tqdm bar.
+                sized = _columns(self._stream) > 0
+                self._tqdm = tqdm(
+                    total=total,
+                    desc=desc,
+                    unit="item",
+                    file=self._stream,
+                    dynamic_ncols=sized,
+                    ncols=None if sized else 80,
+                )
 
     @property
     def enabled(self) -> bool:
@@ -68,6 +79,7 @@ class ProgressBar:
         if not force and now - self._drawn_at < _REDRAW_EVERY:
             return
         self._drawn_at = now
+        self._shown = progress
         elapsed = now - self._started
         rate = progress.done / elapsed if elapsed > 0 else 0.0
         parts = [f"{self._desc}  {progress.done}/{progress.total if progress.total is not None else '?'}"]
@@ -78,7 +90,7 @@ class ProgressBar:
             parts.append(f"failed {progress.failed}")
         if progress.done:
             parts.append(f"{rate:.1f}/s")
-            if progress.total and rate > 0:
+            if progress.total and progress.done < progress.total and rate > 0:
                 left = round((progress.total - progress.done) / rate)
                 parts.append(f"eta {left // 60}:{left % 60:02d}")
         line = "  ".join(parts)
@@ -95,7 +107,7 @@ class ProgressBar:
         if self._tqdm is not None:
             self._tqdm.close()
             return
-        if self._last is not None:
+        if self._last is not None and self._last is not self._shown:
             self._draw(self._last, force=True)
         self._stream.write("\n")
         self._stream.flush()
@@ -112,6 +124,13 @@ def progress_bar(*, total: int | None, desc: str, quiet: bool = False, stream: T
     stream = stream if stream is not None else sys.stderr
     enabled = not quiet and _isatty(stream)
     return ProgressBar(total=total, desc=desc, stream=stream, enabled=enabled)
+
+
+def _columns(stream: TextIO) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return 0
 
 
 def _isatty(stream: TextIO) -> bool:

@@ -158,7 +158,8 @@ class _Item:
 
 def _parse_items(text: str) -> list[_Item]:
     items: list[_Item] = []
-    for number, line in enumerate(text.splitlines(), 1):
+    # Split on "\n" only: str.splitlines() also splits on U+2028 and friends, which JSON strings may hold raw.
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         row: Any = None
@@ -186,10 +187,10 @@ def _done_outcomes(out: str) -> dict[str, str]:
     """The outcome of each id already in OUT, keyed by the id's JSON (so 1 and "1" stay apart)."""
     done: dict[str, str] = {}
     try:
-        text = read_input(out) if os.path.exists(out) else ""
+        text = read_input(out) if os.path.isfile(out) else ""  # not /dev/full, a FIFO …: nothing done there
     except UserError as exc:
         raise UserError(str(exc).replace("input", "OUT", 1), ExitCode.CANT_WRITE) from None
-    for line in text.splitlines():
+    for line in text.split("\n"):  # not splitlines(): rows written with ensure_ascii=False may hold a raw U+2028
         with contextlib.suppress(ValueError, KeyError, TypeError):
             row = json.loads(line)
             done[json.dumps(row["id"])] = str(row.get("outcome", "error"))
@@ -244,7 +245,8 @@ def _summary(rows: list[dict[str, Any]], skipped: int, elapsed: float, out_path:
     for key, value in table:
         print(f"{key:<{width}}  {value:>10}", file=out)
     print("-" * (width + 14), file=out)
-    print(f"results: {out_path} ({len(rows)} new rows, {skipped} from earlier runs)", file=out)
+    new = f"{len(rows)} new row" + ("" if len(rows) == 1 else "s")
+    print(f"results: {out_path} ({new}, {skipped} from earlier runs)", file=out)
 
 
 def _batch(args: argparse.Namespace) -> int:
@@ -256,42 +258,75 @@ def _batch(args: argparse.Namespace) -> int:
     todo = [item for item in items if json.dumps(item.id) not in done]
     skipped = len(items) - len(todo)
     earlier = [done[json.dumps(item.id)] for item in items if json.dumps(item.id) in done]
+    run = _BatchRun()
     if todo:
-        rows, elapsed = asyncio.run(_batch_async(args, todo))
+        try:
+            asyncio.run(_batch_async(args, todo, run))
+        except KeyboardInterrupt:
+            raise UserError(
+                f"interrupted: {len(run.rows)} new results are in {args.out}; running the same command again resumes",
+                ExitCode.INTERRUPTED,
+            ) from None
     else:  # nothing to run: no sandbox, no new file
-        rows, elapsed = [], 0.0
         note(f"nothing to run: all {skipped} ids of {args.input} are already in {args.out}", quiet=args.quiet)
-    _summary(rows, skipped, elapsed, args.out, sys.stdout)
+    rows = run.rows
+    _summary(rows, skipped, run.elapsed, args.out, sys.stdout)
+    if run.unreached:
+        assert run.endpoint is not None
+        assert run.connection_error is not None
+        down = unavailable(run.endpoint, run.connection_error)
+        raise UserError(
+            f"{run.unreached} of {len(todo)} programs did not complete: {down}; they are not in OUT, so running the "
+            "same command again runs them",
+            ExitCode.UNAVAILABLE,
+        )
     outcomes = earlier + [r["outcome"] for r in rows]
     errors = outcomes.count("error")
     return failure_exit(args.fail_on, errors=errors, failures=len(outcomes) - errors - outcomes.count("passed"))
 
 
-async def _batch_async(args: argparse.Namespace, items: list[_Item]) -> tuple[list[dict[str, Any]], float]:
-    rows: list[dict[str, Any]] = []
+@attrs.define
+class _BatchRun:
+    rows: list[dict[str, Any]] = attrs.Factory(list)
+    elapsed: float = 0.0
+    endpoint: str | None = None
+    unreached: int = 0  # programs whose run the endpoint never answered: left out of OUT so a rerun retries them
+    connection_error: APIConnectionError | None = None
+
+
+async def _batch_async(args: argparse.Namespace, items: list[_Item], run: _BatchRun) -> None:
     started = time.perf_counter()
     async with sandbox_endpoint(args.endpoint, quiet=args.quiet) as endpoint, SandboxClient(endpoint) as client:
+        run.endpoint = endpoint
 
-        async def run(item: _Item) -> tuple[RunCodeResponse | None, str | None, float]:
+        async def one(item: _Item) -> tuple[RunCodeResponse | None, str | None, float]:
             if item.request is None:
                 return None, item.problem, 0.0
             t0 = time.perf_counter()
             try:
                 return await client.run_code(item.request), None, time.perf_counter() - t0
+            except APIConnectionError:
+                raise  # no answer: not a result of this program (see below)
             except AioAgentsError as exc:
                 return None, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0
 
         # OUT is opened only now that the sandbox answers, so a failed start leaves no empty file behind.
         with JsonlWriter(args.out) as writer, progress_bar(total=len(items), desc="batch", quiet=args.quiet) as bar:
             async with contextlib.aclosing(
-                as_completed(run, items, concurrency=args.concurrency, on_progress=bar)
+                as_completed(one, items, concurrency=args.concurrency, on_progress=bar)
             ) as results:
                 async for item in results:
+                    if isinstance(item.error, APIConnectionError):
+                        # The sandbox went away (or lost the answer): an error row would mark the id done and a
+                        # rerun would skip it, so the id stays out of OUT and the command exits 69.
+                        run.unreached += 1
+                        run.connection_error = item.error
+                        continue
                     result, error, latency = item.unwrap()
                     row = _row(item.input.id, result, error, latency)
                     writer.write(row)
-                    rows.append(row)
-    return rows, time.perf_counter() - started
+                    run.rows.append(row)
+    run.elapsed = time.perf_counter() - started
 
 
 # -- entry point -----------------------------------------------------------------------------------------------
