@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from aioagents import _json as fast_json
+from aioagents.local._datasets import add_dataset_routes
 from aioagents.local._engine import Engine
 from aioagents.local._interpreter import Interpreter
 from aioagents.local._kernel import Event
@@ -272,6 +273,7 @@ def _build_app(engine: Engine, interp: Interpreter, *, token: str | None, max_re
     app.router.add_post("/execute", _execute)
     app.router.add_post("/files/upload/-/{path:.+}", _upload)
     app.router.add_get("/files/download/-/{path:.+}", _download)
+    add_dataset_routes(app, engine)
     return app
 
 
