@@ -5,6 +5,7 @@
     aioagents serve [--host 127.0.0.1] [--port 8080] [--token T]     the local sandbox (SandboxFusion + interpreter)
     aioagents run FILE | -c CODE [--language python] [--stdin TEXT]   run one program, print its output
     aioagents batch IN.jsonl --out OUT.jsonl [--concurrency N]         run many programs; resumable
+    aioagents eval SAMPLES.jsonl --dataset NAME --out OUT.jsonl        pass@k on a benchmark; resumable
     aioagents --version
 
 ``run`` and ``batch`` use ``--endpoint``, else ``SANDBOX_FUSION_ENDPOINT`` (either is pinged first, so one that does
@@ -50,6 +51,7 @@ from typing import Any, TextIO
 import attrs
 
 import aioagents
+from aioagents import _eval_cli
 from aioagents._batch import BatchResult, as_completed
 from aioagents._cli_support import (
     EXIT_CODES_HELP,
@@ -372,7 +374,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=raw,
     )
     parser.add_argument("--version", action="version", version=f"aioagents {aioagents.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{serve,run,batch}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{serve,run,batch,eval}")
 
     serve = sub.add_parser(
         "serve",
@@ -442,6 +444,7 @@ def _parser() -> argparse.ArgumentParser:
     add_fail_on_option(batch)
     add_common_options(batch)
     batch.set_defaults(handler=_batch)
+    _eval_cli.add_parser(sub)
     return parser
 
 

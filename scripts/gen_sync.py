@@ -46,6 +46,7 @@ from types import ModuleType
 # aioagents/sync/<module without the "aioagents." prefix, dots as underscores>.py.
 SYNC_CLASSES: dict[str, list[str]] = {
     "aioagents.sandbox.client": ["SandboxClient"],
+    "aioagents.sandbox.evaluation": ["Evaluator"],
     "aioagents.interpreter.client": ["InterpreterClient", "Interpreter"],
     "aioagents.workflows.client": ["WorkflowsClient"],
     "aioagents.workflows.jobs": ["Job"],

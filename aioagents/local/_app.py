@@ -24,6 +24,7 @@ from typing import Any, Literal
 from aiohttp import ClientSession, web
 
 from aioagents import _json as fast_json
+from aioagents.local._datasets import add_dataset_routes
 from aioagents.local._engine import Engine
 from aioagents.local._interpreter import Interpreter
 from aioagents.local._kernel import Event
@@ -284,6 +285,7 @@ def _build_app(
     app.router.add_post("/execute", interpreter_via or _execute)
     app.router.add_post("/files/upload/-/{path:.+}", interpreter_via or _upload)
     app.router.add_get("/files/download/-/{path:.+}", interpreter_via or _download)
+    add_dataset_routes(app, engine)
     return app
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from aioagents.local._kernel import Kernel, KernelDied
 from aioagents.local._paths import open_for_write, read_confined
 from aioagents.local._process import Limits, ProcessResult, UidPool, ZygoteClient
-from aioagents.local._toolchains import Environment, Resolved, Unavailable, make_environment, resolve
+from aioagents.local._toolchains import _SPECS, Environment, Resolved, Unavailable, make_environment, resolve
 from aioagents.local._validate import RunCodeRequest, RunJupyterRequest
 
 __all__ = ["Engine"]
@@ -37,6 +37,10 @@ _MAX_FETCH_BYTES = 64 << 20
 _INLINE_IO_BYTES = 256 << 10
 _SHM = "/dev/shm"
 _SHM_MIN_FREE = 1 << 30
+# Wire parity with the real server (docs/sandbox-fusion-datasets.md, "Wire parity"): request files it skips, and the
+# languages whose missing toolchain it reports as a failed compile step.
+_IGNORED_FILE_MARK = "IGNORE_THIS_FILE"
+_COMPILED = frozenset(name for name, spec in _SPECS.items() if spec.compile)
 
 
 class Workspace:
@@ -189,6 +193,8 @@ class Engine:
     def write_files(self, directory: Path, files: Mapping[str, bytes], uid: int | None) -> None:
         owner = None if uid is None else (uid, uid)
         for name, content in files.items():
+            if _IGNORED_FILE_MARK in name:
+                continue  # the real server skips these names (restore_files)
             dir_fd, fd, _ = open_for_write(directory, name, exclusive=False, owner=owner)
             os.close(dir_fd)
             with os.fdopen(fd, "wb") as f:
@@ -206,8 +212,10 @@ class Engine:
     async def run_code(self, req: RunCodeRequest) -> dict[str, Any]:
         """Run one ``/run_code`` request; the answer is the wire RunCodeResponse."""
         lang = self.languages[req.language]
+        if req.language == "sql":  # in the contract's enum, but the real server has no runner: SandboxError
+            return _sandbox_error(f"exception on running code {req.code}: no runner for language sql None")
         if isinstance(lang, Unavailable):
-            return _unavailable(lang)
+            return _unavailable(lang, compiled=req.language in _COMPILED)
         try:
             return await self._run_code(req, lang)
         except (OSError, RuntimeError) as exc:
@@ -246,7 +254,15 @@ class Engine:
                     memory_mb=max(req.memory_limit_MB, 0),
                     uid=uid,
                 )
-            if compile_result is None or (compile_result.status == "Finished" and compile_result.return_code == 0):
+            compiled_ok = compile_result is None or (
+                compile_result.status == "Finished" and compile_result.return_code == 0
+            )
+            if compiled_ok and req.run_timeout <= 0:
+                # The real server's wait_for(timeout=0) gives up before reading anything: TLE, no output (§A3).
+                run_result = ProcessResult(
+                    status="TimeLimitExceeded", return_code=None, stdout="", stderr="", execution_time=0.0
+                )
+            elif compiled_ok:
                 fast = self.python_fast_path and lang.language == "python"
                 run_result = await self.zygote.run(
                     argv=argv(lang.run),
@@ -494,19 +510,22 @@ def _sandbox_error(message: str) -> dict[str, Any]:
     }
 
 
-def _unavailable(lang: Unavailable) -> dict[str, Any]:
+def _unavailable(lang: Unavailable, *, compiled: bool = False) -> dict[str, Any]:
+    # As the real server's shell answers a missing program: exit 127 with the reason on stderr, in the compile step
+    # for a compiled language (so summary_run_code_result says CompileFailed there too), else in the run step.
+    missing = {
+        "status": "Finished",
+        "execution_time": 0.0,
+        "cpu_time": None,
+        "return_code": 127,
+        "stdout": "",
+        "stderr": lang.reason + "\n",
+    }
     return {
         "status": "Failed",
         "message": lang.reason,
-        "compile_result": None,
-        "run_result": {
-            "status": "Finished",
-            "execution_time": 0.0,
-            "cpu_time": None,
-            "return_code": 127,
-            "stdout": "",
-            "stderr": lang.reason + "\n",
-        },
+        "compile_result": missing if compiled else None,
+        "run_result": None if compiled else missing,
         "executor_pod_name": None,
         "files": {},
     }

@@ -144,8 +144,16 @@ class WorkerSet:
         life_r, self._life_w = os.pipe()
         os.set_inheritable(life_r, True)
         try:
+            from aioagents.local._datasets import registrations
+
             config = pickle.dumps(
-                {"options": self._options, "fd": self._sock.fileno(), "life": life_r, "upstream": self._upstream}
+                {
+                    "options": self._options,
+                    "fd": self._sock.fileno(),
+                    "life": life_r,
+                    "upstream": self._upstream,
+                    "datasets": registrations(),  # benchmarks registered in this process are served by every worker
+                }
             )
             for _ in range(self._count):
                 self._procs.append(await asyncio.to_thread(self._spawn, config, life_r))
@@ -196,7 +204,10 @@ class WorkerSet:
 
 async def _worker_main(config: dict[str, Any]) -> None:
     from aioagents.local._app import LocalSandbox
+    from aioagents.local._datasets import register_dataset
 
+    for name, kind, source in config["datasets"]:
+        register_dataset(name, source, kind=kind)
     sock = socket.socket(fileno=config["fd"])
     sandbox = LocalSandbox(**config["options"])
     sandbox._adopt_socket(sock, interpreter_upstream=config["upstream"])

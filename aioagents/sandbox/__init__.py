@@ -1,6 +1,7 @@
 """SandboxFusion: run code in many languages, run notebooks, evaluate completions on datasets."""
 
 from aioagents.sandbox.client import DEFAULT_ENDPOINT, SandboxClient, SandboxError, summary_run_code_result
+from aioagents.sandbox.evaluation import EvaluationReport, Evaluator, SampleResult, estimate_pass_at_k, evaluate
 from aioagents.sandbox.models import (
     LANGUAGES,
     CellRunResult,
@@ -34,6 +35,8 @@ __all__ = [
     "CommandRunStatus",
     "EvalResult",
     "EvalTestCase",
+    "EvaluationReport",
+    "Evaluator",
     "GetMetricsFunctionRequest",
     "GetMetricsFunctionResult",
     "GetMetricsRequest",
@@ -47,10 +50,13 @@ __all__ = [
     "RunJupyterRequest",
     "RunJupyterResponse",
     "RunStatus",
+    "SampleResult",
     "SandboxClient",
     "SandboxError",
     "SubmitRequest",
     "SummaryMapping",
     "TestConfig",
+    "estimate_pass_at_k",
+    "evaluate",
     "summary_run_code_result",
 ]

