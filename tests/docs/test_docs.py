@@ -166,8 +166,15 @@ _REAL_SERVICE_VARS = (
 )  # fmt: skip
 
 
-def _base_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _REAL_SERVICE_VARS}
+class _Env(dict[str, str]):
+    """An environment whose repr never shows its values (a failing test's traceback prints its arguments)."""
+
+    def __repr__(self) -> str:
+        return f"<environment of {len(self)} variables>"
+
+
+def _base_env() -> _Env:
+    env = _Env({k: v for k, v in os.environ.items() if k not in _REAL_SERVICE_VARS})
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
     env["PYTHONWARNINGS"] = "error"  # as strict as the suite: an unclosed session fails a block
@@ -188,7 +195,7 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str], what: str) -> subprocess.CompletedProcess[str]:
+def _run(cmd: list[str], cwd: Path, env: _Env, what: str) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT)
     if proc.returncode != 0:
         pytest.fail(f"{what} exited {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-5000:]}")
@@ -199,7 +206,8 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], what: str) -> subproces
 def test_docs_code_block_runs(block: Block, services: dict[str, str], workdir: Path) -> None:
     if block.skip_reason:
         pytest.skip(f"{block.id}: {block.skip_reason}")
-    env = {**_base_env(), **services}
+    env = _base_env()
+    env.update(services)
     if block.lang == "bash":
         script = workdir / "block.sh"
         script.write_text("set -euo pipefail\n" + without_setup(block.code))
