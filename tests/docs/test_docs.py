@@ -140,6 +140,7 @@ def _local_services() -> Iterator[dict[str, str]]:
     openai.add_rule("I love this phone!", "positive")
     openai.add_rule("The battery died after an hour.", "negative")
     openai.add_rule(re.compile(r"^Add: "), "42")
+    openai.add_rule("It is 21 degrees in Paris.", '```json\n{"city": "Paris", "temp_c": 21}\n```')
     appbuilder = FakeAppBuilderServer(token=APPBUILDER_TOKEN)
     with contextlib.ExitStack() as stack:
         local = stack.enter_context(LocalSandbox().in_thread())
