@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -196,11 +197,26 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _run(cmd: list[str], cwd: Path, env: _Env, what: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT)
+def _run(cmd: list[str], cwd: Path, env: _Env, what: str) -> str:
+    """Run ``cmd`` in a process group of its own and return its stdout; fail with its output when it fails.
+
+    Whatever the block left behind (a server started with ``&``) is killed with the group, also on a timeout.
+    """
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=BLOCK_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"{what} ran past {BLOCK_TIMEOUT}s\n--- stdout\n{stdout[-3000:]}\n--- stderr\n{stderr[-5000:]}")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
     if proc.returncode != 0:
-        pytest.fail(f"{what} exited {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-5000:]}")
-    return proc
+        pytest.fail(f"{what} exited {proc.returncode}\n--- stdout\n{stdout[-3000:]}\n--- stderr\n{stderr[-5000:]}")
+    return stdout
 
 
 @pytest.mark.parametrize("block", ALL_BLOCKS, ids=[b.id for b in ALL_BLOCKS])
@@ -225,8 +241,8 @@ def test_docs_code_block_runs(block: Block, services: dict[str, str], workdir: P
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_script_runs(script: Path, workdir: Path) -> None:
     # With no service variables set, each example starts its own fake (or the embedded sandbox), as a user's would.
-    proc = _run([sys.executable, str(script)], workdir, _base_env(), f"examples/{script.name}")
-    assert proc.stdout.strip(), f"examples/{script.name} printed nothing"
+    stdout = _run([sys.executable, str(script)], workdir, _base_env(), f"examples/{script.name}")
+    assert stdout.strip(), f"examples/{script.name} printed nothing"
 
 
 def test_every_doc_page_has_its_blocks_found() -> None:
