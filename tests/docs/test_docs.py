@@ -125,7 +125,9 @@ def without_setup(script: str) -> str:
     for line in script.splitlines():
         steps = [s.strip() for s in line.split("&&")]
         kept = [s for s in steps if not SETUP_STEP.match(s)]
-        if kept:
+        if len(kept) == len(steps):
+            out.append(line)  # untouched, indentation and all
+        elif kept:
             out.append(" && ".join(kept))
     return "\n".join(out) + "\n"
 
@@ -264,3 +266,4 @@ def test_setup_steps_are_the_only_links_left_out() -> None:
     assert without_setup(chain) == "aioagents batch in.jsonl --out o.jsonl\n"
     assert without_setup("pip install -e '.[dev]' && python -m pytest") == "python -m pytest\n"
     assert without_setup("curl -s http://x && echo ok") == "curl -s http://x && echo ok\n"
+    assert without_setup("python -c '\nfor x in y:\n    print(x)'") == "python -c '\nfor x in y:\n    print(x)'\n"
