@@ -183,6 +183,8 @@ def _base_env() -> _Env:
     env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
     env["PYTHONWARNINGS"] = "error"  # as strict as the suite: an unclosed session fails a block
     env["MPLBACKEND"] = "Agg"
+    # A block that runs pytest itself: no cache files, and pytest-asyncio's unset-scope warning is not an error.
+    env["PYTEST_ADDOPTS"] = "-p no:cacheprovider -o asyncio_default_fixture_loop_scope=function"
     env.pop("PYTEST_CURRENT_TEST", None)
     return env
 
