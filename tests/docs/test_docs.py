@@ -29,7 +29,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +102,8 @@ def extract_blocks(path: Path) -> list[Block]:
         while i < len(lines) and not (lines[i].strip().startswith(fence) and lines[i].strip().strip(fence[0]) == ""):
             body.append(lines[i][len(indent) :] if lines[i].startswith(indent) else lines[i].lstrip())
             i += 1
+        if i >= len(lines):
+            raise AssertionError(f"{path}:{start + 1}: a code fence is never closed")
         i += 1
         if lang not in RUNNABLE:
             continue
@@ -249,23 +250,33 @@ def test_example_script_runs(script: Path, workdir: Path) -> None:
     assert stdout.strip(), f"examples/{script.name} printed nothing"
 
 
-def test_every_doc_page_has_its_blocks_found() -> None:
-    """The extractor itself: a page with fences yields blocks, and none is silently dropped as unterminated."""
-    sample = "text\n\n*Not run by the docs test: needs a real key.*\n\n```python\nprint(1)\n```\n\n```bash\necho hi\n```\n"
-    with tempfile.TemporaryDirectory() as tmp:
-        page = Path(tmp) / "page.md"
-        page.write_text(sample)
-        blocks = extract_blocks(page)
+def test_blocks_and_their_skip_reasons_are_extracted(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "text\n\n*Not run by the docs test: needs a real key.*\n\n```python\nprint(1)\n```\n\n"
+        "!!! note\n    ```bash\n    echo hi\n    ```\n\n```text\nnot code\n```\n"
+    )
+    blocks = extract_blocks(page)
     assert [(b.lang, b.code, b.skip_reason) for b in blocks] == [
         ("python", "print(1)\n", "needs a real key."),
         ("bash", "echo hi\n", None),
     ]
-    assert len(ALL_BLOCKS) > 0
+
+
+def test_an_unterminated_fence_is_an_error_not_a_silently_lost_block(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("```python\nprint(1)\n")
+    with pytest.raises(AssertionError, match="never closed"):
+        extract_blocks(page)
+
+
+def test_the_docs_have_blocks_to_run() -> None:
+    assert sum(1 for b in ALL_BLOCKS if b.skip_reason is None) >= 40
 
 
 def test_setup_steps_are_the_only_links_left_out() -> None:
-    chain = "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && aioagents batch in.jsonl --out o.jsonl"
-    assert without_setup(chain) == "aioagents batch in.jsonl --out o.jsonl\n"
+    chain = "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && aioagents batch a.jsonl --out o.jsonl"
+    assert without_setup(chain) == "aioagents batch a.jsonl --out o.jsonl\n"
     assert without_setup("pip install -e '.[dev]' && python -m pytest") == "python -m pytest\n"
     assert without_setup("curl -s http://x && echo ok") == "curl -s http://x && echo ok\n"
     assert without_setup("python -c '\nfor x in y:\n    print(x)'") == "python -c '\nfor x in y:\n    print(x)'\n"
