@@ -1,5 +1,6 @@
 """Every Python and bash code block in ``docs/**/*.md`` and ``README.md`` runs, and so does every script in
-``examples/`` — against the fakes of ``aioagents.testing`` and the embedded sandbox, over real loopback sockets.
+``examples/`` (here, or in its service's own test: see ``EXAMPLES_RUN_ELSEWHERE``) — against the fakes of
+``aioagents.testing`` and the embedded sandbox, over real loopback sockets.
 
 How a block runs
     Each block is a program of its own, run in a subprocess from a fresh temporary directory (with ``examples/``
@@ -40,7 +41,16 @@ from aioagents.testing import FakeAppBuilderServer, FakeOpenAIServer, FakeSimSer
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC_FILES = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
-EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py") if not p.name.startswith("_"))
+ALL_EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py") if not p.name.startswith("_"))
+# Examples that a service's own test already runs, with assertions on what they print: running them here again would
+# only cost CI time. The test below checks that each is still named (or globbed) by that test file.
+EXAMPLES_RUN_ELSEWHERE = {
+    "workflows_*.py": ("tests/workflows/test_sim_examples.py", 'glob("workflows_*.py")'),
+    "interpreter_agent_loop.py": ("tests/interpreter/test_example.py", '"interpreter_agent_loop.py"'),
+    "assistants_notebook.py": ("tests/assistants/test_assistants_compat.py", 'run_example("assistants_notebook.py")'),
+    "assistants_tools.py": ("tests/assistants/test_assistants_compat.py", 'run_example("assistants_tools.py")'),
+}
+EXAMPLES = [p for p in ALL_EXAMPLES if not any(p.match(pattern) for pattern in EXAMPLES_RUN_ELSEWHERE)]
 
 SKIP_MARK = "*Not run by the docs test:"
 NOTEBOOK_MARK = "# In a Jupyter notebook cell"
@@ -248,6 +258,13 @@ def test_example_script_runs(script: Path, workdir: Path) -> None:
     # With no service variables set, each example starts its own fake (or the embedded sandbox), as a user's would.
     stdout = _run([sys.executable, str(script)], workdir, _base_env(), f"examples/{script.name}")
     assert stdout.strip(), f"examples/{script.name} printed nothing"
+
+
+@pytest.mark.parametrize("pattern", sorted(EXAMPLES_RUN_ELSEWHERE))
+def test_examples_not_run_here_are_run_by_their_service_test(pattern: str) -> None:
+    test_file, reference = EXAMPLES_RUN_ELSEWHERE[pattern]
+    assert any(p.match(pattern) for p in ALL_EXAMPLES), f"no example matches {pattern}"
+    assert reference in (ROOT / test_file).read_text(encoding="utf-8"), f"{test_file} no longer runs {pattern}"
 
 
 def test_blocks_and_their_skip_reasons_are_extracted(tmp_path: Path) -> None:
