@@ -36,7 +36,7 @@ import time
 from collections.abc import AsyncIterator
 
 import aiohttp
-from _plots import plot_local_sandbox  # benchmarks/ is on sys.path when the script runs
+from _plots import command_line, plot_local_sandbox  # benchmarks/ is on sys.path when the script runs
 
 BODY = {"code": "print(1)", "language": "python"}
 
@@ -131,7 +131,7 @@ async def main() -> None:
     print("(CPU: this client plus the server and every process under it, per completed run)")
     figure = plot_local_sandbox(
         [{"mode": m, "concurrency": c, "runs_per_s": r, "p50_ms": p50, "p95_ms": p95} for m, c, r, p50, p95, _ in rows],
-        command="python benchmarks/bench_local_sandbox.py",
+        command=command_line(),
     )
     print(f"figure: {figure.relative_to(figure.parents[2])}")
 

@@ -19,7 +19,8 @@ How a block runs
 What may be skipped
     Only a block that cannot run here, with the reason printed in the docs right above it, on a line of its own that
     starts with ``*Not run by the docs test:`` (a real external account, the test suite itself, a benchmark that
-    rewrites the committed figures). The reason is shown in the skip message too.
+    rewrites the committed figures, a contributor's sketch of API shapes). The reason is shown in the skip message
+    too.
 """
 
 from __future__ import annotations
