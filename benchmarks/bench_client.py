@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from _plots import command_line, plot_client_cpu  # benchmarks/ is on sys.path when the script runs
 
 HERE = Path(__file__).resolve().parent
 BODY = {
@@ -147,6 +148,9 @@ def main() -> None:
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / "client.json").write_text(json.dumps(summary, indent=2))
+    cpu_us = {name: per(name) * 1e6 for name in best if name != "aioagents sync run_concurrent"}
+    figure = plot_client_cpu(cpu_us, baseline="bare aiohttp (one session)", command=command_line())
+    print(f"figure: {figure.relative_to(figure.parents[2])}")
 
 
 if __name__ == "__main__":

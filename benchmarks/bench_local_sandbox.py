@@ -36,6 +36,7 @@ import time
 from collections.abc import AsyncIterator
 
 import aiohttp
+from _plots import command_line, plot_local_sandbox  # benchmarks/ is on sys.path when the script runs
 
 BODY = {"code": "print(1)", "language": "python"}
 
@@ -128,6 +129,11 @@ async def main() -> None:
     for mode, c, rate, p50, p95, cpu in rows:
         print(f"{mode:<26}{c:>5}{rate:>10.1f}{p50:>10.1f}{p95:>10.1f}{cpu:>12.2f}")
     print("(CPU: this client plus the server and every process under it, per completed run)")
+    figure = plot_local_sandbox(
+        [{"mode": m, "concurrency": c, "runs_per_s": r, "p50_ms": p50, "p95_ms": p95} for m, c, r, p50, p95, _ in rows],
+        command=command_line(),
+    )
+    print(f"figure: {figure.relative_to(figure.parents[2])}")
 
 
 if __name__ == "__main__":
