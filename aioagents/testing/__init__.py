@@ -9,6 +9,7 @@ from aioagents._retry import set_testing
 from aioagents.testing._appbuilder import FakeAppBuilderServer, RunScript, ToolCallScript
 from aioagents.testing._interpreter import FakeInterpreterServer
 from aioagents.testing._openai import FakeOpenAIServer, Reply, ToolCallReply
+from aioagents.testing._redis import redis_server
 from aioagents.testing._sandbox_fusion import FakeSandboxFusionServer
 from aioagents.testing._server import FakeServer, Fault, RecordedRequest
 from aioagents.testing._sim import FakeSimServer, FakeToolCall, FakeWorkflow
@@ -28,5 +29,6 @@ __all__ = [
     "RunScript",
     "ToolCallReply",
     "ToolCallScript",
+    "redis_server",
     "set_testing",
 ]

@@ -16,7 +16,6 @@ import json
 import logging
 import shutil
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -28,7 +27,7 @@ import pytest
 
 from aioagents import RateLimiter, RateLimiterUnavailableError
 from aioagents.functions import ChatClient, Example, LmFunction
-from aioagents.testing import FakeOpenAIServer
+from aioagents.testing import FakeOpenAIServer, redis_server
 
 aioredis = pytest.importorskip("redis.asyncio", reason="the redis extra is not installed")
 
@@ -55,39 +54,20 @@ asyncio.run(main(url, key, float(rate), float(per), float(burst), int(n)))
 """
 
 
+@contextlib.contextmanager
+def _redis_server(port: int, workdir: Path) -> Iterator[str]:
+    """A redis-server on ``port`` of the loopback, without persistence, for the duration of the block."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    with redis_server(port=port, workdir=str(workdir)) as url:
+        yield url
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-@contextlib.contextmanager
-def _redis_server(port: int, workdir: Path) -> Iterator[str]:
-    """A redis-server on ``port`` of the loopback, without persistence, for the duration of the block."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
-    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen([*args, "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start on port {port}") from None
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="session")

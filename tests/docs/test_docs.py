@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 from aioagents.local import LocalSandbox
-from aioagents.testing import FakeAppBuilderServer, FakeOpenAIServer, FakeSimServer, FakeWorkflow
+from aioagents.testing import FakeAppBuilderServer, FakeOpenAIServer, FakeSimServer, FakeWorkflow, redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC_FILES = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
@@ -158,6 +158,7 @@ def _local_services() -> Iterator[dict[str, str]]:
     openai.add_rule("It is 21 degrees in Paris.", '```json\n{"city": "Paris", "temp_c": 21}\n```')
     appbuilder = FakeAppBuilderServer(token=APPBUILDER_TOKEN)
     with contextlib.ExitStack() as stack:
+        redis_url = stack.enter_context(redis_server())
         local = stack.enter_context(LocalSandbox().in_thread())
         stack.enter_context(sim.in_thread())
         stack.enter_context(openai.in_thread())
@@ -171,6 +172,7 @@ def _local_services() -> Iterator[dict[str, str]]:
             "OPENAI_API_KEY": OPENAI_KEY,
             "GATEWAY_URL": appbuilder.url,
             "APPBUILDER_TOKEN": APPBUILDER_TOKEN,
+            "REDIS_URL": redis_url,
         }
 
 
@@ -178,7 +180,7 @@ def _local_services() -> Iterator[dict[str, str]]:
 _REAL_SERVICE_VARS = (
     "SANDBOX_FUSION_ENDPOINT", "SANDBOX_FUSION_DATASET_ENDPOINT", "AIOAGENTS_INTERPRETER_URL",
     "AIOAGENTS_INTERPRETER_TOKEN", "SIM_BASE_URL", "SIM_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY",
-    "GATEWAY_URL", "APPBUILDER_TOKEN", "SECRET_KEY_PREFIX",
+    "GATEWAY_URL", "APPBUILDER_TOKEN", "SECRET_KEY_PREFIX", "REDIS_URL", "RAY_ADDRESS",
 )  # fmt: skip
 
 
@@ -195,6 +197,8 @@ def _base_env() -> _Env:
     env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
     env["PYTHONWARNINGS"] = "error"  # as strict as the suite: an unclosed session fails a block
     env["MPLBACKEND"] = "Agg"
+    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # a Ray cluster a block starts stays on 127.0.0.1
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
     # A block that runs pytest itself: no cache files, and pytest-asyncio's unset-scope warning is not an error.
     env["PYTEST_ADDOPTS"] = "-p no:cacheprovider -o asyncio_default_fixture_loop_scope=function"
     env.pop("PYTEST_CURRENT_TEST", None)
