@@ -280,6 +280,6 @@ async def sandbox_endpoint(explicit: str | None, *, quiet: bool = False) -> Asyn
         return
     from aioagents.local import LocalSandbox
 
-    async with LocalSandbox() as sandbox:
+    async with LocalSandbox(workers="auto") as sandbox:  # one worker process per CPU
         note(f"started an embedded sandbox at {sandbox.url}", quiet=quiet)
         yield sandbox.url

@@ -15,8 +15,8 @@ module runs the same kind of batch over every node of a Ray cluster and yields t
 
 How it works
     One actor per alive node (placed on it with a hard node-affinity strategy, using no CPU of its own), each holding
-    an embedded :class:`~aioagents.local.LocalSandbox` started in that node's actor — or, with ``endpoint=``, a client
-    of that server. The driver keeps at most ``per_node`` items in flight on each actor (by default twice the node's
+    an embedded :class:`~aioagents.local.LocalSandbox` started in that node's actor, with one worker process per CPU
+    Ray counts on the node — or, with ``endpoint=``, a client of that server. The driver keeps at most ``per_node`` items in flight on each actor (by default twice the node's
     CPUs, at least 4) and hands the next items to whichever actor has a free slot, so a faster or emptier node takes
     more. Results stream back as each small chunk completes. Nodes that join mid-job get an actor at the next
     refresh (every ``refresh_s`` seconds).
@@ -262,7 +262,7 @@ async def ray_as_completed(
             handle = remote_cls.options(
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
                 max_concurrency=1000,
-            ).remote(None if endpoint is None else endpoint, options)
+            ).remote(None if endpoint is None else endpoint, {"workers": cpus, **options})
             actors[node_id] = _Actor(node_id, handle, per_node or max(4, 2 * cpus))
             log.debug("ray: sandbox actor on node %s (capacity %d)", node_id[:8], actors[node_id].capacity)
 

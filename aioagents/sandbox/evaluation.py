@@ -353,7 +353,7 @@ class Evaluator:
             if not endpoint:
                 from aioagents.local import LocalSandbox
 
-                local = LocalSandbox(max_concurrency=max(self.concurrency, 4))
+                local = LocalSandbox(max_concurrency=max(self.concurrency, 4), workers="auto")
                 await local.start()
                 self._local = local
                 endpoint = local.url
