@@ -16,10 +16,10 @@ module runs the same kind of batch over every node of a Ray cluster and yields t
 How it works
     One actor per alive node (placed on it with a hard node-affinity strategy, using no CPU of its own), each holding
     an embedded :class:`~aioagents.local.LocalSandbox` started in that node's actor, with one worker process per CPU
-    Ray counts on the node — or, with ``endpoint=``, a client of that server. The driver keeps at most ``per_node`` items in flight on each actor (by default twice the node's
-    CPUs, at least 4) and hands the next items to whichever actor has a free slot, so a faster or emptier node takes
-    more. Results stream back as each small chunk completes. Nodes that join mid-job get an actor at the next
-    refresh (every ``refresh_s`` seconds).
+    Ray counts on the node — or, with ``endpoint=``, a client of that server. The driver keeps at most ``per_node``
+    items in flight on each actor (by default twice the node's CPUs, at least 4) and hands the next items to
+    whichever actor has a free slot, so a faster or emptier node takes more. Results stream back as each small chunk
+    completes. Nodes that join mid-job get an actor at the next refresh (every ``refresh_s`` seconds).
 
 What a lost node costs
     A chunk whose actor dies (its node was lost, its process crashed) is put back at the front of the queue and runs

@@ -96,6 +96,24 @@ def test_node_lost_error_is_an_aioagents_error() -> None:
     assert issubclass(NodeLostError, AioAgentsError)
 
 
+def run_and_lose_a_node(argv: list[str], out: Path, after: int, cluster: Any, node: Any) -> tuple[int, str, str]:
+    """Run the command; once ``out`` has ``after`` lines, kill ``node`` (no grace); return (status, stdout, stderr)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if out.exists() and len(out.read_text().splitlines()) >= after:
+                cluster.remove_node(node, False)
+                break
+            time.sleep(0.1)
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, stdout, stderr
+
+
 def test_batch_command_on_ray_survives_a_lost_node(ray_cluster: Any, tmp_path: Path) -> None:
     extra = ray_cluster.add_node(num_cpus=1)
     ray_cluster.wait_for_nodes()
@@ -104,21 +122,10 @@ def test_batch_command_on_ray_survives_a_lost_node(ray_cluster: Any, tmp_path: P
     lines.insert(30, "this line is not JSON")  # type: ignore[arg-type]
     source.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n")
     argv = [sys.executable, "-m", "aioagents.cli", "batch", str(source), "--out", str(out), "--quiet"]
-    proc = subprocess.Popen([*argv, "--ray", ray_cluster.address, "--concurrency", "4"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if out.exists() and len(out.read_text().splitlines()) >= 12:
-                ray_cluster.remove_node(extra, False)
-                break
-            time.sleep(0.1)
-        stdout, stderr = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, stderr
+    code, stdout, stderr = run_and_lose_a_node(
+        [*argv, "--ray", ray_cluster.address, "--concurrency", "4"], out, 12, ray_cluster, extra
+    )
+    assert code == 0, stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     ids = [row["id"] for row in rows]
     assert len(ids) == len(set(ids)) == 61  # nothing duplicated, nothing lost (60 programs + the bad line's row)
@@ -148,21 +155,9 @@ def test_eval_command_on_ray_survives_a_lost_node_and_matches_the_local_run(ray_
     out_ray, out_local = tmp_path / "ray.jsonl", tmp_path / "local.jsonl"
     base = [sys.executable, "-m", "aioagents.cli", "eval", str(samples), "--dataset", "humaneval_python", "--quiet"]
     base += ["--k", "1,3"]
-    proc = subprocess.Popen([*base, "--out", str(out_ray), "--ray", ray_cluster.address, "--concurrency", "3"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if out_ray.exists() and len(out_ray.read_text().splitlines()) >= 8:
-                ray_cluster.remove_node(extra, False)
-                break
-            time.sleep(0.1)
-        stdout, stderr = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, stderr
+    on_ray = [*base, "--out", str(out_ray), "--ray", ray_cluster.address, "--concurrency", "3"]
+    code, stdout, stderr = run_and_lose_a_node(on_ray, out_ray, 8, ray_cluster, extra)
+    assert code == 0, stderr
     local = subprocess.run([*base, "--out", str(out_local)], capture_output=True, text=True, timeout=240)
     assert local.returncode == 0, local.stderr
     ray_rows = [json.loads(line) for line in out_ray.read_text().splitlines()]
