@@ -422,18 +422,24 @@ class Transport:
         url, body, hdrs = self._build(method, path, base_url, json, data, headers)
         tmo = to_timeout(timeout, self.timeout)
         replayable = body is None or isinstance(body, (bytes, str)) or callable(body)
-        result: Response = await self._attempts(
-            self._send,
-            (method, url, body, params, hdrs, tmo, max_response_size or self.max_response_size, replayable),
-            self._policy(max_attempts, retry),
-            idempotent,
-            replayable,
-            method,
-            url,
-            cost,
-            permits,
-        )
-        return result
+        args = (method, url, body, params, hdrs, tmo, max_response_size or self.max_response_size, replayable)
+        policy = self._policy(max_attempts, retry)
+        # The first attempt inline (the common, successful case pays for no extra coroutine); any failure goes to
+        # the one attempt loop, which decides and runs the retries.
+        started = time.perf_counter()
+        try:
+            if self.rate_limiter is not None or permits:
+                await self._permits(cost, permits)
+            response = await self._send(*args, 1)
+        except APIError as err:
+            result: Response = await self._attempts(
+                self._send, args, policy, idempotent, replayable, method, url, cost, permits, (err, started)
+            )
+            return result
+        budget = self.retry_budget
+        if budget is not None and budget._tokens < budget.capacity:
+            budget.record_success()
+        return response
 
     async def _attempts(
         self,
@@ -446,26 +452,32 @@ class Transport:
         url: str,
         cost: float,
         permits: Iterable[tuple[RateLimiter, float]],
+        failed: tuple[APIError, float] | None = None,
     ) -> T:
         """THE attempt loop, for plain, streamed and raw requests alike: take the permits, run one attempt
-        (``send(*args, attempt)``), and on a failure let the policy and the retry budget decide."""
-        attempt = 0
+        (``send(*args, attempt)``), and on a failure let the policy and the retry budget decide. ``failed`` is the
+        error (and start time) of a first attempt the caller already ran."""
+        attempt = 1
         while True:
+            if failed is None:
+                started = time.perf_counter()
+                try:
+                    if self.rate_limiter is not None or permits:
+                        await self._permits(cost, permits)
+                    result = await send(*args, attempt)
+                except APIError as exc:
+                    failed = (exc, started)
+                else:
+                    budget = self.retry_budget
+                    if budget is not None:
+                        budget.record_success(retried=attempt > 1)
+                    return result
+            err, started = failed
+            if not replayable and attempt == 1 and not (isinstance(err, APIConnectionError) and not err.sent):
+                policy = policy.evolve(max_attempts=1)  # a one-shot body was spent by this attempt
+            await self._after_failure(err, policy, attempt, idempotent, method, url, started)
+            failed = None
             attempt += 1
-            started = time.perf_counter()
-            try:
-                if self.rate_limiter is not None or permits:
-                    await self._permits(cost, permits)
-                result = await send(*args, attempt)
-            except APIError as err:
-                if not replayable and attempt == 1 and not (isinstance(err, APIConnectionError) and not err.sent):
-                    policy = policy.evolve(max_attempts=1)  # a one-shot body was spent by this attempt
-                await self._after_failure(err, policy, attempt, idempotent, method, url, started)
-                continue
-            budget = self.retry_budget
-            if budget is not None:
-                budget.record_success(retried=attempt > 1)
-            return result
 
     async def _permits(self, cost: float, permits: Iterable[tuple[RateLimiter, float]]) -> None:
         if self.rate_limiter is not None:
