@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import io
 import ipaddress
 import logging
@@ -1113,12 +1114,28 @@ def _no_proxy(host: str, port: int | None) -> bool:
 
 
 def _env_ssl_context() -> ssl.SSLContext | bool:
-    """A verifying SSL context on the CA bundle the environment names (``True``: aiohttp's default context)."""
+    """A verifying SSL context on the CA bundle the environment names (``True``: aiohttp's default context, which
+    already reads ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` as they were when it was made)."""
     cafile = os.environ.get("SSL_CERT_FILE") or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     capath = os.environ.get("SSL_CERT_DIR")
     if not cafile and not capath:
         return True
-    return ssl.create_default_context(cafile=cafile or None, capath=capath or None)
+    return _ssl_context(cafile or None, capath or None)
+
+
+# What aiohttp's default context (made when aiohttp was imported, just before this module) loaded: the environment's
+# SSL_CERT_FILE / SSL_CERT_DIR of that moment, else OpenSSL's defaults.
+_VERIFY_PATHS_AT_IMPORT = ssl.get_default_verify_paths()
+
+
+@functools.lru_cache(maxsize=8)
+def _ssl_context(cafile: str | None, capath: str | None) -> ssl.SSLContext | bool:
+    # Loading a bundle takes tens of milliseconds: once per process and bundle, shared by every session (an
+    # SSLContext may serve many connections, threads and loops). The system's own bundle is aiohttp's default.
+    defaults = _VERIFY_PATHS_AT_IMPORT
+    if cafile in (None, defaults.cafile) and capath in (None, defaults.capath):
+        return True
+    return ssl.create_default_context(cafile=cafile, capath=capath)
 
 
 def _loggable(url: str) -> str:

@@ -7,9 +7,12 @@ import asyncio
 import logging
 import os
 import random
+import shutil
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -390,3 +393,63 @@ def test_aioagents_log_in_the_environment_turns_on_logging() -> None:
 def test_errors_stay_in_the_tree() -> None:
     assert issubclass(StreamOutcomeUnknownError, APIConnectionError)
     assert issubclass(StreamOutcomeUnknownError, AioAgentsError)
+
+
+# -- CA bundles from the environment -------------------------------------------------------------------------------
+@pytest.fixture
+async def tls_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[str, str]]:
+    """An HTTPS server on loopback with a self-signed certificate (made by the openssl CLI): (URL, certificate)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTPS_PROXY", "https_proxy",
+                 "ALL_PROXY", "all_proxy"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    args = f"req -x509 -newkey rsa:2048 -nodes -keyout {key} -out {cert} -days 1 -subj /CN=127.0.0.1"
+    made = await asyncio.create_subprocess_exec(
+        openssl, *args.split(), "-addext", "subjectAltName=IP:127.0.0.1", stderr=asyncio.subprocess.DEVNULL
+    )
+    assert await made.wait() == 0
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_get("/ok", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    assert site._server is not None
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"https://127.0.0.1:{port}", cert
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"])
+async def test_a_ca_bundle_named_in_the_environment_is_trusted(
+    tls_server: tuple[str, str], monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    url, cert = tls_server
+    monkeypatch.setenv(variable, cert)
+    t = Transport(url, retry=RetryPolicy(max_attempts=1))
+    try:
+        assert (await t.request("GET", "/ok", idempotent=True)).json() == {"ok": True}
+    finally:
+        await t.aclose()
+
+
+async def test_trust_env_false_ignores_the_ca_bundle(
+    tls_server: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, cert = tls_server
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
+    t = Transport(url, retry=RetryPolicy(max_attempts=1), trust_env=False)
+    try:
+        with pytest.raises(APIConnectionError):
+            await t.request("GET", "/ok", idempotent=True)
+    finally:
+        await t.aclose()
