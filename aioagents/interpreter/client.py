@@ -574,7 +574,8 @@ class InterpreterClient:
         answers with a single JSON document (the original server) yields the same typed events once it has
         answered. Use ``async with client.execute_stream(code) as events: async for event in events: ...``.
         A stream cut before its :class:`ExecutionEnd` raises :class:`~aioagents.StreamOutcomeUnknownError` (an
-        :class:`~aioagents.OutcomeUnknownError`, as a cut plain ``execute`` does).
+        :class:`~aioagents.OutcomeUnknownError`, as a cut plain ``execute`` does). This raw stream is not serialised
+        with the client's other executes; :meth:`Interpreter.stream` is.
         """
         body, secs = self._execute_body(code, timeout)
         # A non-streaming answer is one document: allow it the size of a whole response, not of one event.
@@ -938,14 +939,26 @@ class Interpreter:
 
     async def stream(self, code: str, *, timeout: float | None = None) -> AsyncIterator[Event | ExecutionEnd]:
         """Run ``code`` and yield its events as they arrive (ending with :class:`ExecutionEnd`); a timeout
-        triggers the health check once the stream has ended."""
+        triggers the health check once the stream has ended. Like ``execute``, it waits for this session's other
+        cells and checks the kernel is free after a timed-out one (:class:`KernelBusyError`)."""
         await self._ready()
         end: ExecutionEnd | None = None
-        async with self.client.execute_stream(code, timeout=self.timeout if timeout is None else timeout) as events:
-            async for event in events:
-                if isinstance(event, ExecutionEnd):
-                    end = event
-                yield event
+        wait = self.timeout if timeout is None else timeout
+        client = self.client
+        # As InterpreterClient.execute does: one cell of this client in the kernel at a time, and a probe after a
+        # timed-out one, so a streamed cell is never aborted unseen behind another.
+        async with client._lock():
+            if client._maybe_running:
+                await client._wait_for_idle_kernel(_timeout_secs(wait))
+            try:
+                async with client.execute_stream(code, timeout=wait) as events:
+                    async for event in events:
+                        if isinstance(event, ExecutionEnd):
+                            end = event
+                        yield event
+            finally:
+                # Left early, cut, or timed out: the cell may still be running.
+                client._maybe_running = end is None or end.timed_out
         if end is not None:
             await self._settle(end.timed_out, end.kernel_restarted, ExecutionResult(status=end.status))
 

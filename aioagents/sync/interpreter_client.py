@@ -152,7 +152,8 @@ class InterpreterClient:
         answers with a single JSON document (the original server) yields the same typed events once it has
         answered. Use ``async with client.execute_stream(code) as events: async for event in events: ...``.
         A stream cut before its :class:`ExecutionEnd` raises :class:`~aioagents.StreamOutcomeUnknownError` (an
-        :class:`~aioagents.OutcomeUnknownError`, as a cut plain ``execute`` does).
+        :class:`~aioagents.OutcomeUnknownError`, as a cut plain ``execute`` does). This raw stream is not serialised
+        with the client's other executes; :meth:`Interpreter.stream` is.
         """
         return _bridge.SyncStream(self._async.execute_stream(code, timeout=timeout))
 
@@ -328,7 +329,8 @@ class Interpreter:
 
     def stream(self, code: str, *, timeout: float | None = None) -> _bridge.SyncStream[Event | ExecutionEnd]:
         """Run ``code`` and yield its events as they arrive (ending with :class:`ExecutionEnd`); a timeout
-        triggers the health check once the stream has ended.
+        triggers the health check once the stream has ended. Like ``execute``, it waits for this session's other
+        cells and checks the kernel is free after a timed-out one (:class:`KernelBusyError`).
         """
         return _bridge.SyncStream(self._async.stream(code, timeout=timeout))
 

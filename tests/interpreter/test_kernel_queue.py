@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from aioagents import APITimeoutError, OutcomeUnknownError, StreamOutcomeUnknownError
-from aioagents.interpreter import InterpreterClient, KernelBusyError, Stream
+from aioagents.interpreter import Interpreter, InterpreterClient, KernelBusyError, Stream
 
 
 class KernelQueueServer:
@@ -182,3 +182,11 @@ async def test_a_cut_plain_execute_and_a_cut_execute_stream_both_leave_the_outco
     assert isinstance(info.value, StreamOutcomeUnknownError)
     assert info.value.events == 1
     assert len(server.received) == 2  # neither was sent twice
+
+
+async def test_a_session_stream_after_a_timed_out_cell_is_not_aborted_behind_it(server: KernelQueueServer) -> None:
+    async with Interpreter(server.url, trust_env=False) as it:
+        assert (await it.execute("sleep 1.5\nraise late", timeout=1)).timed_out
+        events = [event async for event in it.stream("print streamed", timeout=10)]
+    assert "".join(e.text for e in events if isinstance(e, Stream)) == "streamed"
+    assert server.received[-2].startswith("print('aioagents-probe-")
