@@ -33,7 +33,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from aioagents import _json, _retry
-from aioagents._config import DEFAULT_TIMEOUT, Timeout, TimeoutLike, to_timeout
+from aioagents._config import DEFAULT_TIMEOUT, TimeoutLike, to_timeout
 from aioagents._exceptions import (
     APIConnectionError,
     APIError,
@@ -423,7 +423,17 @@ class Transport:
         url, body, hdrs = self._build(method, path, base_url, json, data, headers)
         tmo = to_timeout(timeout, self.timeout)
         replayable = body is None or isinstance(body, (bytes, str)) or callable(body)
-        args = (method, url, body, params, hdrs, tmo, max_response_size or self.max_response_size, replayable)
+        args = (
+            method,
+            url,
+            body,
+            params,
+            hdrs,
+            tmo.for_aiohttp(),
+            tmo.total,
+            max_response_size or self.max_response_size,
+            replayable,
+        )
         policy = self._policy(max_attempts, retry)
         # The first attempt inline (the common, successful case pays for no extra coroutine); any failure goes to
         # the one attempt loop, which decides and runs the retries.
@@ -431,7 +441,7 @@ class Transport:
         try:
             if self.rate_limiter is not None or permits:
                 await self._permits(cost, permits)
-            response = await self._send(*args, 1)
+            response: Response = await self._send(*args, 1)
         except APIError as err:
             result: Response = await self._attempts(
                 self._send, args, policy, idempotent, replayable, method, url, cost, permits, (err, started)
@@ -539,7 +549,7 @@ class Transport:
             )
         await _retry.sleep(decision.delay)
 
-    async def _exchange(
+    async def _send(
         self,
         method: str,
         url: str,
@@ -548,11 +558,13 @@ class Transport:
         headers: Mapping[str, str],
         client_timeout: aiohttp.ClientTimeout,
         shown_timeout: float | None,
+        cap: int | None,
         replayable: bool,
         attempt: int,
-    ) -> tuple[aiohttp.ClientResponse, str, str]:
-        """One attempt up to a non-error response head: send, follow same-origin redirects, turn an error status
-        into its exception. Returns the unread response (and the method and URL it finally went to).
+    ) -> Any:
+        """One attempt, for every kind of request: send, follow same-origin redirects, turn an error status into its
+        exception; then, with a size ``cap``, read the whole body into a :class:`Response`, or without one (streams,
+        downloads) return the unread ``aiohttp.ClientResponse``.
 
         A request that fails on a pooled keep-alive connection before any byte of an answer, while no new connection
         was opened, raced the server closing that idle connection: the server never read it, so it is sent again at
@@ -563,9 +575,10 @@ class Transport:
         counting = type(connector) is _Connector
         redirects = 0
         resent = False
+        debug = log.isEnabledFor(logging.DEBUG)
         while True:
             created = connector.created if counting else -1  # type: ignore[union-attr]
-            started = time.perf_counter()
+            started = time.perf_counter() if debug else 0.0
             try:
                 resp = await session.request(
                     method,
@@ -587,7 +600,7 @@ class Transport:
                     and _dropped_before_answer(exc)
                 ):
                     resent = True
-                    if log.isEnabledFor(logging.DEBUG):
+                    if debug:
                         log.debug(
                             "%s %s: the pooled connection was closed by the server as the request went out; "
                             "sending it again on a new connection",
@@ -598,7 +611,7 @@ class Transport:
                     continue
                 raise translate_transport_error(exc, method=method, url=_loggable(url), timeout=shown_timeout) from exc
             status = resp.status
-            if log.isEnabledFor(logging.DEBUG):
+            if debug:
                 request_id = self._request_id(resp.headers)
                 log.debug(
                     "%s %s -> %d (attempt %d, %.1f ms to the response head, request id %s)",
@@ -624,7 +637,9 @@ class Transport:
             if self.response_hook is not None:
                 self.response_hook(status, resp.headers)
             if status < 400:
-                return resp, method, url
+                if cap is None:
+                    return resp
+                return await self._read_response(resp, cap, method, url, shown_timeout)
             if status >= 500:
                 _no_reuse(resp)
             try:
@@ -646,27 +661,14 @@ class Transport:
                 )
             )
 
-    async def _send(
-        self,
-        method: str,
-        url: str,
-        body: Any,
-        params: Mapping[str, str] | None,
-        headers: Mapping[str, str],
-        timeout: Timeout,
-        cap: int,
-        replayable: bool,
-        attempt: int,
+    async def _read_response(
+        self, resp: aiohttp.ClientResponse, cap: int, method: str, url: str, shown_timeout: float | None
     ) -> Response:
-        """One attempt of a plain request: the exchange, then the whole body (capped)."""
-        resp, method, url = await self._exchange(
-            method, url, body, params, headers, timeout.for_aiohttp(), timeout.total, replayable, attempt
-        )
         try:
             content = await self._read_capped(resp, cap, method, url)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             resp.close()
-            raise translate_transport_error(exc, method=method, url=_loggable(url), timeout=timeout.total) from exc
+            raise translate_transport_error(exc, method=method, url=_loggable(url), timeout=shown_timeout) from exc
         except BaseException:
             resp.close()
             raise
@@ -808,8 +810,8 @@ class Transport:
         # As in request(): a one-shot body (an async iterator) is spent by the first attempt and must not be re-sent.
         replayable = body is None or isinstance(body, (bytes, str)) or callable(body)
         result: aiohttp.ClientResponse = await self._attempts(
-            self._open_once,
-            (method, url, body, params, hdrs, tmo.for_stream(idle_timeout), tmo.connect, replayable),
+            self._send,
+            (method, url, body, params, hdrs, tmo.for_stream(idle_timeout), tmo.connect, None, replayable),
             self._policy(max_attempts, retry),
             idempotent,
             replayable,
@@ -819,23 +821,6 @@ class Transport:
             permits,
         )
         return result
-
-    async def _open_once(
-        self,
-        method: str,
-        url: str,
-        body: Any,
-        params: Mapping[str, str] | None,
-        headers: Mapping[str, str],
-        client_timeout: aiohttp.ClientTimeout,
-        connect_timeout: float | None,
-        replayable: bool,
-        attempt: int,
-    ) -> aiohttp.ClientResponse:
-        resp, _, _ = await self._exchange(
-            method, url, body, params, headers, client_timeout, connect_timeout, replayable, attempt
-        )
-        return resp
 
     def stream(
         self,
