@@ -21,7 +21,6 @@ import ipaddress
 import logging
 import os
 import ssl
-import sys
 import time
 import urllib.request
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -48,6 +47,7 @@ from aioagents._exceptions import (
     status_error_class,
     translate_transport_error,
 )
+from aioagents._loops import loop_owner
 from aioagents._ratelimit import RateLimiter
 from aioagents._retry import RetryBudget, RetryPolicy, parse_retry_after
 from aioagents._streaming import Decoder, EventStream
@@ -315,7 +315,7 @@ class Transport:
             for other in [lp for lp in self._sessions if lp.is_closed()]:
                 del self._sessions[other]
                 self._closers.pop(other, None)
-            bridge = sys.modules.get("aioagents.sync._bridge")
+            bridge = loop_owner()
             # A loop of the sync API's bridge: close this session before the bridge closes the loop (at exit, or
             # when its thread has died), so no session outlives its loop.
             if bridge is None or not bridge.on_loop_close(loop, session.close):
@@ -339,7 +339,7 @@ class Transport:
         closer = closers.pop(current, None) if current is not None else None
         if closer is not None:
             await closer.aclose()  # closes this loop's session; the others' closers find theirs closed
-        bridge = sys.modules.get("aioagents.sync._bridge")
+        bridge = loop_owner()
         for loop, session in sessions.items():
             if session.closed or loop.is_closed():
                 continue
