@@ -1,13 +1,15 @@
 """Transport: every HTTP call of every client goes through here.
 
-``request()`` = take a rate-limit permit → send → classify the answer → retry by the one ``RetryPolicy``.
-``stream()`` does the same up to the response head, then hands the body to an ``EventStream``; once the first event is
-out, nothing is retried. ``open()`` gives a raw byte stream (downloads).
+One attempt loop for every kind of call: take a rate-limit permit → send one attempt (``_send``) → classify the answer
+→ retry by the one ``RetryPolicy``, within the endpoint's ``RetryBudget``. ``request()`` reads the whole body;
+``stream()`` stops at the response head and hands the body to an ``EventStream`` (once the first event is out, nothing
+is retried); ``open()`` gives a raw byte stream (downloads). Redirects are followed inside the attempt, only within the
+same origin: credentials live in custom headers that a redirect to another host would carry along.
 
 Ownership: the Transport creates its aiohttp session lazily, inside the running loop, one per event loop (the sync API
 runs one loop per thread), and closes them all in ``aclose()``. A session passed in by the user is used as is and never
-closed. Redirects are followed only within the same origin: credentials live in custom headers that a redirect to
-another host would carry along.
+closed. Idle pooled connections are dropped after ``DEFAULT_KEEPALIVE`` seconds, before common servers drop them; a
+request that still races a server's idle close is sent again, since that server never read it.
 """
 
 from __future__ import annotations
