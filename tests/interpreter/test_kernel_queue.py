@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -190,3 +191,16 @@ async def test_a_session_stream_after_a_timed_out_cell_is_not_aborted_behind_it(
         events = [event async for event in it.stream("print streamed", timeout=10)]
     assert "".join(e.text for e in events if isinstance(e, Stream)) == "streamed"
     assert server.received[-2].startswith("print('aioagents-probe-")
+
+
+async def test_the_clients_trace_configs_see_its_requests(server: KernelQueueServer) -> None:
+    seen: list[tuple[str, str]] = []
+
+    async def on_start(session: object, ctx: object, params: aiohttp.TraceRequestStartParams) -> None:
+        seen.append((params.method, params.url.path))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_start)
+    async with Interpreter(server.url, trust_env=False, trace_configs=[trace]) as it:
+        await it.execute("print x", timeout=5)
+    assert seen == [("GET", "/"), ("POST", "/execute")]
