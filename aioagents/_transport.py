@@ -1059,6 +1059,10 @@ def _env_proxies() -> dict[str, tuple[URL, Mapping[str, str] | None]]:
         if scheme not in ("http", "https", "all") or not value:
             continue
         proxy = URL(value if "://" in value else f"http://{value}")
+        if proxy.scheme not in ("http", "https"):
+            # aiohttp speaks to HTTP(S) proxies only; a socks5:// ALL_PROXY is for other tools.
+            log.debug("ignoring the %s proxy from the environment: only http(s) proxies are supported", proxy.scheme)
+            continue
         auth = (
             {"Proxy-Authorization": aiohttp.encode_basic_auth(proxy.user, proxy.password or "")} if proxy.user else None
         )

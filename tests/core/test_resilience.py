@@ -453,3 +453,16 @@ async def test_trust_env_false_ignores_the_ca_bundle(
             await t.request("GET", "/ok", idempotent=True)
     finally:
         await t.aclose()
+
+
+async def test_a_socks_proxy_in_the_environment_is_ignored(
+    srv: CoreServer, proxy: _Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HTTP_PROXY")
+    monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:1")
+    t = Transport(srv.url)
+    try:
+        assert (await t.request("GET", "/ok", idempotent=True)).status == 200
+    finally:
+        await t.aclose()
+    assert proxy.seen == []
