@@ -39,9 +39,7 @@ async def test_the_opentelemetry_trace_config_records_every_attempt_and_no_secre
         await t.aclose()
     spans = exporter.get_finished_spans()
     assert len(spans) == 3
-    statuses = [
-        s.attributes.get("http.response.status_code", s.attributes.get("http.status_code")) for s in spans
-    ]
+    statuses = [s.attributes.get("http.response.status_code", s.attributes.get("http.status_code")) for s in spans]
     assert statuses == [503, 503, 200]
     for span in spans:
         assert CANARY not in repr(dict(span.attributes or {}))
