@@ -34,8 +34,11 @@ from aioagents._exceptions import (
     ServiceUnavailableError,
     StreamError,
     StreamIdleTimeout,
+    StreamOutcomeUnknownError,
     UnprocessableEntityError,
 )
+from aioagents._logging import setup_from_env as _setup_from_env
+from aioagents._logging import setup_logging
 from aioagents._ratelimit import RateLimiter, RateLimiterUnavailableError
 from aioagents._retry import RetryPolicy
 from aioagents._streaming import EventStream, ServerSentEvent
@@ -77,6 +80,7 @@ __all__ = [
     "ServiceUnavailableError",
     "StreamError",
     "StreamIdleTimeout",
+    "StreamOutcomeUnknownError",
     "Timeout",
     "TimeoutLike",
     "UnprocessableEntityError",
@@ -84,4 +88,7 @@ __all__ = [
     "amap",
     "as_completed",
     "run_concurrent",
+    "setup_logging",
 ]
+
+_setup_from_env()

@@ -6,8 +6,8 @@
     ├── APIError                          something went wrong talking to a service
     │   ├── APIConnectionError            no usable answer came back (``.sent``: may the server have seen it?)
     │   │   ├── APITimeoutError           also a builtin ``TimeoutError``
-    │   │   │   └── PollTimeoutError      a job did not finish within ``wait(timeout=…)``
     │   │   └── OutcomeUnknownError       a non-idempotent request was sent and the answer was lost
+    │   │       └── StreamOutcomeUnknownError   … its stream was cut (also an ``IncompleteStreamError``)
     │   ├── APIStatusError                an error status (``status``, ``body``, ``request_id``)
     │   │   ├── BadRequestError 400 · AuthenticationError 401 · PaymentRequiredError 402
     │   │   ├── PermissionDeniedError 403 · NotFoundError 404 · ConflictError 409
@@ -21,8 +21,16 @@
     │       ├── StreamIdleTimeout         no bytes for ``idle_timeout`` seconds (also ``TimeoutError``)
     │       ├── EventTooLargeError        one event passed the size cap
     │       └── IncompleteStreamError     the connection ended before the stream's terminal event
+    │                                     (``events``, ``last_event_id``: where a caller could resume)
+    ├── PollTimeoutError                  a job did not finish within ``wait(timeout=…)`` (also ``TimeoutError``);
+    │                                     the service answered every poll, the job is only slow
     ├── InvalidRequestError               bad input, caught before anything is sent (also ``ValueError``)
     └── ClientClosedError                 the client was used after ``aclose()`` (also ``RuntimeError``)
+
+One rule for "did it run?": a non-idempotent call (run, execute, submit) whose outcome cannot be known raises an
+:class:`OutcomeUnknownError`, whether it was a plain request whose answer was lost or a stream cut before its final
+event (:class:`StreamOutcomeUnknownError`, which is also an :class:`IncompleteStreamError`). A timeout stays an
+:class:`APITimeoutError` / :class:`StreamIdleTimeout` (the server may still be running the call) in both cases.
 
 A failing *program* (in a sandbox, an interpreter, a workflow) is data: a result with a status. An exception means the
 infrastructure failed or the request was wrong.
@@ -64,6 +72,7 @@ __all__ = [
     "ServiceUnavailableError",
     "StreamError",
     "StreamIdleTimeout",
+    "StreamOutcomeUnknownError",
     "UnprocessableEntityError",
 ]
 
@@ -92,14 +101,6 @@ class APIConnectionError(APIError):
 
 class APITimeoutError(APIConnectionError, TimeoutError):
     """The call took longer than its timeout. For a run, the server may still be executing it."""
-
-
-class PollTimeoutError(APITimeoutError):
-    """A job or run did not reach a final state within the wait's timeout; ``last`` is the last status seen."""
-
-    def __init__(self, message: str, *, last: Any = None) -> None:
-        super().__init__(message)
-        self.last = last
 
 
 class OutcomeUnknownError(APIConnectionError):
@@ -246,7 +247,43 @@ class EventTooLargeError(StreamError):
 
 
 class IncompleteStreamError(StreamError):
-    """The connection ended before the stream's terminal event."""
+    """The connection ended before the stream's terminal event.
+
+    ``events`` is how many events the stream delivered before it broke, ``last_event_id`` the id of the last one
+    where the protocol has ids (SSE's ``id:`` field; ``None`` otherwise): what a caller needs to resume or account.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        events: int = 0,
+        last_event_id: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(message, method=method, url=url)
+        self.events = events
+        self.last_event_id = last_event_id
+
+
+class StreamOutcomeUnknownError(IncompleteStreamError, OutcomeUnknownError):
+    """The stream of a non-idempotent call (an execute, a run) was cut before its final event: the call may or may
+    not have finished on the server. Caught by ``except OutcomeUnknownError`` (the one rule for a lost outcome) and by
+    ``except IncompleteStreamError``. Never retried."""
+
+
+class PollTimeoutError(AioAgentsError, TimeoutError):
+    """A job or run did not reach a final state within the wait's timeout; ``last`` is the last status seen.
+
+    Not an :class:`APIConnectionError`: every poll was answered, the job is only slow (it may still finish). Also a
+    builtin ``TimeoutError``.
+    """
+
+    def __init__(self, message: str, *, last: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.last = last
 
 
 class InvalidRequestError(AioAgentsError, ValueError):

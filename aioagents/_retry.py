@@ -35,7 +35,7 @@ from aioagents._exceptions import (
     OutcomeUnknownError,
 )
 
-__all__ = ["RetryDecision", "RetryPolicy", "parse_retry_after", "set_testing"]
+__all__ = ["RetryBudget", "RetryDecision", "RetryPolicy", "parse_retry_after", "set_testing"]
 
 _testing = False
 
@@ -86,11 +86,13 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
 
 @attrs.frozen
 class RetryDecision:
-    """What the loop does after a failed attempt: ``retry`` after ``delay`` seconds, or raise ``error``."""
+    """What the loop does after a failed attempt: ``retry`` after ``delay`` seconds, or raise ``error``; ``reason``
+    says why a retryable error is given up on (the loop adds it to the message it raises)."""
 
     retry: bool
     delay: float = 0.0
     error: APIError | None = None
+    reason: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -150,9 +152,7 @@ class RetryPolicy:
         """The computed wait before attempt ``attempt + 1`` (``attempt`` counts from 1), without jitter."""
         return self._delays[min(attempt, len(self._delays)) - 1]
 
-    def decide(
-        self, error: APIError, *, attempt: int, idempotent: bool, rand: float | None = None
-    ) -> RetryDecision:
+    def decide(self, error: APIError, *, attempt: int, idempotent: bool, rand: float | None = None) -> RetryDecision:
         """After attempt number ``attempt`` failed with ``error``: retry (and after how long), or give up."""
         if attempt >= self.max_attempts or not self.is_retryable(error, idempotent=idempotent):
             return RetryDecision(False, error=error)
@@ -160,14 +160,72 @@ class RetryPolicy:
         requested = error.retry_after if isinstance(error, APIStatusError) else None
         if requested is not None:
             if requested > self.max_retry_after:
-                error.message = (
-                    f"{error.message} (the server asked to wait {requested:g}s, beyond the retry cap of "
-                    f"{self.max_retry_after:g}s)"
+                return RetryDecision(
+                    False,
+                    error=error,
+                    reason=(
+                        f"the server asked to wait {requested:g}s, beyond the retry cap of {self.max_retry_after:g}s"
+                    ),
                 )
-                return RetryDecision(False, error=error)
             # Jitter only ever lengthens a wait the server asked for.
             return RetryDecision(True, delay=requested * (1.0 + self.jitter * r))
         base = self.backoff_delay(attempt)
         return RetryDecision(True, delay=base * (1.0 - self.jitter + 2 * self.jitter * r))
 
 
+class RetryBudget:
+    """A bound on what retries add to the load, after botocore's retry quota: a bucket of tokens that every retry
+    draws from and every success refills. During an outage the retries spend it and stop, so the server sees about
+    the load that was offered; first attempts are never held back, so the first success after the server heals goes
+    through at once and refills the bucket.
+
+    A retry costs ``retry_cost`` tokens (``timeout_cost`` after a timeout: a slow server is the one to spare); a
+    success refunds ``success_refund`` (a retried one the retry cost it drew). With the defaults an outage adds at
+    most ``capacity / retry_cost`` = 20 retries, and a sustained retry rate is at most ``success_refund /
+    retry_cost`` = 20 % of the successes (botocore's figures, scaled down to a per-endpoint bucket). One budget is
+    shared by every call on one Transport (one endpoint).
+    """
+
+    __slots__ = ("_tokens", "capacity", "retry_cost", "success_refund", "timeout_cost")
+
+    def __init__(
+        self,
+        capacity: float = 100.0,
+        *,
+        retry_cost: float = 5.0,
+        timeout_cost: float = 10.0,
+        success_refund: float = 1.0,
+    ) -> None:
+        if capacity < 0 or retry_cost <= 0 or timeout_cost <= 0 or success_refund < 0:
+            raise ValueError("capacity and refund must be ≥ 0, costs > 0")
+        self.capacity = float(capacity)
+        self.retry_cost = float(retry_cost)
+        self.timeout_cost = float(timeout_cost)
+        self.success_refund = float(success_refund)
+        self._tokens = self.capacity
+
+    def __repr__(self) -> str:
+        return f"RetryBudget({self._tokens:g}/{self.capacity:g} tokens, retry_cost={self.retry_cost:g})"
+
+    @property
+    def tokens(self) -> float:
+        """Tokens left."""
+        return self._tokens
+
+    def cost_of(self, error: APIError) -> float:
+        """What a retry after ``error`` draws."""
+        return self.timeout_cost if isinstance(error, APITimeoutError) else self.retry_cost
+
+    def withdraw(self, error: APIError) -> bool:
+        """Take the tokens for one retry after ``error``; False (nothing taken) when the budget cannot pay it."""
+        cost = self.cost_of(error)
+        if self._tokens < cost:
+            return False
+        self._tokens -= cost
+        return True
+
+    def record_success(self, *, retried: bool = False) -> None:
+        """A call succeeded: refill (a retried call gives back what a retry costs)."""
+        if self._tokens < self.capacity:
+            refund = self.retry_cost if retried else self.success_refund
+            self._tokens = min(self.capacity, self._tokens + refund)

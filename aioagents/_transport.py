@@ -1,23 +1,30 @@
 """Transport: every HTTP call of every client goes through here.
 
-``request()`` = take a rate-limit permit → send → classify the answer → retry by the one ``RetryPolicy``.
-``stream()`` does the same up to the response head, then hands the body to an ``EventStream``; once the first event is
-out, nothing is retried. ``open()`` gives a raw byte stream (downloads).
+One attempt loop for every kind of call: take a rate-limit permit → send one attempt (``_send``) → classify the answer
+→ retry by the one ``RetryPolicy``, within the endpoint's ``RetryBudget``. ``request()`` reads the whole body;
+``stream()`` stops at the response head and hands the body to an ``EventStream`` (once the first event is out, nothing
+is retried); ``open()`` gives a raw byte stream (downloads). Redirects are followed inside the attempt, only within the
+same origin: credentials live in custom headers that a redirect to another host would carry along.
 
 Ownership: the Transport creates its aiohttp session lazily, inside the running loop, one per event loop (the sync API
 runs one loop per thread), and closes them all in ``aclose()``. A session passed in by the user is used as is and never
-closed. Redirects are followed only within the same origin: credentials live in custom headers that a redirect to
-another host would carry along.
+closed. Idle pooled connections are dropped after ``DEFAULT_KEEPALIVE`` seconds, before common servers drop them; a
+request that still races a server's idle close is sent again, since that server never read it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import functools
 import io
+import ipaddress
 import logging
-import sys
+import os
+import ssl
 import time
+import urllib.request
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -27,7 +34,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from aioagents import _json, _retry
-from aioagents._config import DEFAULT_TIMEOUT, Timeout, TimeoutLike, to_timeout
+from aioagents._config import DEFAULT_TIMEOUT, TimeoutLike, to_timeout
 from aioagents._exceptions import (
     APIConnectionError,
     APIError,
@@ -42,11 +49,12 @@ from aioagents._exceptions import (
     status_error_class,
     translate_transport_error,
 )
+from aioagents._loops import loop_owner
 from aioagents._ratelimit import RateLimiter
-from aioagents._retry import RetryPolicy, parse_retry_after
+from aioagents._retry import RetryBudget, RetryPolicy, parse_retry_after
 from aioagents._streaming import Decoder, EventStream
 
-__all__ = ["MISSING", "ByteStream", "Response", "Transport", "default_error"]
+__all__ = ["DEFAULT_KEEPALIVE", "MISSING", "ByteStream", "Response", "Transport", "default_error"]
 
 log = logging.getLogger("aioagents")
 
@@ -155,8 +163,33 @@ def _origin(url: URL) -> tuple[str, str | None, int | None]:
     return (url.scheme, url.host, url.port)
 
 
+DEFAULT_KEEPALIVE = 4.0
+"""Seconds an idle pooled connection is kept: below the common server idle timeouts (uvicorn's and Node's 5 s), so
+the client, not the server, closes it. (A server that closes sooner, say gunicorn's 2 s, is covered by the resend of a
+request that provably never reached it.)"""
+
+
+class _Connector(aiohttp.TCPConnector):
+    """A TCPConnector that counts the connections it opens: a request that failed while the count did not move went
+    out on a pooled connection."""
+
+    created = 0
+
+    async def _create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        self.created += 1
+        return await super()._create_connection(*args, **kwargs)
+
+
 class Transport:
-    """One endpoint: base URL, headers (some secret), timeouts, retry policy, rate limiter, error decoding."""
+    """One endpoint: base URL, headers (some secret), timeouts, retry policy and budget, rate limiter, error decoding.
+
+    ``trust_env`` (the default) honours the environment as requests-based SDKs do: ``HTTP_PROXY`` / ``HTTPS_PROXY`` /
+    ``ALL_PROXY`` with ``NO_PROXY``, and a CA bundle from ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` / ``REQUESTS_CA_BUNDLE``
+    / ``CURL_CA_BUNDLE``; ``trust_env=False`` ignores all of them. (``.netrc`` is not read: this library's
+    credentials are explicit.) ``trace_configs`` are aiohttp ``TraceConfig`` objects given to every session the
+    Transport creates: they see every attempt of a retried call. ``retry_budget`` bounds what retries add to the load
+    during an outage (``None`` turns it off).
+    """
 
     def __init__(
         self,
@@ -174,8 +207,21 @@ class Transport:
         response_hook: ResponseHook | None = None,
         request_id_headers: Sequence[str] = ("x-request-id", "request-id"),
         connection_limit: int = 256,
+        keepalive_timeout: float = DEFAULT_KEEPALIVE,
+        trust_env: bool = True,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        retry_budget: RetryBudget | None = MISSING,
     ) -> None:
         self.base_url = base_url
+        self.retry_budget: RetryBudget | None = RetryBudget() if retry_budget is MISSING else retry_budget
+        self.trust_env = trust_env
+        self.trace_configs: tuple[aiohttp.TraceConfig, ...] = tuple(trace_configs or ())
+        self._keepalive_timeout = keepalive_timeout
+        # From the environment (trust_env), read once: {scheme: (proxy URL without credentials, its auth)}.
+        self._proxies: dict[str, tuple[URL, Mapping[str, str] | None]] = (
+            _env_proxies() if trust_env and session is None else {}
+        )
+        self._proxy_cache: dict[str, URL | None] = {}
         self.timeout = to_timeout(timeout, DEFAULT_TIMEOUT)
         self.retry = retry or RetryPolicy()
         self.rate_limiter = rate_limiter
@@ -247,13 +293,21 @@ class Transport:
         session = self._sessions.get(loop)
         if session is None or session.closed:
             session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connection_limit, limit_per_host=0),
+                connector=_Connector(
+                    limit=self._connection_limit,
+                    limit_per_host=0,
+                    keepalive_timeout=self._keepalive_timeout,
+                    ssl=_env_ssl_context() if self.trust_env else True,
+                ),
                 timeout=self.timeout.for_aiohttp(),
                 headers=self._public,
                 # API clients have no use for cookies; a jar costs CPU on every request and response.
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=True,
+                # aiohttp's own trust_env costs two thread hops per request (netrc, proxy lookup) and would add .netrc
+                # credentials: the environment is read here once instead (proxies, CA bundle).
                 trust_env=False,
+                trace_configs=list(self.trace_configs) or None,
             )
             if "_retry_connection" in aiohttp.ClientSession.ATTRS:
                 # aiohttp >= 3.10 silently re-sends GET/PUT/DELETE once when a connection drops; our one retry loop
@@ -263,7 +317,7 @@ class Transport:
             for other in [lp for lp in self._sessions if lp.is_closed()]:
                 del self._sessions[other]
                 self._closers.pop(other, None)
-            bridge = sys.modules.get("aioagents.sync._bridge")
+            bridge = loop_owner()
             # A loop of the sync API's bridge: close this session before the bridge closes the loop (at exit, or
             # when its thread has died), so no session outlives its loop.
             if bridge is None or not bridge.on_loop_close(loop, session.close):
@@ -287,7 +341,7 @@ class Transport:
         closer = closers.pop(current, None) if current is not None else None
         if closer is not None:
             await closer.aclose()  # closes this loop's session; the others' closers find theirs closed
-        bridge = sys.modules.get("aioagents.sync._bridge")
+        bridge = loop_owner()
         for loop, session in sessions.items():
             if session.closed or loop.is_closed():
                 continue
@@ -331,6 +385,12 @@ class Transport:
         # another origin (a status URL a server handed us, say).
         if self._secrets and (not absolute or _origin(URL(url)) == _origin(URL(self._base_url))):
             hdrs.update(self._secrets)
+        if self._proxies and url.startswith("http://"):
+            # A plain-HTTP request goes to the proxy itself, so its credentials ride on the request (aiohttp only
+            # moves a deprecated BasicAuth there); an HTTPS one carries them on the CONNECT (proxy_headers).
+            proxy_headers = self._proxy_headers_for(url)
+            if proxy_headers:
+                hdrs.update(proxy_headers)
         if json is not MISSING:
             data = _json.dumps(json)
             hdrs.update(_JSON_HEADERS)
@@ -364,21 +424,73 @@ class Transport:
         """
         url, body, hdrs = self._build(method, path, base_url, json, data, headers)
         tmo = to_timeout(timeout, self.timeout)
-        policy = self._policy(max_attempts, retry)
         replayable = body is None or isinstance(body, (bytes, str)) or callable(body)
-        cap = max_response_size or self.max_response_size
-        attempt = 0
+        args = (
+            method,
+            url,
+            body,
+            params,
+            hdrs,
+            tmo.for_aiohttp(),
+            tmo.total,
+            max_response_size or self.max_response_size,
+            replayable,
+        )
+        policy = self._policy(max_attempts, retry)
+        # The first attempt inline (the common, successful case pays for no extra coroutine); any failure goes to
+        # the one attempt loop, which decides and runs the retries.
+        started = time.perf_counter()
+        try:
+            if self.rate_limiter is not None or permits:
+                await self._permits(cost, permits)
+            response: Response = await self._send(*args, 1)
+        except APIError as err:
+            result: Response = await self._attempts(
+                self._send, args, policy, idempotent, replayable, method, url, cost, permits, (err, started)
+            )
+            return result
+        budget = self.retry_budget
+        if budget is not None and budget._tokens < budget.capacity:
+            budget.record_success()
+        return response
+
+    async def _attempts(
+        self,
+        send: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        policy: RetryPolicy,
+        idempotent: bool,
+        replayable: bool,
+        method: str,
+        url: str,
+        cost: float,
+        permits: Iterable[tuple[RateLimiter, float]],
+        failed: tuple[APIError, float] | None = None,
+    ) -> T:
+        """THE attempt loop, for plain, streamed and raw requests alike: take the permits, run one attempt
+        (``send(*args, attempt)``), and on a failure let the policy and the retry budget decide. ``failed`` is the
+        error (and start time) of a first attempt the caller already ran."""
+        attempt = 1
         while True:
+            if failed is None:
+                started = time.perf_counter()
+                try:
+                    if self.rate_limiter is not None or permits:
+                        await self._permits(cost, permits)
+                    result = await send(*args, attempt)
+                except APIError as exc:
+                    failed = (exc, started)
+                else:
+                    budget = self.retry_budget
+                    if budget is not None:
+                        budget.record_success(retried=attempt > 1)
+                    return result
+            err, started = failed
+            if not replayable and attempt == 1 and not (isinstance(err, APIConnectionError) and not err.sent):
+                policy = policy.evolve(max_attempts=1)  # a one-shot body was spent by this attempt
+            await self._after_failure(err, policy, attempt, idempotent, method, url, started)
+            failed = None
             attempt += 1
-            try:
-                if self.rate_limiter is not None or permits:
-                    await self._permits(cost, permits)
-                payload = _attempt_body(body)
-                return await self._send(method, url, payload, params, hdrs, tmo, cap)
-            except APIError as err:
-                if not replayable and attempt == 1 and not (isinstance(err, APIConnectionError) and not err.sent):
-                    policy = policy.evolve(max_attempts=1)
-                await self._after_failure(err, policy, attempt, idempotent, method, url)
 
     async def _permits(self, cost: float, permits: Iterable[tuple[RateLimiter, float]]) -> None:
         if self.rate_limiter is not None:
@@ -387,21 +499,36 @@ class Transport:
             await limiter.acquire(amount)
 
     async def _after_failure(
-        self, err: APIError, policy: RetryPolicy, attempt: int, idempotent: bool, method: str, url: str
+        self,
+        err: APIError,
+        policy: RetryPolicy,
+        attempt: int,
+        idempotent: bool,
+        method: str,
+        url: str,
+        started: float,
     ) -> None:
         """Raise ``err`` (or what it means) when it is final; otherwise wait before the next attempt."""
         decision = policy.decide(err, attempt=attempt, idempotent=idempotent)
+        reason = decision.reason
+        if decision.retry and self.retry_budget is not None and not self.retry_budget.withdraw(err):
+            decision = _retry.RetryDecision(False, error=err)
+            reason = (
+                "not retried: the retry budget is spent (most recent calls to this endpoint failed; retries resume "
+                "as calls succeed again)"
+            )
+        status = err.status if isinstance(err, APIStatusError) else None
+        request_id = err.request_id if isinstance(err, APIStatusError) else None
         if not decision.retry:
-            if (
-                not idempotent
-                and type(err) is APIConnectionError
-                and err.sent
-            ):
+            if not idempotent and type(err) is APIConnectionError and err.sent:
                 raise OutcomeUnknownError(
                     f"{err.message}; the request was sent, so it may or may not have run (not retried)",
                     method=method,
-                    url=url,
+                    url=_loggable(url),
                 ) from err
+            if reason:
+                err.message = f"{err.message} ({reason})"
+                err.args = (err.message,)
             raise err
         if isinstance(err, RateLimitError) and err.retry_after and self.rate_limiter is not None:
             self.rate_limiter.pause(err.retry_after)
@@ -420,6 +547,7 @@ class Transport:
                 policy.max_attempts,
                 err,
                 extra,
+                extra=_fields(method, url, attempt, status, time.perf_counter() - started, request_id),
             )
         await _retry.sleep(decision.delay)
 
@@ -430,69 +558,132 @@ class Transport:
         body: Any,
         params: Mapping[str, str] | None,
         headers: Mapping[str, str],
-        timeout: Timeout,
-        cap: int,
-    ) -> Response:
+        client_timeout: aiohttp.ClientTimeout,
+        shown_timeout: float | None,
+        cap: int | None,
+        replayable: bool,
+        attempt: int,
+    ) -> Any:
+        """One attempt, for every kind of request: send, follow same-origin redirects, turn an error status into its
+        exception; then, with a size ``cap``, read the whole body into a :class:`Response`, or without one (streams,
+        downloads) return the unread ``aiohttp.ClientResponse``.
+
+        A request that fails on a pooled keep-alive connection before any byte of an answer, while no new connection
+        was opened, raced the server closing that idle connection: the server never read it, so it is sent again at
+        once on a fresh connection, idempotent or not (as Go's and urllib3's pools do for a connection that went stale).
+        """
         session = self._session()
-        target = self._url(url)
-        debug = log.isEnabledFor(logging.DEBUG)
-        started = time.perf_counter() if debug else 0.0
+        connector = session.connector
+        counting = type(connector) is _Connector
         redirects = 0
+        resent = False
+        debug = log.isEnabledFor(logging.DEBUG)
         while True:
+            created = connector.created if counting else -1  # type: ignore[union-attr]
+            started = time.perf_counter() if debug else 0.0
             try:
-                async with session.request(
+                resp = await session.request(
                     method,
-                    target,
-                    data=body,
+                    self._url(url),
+                    data=_attempt_body(body),
                     params=params,
                     headers=headers or None,
-                    timeout=timeout.for_aiohttp(),
+                    timeout=client_timeout,
                     allow_redirects=False,
-                ) as resp:
-                    status = resp.status
-                    if status in _REDIRECTS:
-                        url = self._redirect_target(resp, url, method)
-                        target = URL(url)
-                        if status == 303:
-                            method, body = "GET", None
-                        redirects += 1
-                        if redirects > _MAX_REDIRECTS:
-                            raise _too_many_redirects(status, method, url)
-                        continue
-                    if status >= 500:
-                        _no_reuse(resp)
-                    content = await self._read_capped(resp, cap, method, url)
-                    resp_headers = resp.headers
-            except APIError:
-                raise
+                    proxy=self._proxy_for(url) if self._proxies else None,
+                    proxy_headers=self._proxy_headers_for(url) if self._proxies and url.startswith("https:") else None,
+                )
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                raise translate_transport_error(
-                    exc, method=method, url=_loggable(url), timeout=timeout.total
-                ) from exc
-            break
-        response = Response(
-            status=status,
+                if (
+                    counting
+                    and not resent
+                    and replayable
+                    and connector.created == created  # type: ignore[union-attr]
+                    and _dropped_before_answer(exc)
+                ):
+                    resent = True
+                    if debug:
+                        log.debug(
+                            "%s %s: the pooled connection was closed by the server as the request went out; "
+                            "sending it again on a new connection",
+                            method,
+                            _loggable(url),
+                            extra=_fields(method, url, attempt, None, time.perf_counter() - started, None),
+                        )
+                    continue
+                raise translate_transport_error(exc, method=method, url=_loggable(url), timeout=shown_timeout) from exc
+            status = resp.status
+            if debug:
+                request_id = self._request_id(resp.headers)
+                log.debug(
+                    "%s %s -> %d (attempt %d, %.1f ms to the response head, request id %s)",
+                    method,
+                    _loggable(url),
+                    status,
+                    attempt,
+                    (time.perf_counter() - started) * 1000,
+                    request_id,
+                    extra=_fields(method, url, attempt, status, time.perf_counter() - started, request_id),
+                )
+            if status in _REDIRECTS:
+                try:
+                    url = self._redirect_target(resp, url, method)
+                finally:
+                    resp.release()
+                if status == 303:
+                    method, body = "GET", None
+                redirects += 1
+                if redirects > _MAX_REDIRECTS:
+                    raise _too_many_redirects(status, method, url)
+                continue
+            if self.response_hook is not None:
+                self.response_hook(status, resp.headers)
+            if status < 400:
+                if cap is None:
+                    return resp
+                return await self._read_response(resp, cap, method, url, shown_timeout)
+            if status >= 500:
+                _no_reuse(resp)
+            try:
+                content = await self._read_capped(resp, self.max_response_size, method, url)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                raise translate_transport_error(exc, method=method, url=_loggable(url), timeout=shown_timeout) from exc
+            finally:
+                resp.release()
+            raise self._scrub(
+                self.error_factory(
+                    Response(
+                        status=status,
+                        headers=resp.headers,
+                        content=content,
+                        method=method,
+                        url=_loggable(url),
+                        request_id=self._request_id(resp.headers),
+                    )
+                )
+            )
+
+    async def _read_response(
+        self, resp: aiohttp.ClientResponse, cap: int, method: str, url: str, shown_timeout: float | None
+    ) -> Response:
+        try:
+            content = await self._read_capped(resp, cap, method, url)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            resp.close()
+            raise translate_transport_error(exc, method=method, url=_loggable(url), timeout=shown_timeout) from exc
+        except BaseException:
+            resp.close()
+            raise
+        resp.release()
+        resp_headers = resp.headers
+        return Response(
+            status=resp.status,
             headers=resp_headers,
             content=content,
             method=method,
             url=_loggable(url),
             request_id=self._request_id(resp_headers),
         )
-        if debug:
-            log.debug(
-                "%s %s -> %d (%d bytes, %.1f ms, request id %s)",
-                method,
-                response.url,
-                status,
-                len(content),
-                (time.perf_counter() - started) * 1000,
-                response.request_id,
-            )
-        if self.response_hook is not None:
-            self.response_hook(status, resp_headers)
-        if status >= 400:
-            raise self._scrub(self.error_factory(response))
-        return response
 
     def _scrub(self, err: APIStatusError) -> APIStatusError:
         """Mask our secrets in an error's message: some servers echo a rejected key back ("Incorrect API key
@@ -518,6 +709,33 @@ class Transport:
                 self._urls.clear()
             parsed = self._urls[url] = URL(url)
         return parsed
+
+    def _proxy_for(self, url: str) -> URL | None:
+        """The proxy for ``url`` from the environment (``None``: go direct, NO_PROXY matched or none is set)."""
+        key = url.split("/", 3)
+        origin = "/".join(key[:3])
+        try:
+            return self._proxy_cache[origin]
+        except KeyError:
+            pass
+        target = self._url(url)
+        chosen = self._proxies.get(target.scheme) or self._proxies.get("all")
+        proxy = None
+        if chosen is not None and not _no_proxy(target.host or "", target.port):
+            proxy = chosen[0]
+        if len(self._proxy_cache) > 256:
+            self._proxy_cache.clear()
+        self._proxy_cache[origin] = proxy
+        return proxy
+
+    def _proxy_headers_for(self, url: str) -> Mapping[str, str] | None:
+        proxy = self._proxy_for(url)
+        if proxy is None:
+            return None
+        for candidate, headers in self._proxies.values():
+            if candidate == proxy:
+                return headers
+        return None
 
     def _request_id(self, headers: Mapping[str, str]) -> str | None:
         for name in self.request_id_headers:
@@ -587,71 +805,24 @@ class Transport:
         cost: float,
         permits: Iterable[tuple[RateLimiter, float]],
     ) -> aiohttp.ClientResponse:
-        """Send with retries until a non-error response head arrives; return it unread."""
+        """Send with retries (the same attempt loop as ``request``) until a non-error response head arrives; return
+        it unread."""
         url, body, hdrs = self._build(method, path, base_url, json, data, headers)
         tmo = to_timeout(timeout, self.timeout)
-        client_timeout = tmo.for_stream(idle_timeout)
-        policy = self._policy(max_attempts, retry)
         # As in request(): a one-shot body (an async iterator) is spent by the first attempt and must not be re-sent.
         replayable = body is None or isinstance(body, (bytes, str)) or callable(body)
-        attempt = redirects = 0
-        while True:
-            attempt += 1
-            try:
-                await self._permits(cost, permits)
-                session = self._session()
-                try:
-                    resp = await session.request(
-                        method,
-                        url,
-                        data=_attempt_body(body),
-                        params=params,
-                        headers=hdrs,
-                        timeout=client_timeout,
-                        allow_redirects=False,
-                    )
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                    raise translate_transport_error(
-                        exc, method=method, url=_loggable(url), timeout=tmo.connect
-                    ) from exc
-                if self.response_hook is not None:
-                    self.response_hook(resp.status, resp.headers)
-                if resp.status < 300:
-                    return resp
-                try:
-                    if resp.status in _REDIRECTS:
-                        url = self._redirect_target(resp, url, method)
-                        redirects += 1
-                        if redirects > _MAX_REDIRECTS:
-                            raise _too_many_redirects(resp.status, method, url)
-                        attempt -= 1
-                        continue
-                    if resp.status >= 500:
-                        _no_reuse(resp)
-                    try:
-                        content = await self._read_capped(resp, self.max_response_size, method, url)
-                    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                        raise translate_transport_error(
-                            exc, method=method, url=_loggable(url), timeout=tmo.read
-                        ) from exc
-                    raise self._scrub(
-                        self.error_factory(
-                            Response(
-                                status=resp.status,
-                                headers=resp.headers,
-                                content=content,
-                                method=method,
-                                url=_loggable(url),
-                                request_id=self._request_id(resp.headers),
-                            )
-                        )
-                    )
-                finally:
-                    resp.close()
-            except APIError as err:
-                if not replayable and attempt == 1 and not (isinstance(err, APIConnectionError) and not err.sent):
-                    policy = policy.evolve(max_attempts=1)
-                await self._after_failure(err, policy, attempt, idempotent, method, url)
+        result: aiohttp.ClientResponse = await self._attempts(
+            self._send,
+            (method, url, body, params, hdrs, tmo.for_stream(idle_timeout), tmo.connect, None, replayable),
+            self._policy(max_attempts, retry),
+            idempotent,
+            replayable,
+            method,
+            url,
+            cost,
+            permits,
+        )
+        return result
 
     def stream(
         self,
@@ -704,6 +875,7 @@ class Transport:
             require_terminal=require_terminal,
             idle_timeout=idle_timeout,
             what=what,
+            idempotent=idempotent,
         )
 
     def open(
@@ -742,7 +914,7 @@ class Transport:
                 permits=(),
             )
 
-        return ByteStream(opener, idle_timeout=idle_timeout, what=f"{method} {_loggable(path)}")
+        return ByteStream(opener, idle_timeout=idle_timeout, what=f"{method} {_loggable(path)}", idempotent=idempotent)
 
 
 class _RawDecoder:
@@ -768,8 +940,11 @@ class ByteStream(EventStream[bytes]):
         *,
         idle_timeout: float | None,
         what: str,
+        idempotent: bool = True,
     ) -> None:
-        super().__init__(open_response, _RawDecoder(), _identity, idle_timeout=idle_timeout, what=what)
+        super().__init__(
+            open_response, _RawDecoder(), _identity, idle_timeout=idle_timeout, what=what, idempotent=idempotent
+        )
 
     async def __aenter__(self) -> ByteStream:
         await super().__aenter__()
@@ -846,6 +1021,114 @@ def _attempt_body(body: Any) -> Any:
     return body
 
 
+def _dropped_before_answer(exc: BaseException) -> bool:
+    """The connection ended before a single byte of an answer: a clean close with nothing parsed, or a reset."""
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        # aiohttp puts the partly parsed response head in ``message`` when some of it came; else a plain string.
+        return isinstance(exc.message, str)
+    if isinstance(exc, aiohttp.ClientOSError) and not isinstance(exc, aiohttp.ClientConnectorError):
+        if exc.errno in (errno.ECONNRESET, errno.EPIPE):
+            return True
+        # "Can not write request body": the write found the transport already closing (the server's close had
+        # arrived), so not even the request went out.
+        cause = exc.__cause__ or exc.__context__
+        return isinstance(cause, (ConnectionResetError, BrokenPipeError))
+    return False
+
+
+def _fields(
+    method: str, url: str, attempt: int, status: int | None, elapsed: float, request_id: str | None
+) -> dict[str, Any]:
+    """The structured attributes of a log record (``extra=``): never a header, never a query string."""
+    return {
+        "method": method,
+        "url": _loggable(url),
+        "attempt": attempt,
+        "status": status,
+        "elapsed": elapsed,
+        "request_id": request_id,
+    }
+
+
+def _env_proxies() -> dict[str, tuple[URL, Mapping[str, str] | None]]:
+    """``HTTP_PROXY`` and friends (upper or lower case, as urllib reads them), each split into the proxy URL and
+    its credentials, so credentials go only in the proxy's ``Proxy-Authorization`` header and never into a log line
+    or a repr."""
+    out: dict[str, tuple[URL, Mapping[str, str] | None]] = {}
+    for scheme, value in urllib.request.getproxies_environment().items():
+        if scheme not in ("http", "https", "all") or not value:
+            continue
+        proxy = URL(value if "://" in value else f"http://{value}")
+        if proxy.scheme not in ("http", "https"):
+            # aiohttp speaks to HTTP(S) proxies only; a socks5:// ALL_PROXY is for other tools.
+            log.debug("ignoring the %s proxy from the environment: only http(s) proxies are supported", proxy.scheme)
+            continue
+        auth = (
+            {"Proxy-Authorization": aiohttp.encode_basic_auth(proxy.user, proxy.password or "")} if proxy.user else None
+        )
+        out[scheme] = (proxy.with_user(None), auth)
+    return out
+
+
+def _no_proxy(host: str, port: int | None) -> bool:
+    """Whether ``NO_PROXY`` (or ``no_proxy``) exempts ``host``: ``*``, a host or domain suffix (a leading dot
+    optional), ``host:port``, or an IP network such as ``10.0.0.0/8``, as requests reads it."""
+    raw = os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or ""
+    host = host.lower().strip("[]")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for entry in raw.split(","):
+        entry = entry.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        if address is not None and "/" in entry:
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        name, sep, entry_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if sep and entry_port.isdigit():
+            if port is None or int(entry_port) != port:
+                continue
+        else:
+            name = entry
+        name = name.lstrip(".").strip("[]")
+        if host == name or host.endswith("." + name):
+            return True
+    return False
+
+
+def _env_ssl_context() -> ssl.SSLContext | bool:
+    """A verifying SSL context on the CA bundle the environment names (``True``: aiohttp's default context, which
+    already reads ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` as they were when it was made)."""
+    cafile = os.environ.get("SSL_CERT_FILE") or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    capath = os.environ.get("SSL_CERT_DIR")
+    if not cafile and not capath:
+        return True
+    return _ssl_context(cafile or None, capath or None)
+
+
+# What aiohttp's default context (made when aiohttp was imported, just before this module) loaded: the environment's
+# SSL_CERT_FILE / SSL_CERT_DIR of that moment, else OpenSSL's defaults.
+_VERIFY_PATHS_AT_IMPORT = ssl.get_default_verify_paths()
+
+
+@functools.lru_cache(maxsize=8)
+def _ssl_context(cafile: str | None, capath: str | None) -> ssl.SSLContext | bool:
+    # Loading a bundle takes tens of milliseconds: once per process and bundle, shared by every session (an
+    # SSLContext may serve many connections, threads and loops). The system's own bundle is aiohttp's default.
+    defaults = _VERIFY_PATHS_AT_IMPORT
+    if cafile in (None, defaults.cafile) and capath in (None, defaults.capath):
+        return True
+    return ssl.create_default_context(cafile=cafile, capath=capath)
+
+
 def _loggable(url: str) -> str:
     """The URL without its query string (which may carry keys) or userinfo."""
     cut = url.split("?", 1)[0]
@@ -856,4 +1139,3 @@ def _loggable(url: str) -> str:
         if "@" in authority:
             cut = f"{scheme}://{authority.rsplit('@', 1)[1]}{slash}{path}"
     return cut
-

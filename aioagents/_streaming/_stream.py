@@ -18,8 +18,8 @@ import aiohttp
 from aioagents._exceptions import (
     ClientClosedError,
     IncompleteStreamError,
-    StreamError,
     StreamIdleTimeout,
+    StreamOutcomeUnknownError,
 )
 
 __all__ = ["END", "Decoder", "EventStream"]
@@ -67,8 +67,12 @@ class EventStream(Generic[T]):
         require_terminal: bool = False,
         idle_timeout: float | None = None,
         what: str = "stream",
+        idempotent: bool = True,
     ) -> None:
         self._open = open_response
+        # A cut stream of a non-idempotent call leaves its outcome unknown: that error is an OutcomeUnknownError.
+        self._incomplete = IncompleteStreamError if idempotent else StreamOutcomeUnknownError
+        self._last_frame: Any = None
         self._decoder = decoder
         self._parse = parse
         self._terminal = terminal
@@ -125,7 +129,8 @@ class EventStream(Generic[T]):
         try:
             while True:
                 while self._pending:
-                    item = self._parse(self._pending.popleft())
+                    frame = self._pending.popleft()
+                    item = self._parse(frame)
                     if item is None:
                         continue
                     if item is END:
@@ -135,13 +140,12 @@ class EventStream(Generic[T]):
                     if self._terminal is not None and self._terminal(item):
                         self._done = True
                     self.events_yielded += 1
+                    self._last_frame = frame
                     return item
                 if self._eof:
                     await self.aclose()
                     if self._require_terminal:
-                        raise IncompleteStreamError(
-                            f"{self._what} ended before its final event ({self.events_yielded} events received)"
-                        )
+                        raise self._cut(f"{self._what} ended before its final event")
                     raise StopAsyncIteration
                 chunk = await self._read(resp)
                 if chunk:
@@ -163,11 +167,18 @@ class EventStream(Generic[T]):
                 f"{self._what}: no data for {self._idle_timeout or 0:g}s (idle timeout)"
             ) from exc
         except aiohttp.ClientPayloadError as exc:
-            raise IncompleteStreamError(
-                f"{self._what} was cut off after {self.events_yielded} events ({exc})"
-            ) from exc
+            raise self._cut(f"{self._what} was cut off ({exc})") from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise StreamError(f"{self._what} broke after {self.events_yielded} events: {exc}") from exc
+            raise self._cut(f"{self._what} broke ({exc})") from exc
+
+    def _cut(self, message: str) -> IncompleteStreamError:
+        """The error for a stream that ended early: how far it got, and (SSE) the id to resume from."""
+        last_id = getattr(self._last_frame, "id", None)
+        last_id = last_id if isinstance(last_id, str) else None
+        where = f"{self.events_yielded} events received" + (f", last event id {last_id!r}" if last_id else "")
+        if self._incomplete is StreamOutcomeUnknownError:
+            where += "; the call may or may not have completed on the server (not retried)"
+        return self._incomplete(f"{message} ({where})", events=self.events_yielded, last_event_id=last_id)
 
     async def aclose(self) -> None:
         """Close the stream and its connection. Safe to call more than once."""

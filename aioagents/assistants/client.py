@@ -1157,6 +1157,8 @@ class AssistantsClient:
         max_attempts: int | None = None,
         rate_limiter: RateLimiter | None = None,
         session: aiohttp.ClientSession | None = None,
+        trust_env: bool = True,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
         secret = env_or(token, "APPBUILDER_TOKEN")
         if not secret:
@@ -1177,6 +1179,8 @@ class AssistantsClient:
             session=session,
             error_factory=error_from_response,
             request_id_headers=("x-appbuilder-request-id", "x-bce-request-id", "x-request-id"),
+            trust_env=trust_env,
+            trace_configs=trace_configs,
         )
         api = _Api(self._transport)
         self.assistants = Assistants(api)

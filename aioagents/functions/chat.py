@@ -494,6 +494,8 @@ class ChatClient:
         rate_limiter: RateLimiter | None = None,
         token_limiter: RateLimiter | None = None,
         session: aiohttp.ClientSession | None = None,
+        trust_env: bool = True,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
         key = env_or(api_key, "OPENAI_API_KEY")
         url = env_or(base_url, "OPENAI_BASE_URL", default=DEFAULT_BASE_URL)
@@ -524,6 +526,8 @@ class ChatClient:
             error_factory=_openai_error,
             response_hook=self._on_response,
             request_id_headers=("x-request-id",),
+            trust_env=trust_env,
+            trace_configs=trace_configs,
         )
 
     def __repr__(self) -> str:

@@ -28,7 +28,8 @@ import os
 import posixpath
 import tempfile
 import urllib.parse
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+import weakref
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path, PurePath
 from typing import Any, Union
@@ -56,6 +57,7 @@ from aioagents.interpreter.models import (
     ExecutionResult,
     FileExistsInSandboxError,
     InterpreterRequestError,
+    KernelBusyError,
     KernelDeadError,
     PingResult,
     SandboxPathError,
@@ -85,6 +87,10 @@ ENV_TOKEN = ("AIOAGENTS_INTERPRETER_TOKEN",)
 # never gives up on an answer the server is about to send (it includes waiting behind an earlier, timed-out cell).
 _HTTP_MARGIN = 30.0
 _STREAM_ACCEPT = "application/x-ndjson, text/event-stream;q=0.9, application/json;q=0.5"
+PING_TIMEOUT = 5.0
+"""Seconds a health check may take: a sandbox that cannot answer ``GET /`` in that time is not healthy."""
+# A health check is retried once, quickly, when the connection failed (a restarting container), never after a timeout.
+_PING_RETRY = RetryPolicy(max_attempts=2, initial_delay=0.2, max_delay=0.5, retry_timeouts=False)
 
 UploadSource = Union[bytes, bytearray, memoryview, PurePath, "os.PathLike[str]", AsyncIterable[bytes]]
 """What ``upload`` sends: bytes, a local file path (``pathlib.Path``), or an async iterator of byte chunks."""
@@ -385,6 +391,8 @@ class InterpreterClient:
 
     data_dir: str
     """The sandbox directory relative paths are taken from (normalised, absolute)."""
+    ping_timeout: float
+    """Seconds a health check (``ping``) may take before it fails."""
     confine_paths: bool
     """Whether absolute paths outside ``data_dir`` are refused."""
 
@@ -400,6 +408,9 @@ class InterpreterClient:
         rate_limiter: RateLimiter | None = None,
         session: aiohttp.ClientSession | None = None,
         headers: Mapping[str, str] | None = None,
+        ping_timeout: float = PING_TIMEOUT,
+        trust_env: bool = True,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
         url = env_or(base_url, *ENV_BASE_URL, default=DEFAULT_BASE_URL)
         assert url is not None
@@ -415,7 +426,15 @@ class InterpreterClient:
             rate_limiter=rate_limiter,
             session=session,
             error_factory=self._error,
+            trust_env=trust_env,
+            trace_configs=trace_configs,
         )
+        self.ping_timeout = ping_timeout
+        # One execute in flight per client (per event loop): the server's kernel aborts a cell queued behind one
+        # that raises and reports it as an empty success, so this client never queues two of its own.
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+        # An execute of this client timed out: its cell may still be running in the kernel.
+        self._maybe_running = False
 
     def __repr__(self) -> str:
         return f"InterpreterClient({self._transport.base_url!r}, data_dir={self.data_dir!r})"
@@ -461,7 +480,13 @@ class InterpreterClient:
     # -- health ------------------------------------------------------------------------------------------------
     async def ping(self) -> PingResult:
         """Check that the sandbox and its kernel are alive. A dead kernel raises :class:`KernelDeadError`."""
-        resp = await self._transport.request("GET", "/", idempotent=True)
+        resp = await self._transport.request(
+            "GET",
+            "/",
+            idempotent=True,
+            retry=_PING_RETRY,
+            timeout=Timeout(total=self.ping_timeout, connect=self.ping_timeout),
+        )
         body = resp.json()
         stamp = body.get("last_activity") if isinstance(body, Mapping) else None
         if not isinstance(stamp, str):
@@ -480,9 +505,46 @@ class InterpreterClient:
 
         ``timeout`` is the server's wait in seconds, sent as an integer ≥ 1 (rounded up). When it runs out the
         result has ``status == "timeout"`` and the events produced so far; the code may still be running.
-        Not retried once sent: running code twice is worse than an error.
+        Not retried once sent: running code twice is worse than an error; an answer lost on the way raises
+        :class:`~aioagents.OutcomeUnknownError`.
+
+        One execute of this client is in flight at a time (others wait their turn), and after a timed-out cell the
+        next execute first checks that the kernel is free (:class:`KernelBusyError` if it is not): the CodeGeeX4
+        server aborts a cell queued behind one that raises and answers it as an empty success.
         """
         body, secs = self._execute_body(code, timeout)
+        async with self._lock():
+            if self._maybe_running:
+                await self._wait_for_idle_kernel(secs)
+            result = await self._execute_once(body, secs)
+            # A timed-out cell keeps running in the kernel (there is no interrupt): remember it.
+            self._maybe_running = result.timed_out
+            return result
+
+    def _lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        return lock
+
+    async def _wait_for_idle_kernel(self, secs: int) -> None:
+        """An earlier cell of this client timed out and may still run: send a probe that prints a marker first. The
+        marker back means the queue is empty now; an empty answer means the probe itself was aborted behind that
+        cell's error (so the queue is empty now too); a timeout means the cell still runs, and the caller's code is
+        not sent (:class:`KernelBusyError`) rather than queued where it could be aborted unseen."""
+        marker = f"aioagents-probe-{os.urandom(6).hex()}"
+        probe = await self._execute_once({"code": f"print({marker!r}, end='')", "timeout_secs": secs}, secs)
+        if probe.timed_out:
+            raise KernelBusyError(
+                f"the kernel is still running an earlier cell that timed out (no answer to a probe within {secs}s); "
+                "the code was not sent: try again later or restart the sandbox",
+                method="POST",
+                url=f"{self.base_url}/execute",
+            )
+        self._maybe_running = False
+
+    async def _execute_once(self, body: dict[str, Any], secs: int) -> ExecutionResult:
         resp = await self._transport.request(
             "POST",
             "/execute",
@@ -511,6 +573,9 @@ class InterpreterClient:
         A server that streams (``application/x-ndjson`` or ``text/event-stream``) is read as it sends; one that
         answers with a single JSON document (the original server) yields the same typed events once it has
         answered. Use ``async with client.execute_stream(code) as events: async for event in events: ...``.
+        A stream cut before its :class:`ExecutionEnd` raises :class:`~aioagents.StreamOutcomeUnknownError` (an
+        :class:`~aioagents.OutcomeUnknownError`, as a cut plain ``execute`` does). This raw stream is not serialised
+        with the client's other executes; :meth:`Interpreter.stream` is.
         """
         body, secs = self._execute_body(code, timeout)
         # A non-streaming answer is one document: allow it the size of a whole response, not of one event.
@@ -757,9 +822,20 @@ class Interpreter:
         restart: RestartHook | None = None,
         restart_on_timeout: bool = False,
         restart_wait: float = 60.0,
+        ping_timeout: float = PING_TIMEOUT,
+        trust_env: bool = True,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
         self.client = InterpreterClient(
-            base_url, token=token, data_dir=data_dir, timeout=http_timeout, max_attempts=max_attempts, session=session
+            base_url,
+            token=token,
+            data_dir=data_dir,
+            timeout=http_timeout,
+            max_attempts=max_attempts,
+            session=session,
+            ping_timeout=ping_timeout,
+            trust_env=trust_env,
+            trace_configs=trace_configs,
         )
         self.timeout = timeout
         self.restart_on_timeout = restart_on_timeout
@@ -863,14 +939,26 @@ class Interpreter:
 
     async def stream(self, code: str, *, timeout: float | None = None) -> AsyncIterator[Event | ExecutionEnd]:
         """Run ``code`` and yield its events as they arrive (ending with :class:`ExecutionEnd`); a timeout
-        triggers the health check once the stream has ended."""
+        triggers the health check once the stream has ended. Like ``execute``, it waits for this session's other
+        cells and checks the kernel is free after a timed-out one (:class:`KernelBusyError`)."""
         await self._ready()
         end: ExecutionEnd | None = None
-        async with self.client.execute_stream(code, timeout=self.timeout if timeout is None else timeout) as events:
-            async for event in events:
-                if isinstance(event, ExecutionEnd):
-                    end = event
-                yield event
+        wait = self.timeout if timeout is None else timeout
+        client = self.client
+        # As InterpreterClient.execute does: one cell of this client in the kernel at a time, and a probe after a
+        # timed-out one, so a streamed cell is never aborted unseen behind another.
+        async with client._lock():
+            if client._maybe_running:
+                await client._wait_for_idle_kernel(_timeout_secs(wait))
+            try:
+                async with client.execute_stream(code, timeout=wait) as events:
+                    async for event in events:
+                        if isinstance(event, ExecutionEnd):
+                            end = event
+                        yield event
+            finally:
+                # Left early, cut, or timed out: the cell may still be running.
+                client._maybe_running = end is None or end.timed_out
         if end is not None:
             await self._settle(end.timed_out, end.kernel_restarted, ExecutionResult(status=end.status))
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import attrs
 
-from aioagents._exceptions import ConflictError, InternalServerError, InvalidRequestError
+from aioagents._exceptions import APIError, ConflictError, InternalServerError, InvalidRequestError
 from aioagents.interpreter.events import (
     DisplayData,
     Error,
@@ -116,6 +116,13 @@ class UploadedFile:
 class KernelDeadError(InternalServerError):
     """The sandbox's kernel has died (the server answers its health check with 500). The sandbox must be
     restarted or rebuilt; its variables are gone."""
+
+
+class KernelBusyError(APIError):
+    """The kernel is still running an earlier cell that timed out, so this code was **not sent**: queued behind that
+    cell it could be silently aborted (the CodeGeeX4 server's kernel client aborts every cell queued behind one that
+    raises, and answers ``{"status": "ok", "events": []}``, indistinguishable from a cell that printed nothing). Try
+    again later, or restart the sandbox."""
 
 
 class InterpreterRequestError(InternalServerError):

@@ -97,7 +97,8 @@ class SandboxClient:
     A failing program is a returned result (``status`` ``Failed``); a sandbox failure raises :class:`SandboxError`;
     transport failures raise the ``APIError`` tree. Runs are retried on connection errors and 5xx, never on 400/422,
     and — because the server keeps running code after a client gives up — not after a client timeout unless
-    ``retry_timeouts=True`` (each such retry is logged as a warning).
+    ``retry_timeouts=True`` (each such retry is logged as a warning). ``trust_env=False`` ignores proxy and CA-bundle
+    environment variables; ``trace_configs`` (aiohttp ``TraceConfig``) see every attempt of every call.
     """
 
     def __init__(
@@ -110,6 +111,8 @@ class SandboxClient:
         retry_timeouts: bool = False,
         rate_limiter: RateLimiter | None = None,
         session: aiohttp.ClientSession | None = None,
+        trust_env: bool = True,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
         sandbox = env_or(endpoint, "SANDBOX_FUSION_ENDPOINT", default=DEFAULT_ENDPOINT)
         assert sandbox is not None
@@ -121,6 +124,8 @@ class SandboxClient:
             retry=RetryPolicy(max_attempts=max_attempts, retry_timeouts=retry_timeouts),
             rate_limiter=rate_limiter,
             session=session,
+            trust_env=trust_env,
+            trace_configs=trace_configs,
         )
 
     def __repr__(self) -> str:

@@ -30,6 +30,7 @@ import contextlib
 import functools
 import inspect
 import os
+import sys
 import threading
 import types
 import weakref
@@ -37,6 +38,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Generic, TypeVar
+
+from aioagents import _loops
 
 __all__ = [
     "SyncContextManager",
@@ -636,3 +639,7 @@ def _adapt(value: object, binding: _Binding) -> Any:
         stream._binding = binding
         return stream
     return value
+
+
+# The core asks its loop owner through this registry and never imports the sync layer.
+_loops.register_loop_owner(sys.modules[__name__])

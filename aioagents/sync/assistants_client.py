@@ -9,7 +9,7 @@ from os import PathLike
 from pathlib import Path
 from types import TracebackType
 
-from aiohttp import ClientSession
+from aiohttp import ClientSession, TraceConfig
 
 import aioagents.assistants.client as _impl
 from aioagents import RateLimiter, TimeoutLike
@@ -63,6 +63,8 @@ class AssistantsClient:
         max_attempts: int | None = None,
         rate_limiter: RateLimiter | None = None,
         session: ClientSession | None = None,
+        trust_env: bool = True,
+        trace_configs: Sequence[TraceConfig] | None = None,
     ) -> None:
         self._async = _impl.AssistantsClient(
             token=token,
@@ -71,6 +73,8 @@ class AssistantsClient:
             max_attempts=max_attempts,
             rate_limiter=rate_limiter,
             session=session,
+            trust_env=trust_env,
+            trace_configs=trace_configs,
         )
 
     @classmethod

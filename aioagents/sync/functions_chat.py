@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from aiohttp import ClientSession
+from aiohttp import ClientSession, TraceConfig
 
 import aioagents.functions.chat as _impl
 from aioagents import RateLimiter, TimeoutLike
@@ -52,6 +52,8 @@ class ChatClient:
         rate_limiter: RateLimiter | None = None,
         token_limiter: RateLimiter | None = None,
         session: ClientSession | None = None,
+        trust_env: bool = True,
+        trace_configs: Sequence[TraceConfig] | None = None,
     ) -> None:
         self._async = _impl.ChatClient(
             api_key=api_key,
@@ -65,6 +67,8 @@ class ChatClient:
             rate_limiter=rate_limiter,
             token_limiter=token_limiter,
             session=session,
+            trust_env=trust_env,
+            trace_configs=trace_configs,
         )
 
     @classmethod

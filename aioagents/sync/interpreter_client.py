@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from os import PathLike
 from pathlib import Path, PurePath
 from types import TracebackType
 
-from aiohttp import ClientSession
+from aiohttp import ClientSession, TraceConfig
 
 import aioagents.interpreter.client as _impl
 from aioagents import RateLimiter, TimeoutLike
@@ -22,7 +22,7 @@ from aioagents.interpreter import (
     UploadedFile,
     UploadSource,
 )
-from aioagents.interpreter.client import RestartHook
+from aioagents.interpreter.client import PING_TIMEOUT, RestartHook
 from aioagents.sync import _bridge
 
 __all__ = ["Interpreter", "InterpreterClient"]
@@ -62,6 +62,9 @@ class InterpreterClient:
         rate_limiter: RateLimiter | None = None,
         session: ClientSession | None = None,
         headers: Mapping[str, str] | None = None,
+        ping_timeout: float = PING_TIMEOUT,
+        trust_env: bool = True,
+        trace_configs: Sequence[TraceConfig] | None = None,
     ) -> None:
         self._async = _impl.InterpreterClient(
             base_url,
@@ -73,6 +76,9 @@ class InterpreterClient:
             rate_limiter=rate_limiter,
             session=session,
             headers=headers,
+            ping_timeout=ping_timeout,
+            trust_env=trust_env,
+            trace_configs=trace_configs,
         )
 
     @classmethod
@@ -103,6 +109,11 @@ class InterpreterClient:
         return self._async.data_dir
 
     @property
+    def ping_timeout(self) -> float:
+        """The async object's ``ping_timeout``."""
+        return self._async.ping_timeout
+
+    @property
     def confine_paths(self) -> bool:
         """The async object's ``confine_paths``."""
         return self._async.confine_paths
@@ -125,7 +136,12 @@ class InterpreterClient:
 
         ``timeout`` is the server's wait in seconds, sent as an integer ≥ 1 (rounded up). When it runs out the
         result has ``status == "timeout"`` and the events produced so far; the code may still be running.
-        Not retried once sent: running code twice is worse than an error.
+        Not retried once sent: running code twice is worse than an error; an answer lost on the way raises
+        :class:`~aioagents.OutcomeUnknownError`.
+
+        One execute of this client is in flight at a time (others wait their turn), and after a timed-out cell the
+        next execute first checks that the kernel is free (:class:`KernelBusyError` if it is not): the CodeGeeX4
+        server aborts a cell queued behind one that raises and answers it as an empty success.
         """
         return _bridge.run(self._async.execute(code, timeout=timeout))
 
@@ -135,6 +151,9 @@ class InterpreterClient:
         A server that streams (``application/x-ndjson`` or ``text/event-stream``) is read as it sends; one that
         answers with a single JSON document (the original server) yields the same typed events once it has
         answered. Use ``async with client.execute_stream(code) as events: async for event in events: ...``.
+        A stream cut before its :class:`ExecutionEnd` raises :class:`~aioagents.StreamOutcomeUnknownError` (an
+        :class:`~aioagents.OutcomeUnknownError`, as a cut plain ``execute`` does). This raw stream is not serialised
+        with the client's other executes; :meth:`Interpreter.stream` is.
         """
         return _bridge.SyncStream(self._async.execute_stream(code, timeout=timeout))
 
@@ -219,6 +238,9 @@ class Interpreter:
         restart: RestartHook | None = None,
         restart_on_timeout: bool = False,
         restart_wait: float = 60.0,
+        ping_timeout: float = PING_TIMEOUT,
+        trust_env: bool = True,
+        trace_configs: Sequence[TraceConfig] | None = None,
     ) -> None:
         self._async = _impl.Interpreter(
             base_url,
@@ -231,6 +253,9 @@ class Interpreter:
             restart=restart,
             restart_on_timeout=restart_on_timeout,
             restart_wait=restart_wait,
+            ping_timeout=ping_timeout,
+            trust_env=trust_env,
+            trace_configs=trace_configs,
         )
 
     @classmethod
@@ -304,7 +329,8 @@ class Interpreter:
 
     def stream(self, code: str, *, timeout: float | None = None) -> _bridge.SyncStream[Event | ExecutionEnd]:
         """Run ``code`` and yield its events as they arrive (ending with :class:`ExecutionEnd`); a timeout
-        triggers the health check once the stream has ended.
+        triggers the health check once the stream has ended. Like ``execute``, it waits for this session's other
+        cells and checks the kernel is free after a timed-out one (:class:`KernelBusyError`).
         """
         return _bridge.SyncStream(self._async.stream(code, timeout=timeout))
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from aiohttp import ClientSession
+from aiohttp import ClientSession, TraceConfig
 
 import aioagents.sandbox.client as _impl
 from aioagents import BatchResult, ProgressCallback, RateLimiter, TimeoutLike
@@ -43,7 +43,8 @@ class SandboxClient:
     A failing program is a returned result (``status`` ``Failed``); a sandbox failure raises :class:`SandboxError`;
     transport failures raise the ``APIError`` tree. Runs are retried on connection errors and 5xx, never on 400/422,
     and — because the server keeps running code after a client gives up — not after a client timeout unless
-    ``retry_timeouts=True`` (each such retry is logged as a warning).
+    ``retry_timeouts=True`` (each such retry is logged as a warning). ``trust_env=False`` ignores proxy and CA-bundle
+    environment variables; ``trace_configs`` (aiohttp ``TraceConfig``) see every attempt of every call.
     """
 
     _async: _impl.SandboxClient
@@ -58,6 +59,8 @@ class SandboxClient:
         retry_timeouts: bool = False,
         rate_limiter: RateLimiter | None = None,
         session: ClientSession | None = None,
+        trust_env: bool = True,
+        trace_configs: Sequence[TraceConfig] | None = None,
     ) -> None:
         self._async = _impl.SandboxClient(
             endpoint,
@@ -67,6 +70,8 @@ class SandboxClient:
             retry_timeouts=retry_timeouts,
             rate_limiter=rate_limiter,
             session=session,
+            trust_env=trust_env,
+            trace_configs=trace_configs,
         )
 
     @classmethod

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Literal, overload
 
-from aiohttp import ClientSession
+from aiohttp import ClientSession, TraceConfig
 
 import aioagents.workflows.client as _impl
 from aioagents import RateLimiter, TimeoutLike
@@ -52,6 +52,8 @@ class WorkflowsClient:
         max_attempts: int | None = None,
         rate_limiter: RateLimiter | None = None,
         session: ClientSession | None = None,
+        trust_env: bool = True,
+        trace_configs: Sequence[TraceConfig] | None = None,
     ) -> None:
         self._async = _impl.WorkflowsClient(
             api_key=api_key,
@@ -63,6 +65,8 @@ class WorkflowsClient:
             max_attempts=max_attempts,
             rate_limiter=rate_limiter,
             session=session,
+            trust_env=trust_env,
+            trace_configs=trace_configs,
         )
 
     @classmethod

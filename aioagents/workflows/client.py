@@ -180,6 +180,8 @@ class WorkflowsClient:
         max_attempts: int | None = None,
         rate_limiter: RateLimiter | None = None,
         session: aiohttp.ClientSession | None = None,
+        trust_env: bool = True,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
         if api_version not in ("v1", "v2", "auto"):
             raise SimInvalidRequestError(f"api_version must be 'v1', 'v2' or 'auto', not {api_version!r}")
@@ -196,6 +198,8 @@ class WorkflowsClient:
         self._base_retry = RetryPolicy() if max_attempts is None else RetryPolicy(max_attempts=max_attempts)
         self._rate_limiter = rate_limiter
         self._session = session
+        self._trust_env = trust_env
+        self._trace_configs = trace_configs
         self._transport = self._make_transport(
             env_or(base_url, "SIM_BASE_URL", default=DEFAULT_BASE_URL) or "", key, self._base_retry
         )
@@ -212,6 +216,8 @@ class WorkflowsClient:
             session=self._session,
             error_factory=sim_error,
             response_hook=self._on_response,
+            trust_env=self._trust_env,
+            trace_configs=self._trace_configs,
         )
 
     def __repr__(self) -> str:

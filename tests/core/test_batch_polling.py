@@ -17,7 +17,9 @@ import pytest
 from aioagents._batch import BatchResult, Progress, amap, as_completed
 from aioagents._converter import make_converter, register_wire_names, structure, to_camel, unstructure
 from aioagents._exceptions import (
-    APITimeoutError,
+    AioAgentsError,
+    APIConnectionError,
+    APIError,
     PollTimeoutError,
     ResponseValidationError,
     UnprocessableEntityError,
@@ -188,7 +190,10 @@ async def test_poll_until_timeout_raises_poll_timeout_error_with_the_last_result
     assert 0.3 <= elapsed < 1.0
     assert info.value.last == {"status": "running", "call": calls}
     assert "job j-1" in str(info.value)
-    assert isinstance(info.value, APITimeoutError)
+    # A job that is only slow is no connection error: `except APIConnectionError` must not catch it.
+    assert not isinstance(info.value, APIConnectionError)
+    assert not isinstance(info.value, APIError)
+    assert isinstance(info.value, AioAgentsError)
     assert isinstance(info.value, TimeoutError)
 
 
