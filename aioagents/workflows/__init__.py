@@ -14,6 +14,7 @@ The event classes ``StreamError`` and ``Error`` are stream *events* (data), not 
 
 from aioagents.workflows.client import (
     DEFAULT_BASE_URL,
+    DEFAULT_STREAM_IDLE_TIMEOUT,
     MAX_EXECUTION_TIMEOUT_SECONDS,
     WorkflowsClient,
     encode_files,
@@ -66,6 +67,7 @@ from aioagents.workflows.models import (
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_STREAM_IDLE_TIMEOUT",
     "MAX_EXECUTION_TIMEOUT_SECONDS",
     "ApiVersion",
     "Chunk",
