@@ -28,12 +28,12 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Any, Literal, TypeVar, Union
 
 import aiohttp
 
 from aioagents._config import Timeout, TimeoutLike, env_or
-from aioagents._exceptions import AioAgentsError, InvalidRequestError
+from aioagents._exceptions import AioAgentsError, EventTooLargeError, InvalidRequestError
 from aioagents._ratelimit import RateLimiter
 from aioagents._retry import RetryPolicy
 from aioagents._streaming import EventStream, LineSplitter, ServerSentEvent, SSEDecoder
@@ -199,13 +199,21 @@ def _tool_output(value: ToolOutputLike) -> dict[str, Any]:
 
 # -- the shared call path -------------------------------------------------------------------------------------------
 class _AppBuilderSSE:
-    """The core SSE decoder plus two of the service's habits, which the official SDK also accepts: a bare JSON line
-    (an ``{"error": …}`` written without ``data:``) counts as the event's data, and an event left pending when the
-    body ends is still dispatched (a JSON error body answering a streaming request)."""
+    """The core SSE decoder plus the service's habits, which the official SDK also accepts: a bare JSON line (an
+    ``{"error": …}`` written without ``data:``) counts as the event's data, and an event left pending when the body
+    ends is still dispatched.
+
+    A body that *starts* with JSON is not a stream at all but a JSON answer (an error body answering a streaming
+    request), pretty-printed over many lines or not: it is read whole and dispatched as one event at the end, rather
+    than line by line (where its second line would be an unknown SSE field and the event a cut-off ``{``).
+    """
 
     def __init__(self, max_event_size: int) -> None:
+        self._max = max_event_size
         self._lines = LineSplitter(max_event_size)
         self._sse = SSEDecoder(max_event_size)
+        self._mode: Literal["unknown", "sse", "json"] = "unknown"
+        self._json = bytearray()
 
     def _line(self, line: bytes) -> list[ServerSentEvent]:
         if line.lstrip().startswith(b"{"):
@@ -213,12 +221,25 @@ class _AppBuilderSSE:
         return self._sse.feed(line + b"\n")
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        if self._mode == "unknown":
+            # Leading blank lines dispatch nothing in SSE, so they can be dropped while the kind of body is unknown.
+            chunk = chunk.lstrip()
+            if not chunk:
+                return []
+            self._mode = "json" if chunk[:1] in (b"{", b"[") else "sse"
+        if self._mode == "json":
+            self._json += chunk
+            if len(self._json) > self._max:
+                raise EventTooLargeError(f"a JSON answer passed the cap of {self._max} bytes")
+            return []
         out: list[ServerSentEvent] = []
         for line in self._lines.feed(chunk):
             out.extend(self._line(line))
         return out
 
     def end(self) -> list[ServerSentEvent]:
+        if self._mode == "json":
+            return [ServerSentEvent(event="message", data=self._json.decode("utf-8", "replace").strip())]
         out: list[ServerSentEvent] = []
         for line in self._lines.flush():
             out.extend(self._line(line))
