@@ -169,18 +169,34 @@ class GptApiOptions:
     logit_bias: dict[int, int] | None = attrs.field(default=None, converter=_opt_bias)
     user: str | None = None
 
+    @staticmethod
+    def _check_override(override: Mapping[str, Any]) -> None:
+        unknown = sorted(set(override) - set(_OPTION_FIELDS))
+        if unknown:
+            raise LmFunctionError(f"cannot override {', '.join(unknown)}; overridable: {', '.join(_OPTION_FIELDS)}")
+
     def merged(self, override: Mapping[str, Any] | None) -> GptApiOptions:
         """These options with a call's ``__override`` applied (unknown keys are an error, not silently dropped)."""
         if not override:
             return self
-        unknown = sorted(set(override) - set(_OPTION_FIELDS))
-        if unknown:
-            raise LmFunctionError(f"cannot override {', '.join(unknown)}; overridable: {', '.join(_OPTION_FIELDS)}")
+        self._check_override(override)
         return attrs.evolve(self, **override)
 
-    def to_wire(self) -> dict[str, Any]:
-        """The set options as request fields (``logit_bias`` keys become strings in JSON)."""
-        return {name: getattr(self, name) for name in _OPTION_FIELDS if getattr(self, name) is not None}
+    def to_wire(self, override: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The set options as request fields (``logit_bias`` keys become strings in JSON).
+
+        A call's ``override`` values are sent as given, as slambda sends them (``temperature=0`` stays ``0``, where
+        the function's own options were normalised like pydantic's, ``0.0``); an override of ``None`` unsets.
+        """
+        wire = {name: getattr(self, name) for name in _OPTION_FIELDS if getattr(self, name) is not None}
+        if override:
+            self._check_override(override)
+            for name, value in override.items():
+                if value is None:
+                    wire.pop(name, None)
+                else:
+                    wire[name] = value
+        return wire
 
 
 class FunctionInputType(str, Enum):
