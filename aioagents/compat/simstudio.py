@@ -340,7 +340,7 @@ class SimStudioClient:
             return _to_result(job)  # pragma: no cover - execute(async_execution=True) always gives a Job
         if job.kind == "finished":
             # The server ran it right away (it ignored the async request): that is the result.
-            return _to_result(_bridge.run(job.result()))
+            return _to_result(self._call(job.result(), "Failed to execute workflow", "EXECUTION_ERROR"))
         if job.kind == "run":
             self._runs[job.id] = job.workflow_id
         else:
