@@ -288,8 +288,9 @@ def _sdk_error(exc: AioAgentsError) -> BaseException:
     if isinstance(exc, InvalidRequestError):
         return exc
     if isinstance(exc, AssistantServerError):
+        params = exc.param if exc.param is not None else ""
         out: BaseRPCException = AssistantServerException(
-            exc.request_id or "", exc.code or "", exc.message, exc.type or "", exc.param if exc.param is not None else ""
+            exc.request_id or "", exc.code or "", exc.message, exc.type or "", params
         )
         out.status = exc.status
         return out

@@ -174,26 +174,6 @@ class Message(_models.Message, _PydanticMethods):
     def _build(cls, data: Mapping[str, Any]) -> Message:
         return cls(role=data["role"], content=data["content"], name=data.get("name"))
 
-    @staticmethod
-    def user(content: str, name: str | None = None) -> Message:
-        return Message(role=Role.user, content=content, name=name)
-
-    @staticmethod
-    def assistant(content: str, name: str | None = None) -> Message:
-        return Message(role=Role.assistant, content=content, name=name)
-
-    @staticmethod
-    def system(content: str, name: str | None = None) -> Message:
-        return Message(role=Role.system, content=content, name=name)
-
-    @staticmethod
-    def example_user(content: str) -> Message:
-        return Message(role=Role.system, content=content, name="example_user")
-
-    @staticmethod
-    def example_assistant(content: str) -> Message:
-        return Message(role=Role.system, content=content, name="example_assistant")
-
 
 class Example(_models.Example, _PydanticMethods):
     """One input/output pair (``Example("in", "out")``), with slambda's pydantic methods."""

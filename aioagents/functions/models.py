@@ -24,7 +24,7 @@ import re
 import string
 from collections.abc import Mapping, Sequence
 from enum import Enum
-from typing import Any, Literal, Union
+from typing import Any, Literal, TypeVar, Union
 
 import attrs
 
@@ -80,6 +80,9 @@ class Role(str, Enum):
     function = "function"
 
 
+_Msg = TypeVar("_Msg", bound="Message")
+
+
 @attrs.frozen(kw_only=True)
 class Message:
     """A chat message: ``role``, ``content`` and an optional author ``name``.
@@ -92,27 +95,28 @@ class Message:
     content: str
     name: str | None = None
 
-    @staticmethod
-    def user(content: str, name: str | None = None) -> Message:
-        return Message(role=Role.user, content=content, name=name)
+    # Class methods, so a subclass (compat.slambda's) builds its own kind.
+    @classmethod
+    def user(cls: type[_Msg], content: str, name: str | None = None) -> _Msg:
+        return cls(role=Role.user, content=content, name=name)
 
-    @staticmethod
-    def assistant(content: str, name: str | None = None) -> Message:
-        return Message(role=Role.assistant, content=content, name=name)
+    @classmethod
+    def assistant(cls: type[_Msg], content: str, name: str | None = None) -> _Msg:
+        return cls(role=Role.assistant, content=content, name=name)
 
-    @staticmethod
-    def system(content: str, name: str | None = None) -> Message:
-        return Message(role=Role.system, content=content, name=name)
+    @classmethod
+    def system(cls: type[_Msg], content: str, name: str | None = None) -> _Msg:
+        return cls(role=Role.system, content=content, name=name)
 
-    @staticmethod
-    def example_user(content: str) -> Message:
+    @classmethod
+    def example_user(cls: type[_Msg], content: str) -> _Msg:
         """An example's input: a ``system`` message named ``example_user`` (the few-shot layout of slambda)."""
-        return Message(role=Role.system, content=content, name="example_user")
+        return cls(role=Role.system, content=content, name="example_user")
 
-    @staticmethod
-    def example_assistant(content: str) -> Message:
+    @classmethod
+    def example_assistant(cls: type[_Msg], content: str) -> _Msg:
         """An example's output: a ``system`` message named ``example_assistant``."""
-        return Message(role=Role.system, content=content, name="example_assistant")
+        return cls(role=Role.system, content=content, name="example_assistant")
 
     def to_wire(self) -> dict[str, Any]:
         """The message as the API takes it; ``name`` only when set."""
