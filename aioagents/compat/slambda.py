@@ -13,8 +13,10 @@ What differs, on purpose:
 - the HTTP client is made on the first call, so defining a function never needs ``OPENAI_API_KEY``;
 - a keyword function refuses positional arguments, a function without a usable default refuses a call without input,
   and ``__override`` refuses unknown option names (slambda ignored all three silently);
-- errors are typed: misuse raises :class:`LmFunctionError` (a ``ValueError``), HTTP failures the aioagents error
-  tree instead of the openai SDK's;
+- misuse raises :class:`LmFunctionError` (a ``ValueError``); HTTP failures raise the openai SDK's exceptions, as
+  slambda's do (``openai.RateLimitError``, ``openai.BadRequestError`` …, ``openai.APIConnectionError``,
+  ``openai.APITimeoutError``), built from aioagents' error, which stays their ``__cause__``. Without the openai
+  package installed (slambda itself requires it) they stay the aioagents error tree;
 - ``__return_resp_obj`` returns aioagents' ``ChatCompletion`` (same ``choices[i].message.content`` shape), and a
   streaming call returns an iterator of ``ChatCompletionChunk`` (same ``choices[0].delta.content`` shape).
 
@@ -33,11 +35,19 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any, ClassVar, Literal, TypeVar
 
 import attrs
 
+from aioagents._exceptions import (
+    AioAgentsError,
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    ResponseValidationError,
+)
 from aioagents._streaming import EventStream
 from aioagents.functions import function as _function
 from aioagents.functions import models as _models
@@ -289,6 +299,80 @@ class Definition(_models.Definition, _PydanticMethods):
         )
 
 
+_OPENAI_STATUS = {
+    400: "BadRequestError",
+    401: "AuthenticationError",
+    403: "PermissionDeniedError",
+    404: "NotFoundError",
+    409: "ConflictError",
+    422: "UnprocessableEntityError",
+    429: "RateLimitError",
+}
+
+
+def _openai_error(exc: AioAgentsError) -> BaseException | None:
+    """The openai SDK's exception for one of ours, as the openai client under slambda would have raised it; None
+    when openai is not installed or the error is not a service failure (bad input stays ours)."""
+    try:
+        import openai
+        from openai import _exceptions as openai_exceptions
+    except ImportError:  # pragma: no cover - slambda requires openai; without it our errors stay
+        return None
+    # The HTTP library openai builds its requests with (httpx, or a renamed fork of it): its errors need one.
+    http = getattr(openai_exceptions, "httpx", None) or getattr(openai_exceptions, "httpx2", None)
+    if http is None or not isinstance(exc, APIError):
+        return None
+    request = http.Request(exc.method or "POST", exc.url or "https://api.openai.com/v1/chat/completions")
+    if isinstance(exc, APIStatusError):
+        body = exc.body
+        text = body if isinstance(body, str) else json.dumps(body)
+        response = http.Response(exc.status, headers=dict(exc.headers), content=text.encode(), request=request)
+        data = body.get("error", body) if isinstance(body, Mapping) else body
+        name = _OPENAI_STATUS.get(exc.status, "InternalServerError" if exc.status >= 500 else "APIStatusError")
+        status_error: BaseException = getattr(openai, name)(
+            f"Error code: {exc.status} - {body}", response=response, body=data
+        )
+        return status_error
+    if isinstance(exc, APITimeoutError):
+        return openai.APITimeoutError(request=request)
+    if isinstance(exc, APIConnectionError):
+        return openai.APIConnectionError(message=str(exc), request=request)
+    if isinstance(exc, ResponseValidationError):
+        response = http.Response(200, request=request)
+        return openai.APIResponseValidationError(response, getattr(exc, "body", None), message=str(exc))
+    return openai.APIError(str(exc), request, body=None)
+
+
+def _translated(exc: AioAgentsError) -> BaseException:
+    return _openai_error(exc) or exc
+
+
+class _OpenAIErrorStream(Iterator[Any]):
+    """A streamed call's chunks; a failure while reading is the openai SDK's exception too."""
+
+    def __init__(self, stream: _bridge.SyncStream[Any]) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> _OpenAIErrorStream:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._stream)
+        except AioAgentsError as exc:
+            raise _translated(exc) from exc
+
+    def close(self) -> None:
+        """Stop reading and release the connection."""
+        self._stream.close()
+
+    def __enter__(self) -> _OpenAIErrorStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _client_options(openai_client: Any) -> dict[str, Any]:
     """The endpoint and key of an openai SDK client, read duck-typed (the SDK is never imported here)."""
     if openai_client is None:
@@ -350,9 +434,12 @@ class LmFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function and wait for its value."""
-        result = _bridge.run(self._call(args, kwargs))
+        try:
+            result = _bridge.run(self._call(args, kwargs))
+        except AioAgentsError as exc:
+            raise _translated(exc) from exc
         if isinstance(result, EventStream):
-            return _bridge.SyncStream(result)
+            return _OpenAIErrorStream(_bridge.SyncStream(result))
         return result
 
     def get_call_args(self, args: tuple[Any, ...], kwargs: dict[str, Any], ctrl_kws: dict[str, Any]) -> dict[str, Any]:
