@@ -19,6 +19,8 @@ import os
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
+import attrs
+
 from aioagents._batch import run_concurrent as _run_concurrent
 from aioagents.sandbox.client import DEFAULT_ENDPOINT, SandboxClient, summary_run_code_result
 from aioagents.sandbox.models import (
@@ -85,9 +87,26 @@ T = TypeVar("T")
 M = TypeVar("M")
 
 
+def _sdk_id(value: Any) -> Any:
+    """An id as the SDK's pydantic (v1) ``Union[int, str]`` reads it: whatever ``int()`` takes becomes an int
+    (``"11"``, ``11.0``, ``True``), any other string stays a string (``"HumanEval/0"``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return value
+
+
 def _as_model(request: Any, cls: type[M]) -> M:
-    # The request as our model: ours as it is, or an SDK (pydantic) model or a dict of its fields, converted.
-    return _model(cls, request)
+    # The request as our model: ours as it is, or an SDK (pydantic) model or a dict of its fields, converted; and
+    # its id as the SDK would send it, so the server sees the same row key.
+    model = _model(cls, request)
+    if isinstance(model, (SubmitRequest, GetPromptByIdRequest)):
+        sdk_id = _sdk_id(model.id)
+        if sdk_id is not model.id:
+            return attrs.evolve(model, id=sdk_id)
+    return model
 
 
 class _Config:

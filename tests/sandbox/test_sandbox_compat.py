@@ -214,6 +214,13 @@ SDK_INPUT_FORMS = [
             config={"run_timeout": 5, "compile_timeout": "7.5", "language": "python", "extra": {"k": 1}},
         ),
     ),
+    ("/get_prompt_by_id", "get_prompt_by_id", lambda m: m.GetPromptByIdRequest(dataset="mbpp", id="12", config={})),
+    ("/submit", "submit", lambda m: m.SubmitRequest(dataset="mbpp", id=11.0, completion="x", config={})),
+    (
+        "/get_prompt_by_id",
+        "get_prompt_by_id",
+        lambda m: m.GetPromptByIdRequest(dataset="cruxeval", id="sample_1", config={}),
+    ),
     ("/run_code", "run_code", lambda m: m.RunCodeRequest(code="print(1)", language="python", run_timeout="3")),
     ("/run_jupyter", "run_jupyter", lambda m: m.RunJupyterRequest(cells=["1"], cell_timeout=2, total_timeout="9")),
 ]
