@@ -87,6 +87,7 @@ from aioagents.assistants import (
     UserLocation,
 )
 from aioagents.assistants.models import ActionInfo, converter
+from aioagents.compat._stream import TranslatedStream
 from aioagents.sync import AssistantsClient
 
 __all__ = [
@@ -306,32 +307,6 @@ def _sdk_error(exc: AioAgentsError) -> BaseException:
     return BaseRPCException(str(exc))
 
 
-class _SDKStream(Iterator[Any]):
-    """An event stream whose failures come out as the SDK's exceptions."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-
-    def __iter__(self) -> _SDKStream:
-        return self
-
-    def __next__(self) -> Any:
-        try:
-            return next(self._stream)
-        except AioAgentsError as exc:
-            raise _sdk_error(exc) from exc
-
-    def close(self) -> None:
-        """Stop reading and release the connection."""
-        self._stream.close()
-
-    def __enter__(self) -> _SDKStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 def _translating(call: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(call)
     def translated(*args: Any, **kwargs: Any) -> Any:
@@ -340,7 +315,7 @@ def _translating(call: Callable[..., Any]) -> Callable[..., Any]:
         except AioAgentsError as exc:
             raise _sdk_error(exc) from exc
         if isinstance(result, Iterator):
-            return _SDKStream(result)
+            return TranslatedStream(result, _sdk_error)
         return result
 
     return translated

@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, ClassVar, Literal, TypeVar
 
 import attrs
@@ -49,6 +49,7 @@ from aioagents._exceptions import (
     ResponseValidationError,
 )
 from aioagents._streaming import EventStream
+from aioagents.compat._stream import TranslatedStream
 from aioagents.functions import function as _function
 from aioagents.functions import models as _models
 from aioagents.functions.models import (
@@ -347,32 +348,6 @@ def _translated(exc: AioAgentsError) -> BaseException:
     return _openai_error(exc) or exc
 
 
-class _OpenAIErrorStream(Iterator[Any]):
-    """A streamed call's chunks; a failure while reading is the openai SDK's exception too."""
-
-    def __init__(self, stream: _bridge.SyncStream[Any]) -> None:
-        self._stream = stream
-
-    def __iter__(self) -> _OpenAIErrorStream:
-        return self
-
-    def __next__(self) -> Any:
-        try:
-            return next(self._stream)
-        except AioAgentsError as exc:
-            raise _translated(exc) from exc
-
-    def close(self) -> None:
-        """Stop reading and release the connection."""
-        self._stream.close()
-
-    def __enter__(self) -> _OpenAIErrorStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 def _client_options(openai_client: Any) -> dict[str, Any]:
     """The endpoint and key of an openai SDK client, read duck-typed (the SDK is never imported here)."""
     if openai_client is None:
@@ -439,7 +414,7 @@ class LmFunction:
         except AioAgentsError as exc:
             raise _translated(exc) from exc
         if isinstance(result, EventStream):
-            return _OpenAIErrorStream(_bridge.SyncStream(result))
+            return TranslatedStream(_bridge.SyncStream(result), _translated)
         return result
 
     def get_call_args(self, args: tuple[Any, ...], kwargs: dict[str, Any], ctrl_kws: dict[str, Any]) -> dict[str, Any]:
