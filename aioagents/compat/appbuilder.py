@@ -482,37 +482,24 @@ class StreamRunContext:
         else:
             self._current_tool_calls = None
 
-    @property
-    def current_run_id(self) -> str | None:
-        """The run's id."""
-        return self._current_run_id
+    # The four ids: each a read-only ``current_<name>`` and a ``set_current_<name>(value)`` that keeps only a
+    # non-empty string (anything else clears it), as the SDK's.
+    current_run_id = property(lambda self: self._current_run_id, doc="The run's id.")
+    current_run_step_id = property(lambda self: self._current_run_step_id, doc="The current step's id.")
+    current_thread_id = property(lambda self: self._current_thread_id, doc="The thread's id.")
+    current_assistant_id = property(lambda self: self._current_assistant_id, doc="The assistant's id.")
 
     def set_current_run_id(self, run_id: Any) -> None:
-        """Set the run's id (a non-string or empty value clears it)."""
+        """Set the run's id."""
         self._current_run_id = self._id(run_id)
-
-    @property
-    def current_run_step_id(self) -> str | None:
-        """The current step's id."""
-        return self._current_run_step_id
 
     def set_current_run_step_id(self, run_step_id: Any) -> None:
         """Set the current step's id."""
         self._current_run_step_id = self._id(run_step_id)
 
-    @property
-    def current_thread_id(self) -> str | None:
-        """The thread's id."""
-        return self._current_thread_id
-
     def set_current_thread_id(self, thread_id: Any) -> None:
         """Set the thread's id."""
         self._current_thread_id = self._id(thread_id)
-
-    @property
-    def current_assistant_id(self) -> str | None:
-        """The assistant's id."""
-        return self._current_assistant_id
 
     def set_current_assistant_id(self, assistant_id: Any) -> None:
         """Set the assistant's id."""
@@ -825,6 +812,12 @@ class Steps:
         return _client().threads.runs.steps.query(thread_id, run_id, step_id)
 
 
+def _given(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A method's arguments (its ``locals()`` on entry) without ``self``. The run methods take the SDK's 14 run
+    parameters in the SDK's positional order; they hand them on with this instead of restating them a second time."""
+    return {name: value for name, value in arguments.items() if name != "self"}
+
+
 class Runs:
     """``appbuilder.assistant.threads.runs``."""
 
@@ -888,23 +881,7 @@ class Runs:
         user_loc: Any = None,
     ) -> Run:
         """Run the assistant on a thread and wait for the result (``requires_action`` when tools are needed)."""
-        args = self._args(
-            assistant_id,
-            thread_id,
-            thread,
-            model,
-            response_format,
-            instructions,
-            thought_instructions,
-            chat_instructions,
-            tools,
-            metadata,
-            tool_output,
-            model_parameters,
-            user_info,
-            user_loc,
-        )
-        return _client().threads.runs.run(**args)
+        return _client().threads.runs.run(**self._args(**_given(locals())))
 
     def stream_run(
         self,
@@ -924,23 +901,7 @@ class Runs:
         user_loc: Any = None,
     ) -> Iterator[RunEvent]:
         """Run the assistant and yield its events (each once, ``ping`` skipped, the ``run_end`` status last)."""
-        args = self._args(
-            assistant_id,
-            thread_id,
-            thread,
-            model,
-            response_format,
-            instructions,
-            thought_instructions,
-            chat_instructions,
-            tools,
-            metadata,
-            tool_output,
-            model_parameters,
-            user_info,
-            user_loc,
-        )
-        return _client().threads.runs.stream(**args)
+        return _client().threads.runs.stream(**self._args(**_given(locals())))
 
     def stream_run_with_handler(
         self,
@@ -963,23 +924,9 @@ class Runs:
         """Run the assistant with its events going through ``event_handler`` (a plain
         :class:`AssistantEventHandler` when None); the SDK's positional order, ``event_handler`` after
         ``tool_output``."""
-        events = self.stream_run(
-            assistant_id,
-            thread_id,
-            thread,
-            model,
-            response_format,
-            instructions,
-            thought_instructions,
-            chat_instructions,
-            tools,
-            metadata,
-            tool_output,
-            model_parameters,
-            user_info,
-            user_loc,
-        )
-        return AssistantStreamManager(events, event_handler or AssistantEventHandler())
+        params = _given(locals())
+        handler = params.pop("event_handler") or AssistantEventHandler()
+        return AssistantStreamManager(self.stream_run(**params), handler)
 
     def submit_tool_outputs(self, run_id: str, thread_id: str, tool_outputs: Sequence[Any]) -> Run:
         """Answer the tool calls of a streaming run."""
