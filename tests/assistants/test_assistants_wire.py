@@ -267,25 +267,9 @@ def test_sdk_fixture_covers_every_contract_path() -> None:
 
 
 def test_run_body_equals_the_sdk_run_body() -> None:
-    from aioagents.assistants.client import Runs
+    from aioagents.assistants.client import _RunRequest
 
-    body = Runs._body(
-        assistant_id="<asst>",
-        thread_id="<thread>",
-        thread=None,
-        stream=False,
-        model=None,
-        metadata=None,
-        response_format="text",
-        instructions=None,
-        thought_instructions=None,
-        chat_instructions=None,
-        model_parameters=None,
-        tools=(),
-        tool_output=None,
-        user_info=None,
-        user_loc=None,
-    )
+    body = _RunRequest(assistant_id="<asst>", thread_id="<thread>").body(stream=False)
     sdk = next(r["body"] for r in SDK_REQUESTS if r["path"] == "/v2/threads/runs")
     assert body == sdk
 
