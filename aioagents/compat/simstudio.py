@@ -42,7 +42,12 @@ from aioagents._config import env_or
 from aioagents._exceptions import AioAgentsError, ClientClosedError, IncompleteStreamError
 from aioagents.sync import _bridge
 from aioagents.workflows.client import DEFAULT_BASE_URL, DEFAULT_STREAM_IDLE_TIMEOUT, WorkflowsClient
-from aioagents.workflows.errors import SimInvalidRequestError, SimNotFoundError, SimStudioError
+from aioagents.workflows.errors import (
+    SimAPIStatusError,
+    SimInvalidRequestError,
+    SimNotFoundError,
+    WorkflowFailedError,
+)
 from aioagents.workflows.events import StreamCollector, WorkflowEvent
 from aioagents.workflows.jobs import Job
 from aioagents.workflows.models import ApiVersion, ExecutionResult, JobStatus
@@ -68,15 +73,52 @@ _UNSET: Any = object()
 _DOC_STATUS = {"queued": "queued", "running": "processing"}
 
 
+class SimStudioError(Exception):
+    """The SDK's error: a message, a ``code`` (``UNAUTHORIZED``, ``TIMEOUT``, ``RATE_LIMIT_EXCEEDED``,
+    ``USAGE_LIMIT_EXCEEDED``, ``EXECUTION_ERROR``, ``INVALID_JSON`` …) and the HTTP ``status`` when there was one.
+
+    An error status, a refused argument or a failed run comes out of this module as aioagents' own error (say
+    ``aioagents.workflows.SimRateLimitError``, also an ``aioagents.RateLimitError``) that is *also* a
+    ``SimStudioError``: both ``except SimStudioError as e: e.code`` and ``except aioagents.RateLimitError`` work.
+    """
+
+    def __init__(self, message: str, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        # Any: the aioagents status classes this one is combined with declare it as int; here it may be absent.
+        self.status: Any = status
+
+
 class SimClientClosedError(SimStudioError, RuntimeError):
     """The client was used after ``close()`` (``code="CLIENT_CLOSED"``): misuse, so also a ``RuntimeError``."""
 
 
+# One class per aioagents Sim error class: that class and SimStudioError together (made on first use).
+_SIM_CLASSES: dict[type[AioAgentsError], type[SimStudioError]] = {}
+
+
+def _also_sim(exc: AioAgentsError) -> SimStudioError:
+    """``exc`` as an instance of its own class combined with :class:`SimStudioError`: same attributes (``code``,
+    ``status``, ``body`` …), same message."""
+    cls = type(exc)
+    combined = _SIM_CLASSES.get(cls)
+    if combined is None:
+        combined = _SIM_CLASSES[cls] = type(
+            cls.__name__, (cls, SimStudioError), {"__module__": cls.__module__, "__doc__": cls.__doc__}
+        )
+    out: SimStudioError = Exception.__new__(combined, *exc.args)
+    out.__dict__.update(exc.__dict__)
+    return out
+
+
 def _sim_error(exc: BaseException, failure: str, code: str) -> SimStudioError:
-    """The SDK's error for one of ours: itself when it already is one, else a :class:`SimStudioError` with the SDK's
-    code (``TIMEOUT`` for any timeout, a stalled stream included)."""
+    """The SDK's error for one of ours: an aioagents Sim error (status, bad argument, failed run) also made a
+    :class:`SimStudioError`; any other failure a :class:`SimStudioError` with the SDK's code (``TIMEOUT`` for any
+    timeout, a stalled stream included)."""
     if isinstance(exc, SimStudioError):
         return exc
+    if isinstance(exc, (SimAPIStatusError, SimInvalidRequestError, WorkflowFailedError)):
+        return _also_sim(exc)
     if isinstance(exc, ClientClosedError):
         return SimClientClosedError(str(exc), "CLIENT_CLOSED")
     if isinstance(exc, TimeoutError):  # APITimeoutError, StreamIdleTimeout
@@ -331,9 +373,10 @@ class SimStudioClient:
     @staticmethod
     def _check_timeout(execution_timeout_seconds: int | None) -> None:
         if execution_timeout_seconds is not None:
-            raise SimInvalidRequestError(
+            refused = SimInvalidRequestError(
                 "execution_timeout_seconds is supported only for async executions", "INVALID_EXECUTION_TIMEOUT"
             )
+            raise _sim_error(refused, "", "INVALID_EXECUTION_TIMEOUT")
 
     def _async_result(self, job: Job | ExecutionResult | Any) -> AsyncExecutionResult | WorkflowExecutionResult:
         if not isinstance(job, Job):

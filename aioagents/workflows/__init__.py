@@ -9,7 +9,8 @@
 ...                 print(event.text, end="", flush=True)
 
 The event classes ``StreamError`` and ``Error`` are stream *events* (data), not exceptions; the exceptions are the
-``Sim*Error`` classes, which are also :class:`SimStudioError` (the original SDK's class, with ``code``/``status``).
+``Sim*Error`` classes: aioagents' error tree, each with the SDK-style ``code``. The SDK's ``SimStudioError`` is in
+:mod:`aioagents.compat.simstudio`.
 """
 
 from aioagents.workflows.client import (
@@ -31,7 +32,6 @@ from aioagents.workflows.errors import (
     SimRateLimitError,
     SimRequestTooLargeError,
     SimServiceUnavailableError,
-    SimStudioError,
     SimUsageLimitError,
     WorkflowFailedError,
 )
@@ -92,7 +92,6 @@ __all__ = [
     "SimRateLimitError",
     "SimRequestTooLargeError",
     "SimServiceUnavailableError",
-    "SimStudioError",
     "SimUsageLimitError",
     "StorageUsage",
     "StreamCollector",

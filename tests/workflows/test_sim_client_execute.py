@@ -14,11 +14,11 @@ from aioagents.testing._sim import FakeSimServer, FakeWorkflow, data_url
 from aioagents.workflows import (
     ExecutionResult,
     Job,
+    SimAuthenticationError,
     SimConflictError,
     SimInvalidRequestError,
     SimNotFoundError,
     SimServiceUnavailableError,
-    SimStudioError,
     WorkflowFailedError,
     WorkflowsClient,
 )
@@ -85,7 +85,7 @@ async def test_v1_sync_timeout_408_is_a_failed_result_with_code_timeout(sim, cli
     )
     result = await client.execute("workflow-id")
     assert (result.success, result.error_code, result.http_status) == (False, "TIMEOUT", 408)
-    with pytest.raises(SimStudioError) as info:
+    with pytest.raises(WorkflowFailedError) as info:
         result.raise_for_status()
     assert info.value.code == "TIMEOUT"
 
@@ -290,7 +290,7 @@ async def test_closed_client_refuses_calls(sim) -> None:
 async def test_the_api_key_never_shows_in_reprs_or_errors(sim) -> None:
     secret = "sk-very-secret-value"
     async with WorkflowsClient(api_key=secret, base_url=sim.url) as client:
-        with pytest.raises(SimStudioError) as info:
+        with pytest.raises(SimAuthenticationError) as info:
             await client.execute("workflow-id")
         assert secret not in repr(client)
         assert secret not in repr(client._transport)

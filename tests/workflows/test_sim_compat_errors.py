@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from aioagents import RateLimitError
 from aioagents.compat.simstudio import (
     AsyncExecutionResult,
     SimClientClosedError,
@@ -18,7 +19,7 @@ from aioagents.compat.simstudio import (
 )
 from aioagents.testing import Fault
 from aioagents.testing._sim import FakeSimServer, FakeWorkflow, sse_frame
-from aioagents.workflows import Chunk
+from aioagents.workflows import Chunk, SimAuthenticationError, SimRateLimitError, WorkflowsClient
 
 from .conftest import API_KEY
 
@@ -202,3 +203,30 @@ def test_a_current_server_sends_neither(sim_thread: FakeSimServer, sdk: SimStudi
     result = sdk.execute_workflow("workflow-id")
     assert isinstance(result, WorkflowExecutionResult)
     assert (result.logs, result.trace_spans) == (None, None)
+
+
+# -- the SimStudioError tree is compat's ------------------------------------------------------------------------------
+def test_a_status_error_is_both_the_sdks_and_aioagents_typed_error(sim_thread: FakeSimServer) -> None:
+    sim_thread.inject(sim_thread.rate_limited_fault(retry_after=None, generation="v1"), path=V1, times=10)
+    with SimStudioClient(api_key=API_KEY, base_url=sim_thread.url) as client, pytest.raises(SimStudioError) as caught:
+        client.execute_workflow("workflow-id")
+    err = caught.value
+    assert err.code == "RATE_LIMIT_EXCEEDED"
+    assert err.status == 429
+    assert isinstance(err, RateLimitError)
+    assert isinstance(err, SimRateLimitError)
+
+
+def test_a_refused_argument_is_both_a_sim_studio_error_and_a_value_error(sdk: SimStudioClient) -> None:
+    with pytest.raises(SimStudioError) as caught:
+        sdk.execute_workflow("workflow-id", execution_timeout_seconds=90)
+    assert caught.value.code == "INVALID_EXECUTION_TIMEOUT"
+    assert isinstance(caught.value, ValueError)
+
+
+async def test_the_native_client_raises_aioagents_errors_not_the_sdks(sim: FakeSimServer) -> None:
+    async with WorkflowsClient(api_key="wrong", base_url=sim.url) as client:
+        with pytest.raises(SimAuthenticationError) as caught:
+            await client.execute("workflow-id")
+    assert caught.value.code == "UNAUTHORIZED"
+    assert not isinstance(caught.value, SimStudioError)
