@@ -28,12 +28,13 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Any, Literal, TypeVar, Union
 
 import aiohttp
+import attrs
 
 from aioagents._config import Timeout, TimeoutLike, env_or
-from aioagents._exceptions import AioAgentsError, InvalidRequestError
+from aioagents._exceptions import AioAgentsError, EventTooLargeError, InvalidRequestError
 from aioagents._ratelimit import RateLimiter
 from aioagents._retry import RetryPolicy
 from aioagents._streaming import EventStream, LineSplitter, ServerSentEvent, SSEDecoder
@@ -199,13 +200,21 @@ def _tool_output(value: ToolOutputLike) -> dict[str, Any]:
 
 # -- the shared call path -------------------------------------------------------------------------------------------
 class _AppBuilderSSE:
-    """The core SSE decoder plus two of the service's habits, which the official SDK also accepts: a bare JSON line
-    (an ``{"error": …}`` written without ``data:``) counts as the event's data, and an event left pending when the
-    body ends is still dispatched (a JSON error body answering a streaming request)."""
+    """The core SSE decoder plus the service's habits, which the official SDK also accepts: a bare JSON line (an
+    ``{"error": …}`` written without ``data:``) counts as the event's data, and an event left pending when the body
+    ends is still dispatched.
+
+    A body that *starts* with JSON is not a stream at all but a JSON answer (an error body answering a streaming
+    request), pretty-printed over many lines or not: it is read whole and dispatched as one event at the end, rather
+    than line by line (where its second line would be an unknown SSE field and the event a cut-off ``{``).
+    """
 
     def __init__(self, max_event_size: int) -> None:
+        self._max = max_event_size
         self._lines = LineSplitter(max_event_size)
         self._sse = SSEDecoder(max_event_size)
+        self._mode: Literal["unknown", "sse", "json"] = "unknown"
+        self._json = bytearray()
 
     def _line(self, line: bytes) -> list[ServerSentEvent]:
         if line.lstrip().startswith(b"{"):
@@ -213,12 +222,25 @@ class _AppBuilderSSE:
         return self._sse.feed(line + b"\n")
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        if self._mode == "unknown":
+            # Leading blank lines dispatch nothing in SSE, so they can be dropped while the kind of body is unknown.
+            chunk = chunk.lstrip()
+            if not chunk:
+                return []
+            self._mode = "json" if chunk[:1] in (b"{", b"[") else "sse"
+        if self._mode == "json":
+            self._json += chunk
+            if len(self._json) > self._max:
+                raise EventTooLargeError(f"a JSON answer passed the cap of {self._max} bytes")
+            return []
         out: list[ServerSentEvent] = []
         for line in self._lines.feed(chunk):
             out.extend(self._line(line))
         return out
 
     def end(self) -> list[ServerSentEvent]:
+        if self._mode == "json":
+            return [ServerSentEvent(event="message", data=self._json.decode("utf-8", "replace").strip())]
         out: list[ServerSentEvent] = []
         for line in self._lines.flush():
             out.extend(self._line(line))
@@ -740,6 +762,67 @@ class Steps:
         return await self._api.post("/v2/threads/runs/steps/query", body, RunStep, idempotent=True)
 
 
+@attrs.frozen(kw_only=True)
+class _RunRequest:
+    """One run's parameters (the service's RunReq), checked and turned into the body in one place, whatever method
+    (``run``, ``stream``) sends them."""
+
+    assistant_id: str
+    thread_id: str | None = None
+    thread: Sequence[MessageLike] | None = None
+    model: str | None = None
+    metadata: Mapping[str, str] | None = None
+    response_format: str = "text"
+    instructions: str | None = None
+    thought_instructions: str | None = None
+    chat_instructions: str | None = None
+    model_parameters: ModelParameters | None = None
+    tools: Sequence[ToolLike] = ()
+    tool_output: ToolOutputLike | None = None
+    user_info: UserInfo | None = None
+    user_loc: UserLocation | None = None
+
+    @classmethod
+    def of(cls, arguments: Mapping[str, Any]) -> _RunRequest:
+        """The run parameters among a method's arguments (its ``locals()``: ``self`` and per-call options such as
+        ``timeout`` are left out), so the methods take them by keyword without restating them a second time."""
+        return cls(**{a.name: arguments[a.name] for a in attrs.fields(cls) if a.name in arguments})
+
+    def body(self, *, stream: bool) -> dict[str, Any]:
+        p = _Problems()
+        p.id("assistant_id", self.assistant_id)
+        p.check(bool(self.thread_id) or bool(self.thread), "thread_id or thread is required")
+        p.check(self.response_format in ("text", "json_object"), "response_format must be 'text' or 'json_object'")
+        p.metadata(self.metadata)
+        p.model_parameters(self.model_parameters)
+        p.count("tools", self.tools, 10)
+        for key, value in (
+            ("instructions", self.instructions),
+            ("thought_instructions", self.thought_instructions),
+            ("chat_instructions", self.chat_instructions),
+        ):
+            p.length(key, value, 4096)
+        p.raise_if_any()
+        # The service's request model forbids unknown keys and the SDK sends every key, unset ones as null.
+        return {
+            "thread_id": self.thread_id or "",
+            "model": self.model,
+            "assistant_id": self.assistant_id,
+            "metadata": dict(self.metadata or {}),
+            "response_format": self.response_format,
+            "instructions": self.instructions,
+            "thought_instructions": self.thought_instructions,
+            "chat_instructions": self.chat_instructions,
+            "stream": stream,
+            "model_parameters": _dump(self.model_parameters),
+            "thread": None if not self.thread else {"messages": [_message(m) for m in self.thread]},
+            "tools": [_tool(t) for t in self.tools],
+            "tool_output": None if self.tool_output is None else _tool_output(self.tool_output),
+            "user_info": _dump(self.user_info),
+            "user_loc": _dump(self.user_loc),
+        }
+
+
 class Runs:
     """``client.threads.runs``: run an assistant on a thread (plain or streamed), answer tool calls, cancel."""
 
@@ -748,58 +831,6 @@ class Runs:
     def __init__(self, api: _Api) -> None:
         self._api = api
         self.steps = Steps(api)
-
-    @staticmethod
-    def _body(
-        *,
-        assistant_id: str,
-        thread_id: str | None,
-        thread: Sequence[MessageLike] | None,
-        stream: bool,
-        model: str | None,
-        metadata: Mapping[str, str] | None,
-        response_format: str,
-        instructions: str | None,
-        thought_instructions: str | None,
-        chat_instructions: str | None,
-        model_parameters: ModelParameters | None,
-        tools: Sequence[ToolLike],
-        tool_output: ToolOutputLike | None,
-        user_info: UserInfo | None,
-        user_loc: UserLocation | None,
-    ) -> dict[str, Any]:
-        p = _Problems()
-        p.id("assistant_id", assistant_id)
-        p.check(bool(thread_id) or bool(thread), "thread_id or thread is required")
-        p.check(response_format in ("text", "json_object"), "response_format must be 'text' or 'json_object'")
-        p.metadata(metadata)
-        p.model_parameters(model_parameters)
-        p.count("tools", tools, 10)
-        for key, value in (
-            ("instructions", instructions),
-            ("thought_instructions", thought_instructions),
-            ("chat_instructions", chat_instructions),
-        ):
-            p.length(key, value, 4096)
-        p.raise_if_any()
-        # The service's request model forbids unknown keys and the SDK sends every key, unset ones as null.
-        return {
-            "thread_id": thread_id or "",
-            "model": model,
-            "assistant_id": assistant_id,
-            "metadata": dict(metadata or {}),
-            "response_format": response_format,
-            "instructions": instructions,
-            "thought_instructions": thought_instructions,
-            "chat_instructions": chat_instructions,
-            "stream": stream,
-            "model_parameters": _dump(model_parameters),
-            "thread": None if not thread else {"messages": [_message(m) for m in thread]},
-            "tools": [_tool(t) for t in tools],
-            "tool_output": None if tool_output is None else _tool_output(tool_output),
-            "user_info": _dump(user_info),
-            "user_loc": _dump(user_loc),
-        }
 
     async def run(
         self,
@@ -826,23 +857,7 @@ class Runs:
         ``thread_id`` is empty. A run that needs tools returns ``status="requires_action"``; resume it by running
         again with ``tool_output`` (or let :meth:`run_with_tools` do it). Never retried once sent.
         """
-        body = self._body(
-            assistant_id=assistant_id,
-            thread_id=thread_id,
-            thread=thread,
-            stream=False,
-            model=model,
-            metadata=metadata,
-            response_format=response_format,
-            instructions=instructions,
-            thought_instructions=thought_instructions,
-            chat_instructions=chat_instructions,
-            model_parameters=model_parameters,
-            tools=tools,
-            tool_output=tool_output,
-            user_info=user_info,
-            user_loc=user_loc,
-        )
+        body = _RunRequest.of(locals()).body(stream=False)
         return await self._api.post(
             "/v2/threads/runs", body, Run, idempotent=False, timeout=RUN_TIMEOUT if timeout is None else timeout
         )
@@ -871,23 +886,7 @@ class Runs:
         On a :class:`ToolCallsEvent`, call :meth:`submit_tool_outputs` while the stream stays open, or use
         :meth:`stream_with_tools`. :meth:`cancel` mid-stream ends it with ``RunEnd(status="cancelled")``.
         """
-        body = self._body(
-            assistant_id=assistant_id,
-            thread_id=thread_id,
-            thread=thread,
-            stream=True,
-            model=model,
-            metadata=metadata,
-            response_format=response_format,
-            instructions=instructions,
-            thought_instructions=thought_instructions,
-            chat_instructions=chat_instructions,
-            model_parameters=model_parameters,
-            tools=tools,
-            tool_output=tool_output,
-            user_info=user_info,
-            user_loc=user_loc,
-        )
+        body = _RunRequest.of(locals()).body(stream=True)
         rid, headers = self._api.ids()
         transport = self._api.transport
         return transport.stream(

@@ -16,8 +16,10 @@ Endpoints are read from ``SANDBOX_FUSION_ENDPOINT`` / ``SANDBOX_FUSION_DATASET_E
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
+
+import attrs
 
 from aioagents._batch import run_concurrent as _run_concurrent
 from aioagents.sandbox.client import DEFAULT_ENDPOINT, SandboxClient, summary_run_code_result
@@ -39,6 +41,7 @@ from aioagents.sandbox.models import (
     SubmitRequest,
     SummaryMapping,
     TestConfig,
+    _model,
 )
 from aioagents.sync import _bridge
 
@@ -81,6 +84,29 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+M = TypeVar("M")
+
+
+def _sdk_id(value: Any) -> Any:
+    """An id as the SDK's pydantic (v1) ``Union[int, str]`` reads it: whatever ``int()`` takes becomes an int
+    (``"11"``, ``11.0``, ``True``), any other string stays a string (``"HumanEval/0"``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def _as_model(request: Any, cls: type[M]) -> M:
+    # The request as our model: ours as it is, or an SDK (pydantic) model or a dict of its fields, converted; and
+    # its id as the SDK would send it, so the server sees the same row key.
+    model = _model(cls, request)
+    if isinstance(model, (SubmitRequest, GetPromptByIdRequest)):
+        sdk_id = _sdk_id(model.id)
+        if sdk_id is not model.id:
+            return attrs.evolve(model, id=sdk_id)
+    return model
 
 
 class _Config:
@@ -133,6 +159,7 @@ async def _with_client(use: Callable[[SandboxClient], Awaitable[T]]) -> T:
 async def _run_code_shared(
     request: RunCodeRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
 ) -> RunCodeResponse:
+    request = _as_model(request, RunCodeRequest)
     return await _client().run_code(
         request, endpoint=_sandbox(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
     )
@@ -142,6 +169,7 @@ async def run_code_async(
     request: RunCodeRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
 ) -> RunCodeResponse:
     """Run code; returns the result (``Failed`` included), raises on a sandbox or transport failure."""
+    request = _as_model(request, RunCodeRequest)
     return await _with_client(
         lambda c: c.run_code(
             request, endpoint=_sandbox(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
@@ -163,6 +191,7 @@ run_code.__aioagents_async__ = _run_code_shared  # type: ignore[attr-defined]
 async def _run_jupyter_shared(
     request: RunJupyterRequest, endpoint: str = "", max_attempts: int = 3, client_timeout: float | None = None
 ) -> RunJupyterResponse:
+    request = _as_model(request, RunJupyterRequest)
     return await _client().run_jupyter(
         request, endpoint=_sandbox(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
     )
@@ -172,6 +201,7 @@ async def run_jupyter_async(
     request: RunJupyterRequest, endpoint: str = "", max_attempts: int = 3, client_timeout: float | None = None
 ) -> RunJupyterResponse:
     """Run notebook cells in a fresh kernel."""
+    request = _as_model(request, RunJupyterRequest)
     return await _with_client(
         lambda c: c.run_jupyter(
             request, endpoint=_sandbox(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
@@ -191,11 +221,13 @@ run_jupyter.__aioagents_async__ = _run_jupyter_shared  # type: ignore[attr-defin
 
 # -- datasets --------------------------------------------------------------------------------------------------
 async def _get_prompts_shared(request: GetPromptsRequest, endpoint: str = "") -> list[Prompt]:
+    request = _as_model(request, GetPromptsRequest)
     return await _client().get_prompts(request, endpoint=_dataset(endpoint))
 
 
 async def get_prompts_async(request: GetPromptsRequest, endpoint: str = "") -> list[Prompt]:
     """A dataset's prompts."""
+    request = _as_model(request, GetPromptsRequest)
     return await _with_client(lambda c: c.get_prompts(request, endpoint=_dataset(endpoint)))
 
 
@@ -208,11 +240,13 @@ get_prompts.__aioagents_async__ = _get_prompts_shared  # type: ignore[attr-defin
 
 
 async def _get_prompt_by_id_shared(request: GetPromptByIdRequest, endpoint: str = "") -> Prompt:
+    request = _as_model(request, GetPromptByIdRequest)
     return await _client().get_prompt_by_id(request, endpoint=_dataset(endpoint))
 
 
 async def get_prompt_by_id_async(request: GetPromptByIdRequest, endpoint: str = "") -> Prompt:
     """One prompt by id."""
+    request = _as_model(request, GetPromptByIdRequest)
     return await _with_client(lambda c: c.get_prompt_by_id(request, endpoint=_dataset(endpoint)))
 
 
@@ -227,6 +261,7 @@ get_prompt_by_id.__aioagents_async__ = _get_prompt_by_id_shared  # type: ignore[
 async def _submit_shared(
     request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
 ) -> EvalResult:
+    request = _as_model(request, SubmitRequest)
     return await _client().submit(
         request, endpoint=_dataset(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
     )
@@ -236,6 +271,7 @@ async def submit_async(
     request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
 ) -> EvalResult:
     """Evaluate a completion."""
+    request = _as_model(request, SubmitRequest)
     return await _with_client(
         lambda c: c.submit(
             request, endpoint=_dataset(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
@@ -256,6 +292,7 @@ submit.__aioagents_async__ = _submit_shared  # type: ignore[attr-defined]
 async def _submit_safe_shared(
     request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
 ) -> EvalResult:
+    request = _as_model(request, SubmitRequest)
     return await _client().submit_safe(
         request, endpoint=_dataset(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
     )
@@ -265,6 +302,7 @@ async def submit_safe_async(
     request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
 ) -> EvalResult:
     """Evaluate a completion; any failure becomes a rejected result."""
+    request = _as_model(request, SubmitRequest)
     return await _with_client(
         lambda c: c.submit_safe(
             request, endpoint=_dataset(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
@@ -296,6 +334,7 @@ def run_concurrent(
     return _run_concurrent(func, args, kwargs, concurrency)
 
 
-def run_concurrent_pure(thunks: list[Callable[[], Any]], concurrency: int = 20) -> list[Any]:
-    """Call each zero-argument function, ``concurrency`` at a time; results in input order."""
-    return _run_concurrent(lambda thunk: thunk(), args=[[t] for t in thunks], concurrency=concurrency)
+def run_concurrent_pure(funcs: Iterable[Callable[[], Any]], concurrency: int = 20) -> list[Any]:
+    """Call each zero-argument function (any iterable of them, as the SDK), ``concurrency`` at a time; results in
+    input order."""
+    return _run_concurrent(lambda thunk: thunk(), args=[[f] for f in funcs], concurrency=concurrency)

@@ -18,7 +18,16 @@ unchanged. What differs, on purpose:
 - ``get_usage_limits().rate_limit["sync"]["limit"]`` works on current servers too (filled from
   ``requestsPerMinute``); ``storage`` is there when the server reports it.
 - ``validate_workflow`` still returns False on any error, as documented.
-- Errors are :class:`SimStudioError` with the SDK's codes; status errors are also aioagents' typed status errors.
+- Every error out of this module is a :class:`SimStudioError` with the SDK's codes (status errors are also aioagents'
+  typed status errors): a timeout, a stalled stream included, is ``code="TIMEOUT"``; a stream cut mid-way and any
+  other transport failure ``EXECUTION_ERROR`` (``STATUS_ERROR`` for reads); a call after ``close()`` ``CLIENT_CLOSED``
+  (also a ``RuntimeError``). The aioagents error is kept as ``__cause__``.
+- Both signatures: 0.1.x's positional ``(workflow_id, input_data, timeout, stream, selected_outputs,
+  async_execution)`` and 0.2.x's ``input=`` and keywords.
+- ``get_workflow_run(workflow_id, run_id)`` works after an async submit under either API: a v1 job this client
+  queued (or any id the v2 route does not know) is read from ``/api/jobs/{id}`` and answered in the v2 run shape.
+- ``logs``, ``trace_spans`` and ``total_duration`` are filled when the server sends them (v1 servers before Nov 2025
+  did; current ones send none, and the SDK 0.2.x never fills them).
 - The default base URL is ``$SIM_BASE_URL`` when set (so the documented examples can run against a local server),
   else ``https://www.sim.ai`` (0.2.1's; the bare domain redirects there).
 """
@@ -30,10 +39,15 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aioagents._config import env_or
-from aioagents._exceptions import AioAgentsError, APITimeoutError, ClientClosedError
+from aioagents._exceptions import AioAgentsError, ClientClosedError, IncompleteStreamError
 from aioagents.sync import _bridge
-from aioagents.workflows.client import DEFAULT_BASE_URL, WorkflowsClient
-from aioagents.workflows.errors import SimInvalidRequestError, SimStudioError
+from aioagents.workflows.client import DEFAULT_BASE_URL, DEFAULT_STREAM_IDLE_TIMEOUT, WorkflowsClient
+from aioagents.workflows.errors import (
+    SimAPIStatusError,
+    SimInvalidRequestError,
+    SimNotFoundError,
+    WorkflowFailedError,
+)
 from aioagents.workflows.events import StreamCollector, WorkflowEvent
 from aioagents.workflows.jobs import Job
 from aioagents.workflows.models import ApiVersion, ExecutionResult, JobStatus
@@ -43,6 +57,7 @@ __all__ = [
     "AsyncExecutionResult",
     "Client",
     "RateLimitInfo",
+    "SimClientClosedError",
     "SimStudioClient",
     "SimStudioError",
     "StreamingExecution",
@@ -53,8 +68,64 @@ __all__ = [
 
 T = TypeVar("T")
 _UNSET: Any = object()
-# The documented job vocabulary; servers say "pending" where the docs say "queued".
-_DOC_STATUS = {"queued": "queued", "running": "processing", "paused": "processing"}
+# The documented job vocabulary; servers say "pending" where the docs say "queued". A paused v2 run stays "paused":
+# it is at rest, and reporting it as "processing" would keep a polling loop going forever.
+_DOC_STATUS = {"queued": "queued", "running": "processing"}
+
+
+class SimStudioError(Exception):
+    """The SDK's error: a message, a ``code`` (``UNAUTHORIZED``, ``TIMEOUT``, ``RATE_LIMIT_EXCEEDED``,
+    ``USAGE_LIMIT_EXCEEDED``, ``EXECUTION_ERROR``, ``INVALID_JSON`` …) and the HTTP ``status`` when there was one.
+
+    An error status, a refused argument or a failed run comes out of this module as aioagents' own error (say
+    ``aioagents.workflows.SimRateLimitError``, also an ``aioagents.RateLimitError``) that is *also* a
+    ``SimStudioError``: both ``except SimStudioError as e: e.code`` and ``except aioagents.RateLimitError`` work.
+    """
+
+    def __init__(self, message: str, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        # Any: the aioagents status classes this one is combined with declare it as int; here it may be absent.
+        self.status: Any = status
+
+
+class SimClientClosedError(SimStudioError, RuntimeError):
+    """The client was used after ``close()`` (``code="CLIENT_CLOSED"``): misuse, so also a ``RuntimeError``."""
+
+
+# One class per aioagents Sim error class: that class and SimStudioError together (made on first use).
+_SIM_CLASSES: dict[type[AioAgentsError], type[SimStudioError]] = {}
+
+
+def _also_sim(exc: AioAgentsError) -> SimStudioError:
+    """``exc`` as an instance of its own class combined with :class:`SimStudioError`: same attributes (``code``,
+    ``status``, ``body`` …), same message."""
+    cls = type(exc)
+    combined = _SIM_CLASSES.get(cls)
+    if combined is None:
+        combined = _SIM_CLASSES[cls] = type(
+            cls.__name__, (cls, SimStudioError), {"__module__": cls.__module__, "__doc__": cls.__doc__}
+        )
+    out: SimStudioError = Exception.__new__(combined, *exc.args)
+    out.__dict__.update(exc.__dict__)
+    return out
+
+
+def _sim_error(exc: BaseException, failure: str, code: str) -> SimStudioError:
+    """The SDK's error for one of ours: an aioagents Sim error (status, bad argument, failed run) also made a
+    :class:`SimStudioError`; any other failure a :class:`SimStudioError` with the SDK's code (``TIMEOUT`` for any
+    timeout, a stalled stream included)."""
+    if isinstance(exc, SimStudioError):
+        return exc
+    if isinstance(exc, (SimAPIStatusError, SimInvalidRequestError, WorkflowFailedError)):
+        return _also_sim(exc)
+    if isinstance(exc, ClientClosedError):
+        return SimClientClosedError(str(exc), "CLIENT_CLOSED")
+    if isinstance(exc, TimeoutError):  # APITimeoutError, StreamIdleTimeout
+        return SimStudioError(f"{failure}: {exc}", "TIMEOUT")
+    if isinstance(exc, IncompleteStreamError):
+        return SimStudioError(f"{failure}: the stream ended early: {exc}", code)
+    return SimStudioError(f"{failure}: {exc}", code)
 
 
 @dataclass
@@ -121,7 +192,9 @@ def _to_result(result: ExecutionResult) -> WorkflowExecutionResult:
         success=result.success,
         output=result.output,
         error=result.error,
+        logs=None if result.logs is None else list(result.logs),
         metadata=dict(result.metadata),
+        trace_spans=None if result.trace_spans is None else list(result.trace_spans),
         total_duration=result.duration_ms,
         status=result.status,
     )
@@ -146,9 +219,13 @@ class StreamingExecution:
         self._result: WorkflowExecutionResult | None = None
 
     def __iter__(self) -> Iterator[WorkflowEvent]:
-        for event in self._events:
-            self._collector.feed(event)
-            yield event
+        try:
+            for event in self._events:
+                self._collector.feed(event)
+                yield event
+        except AioAgentsError as exc:
+            # A cut stream, a stall past the idle timeout: the SDK's error type, as every other failure.
+            raise _sim_error(exc, "Workflow stream failed", "EXECUTION_ERROR") from exc
 
     def text(self) -> Iterator[str]:
         """Only the answer text, chunk by chunk."""
@@ -206,14 +283,28 @@ class SimStudioClient:
         api_key: your Sim API key
         base_url: the Sim server (default ``$SIM_BASE_URL``, else ``https://www.sim.ai``)
         api_version: ``"v1"`` (default), ``"v2"`` or ``"auto"``
+        idle_timeout: the silence a ``stream=True`` run may keep before it fails with ``code="TIMEOUT"`` (default
+            :data:`aioagents.workflows.DEFAULT_STREAM_IDLE_TIMEOUT`, above the server's 300 s block limit, since the
+            server sends no heartbeats; ``None``: no limit)
     """
 
-    def __init__(self, api_key: str, base_url: str | None = None, *, api_version: ApiVersion = "v1") -> None:
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str | None = None,
+        *,
+        api_version: ApiVersion = "v1",
+        idle_timeout: float | None = DEFAULT_STREAM_IDLE_TIMEOUT,
+    ) -> None:
         self.api_key = api_key
         self.base_url = (env_or(base_url, "SIM_BASE_URL", default=DEFAULT_BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
-        self._client = WorkflowsClient(api_key=api_key, base_url=self.base_url, api_version=api_version)
-        # v2 runs this client queued, so get_job_status(task_id) can poll them like v1 jobs.
+        self._client = WorkflowsClient(
+            api_key=api_key, base_url=self.base_url, api_version=api_version, idle_timeout=idle_timeout
+        )
+        # v2 runs this client queued, so get_job_status(task_id) can poll them like v1 jobs; and v1 jobs, so
+        # get_workflow_run(workflow_id, run_id) can poll those like v2 runs.
         self._runs: dict[str, str] = {}
+        self._jobs: set[str] = set()
 
     def __repr__(self) -> str:
         return f"SimStudioClient(base_url={self.base_url!r})"
@@ -221,33 +312,33 @@ class SimStudioClient:
     # -- plumbing -------------------------------------------------------------------------------------------
     @staticmethod
     def _call(coro: Awaitable[T], failure: str, code: str) -> T:
-        """Run a coroutine of the async client; transport failures become the SDK's ``SimStudioError`` codes."""
+        """Run a coroutine of the async client; every failure becomes the SDK's ``SimStudioError`` (its codes)."""
         try:
             return _bridge.run(coro)
-        except (SimStudioError, ClientClosedError):
-            # Misuse after close() stays a RuntimeError rather than posing as a server failure.
+        except SimStudioError:
             raise
-        except APITimeoutError as exc:
-            raise SimStudioError(f"{failure}: {exc}", "TIMEOUT") from exc
         except AioAgentsError as exc:
-            raise SimStudioError(f"{failure}: {exc}", code) from exc
+            raise _sim_error(exc, failure, code) from exc
 
     # -- execution ------------------------------------------------------------------------------------------
     def execute_workflow(
         self,
         workflow_id: str,
         input_data: Any = None,
-        *,
-        input: Any = _UNSET,
         timeout: float = 30.0,
         stream: bool | None = None,
         selected_outputs: Sequence[str] | None = None,
         async_execution: bool | None = None,
+        *,
+        input: Any = _UNSET,
         execution_timeout_seconds: int | None = None,
     ) -> WorkflowExecutionResult | AsyncExecutionResult | StreamingExecution:
         """Execute a workflow. ``input_data`` (or ``input=``): a dict becomes the workflow's input, any other value
         arrives as ``{"input": value}``; file objects inside are sent as base64. ``async_execution=True`` returns an
-        :class:`AsyncExecutionResult` to poll; ``stream=True`` a :class:`StreamingExecution`."""
+        :class:`AsyncExecutionResult` to poll; ``stream=True`` a :class:`StreamingExecution`.
+
+        The positional order is 0.1.x's (``execute_workflow("wf", {"q": 1}, 60.0)``); 0.2.x passes the rest by
+        keyword, which works the same."""
         data = input_data if input is _UNSET else input
         if stream and async_execution:
             raise SimStudioError("stream and async_execution cannot be combined", "INVALID_REQUEST")
@@ -255,12 +346,8 @@ class SimStudioClient:
             opening = self._client.execute(workflow_id, data, stream=True, selected_outputs=selected_outputs)
             try:
                 events = _bridge.open_stream(opening)
-            except SimStudioError:
-                raise
-            except APITimeoutError as exc:
-                raise SimStudioError(f"Workflow execution timed out: {exc}", "TIMEOUT") from exc
             except AioAgentsError as exc:
-                raise SimStudioError(f"Failed to execute workflow: {exc}", "EXECUTION_ERROR") from exc
+                raise _sim_error(exc, "Failed to execute workflow", "EXECUTION_ERROR") from exc
             return StreamingExecution(events)
         if async_execution:
             job = self._call(
@@ -286,18 +373,21 @@ class SimStudioClient:
     @staticmethod
     def _check_timeout(execution_timeout_seconds: int | None) -> None:
         if execution_timeout_seconds is not None:
-            raise SimInvalidRequestError(
+            refused = SimInvalidRequestError(
                 "execution_timeout_seconds is supported only for async executions", "INVALID_EXECUTION_TIMEOUT"
             )
+            raise _sim_error(refused, "", "INVALID_EXECUTION_TIMEOUT")
 
     def _async_result(self, job: Job | ExecutionResult | Any) -> AsyncExecutionResult | WorkflowExecutionResult:
         if not isinstance(job, Job):
             return _to_result(job)  # pragma: no cover - execute(async_execution=True) always gives a Job
         if job.kind == "finished":
             # The server ran it right away (it ignored the async request): that is the result.
-            return _to_result(_bridge.run(job.result()))
+            return _to_result(self._call(job.result(), "Failed to execute workflow", "EXECUTION_ERROR"))
         if job.kind == "run":
             self._runs[job.id] = job.workflow_id
+        else:
+            self._jobs.add(job.id)
         status_url = job.status_url or ""
         link = f"/api/jobs/{job.id}" if job.kind == "job" else status_url
         submission = job.submission
@@ -317,13 +407,13 @@ class SimStudioClient:
         self,
         workflow_id: str,
         input_data: Any = None,
-        *,
-        input: Any = _UNSET,
         timeout: float = 30.0,
         stream: bool | None = None,
         selected_outputs: Sequence[str] | None = None,
+        *,
+        input: Any = _UNSET,
     ) -> WorkflowExecutionResult | StreamingExecution:
-        """Execute a workflow and wait for it (never async)."""
+        """Execute a workflow and wait for it (never async); positional order as in 0.1.x."""
         result = self.execute_workflow(
             workflow_id, input_data, input=input, timeout=timeout, stream=stream, selected_outputs=selected_outputs
         )
@@ -334,21 +424,21 @@ class SimStudioClient:
         self,
         workflow_id: str,
         input_data: Any = None,
-        *,
-        input: Any = _UNSET,
         timeout: float = 30.0,
         stream: bool | None = None,
         selected_outputs: Sequence[str] | None = None,
         async_execution: bool | None = None,
-        execution_timeout_seconds: int | None = None,
         max_retries: int = 3,
         initial_delay: float = 1.0,
         max_delay: float = 30.0,
         backoff_multiplier: float = 2.0,
+        *,
+        input: Any = _UNSET,
+        execution_timeout_seconds: int | None = None,
     ) -> WorkflowExecutionResult | AsyncExecutionResult | StreamingExecution:
         """Execute with automatic retries when the server refused before running (429, 503 with Retry-After):
         waits from ``initial_delay`` growing by ``backoff_multiplier`` up to ``max_delay``, ±25 % jitter, and at
-        least the server's ``Retry-After``."""
+        least the server's ``Retry-After``. Positional order as in 0.1.x."""
         data = input_data if input is _UNSET else input
         if not async_execution:
             self._check_timeout(execution_timeout_seconds)
@@ -423,18 +513,52 @@ class SimStudioClient:
         include_output: bool | None = None,
         selected_outputs: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        """A v2 run's ``data`` as the server sent it."""
-        status = self._call(
-            self._client.get_run_status(
-                workflow_id, run_id, include_output=include_output, selected_outputs=selected_outputs
-            ),
-            "Failed to get workflow run",
-            "STATUS_ERROR",
-        )
+        """A run's ``data`` in the v2 shape: ``runId``, ``workflowId``, ``status`` (``queued``, ``running``,
+        ``paused``, ``completed``, ``failed``, ``cancelled``), ``error`` (``{code, message}`` or None), ``output``
+        when ``include_output``, and the times.
+
+        A v2 run is read from ``/api/v2/workflows/{id}/runs/{runId}`` as the server sent it. A v1 job (what an async
+        submit gives under the default ``api_version="v1"``, or an id the v2 route answers 404 for) is read from
+        ``/api/jobs/{id}`` and answered in the same shape, so 0.2.x's "submit, then poll the run" works on both."""
+        if run_id in self._jobs:
+            return self._job_as_run(workflow_id, run_id, include_output)
+        try:
+            status = self._call(
+                self._client.get_run_status(
+                    workflow_id, run_id, include_output=include_output, selected_outputs=selected_outputs
+                ),
+                "Failed to get workflow run",
+                "STATUS_ERROR",
+            )
+        except SimNotFoundError as not_found:
+            # v2 switched off, or the id is a v1 job queued elsewhere: the job route may know it.
+            try:
+                return self._job_as_run(workflow_id, run_id, include_output)
+            except SimNotFoundError:
+                raise not_found from None
         data = status.raw.get("data")
         if not isinstance(data, Mapping):
             raise SimStudioError("Invalid v2 workflow run response", "STATUS_ERROR")
         return dict(data)
+
+    def _job_as_run(self, workflow_id: str, job_id: str, include_output: bool | None) -> dict[str, Any]:
+        status = self._call(self._client.get_job_status(job_id), "Failed to get workflow run", "STATUS_ERROR")
+        meta = status.metadata
+        run: dict[str, Any] = {
+            "runId": status.id,
+            "workflowId": workflow_id,
+            "status": status.state,
+            "startedAt": meta.get("startedAt"),
+            "endedAt": meta.get("completedAt"),
+            "durationMs": meta.get("duration"),
+            "paused": status.state == "paused",
+            "error": None
+            if status.error is None
+            else {"code": status.error_code or "EXECUTION_FAILED", "message": status.error},
+        }
+        if include_output:
+            run["output"] = status.output
+        return run
 
     def get_rate_limit_info(self) -> RateLimitInfo | None:
         """Rate-limit facts of the latest response, or None."""

@@ -231,7 +231,7 @@ class LmFunction:
         user = Definition.render_input(d.input_config, call.input, d.default_args, d.required_args, d.message_template)
         messages = [*d.message_stack, *call.extra_messages, Message.user(user)]
         options = d.gpt_opts.merged(call.override)
-        body = {"messages": [m.to_wire() for m in messages], **options.to_wire()}
+        body = {"messages": [m.to_wire() for m in messages], **d.gpt_opts.to_wire(call.override)}
         return body, options
 
     def build_request(self, *args: Any, **kwargs: Any) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import re
 import string
 from collections.abc import Mapping, Sequence
 from enum import Enum
-from typing import Any, Literal, Union
+from typing import Any, Literal, TypeVar, Union
 
 import attrs
 
@@ -80,6 +80,9 @@ class Role(str, Enum):
     function = "function"
 
 
+_Msg = TypeVar("_Msg", bound="Message")
+
+
 @attrs.frozen(kw_only=True)
 class Message:
     """A chat message: ``role``, ``content`` and an optional author ``name``.
@@ -92,27 +95,28 @@ class Message:
     content: str
     name: str | None = None
 
-    @staticmethod
-    def user(content: str, name: str | None = None) -> Message:
-        return Message(role=Role.user, content=content, name=name)
+    # Class methods, so a subclass (compat.slambda's) builds its own kind.
+    @classmethod
+    def user(cls: type[_Msg], content: str, name: str | None = None) -> _Msg:
+        return cls(role=Role.user, content=content, name=name)
 
-    @staticmethod
-    def assistant(content: str, name: str | None = None) -> Message:
-        return Message(role=Role.assistant, content=content, name=name)
+    @classmethod
+    def assistant(cls: type[_Msg], content: str, name: str | None = None) -> _Msg:
+        return cls(role=Role.assistant, content=content, name=name)
 
-    @staticmethod
-    def system(content: str, name: str | None = None) -> Message:
-        return Message(role=Role.system, content=content, name=name)
+    @classmethod
+    def system(cls: type[_Msg], content: str, name: str | None = None) -> _Msg:
+        return cls(role=Role.system, content=content, name=name)
 
-    @staticmethod
-    def example_user(content: str) -> Message:
+    @classmethod
+    def example_user(cls: type[_Msg], content: str) -> _Msg:
         """An example's input: a ``system`` message named ``example_user`` (the few-shot layout of slambda)."""
-        return Message(role=Role.system, content=content, name="example_user")
+        return cls(role=Role.system, content=content, name="example_user")
 
-    @staticmethod
-    def example_assistant(content: str) -> Message:
+    @classmethod
+    def example_assistant(cls: type[_Msg], content: str) -> _Msg:
         """An example's output: a ``system`` message named ``example_assistant``."""
-        return Message(role=Role.system, content=content, name="example_assistant")
+        return cls(role=Role.system, content=content, name="example_assistant")
 
     def to_wire(self) -> dict[str, Any]:
         """The message as the API takes it; ``name`` only when set."""
@@ -169,18 +173,34 @@ class GptApiOptions:
     logit_bias: dict[int, int] | None = attrs.field(default=None, converter=_opt_bias)
     user: str | None = None
 
+    @staticmethod
+    def _check_override(override: Mapping[str, Any]) -> None:
+        unknown = sorted(set(override) - set(_OPTION_FIELDS))
+        if unknown:
+            raise LmFunctionError(f"cannot override {', '.join(unknown)}; overridable: {', '.join(_OPTION_FIELDS)}")
+
     def merged(self, override: Mapping[str, Any] | None) -> GptApiOptions:
         """These options with a call's ``__override`` applied (unknown keys are an error, not silently dropped)."""
         if not override:
             return self
-        unknown = sorted(set(override) - set(_OPTION_FIELDS))
-        if unknown:
-            raise LmFunctionError(f"cannot override {', '.join(unknown)}; overridable: {', '.join(_OPTION_FIELDS)}")
+        self._check_override(override)
         return attrs.evolve(self, **override)
 
-    def to_wire(self) -> dict[str, Any]:
-        """The set options as request fields (``logit_bias`` keys become strings in JSON)."""
-        return {name: getattr(self, name) for name in _OPTION_FIELDS if getattr(self, name) is not None}
+    def to_wire(self, override: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The set options as request fields (``logit_bias`` keys become strings in JSON).
+
+        A call's ``override`` values are sent as given, as slambda sends them (``temperature=0`` stays ``0``, where
+        the function's own options were normalised like pydantic's, ``0.0``); an override of ``None`` unsets.
+        """
+        wire = {name: getattr(self, name) for name in _OPTION_FIELDS if getattr(self, name) is not None}
+        if override:
+            self._check_override(override)
+            for name, value in override.items():
+                if value is None:
+                    wire.pop(name, None)
+                else:
+                    wire[name] = value
+        return wire
 
 
 class FunctionInputType(str, Enum):

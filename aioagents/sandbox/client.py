@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -42,6 +43,8 @@ _RUN_MARGIN = 5.0
 _JUPYTER_MARGIN = 12.0
 
 T = TypeVar("T")
+
+log = logging.getLogger("aioagents.sandbox")
 
 
 class SandboxError(APIError):
@@ -327,12 +330,21 @@ class SandboxClient:
         client_timeout: float | None = None,
         max_attempts: int | None = None,
     ) -> EvalResult:
-        """Like :meth:`submit`, but any failure becomes a rejected result (``accepted=False``) instead of an error."""
+        """Like :meth:`submit`, but a failed evaluation — the service refused it, or no answer came back — becomes a
+        rejected result (``accepted=False``, logged as a warning) instead of an error.
+
+        Only service and transport failures (:class:`~aioagents.APIError`) are turned into a rejection: a bug on our
+        side (a ``TypeError``, an ``AttributeError``) or a cancellation propagates, so it can never pass for a wrong
+        answer.
+        """
         try:
             return await self.submit(
                 request, endpoint=endpoint, client_timeout=client_timeout, max_attempts=max_attempts
             )
-        except Exception:
+        except APIError as exc:
+            log.warning(
+                "submit of %r to dataset %r failed, returning a rejected result: %s", request.id, request.dataset, exc
+            )
             return EvalResult(id=request.id, accepted=False, extracted_code="", tests=[])
 
     async def get_metrics(self, request: GetMetricsRequest, *, endpoint: str | None = None) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import base64
 import enum
-from collections.abc import Iterable
-from typing import Any, Literal, Union
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, TypeVar, Union
 
 import attrs
 import cattrs
@@ -69,11 +69,15 @@ Language = Literal[
 
 LANGUAGES: frozenset[str] = frozenset(Language.__args__)  # type: ignore[attr-defined]
 
+# The SDK's ``Language`` also lists these; the reference server answers them with 422, newer ones may run them. The
+# request is the server's to refuse, so they pass the client-side check.
+_SDK_ONLY_LANGUAGES = frozenset({"python2", "gtest", "react"})
+
 Id = Union[int, str]  # noqa: UP007 (a runtime alias on 3.10)
 
 
-def _check_language(_: object, attribute: attrs.Attribute[Any], value: str) -> None:
-    if value not in LANGUAGES:
+def _check_language(_: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and value not in LANGUAGES and value not in _SDK_ONLY_LANGUAGES:
         raise InvalidRequestError(
             f"unknown language {value!r}; the server accepts: {', '.join(sorted(LANGUAGES, key=str.lower))}"
         )
@@ -83,6 +87,129 @@ def _str_list(values: Iterable[str]) -> list[str]:
     if isinstance(values, str):
         raise InvalidRequestError("expected a list of strings, not one string")
     return list(values)
+
+
+# -- input coercion: the forms the SDK's pydantic (v1) models accept --------------------------------------------
+M = TypeVar("M")
+E = TypeVar("E", bound=enum.Enum)
+
+
+def _to_float(value: Any) -> float:
+    if type(value) is float:  # the common case first: this runs on every request built
+        return value
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise InvalidRequestError(f"expected a number, got {value!r}")
+
+
+def _to_opt_float(value: Any) -> float | None:
+    return None if value is None else _to_float(value)
+
+
+def _to_int(value: Any) -> int:
+    if type(value) is int:
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise InvalidRequestError(f"expected an integer, got {value!r}")
+
+
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+
+
+def _to_opt_bool(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    raise InvalidRequestError(f"expected a boolean, got {value!r}")
+
+
+def _enum_value(cls: type[E], value: Any) -> E:
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls(value)
+    except ValueError:
+        raise InvalidRequestError(
+            f"{value!r} is not a {cls.__name__}; one of: {', '.join(m.value for m in cls)}"
+        ) from None
+
+
+def _fields_of(value: Any) -> Mapping[str, Any] | None:
+    """The fields of a mapping, or of a pydantic model (an SDK object handed to us), else None."""
+    if isinstance(value, Mapping):
+        return value
+    dump = getattr(value, "model_dump", None)  # pydantic v2
+    if dump is None and hasattr(type(value), "__fields__"):  # pydantic v1 (the SDK's models are pydantic.v1)
+        dump = getattr(value, "dict", None)
+    fields = dump() if callable(dump) else None
+    return fields if isinstance(fields, Mapping) else None
+
+
+def _model(cls: type[M], value: Any) -> M:
+    """``value`` as a ``cls``: itself, or its fields as a dict (or as an SDK model), converted."""
+    if isinstance(value, cls):
+        return value
+    fields = _fields_of(value)
+    if fields is None:
+        raise InvalidRequestError(f"expected a {cls.__name__} or a dict of its fields, got {type(value).__name__}")
+    try:
+        # The shared converter: nested dicts, unknown keys ignored (refused under strict decoding), and each field's
+        # own converter applied.
+        return converter.structure(fields, cls)
+    except cattrs.BaseValidationError as exc:
+        raise InvalidRequestError(f"{cls.__name__}: {'; '.join(cattrs.transform_error(exc))}") from None
+
+
+def _model_list(cls: type[M], values: Any) -> list[M]:
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        raise InvalidRequestError(f"expected a list of {cls.__name__}, got {type(values).__name__}")
+    return [_model(cls, v) for v in values]
+
+
+# Named converters, one per field type (attrs' mypy plugin reads a converter's type from a named function).
+def _to_run_status(value: Any) -> RunStatus:
+    return _enum_value(RunStatus, value)
+
+
+def _to_command_status(value: Any) -> CommandRunStatus:
+    return _enum_value(CommandRunStatus, value)
+
+
+def _to_opt_command_result(value: Any) -> CommandRunResult | None:
+    return None if value is None else _model(CommandRunResult, value)
+
+
+def _to_cells(values: Any) -> list[CellRunResult]:
+    return _model_list(CellRunResult, values)
+
+
+def _to_config(value: Any) -> TestConfig:
+    return _model(TestConfig, value)
+
+
+def _to_run_code_response(value: Any) -> RunCodeResponse:
+    return _model(RunCodeResponse, value)
+
+
+def _to_test_cases(values: Any) -> list[EvalTestCase]:
+    return _model_list(EvalTestCase, values)
+
+
+def _to_eval_results(values: Any) -> list[EvalResult]:
+    return _model_list(EvalResult, values)
 
 
 def _encode_files(files: Any) -> dict[str, str | None]:
@@ -100,12 +227,12 @@ def _encode_files(files: Any) -> dict[str, str | None]:
 class CommandRunResult:
     """One command's result. ``return_code`` is null on a timeout; ``cpu_time`` only some servers send."""
 
-    status: CommandRunStatus
-    execution_time: float | None = None
+    status: CommandRunStatus = attrs.field(converter=_to_command_status)
+    execution_time: float | None = attrs.field(default=None, converter=_to_opt_float)
     return_code: int | None = None
     stdout: str | None = None
     stderr: str | None = None
-    cpu_time: float | None = None
+    cpu_time: float | None = attrs.field(default=None, converter=_to_opt_float)
 
 
 @attrs.frozen(kw_only=True)
@@ -115,9 +242,9 @@ class RunCodeRequest:
 
     code: str
     language: str = attrs.field(validator=_check_language)
-    compile_timeout: float = 10
-    run_timeout: float = 10
-    memory_limit_MB: int = -1
+    compile_timeout: float = attrs.field(default=10.0, converter=_to_float)
+    run_timeout: float = attrs.field(default=10.0, converter=_to_float)
+    memory_limit_MB: int = attrs.field(default=-1, converter=_to_int)
     stdin: str | None = None
     files: dict[str, str | None] = attrs.field(factory=dict, converter=_encode_files)
     fetch_files: list[str] = attrs.field(factory=list, converter=_str_list)
@@ -127,10 +254,10 @@ class RunCodeRequest:
 class RunCodeResponse:
     """``/run_code``'s answer. ``files`` holds the fetched files, base64; a missing file is simply absent."""
 
-    status: RunStatus
+    status: RunStatus = attrs.field(converter=_to_run_status)
     message: str = ""
-    compile_result: CommandRunResult | None = None
-    run_result: CommandRunResult | None = None
+    compile_result: CommandRunResult | None = attrs.field(default=None, converter=_to_opt_command_result)
+    run_result: CommandRunResult | None = attrs.field(default=None, converter=_to_opt_command_result)
     executor_pod_name: str | None = None
     files: dict[str, str] = attrs.field(factory=dict)
 
@@ -157,9 +284,9 @@ class RunJupyterRequest:
     """``POST /run_jupyter``: cells run in order in a fresh kernel."""
 
     cells: list[str] = attrs.field(converter=_str_list)
-    cell_timeout: float = 0
-    total_timeout: float = 45
-    memory_limit_MB: int = -1
+    cell_timeout: float = attrs.field(default=0.0, converter=_to_float)
+    total_timeout: float = attrs.field(default=45.0, converter=_to_float)
+    memory_limit_MB: int = attrs.field(default=-1, converter=_to_int)
     kernel: Literal["python3"] = "python3"
     files: dict[str, str | None] = attrs.field(factory=dict, converter=_encode_files)
     fetch_files: list[str] = attrs.field(factory=list, converter=_str_list)
@@ -179,10 +306,10 @@ class CellRunResult:
 class RunJupyterResponse:
     """``/run_jupyter``'s answer: one :class:`CellRunResult` per finished cell, and the driver's own result."""
 
-    status: RunStatus
+    status: RunStatus = attrs.field(converter=_to_run_status)
     message: str = ""
-    driver: CommandRunResult | None = None
-    cells: list[CellRunResult] = attrs.field(factory=list)
+    driver: CommandRunResult | None = attrs.field(default=None, converter=_to_opt_command_result)
+    cells: list[CellRunResult] = attrs.field(factory=list, converter=_to_cells)
     executor_pod_name: str | None = None
     files: dict[str, str] = attrs.field(factory=dict)
 
@@ -194,11 +321,11 @@ class TestConfig:
     __test__ = False  # not a pytest test class
 
     dataset_type: str | None = None
-    language: str | None = None
+    language: str | None = attrs.field(default=None, validator=_check_language)
     locale: str | None = None
-    is_fewshot: bool | None = None
-    compile_timeout: float | None = None
-    run_timeout: float | None = None
+    is_fewshot: bool | None = attrs.field(default=None, converter=_to_opt_bool)
+    compile_timeout: float | None = attrs.field(default=None, converter=_to_opt_float)
+    run_timeout: float | None = attrs.field(default=None, converter=_to_opt_float)
     custom_extract_logic: str | None = None
     provided_data: list[dict[str, Any]] | dict[str, Any] | None = None
     extra: dict[str, Any] = attrs.field(factory=dict)
@@ -226,9 +353,9 @@ class GetPromptsRequest:
     """``POST /get_prompts`` (and ``/list_ids``): a page of a dataset's rows."""
 
     dataset: str
-    config: TestConfig = attrs.field(factory=TestConfig)
-    offset: int = 0
-    limit: int = 1000000
+    config: TestConfig = attrs.field(factory=TestConfig, converter=_to_config)
+    offset: int = attrs.field(default=0, converter=_to_int)
+    limit: int = attrs.field(default=1000000, converter=_to_int)
 
 
 @attrs.frozen(kw_only=True)
@@ -237,7 +364,7 @@ class GetPromptByIdRequest:
 
     dataset: str
     id: Id
-    config: TestConfig = attrs.field(factory=TestConfig)
+    config: TestConfig = attrs.field(factory=TestConfig, converter=_to_config)
 
 
 @attrs.frozen(kw_only=True)
@@ -247,7 +374,7 @@ class SubmitRequest:
     dataset: str
     id: Id
     completion: str
-    config: TestConfig = attrs.field(factory=TestConfig)
+    config: TestConfig = attrs.field(factory=TestConfig, converter=_to_config)
 
 
 @attrs.frozen(kw_only=True)
@@ -255,7 +382,7 @@ class EvalTestCase:
     """One test of an evaluation: whether it passed, and the run that decided it."""
 
     passed: bool
-    exec_info: RunCodeResponse
+    exec_info: RunCodeResponse = attrs.field(converter=_to_run_code_response)
     test_info: dict[str, Any] | None = None
 
 
@@ -268,7 +395,7 @@ class EvalResult:
     extracted_code: str
     full_code: str | None = None
     test_code: str | None = None
-    tests: list[EvalTestCase] = attrs.field(factory=list)
+    tests: list[EvalTestCase] = attrs.field(factory=list, converter=_to_test_cases)
     extracted_type: Literal["fenced", "incomplete_fenced", "heuristic", "empty"] | None = None
     extra: dict[str, Any] | None = None
 
@@ -278,8 +405,8 @@ class GetMetricsRequest:
     """``POST /get_metrics``: aggregate a dataset's metrics over evaluated results."""
 
     dataset: str
-    config: TestConfig = attrs.field(factory=TestConfig)
-    results: list[EvalResult] = attrs.field(factory=list)
+    config: TestConfig = attrs.field(factory=TestConfig, converter=_to_config)
+    results: list[EvalResult] = attrs.field(factory=list, converter=_to_eval_results)
 
 
 @attrs.frozen(kw_only=True)
@@ -287,7 +414,7 @@ class GetMetricsFunctionRequest:
     """``POST /get_metrics_function``: ask for the source of a dataset's metrics function."""
 
     dataset: str
-    config: TestConfig = attrs.field(factory=TestConfig)
+    config: TestConfig = attrs.field(factory=TestConfig, converter=_to_config)
 
 
 @attrs.frozen(kw_only=True)

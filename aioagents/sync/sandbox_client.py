@@ -229,7 +229,13 @@ class SandboxClient:
         client_timeout: float | None = None,
         max_attempts: int | None = None,
     ) -> EvalResult:
-        """Like :meth:`submit`, but any failure becomes a rejected result (``accepted=False``) instead of an error."""
+        """Like :meth:`submit`, but a failed evaluation — the service refused it, or no answer came back — becomes a
+        rejected result (``accepted=False``, logged as a warning) instead of an error.
+
+        Only service and transport failures (:class:`~aioagents.APIError`) are turned into a rejection: a bug on our
+        side (a ``TypeError``, an ``AttributeError``) or a cancellation propagates, so it can never pass for a wrong
+        answer.
+        """
         return _bridge.run(
             self._async.submit_safe(
                 request,

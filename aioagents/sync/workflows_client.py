@@ -14,6 +14,7 @@ from aioagents import RateLimiter, TimeoutLike
 from aioagents.sync import _bridge
 from aioagents.sync.workflows_jobs import Job
 from aioagents.workflows import (
+    DEFAULT_STREAM_IDLE_TIMEOUT,
     ApiVersion,
     ExecutionResult,
     JobStatus,
@@ -35,7 +36,8 @@ class WorkflowsClient:
     ``api_key`` defaults to ``$SIM_API_KEY`` (``None`` runs public workflows), ``base_url`` to ``$SIM_BASE_URL`` or
     ``https://www.sim.ai``. ``timeout`` bounds reads (default 30 s), ``execute_timeout`` a sync run (default 310 s:
     longer than the server's own 300 s limit), ``idle_timeout`` the silence a stream may keep (no total limit on
-    streams). ``max_attempts`` counts every attempt of a call, the first included.
+    streams; default :data:`DEFAULT_STREAM_IDLE_TIMEOUT`, 310 s: the server sends no heartbeats and a block may
+    run 300 s in silence; ``None`` for no limit). ``max_attempts`` counts every attempt of a call, the first included.
     """
 
     _async: _impl.WorkflowsClient
@@ -48,7 +50,7 @@ class WorkflowsClient:
         api_version: ApiVersion = "v1",
         timeout: TimeoutLike = None,
         execute_timeout: TimeoutLike = None,
-        idle_timeout: float | None = 60.0,
+        idle_timeout: float | None = DEFAULT_STREAM_IDLE_TIMEOUT,
         max_attempts: int | None = None,
         rate_limiter: RateLimiter | None = None,
         session: ClientSession | None = None,

@@ -75,14 +75,15 @@ class Job:
         poll_interval: float = 1.0,
         max_interval: float = 10.0,
     ) -> JobStatus:
-        """Poll until the job is completed, failed or cancelled, waiting ``poll_interval`` at first and longer
-        each time (up to ``max_interval``). Raises :class:`~aioagents.PollTimeoutError` (with ``last``) after
-        ``timeout`` seconds; the job keeps running on the server.
+        """Poll until the job comes to rest: completed, failed or cancelled, or ``paused`` (a v2 run waiting for a
+        human or a resume call, which no amount of polling moves on: check ``state``). Waits ``poll_interval`` at
+        first and longer each time (up to ``max_interval``). Raises :class:`~aioagents.PollTimeoutError` (with
+        ``last``) after ``timeout`` seconds; the job keeps running on the server.
         """
         return _bridge.run(self._async.wait(timeout=timeout, poll_interval=poll_interval, max_interval=max_interval))
 
     def result(self, *, timeout: float | None = None, poll_interval: float = 1.0) -> ExecutionResult:
-        """Wait for the job and return it as the :class:`ExecutionResult` a sync run gives (a failed run has
-        ``success=False``; call ``raise_for_status()`` to raise).
+        """Wait for the job to come to rest and return it as the :class:`ExecutionResult` a sync run gives (a failed
+        run has ``success=False``, a paused one ``status="paused"``; call ``raise_for_status()`` to raise).
         """
         return _bridge.run(self._async.result(timeout=timeout, poll_interval=poll_interval))

@@ -165,6 +165,8 @@ class FakeSimServer(FakeServer):
     * ``done_style``: the end-of-stream marker: ``"quoted"`` (the server's ``data: "[DONE]"``), ``"bare"``
       (``data: [DONE]``) or ``"event"`` (the docs' ``{"event":"done",…}`` frame then ``data: [DONE]``).
     * ``legacy_async_shape``: answer a v1 async submit the 2025-07 way (``taskId``, ``links``).
+    * ``legacy_sync_shape``: answer a v1 sync run the pre-Nov-2025 way: the whole result minus ``logs``, so with
+      ``traceSpans`` and ``totalDuration``.
     * ``usage_shape``: ``"current"`` (``requestsPerMinute``/``maxBurst``/``storage``) or ``"legacy"``
       (``limit``).
     * ``usage_exceeded``: every execute answers 402.
@@ -181,6 +183,7 @@ class FakeSimServer(FakeServer):
         self.v2_enabled = True
         self.done_style: DoneStyle = "quoted"
         self.legacy_async_shape = False
+        self.legacy_sync_shape = False
         self.usage_shape: Literal["current", "legacy"] = "current"
         self.usage_exceeded = False
         self.rate_limit = 100
@@ -492,14 +495,24 @@ class FakeSimServer(FakeServer):
                 },
                 500,
             )
-        return self._v1_json(
-            {
-                "success": True,
-                "executionId": execution_id,
-                "output": self._output_for(workflow, workflow_input),
-                "metadata": self._metadata(workflow),
-            }
-        )
+        answer: dict[str, Any] = {
+            "success": True,
+            "executionId": execution_id,
+            "output": self._output_for(workflow, workflow_input),
+            "metadata": self._metadata(workflow),
+        }
+        if self.legacy_sync_shape:
+            answer["traceSpans"] = [
+                {
+                    "id": f"span-{workflow.block_id}",
+                    "name": "Agent 1",
+                    "type": "agent",
+                    "duration": workflow.duration_ms,
+                    "status": "success",
+                }
+            ]
+            answer["totalDuration"] = workflow.duration_ms
+        return self._v1_json(answer)
 
     async def _v1_status(self, request: web.Request) -> web.StreamResponse:
         if self._auth(request) != "ok":

@@ -9,11 +9,13 @@
 ...                 print(event.text, end="", flush=True)
 
 The event classes ``StreamError`` and ``Error`` are stream *events* (data), not exceptions; the exceptions are the
-``Sim*Error`` classes, which are also :class:`SimStudioError` (the original SDK's class, with ``code``/``status``).
+``Sim*Error`` classes: aioagents' error tree, each with the SDK-style ``code``. The SDK's ``SimStudioError`` is in
+:mod:`aioagents.compat.simstudio`.
 """
 
 from aioagents.workflows.client import (
     DEFAULT_BASE_URL,
+    DEFAULT_STREAM_IDLE_TIMEOUT,
     MAX_EXECUTION_TIMEOUT_SECONDS,
     WorkflowsClient,
     encode_files,
@@ -30,7 +32,6 @@ from aioagents.workflows.errors import (
     SimRateLimitError,
     SimRequestTooLargeError,
     SimServiceUnavailableError,
-    SimStudioError,
     SimUsageLimitError,
     WorkflowFailedError,
 )
@@ -66,6 +67,7 @@ from aioagents.workflows.models import (
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_STREAM_IDLE_TIMEOUT",
     "MAX_EXECUTION_TIMEOUT_SECONDS",
     "ApiVersion",
     "Chunk",
@@ -90,7 +92,6 @@ __all__ = [
     "SimRateLimitError",
     "SimRequestTooLargeError",
     "SimServiceUnavailableError",
-    "SimStudioError",
     "SimUsageLimitError",
     "StorageUsage",
     "StreamCollector",

@@ -59,6 +59,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_EXECUTE_TIMEOUT",
     "DEFAULT_READ_TIMEOUT",
+    "DEFAULT_STREAM_IDLE_TIMEOUT",
     "MAX_EXECUTION_TIMEOUT_SECONDS",
     "V1_CONTROL_KEYS",
     "WorkflowsClient",
@@ -71,6 +72,10 @@ MAX_EXECUTION_TIMEOUT_SECONDS = 604_800
 # longer so that the server's answer, not a client timeout, ends the call. Reads are quick.
 DEFAULT_EXECUTE_TIMEOUT = Timeout(total=310.0, connect=10.0)
 DEFAULT_READ_TIMEOUT = Timeout(total=30.0, connect=10.0)
+# A stream's idle limit. The server sends no heartbeats and one block may run up to its 300 s limit in silence (a
+# long tool call, a slow model before its first token), so a limit below that cuts healthy runs: the default outlasts
+# the block limit, as the sync execute timeout does.
+DEFAULT_STREAM_IDLE_TIMEOUT = 310.0
 STREAM_PROTOCOL = "agent-events-v1"
 # Keys the v1 route strips from the body before the rest becomes the workflow input [contract §3.1]: an input field
 # with one of these names would silently vanish (or steer the run), so it is refused.
@@ -165,7 +170,8 @@ class WorkflowsClient:
     ``api_key`` defaults to ``$SIM_API_KEY`` (``None`` runs public workflows), ``base_url`` to ``$SIM_BASE_URL`` or
     ``https://www.sim.ai``. ``timeout`` bounds reads (default 30 s), ``execute_timeout`` a sync run (default 310 s:
     longer than the server's own 300 s limit), ``idle_timeout`` the silence a stream may keep (no total limit on
-    streams). ``max_attempts`` counts every attempt of a call, the first included.
+    streams; default :data:`DEFAULT_STREAM_IDLE_TIMEOUT`, 310 s: the server sends no heartbeats and a block may
+    run 300 s in silence; ``None`` for no limit). ``max_attempts`` counts every attempt of a call, the first included.
     """
 
     def __init__(
@@ -176,7 +182,7 @@ class WorkflowsClient:
         api_version: ApiVersion = "v1",
         timeout: TimeoutLike = None,
         execute_timeout: TimeoutLike = None,
-        idle_timeout: float | None = 60.0,
+        idle_timeout: float | None = DEFAULT_STREAM_IDLE_TIMEOUT,
         max_attempts: int | None = None,
         rate_limiter: RateLimiter | None = None,
         session: aiohttp.ClientSession | None = None,

@@ -1,9 +1,9 @@
-"""Sim workflow errors: our status classes with the original SDK's ``SimStudioError`` (``code``, ``status``) mixed in.
+"""Sim workflow errors: aioagents' status classes, each with the SDK-style ``code`` the SDK would have given.
 
 ::
 
-    SimStudioError                         the SDK's class: message, ``code``, ``status``
-    ├── SimAPIStatusError                  also aioagents.APIStatusError (any other status)
+    (aioagents' tree)
+    ├── SimAPIStatusError                  an aioagents.APIStatusError (any other status), ``server_code``
     ├── SimBadRequestError                 also BadRequestError 400 (code BAD_REQUEST, INVALID_JSON …)
     ├── SimAuthenticationError             also AuthenticationError 401 (UNAUTHORIZED)
     ├── SimUsageLimitError                 also PaymentRequiredError 402 (USAGE_LIMIT_EXCEEDED)
@@ -18,7 +18,9 @@
     ├── SimInvalidRequestError             also InvalidRequestError: caught before sending (INVALID_EXECUTION_TIMEOUT)
     └── WorkflowFailedError                a run that failed, raised by ``ExecutionResult.raise_for_status()``
 
-So both ``except aioagents.RateLimitError`` and the SDK's ``except SimStudioError as e: if e.code == …`` work.
+``code`` is always set (derived from the status when the body names none), so ``except aioagents.RateLimitError as
+e: e.code`` reads as the SDK's. The SDK's own class, ``SimStudioError``, is a compat concern: it lives in
+:mod:`aioagents.compat.simstudio`, whose client raises these same errors as ``SimStudioError`` s.
 When the body carries no code (the v1 routes mostly do not, contract §6) the code is derived from the HTTP status.
 Both body shapes are read: v1 ``{"error": "<msg>", "code"?}`` and v2 ``{"error": {"code", "message", "details"?}}``.
 """
@@ -61,7 +63,6 @@ __all__ = [
     "SimRateLimitError",
     "SimRequestTooLargeError",
     "SimServiceUnavailableError",
-    "SimStudioError",
     "SimUsageLimitError",
     "WorkflowFailedError",
     "code_for_status",
@@ -69,18 +70,7 @@ __all__ = [
 ]
 
 
-class SimStudioError(Exception):
-    """The original SDK's error: a message, a ``code`` (``UNAUTHORIZED``, ``TIMEOUT``, ``RATE_LIMIT_EXCEEDED``,
-    ``USAGE_LIMIT_EXCEEDED``, ``EXECUTION_ERROR``, ``INVALID_JSON`` …) and the HTTP ``status`` when there was one."""
-
-    def __init__(self, message: str, code: str | None = None, status: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        # Any: the status classes mixed with this one declare it as int; here it may be absent.
-        self.status: Any = status
-
-
-class SimAPIStatusError(APIStatusError, SimStudioError):
+class SimAPIStatusError(APIStatusError):
     """An error status the more specific classes do not cover."""
 
     #: The code the server sent, when it sent one (``code`` may be derived or forced).
@@ -127,16 +117,16 @@ class SimServiceUnavailableError(ServiceUnavailableError, SimInternalServerError
     """503. With ``code == "ASYNC_ENQUEUE_AMBIGUOUS"`` the job may or may not be queued: it is never retried."""
 
 
-class SimInvalidRequestError(InvalidRequestError, SimStudioError):
+class SimInvalidRequestError(InvalidRequestError):
     """Bad arguments, caught before anything was sent (``INVALID_EXECUTION_TIMEOUT``, ``INVALID_INPUT``)."""
 
     def __init__(self, message: str, code: str = "INVALID_INPUT") -> None:
         super().__init__(message)
         self.code = code
-        self.status = None
+        self.status: int | None = None
 
 
-class WorkflowFailedError(AioAgentsError, SimStudioError):
+class WorkflowFailedError(AioAgentsError):
     """A workflow run that failed (``EXECUTION_ERROR``, or the run's own code such as ``TIMEOUT``); ``result`` holds
     the whole result, partial output included."""
 

@@ -1,7 +1,7 @@
 """Job: a handle on a queued workflow run (a v1 job or a v2 run) that polls through the shared polling helper.
 
 >>> job = await client.execute("wf", {"data": "large"}, async_execution=True)
->>> status = await job.wait(timeout=600, poll_interval=2)     # JobStatus, state completed/failed/cancelled
+>>> status = await job.wait(timeout=600, poll_interval=2)     # JobStatus: completed/failed/cancelled, or paused
 >>> result = await job.result()                               # ExecutionResult, as a sync run returns it
 """
 
@@ -101,12 +101,13 @@ class Job:
     async def wait(
         self, *, timeout: float | None = None, poll_interval: float = 1.0, max_interval: float = 10.0
     ) -> JobStatus:
-        """Poll until the job is completed, failed or cancelled, waiting ``poll_interval`` at first and longer
-        each time (up to ``max_interval``). Raises :class:`~aioagents.PollTimeoutError` (with ``last``) after
-        ``timeout`` seconds; the job keeps running on the server."""
+        """Poll until the job comes to rest: completed, failed or cancelled, or ``paused`` (a v2 run waiting for a
+        human or a resume call, which no amount of polling moves on: check ``state``). Waits ``poll_interval`` at
+        first and longer each time (up to ``max_interval``). Raises :class:`~aioagents.PollTimeoutError` (with
+        ``last``) after ``timeout`` seconds; the job keeps running on the server."""
         return await poll_until(
             self.status,
-            lambda s: s.done,
+            lambda s: s.done or s.state == "paused",
             timeout=timeout,
             interval=poll_interval,
             max_interval=max(max_interval, poll_interval),
@@ -114,8 +115,8 @@ class Job:
         )
 
     async def result(self, *, timeout: float | None = None, poll_interval: float = 1.0) -> ExecutionResult:
-        """Wait for the job and return it as the :class:`ExecutionResult` a sync run gives (a failed run has
-        ``success=False``; call ``raise_for_status()`` to raise)."""
+        """Wait for the job to come to rest and return it as the :class:`ExecutionResult` a sync run gives (a failed
+        run has ``success=False``, a paused one ``status="paused"``; call ``raise_for_status()`` to raise)."""
         if self._finished is not None:
             return self._finished
         status = await self.wait(timeout=timeout, poll_interval=poll_interval)

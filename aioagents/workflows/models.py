@@ -10,7 +10,7 @@ readers are lenient: an unknown field is ignored and a missing one becomes ``Non
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -59,6 +59,10 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def _list_or_none(value: Any) -> list[Any] | None:
+    return list(value) if isinstance(value, list) else None
+
+
 def _error_text(error: Any) -> tuple[str | None, str | None]:
     """(message, code) from a string or ``{code, message}`` error."""
     if error is None:
@@ -77,7 +81,8 @@ class ExecutionResult:
 
     ``status`` is ``completed``/``failed``/``paused``/``cancelled``; ``execution_id`` the v1 execution id or v2 run id;
     ``error_code`` the v2 execution error code (``TIMEOUT``, ``BLOCK_EXECUTION_FAILED`` …); ``http_status`` the HTTP
-    status of the answer (v1 failures come as 500 or 408).
+    status of the answer (v1 failures come as 500 or 408). ``logs`` and ``trace_spans`` are the run's block logs and
+    trace spans when the server sends them (v1 servers before Nov 2025 did; current ones do not): else None.
     """
 
     success: bool
@@ -92,6 +97,8 @@ class ExecutionResult:
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
     http_status: int = 200
     text: str | None = None
+    logs: Sequence[Any] | None = None
+    trace_spans: Sequence[Any] | None = None
 
     def raise_for_status(self) -> ExecutionResult:
         """Raise :class:`WorkflowFailedError` unless the run succeeded; return ``self`` otherwise."""
@@ -124,6 +131,8 @@ class ExecutionResult:
             ended_at=meta.get("endTime"),
             metadata=dict(meta),
             http_status=http_status,
+            logs=_list_or_none(body.get("logs")),
+            trace_spans=_list_or_none(body.get("traceSpans")),
         )
 
     @classmethod

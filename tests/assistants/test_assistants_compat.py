@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import aioagents.compat.appbuilder as appbuilder
-from aioagents.assistants import AssistantServerError, MessageEvent, RunEnd
+from aioagents.assistants import MessageEvent, RunEnd
 from aioagents.testing._appbuilder import FakeAppBuilderServer, RunScript, ToolCallScript
 
 TOKEN = "fake-appbuilder-token"
@@ -116,7 +116,7 @@ def test_sdk_flow_through_compat(srv: FakeAppBuilderServer, tmp_path: Path) -> N
     assert a.assistants.files.delete(f.id).deleted
     assert a.threads.delete(th2.id).deleted
     assert a.assistants.delete(weather.id).deleted
-    with pytest.raises(AssistantServerError):
+    with pytest.raises(appbuilder.AssistantServerException):
         a.threads.query(th2.id)
 
     sdk_keys: dict[str, set[frozenset[str]]] = {}

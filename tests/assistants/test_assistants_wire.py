@@ -267,24 +267,39 @@ def test_sdk_fixture_covers_every_contract_path() -> None:
 
 
 def test_run_body_equals_the_sdk_run_body() -> None:
-    from aioagents.assistants.client import Runs
+    from aioagents.assistants.client import _RunRequest
 
-    body = Runs._body(
-        assistant_id="<asst>",
-        thread_id="<thread>",
-        thread=None,
-        stream=False,
-        model=None,
-        metadata=None,
-        response_format="text",
-        instructions=None,
-        thought_instructions=None,
-        chat_instructions=None,
-        model_parameters=None,
-        tools=(),
-        tool_output=None,
-        user_info=None,
-        user_loc=None,
-    )
+    body = _RunRequest(assistant_id="<asst>", thread_id="<thread>").body(stream=False)
     sdk = next(r["body"] for r in SDK_REQUESTS if r["path"] == "/v2/threads/runs")
     assert body == sdk
+
+
+_PRETTY_ERROR = b"""{
+  "error": {
+    "code": "ThreadNotFound",
+    "message": "thread thread_x not found",
+    "type": "invalid_request_error"
+  }
+}
+"""
+
+
+def test_pretty_printed_json_error_body_is_the_services_error() -> None:
+    (frame,) = frames(_PRETTY_ERROR)
+    with pytest.raises(AssistantServerError, match="thread_x not found"):
+        parse_event(frame)
+
+
+def test_pretty_printed_json_body_after_blank_lines_is_one_event() -> None:
+    (frame,) = frames(b"\r\n\n" + _PRETTY_ERROR)
+    with pytest.raises(AssistantServerError, match="thread_x not found"):
+        parse_event(frame)
+
+
+async def test_streaming_run_answered_with_a_pretty_printed_error_raises_it(
+    srv: FakeAppBuilderServer, client: AssistantsClient
+) -> None:
+    srv.inject(Fault.raw(_PRETTY_ERROR, content_type="application/json"), path="/v2/threads/runs")
+    with pytest.raises(AssistantServerError, match="thread_x not found") as caught:
+        await client.threads.runs.stream(thread_id="t", assistant_id="a").collect()
+    assert caught.value.code == "ThreadNotFound"

@@ -204,6 +204,18 @@ CASES: dict[str, dict[str, Any]] = {
         "call": {"args": ["good night"]},
         "answer": "bonne nuit END ignored",
     },
+    "override_whole_numbers": {
+        "create": {
+            "instruction": "Translate to German.",
+            "examples": [{"input": "good morning", "output": "guten Morgen"}],
+            "gpt_opts": {"temperature": 0.7, "top_p": 1},
+        },
+        "call": {
+            "args": ["thank you"],
+            "override": {"temperature": 0, "presence_penalty": 1, "max_tokens": 5},
+        },
+        "answer": "danke",
+    },
     "return_resp_obj": {
         "create": {
             "instruction": "Say hi.",

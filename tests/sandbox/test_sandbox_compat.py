@@ -4,9 +4,11 @@ runs in a background thread); and the wire: the official SDK and aioagents send 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import pytest
 import sandbox_fusion as official
 
@@ -194,7 +196,37 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("path", "func", "make"), CASES)
+# The SDK's pydantic models take dicts for nested models, strings for enums, ints and numeric strings for floats.
+SDK_INPUT_FORMS = [
+    ("/get_prompts", "get_prompts", lambda m: m.GetPromptsRequest(dataset="mbpp", config={}, limit=2)),
+    (
+        "/get_prompt_by_id",
+        "get_prompt_by_id",
+        lambda m: m.GetPromptByIdRequest(dataset="mbpp", id=12, config={"locale": "en", "is_fewshot": "false"}),
+    ),
+    (
+        "/submit",
+        "submit",
+        lambda m: m.SubmitRequest(
+            dataset="mbpp",
+            id=11,
+            completion="def func_11(x): return x + 11",
+            config={"run_timeout": 5, "compile_timeout": "7.5", "language": "python", "extra": {"k": 1}},
+        ),
+    ),
+    ("/get_prompt_by_id", "get_prompt_by_id", lambda m: m.GetPromptByIdRequest(dataset="mbpp", id="12", config={})),
+    ("/submit", "submit", lambda m: m.SubmitRequest(dataset="mbpp", id=11.0, completion="x", config={})),
+    (
+        "/get_prompt_by_id",
+        "get_prompt_by_id",
+        lambda m: m.GetPromptByIdRequest(dataset="cruxeval", id="sample_1", config={}),
+    ),
+    ("/run_code", "run_code", lambda m: m.RunCodeRequest(code="print(1)", language="python", run_timeout="3")),
+    ("/run_jupyter", "run_jupyter", lambda m: m.RunJupyterRequest(cells=["1"], cell_timeout=2, total_timeout="9")),
+]
+
+
+@pytest.mark.parametrize(("path", "func", "make"), CASES + SDK_INPUT_FORMS)
 def test_official_sdk_and_aioagents_send_bodies_the_server_reads_identically(
     srv: FakeSandboxFusionServer, path: str, func: str, make: Any
 ) -> None:
@@ -205,3 +237,128 @@ def test_official_sdk_and_aioagents_send_bodies_the_server_reads_identically(
     # A field we send that the SDK does not must be one whose server default we send.
     for field in set(ours) - set(theirs):
         assert ours[field] == _SERVER_DEFAULTS[path][field]
+
+
+# -- the SDK's input forms, and what *_safe may swallow ---------------------------------------------------------
+_MBPP_11 = "```python\ndef func_11(x):\n    return x + 11\n```"
+
+
+def test_every_dataset_call_accepts_config_as_a_dict(srv: FakeSandboxFusionServer) -> None:
+    assert [p.id for p in get_prompts(GetPromptsRequest(dataset="mbpp", config={}, limit=2))] == [11, 12]
+    assert get_prompt_by_id(GetPromptByIdRequest(dataset="mbpp", id=12, config={})).id == 12
+    assert submit(SubmitRequest(dataset="mbpp", id=11, completion=_MBPP_11, config={})).accepted
+
+
+def test_submit_safe_with_a_dict_config_accepts_a_correct_answer(srv: FakeSandboxFusionServer) -> None:
+    result = submit_safe(SubmitRequest(dataset="mbpp", id=11, completion=_MBPP_11, config={"run_timeout": 10}))
+    assert result.accepted is True
+    assert result.tests
+    assert all(t.passed for t in result.tests)
+
+
+def test_async_twins_accept_a_dict_config(srv: FakeSandboxFusionServer) -> None:
+    async def main() -> tuple[Any, ...]:
+        return (
+            await compat.get_prompts_async(GetPromptsRequest(dataset="mbpp", config={}, limit=1)),
+            await compat.submit_safe_async(SubmitRequest(dataset="mbpp", id=11, completion=_MBPP_11, config={})),
+        )
+
+    prompts, safe = asyncio.run(main())
+    assert len(prompts) == 1
+    assert safe.accepted is True
+
+
+def test_an_sdk_request_object_is_accepted_by_the_compat_functions(srv: FakeSandboxFusionServer) -> None:
+    request = official.SubmitRequest(dataset="mbpp", id=11, completion=_MBPP_11, config=official.TestConfig())
+    assert compat.submit(request).accepted
+
+
+def test_submit_safe_lets_a_bug_in_our_code_propagate(srv: FakeSandboxFusionServer) -> None:
+    # An object that cannot be encoded makes the client itself raise: that is a bug, never a rejected answer.
+    request = SubmitRequest(dataset="mbpp", id=11, completion=object(), config={})  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        submit_safe(request, max_attempts=1)
+    with pytest.raises(TypeError):
+        asyncio.run(compat.submit_safe_async(request, max_attempts=1))
+
+
+def test_submit_safe_positional_arguments_as_the_sdk(srv: FakeSandboxFusionServer) -> None:
+    request = SubmitRequest(dataset="nope", id=4, completion="x", config={})
+    assert submit_safe(request, srv.url, 1, 5.0).accepted is False
+
+
+def test_enum_strings_build_responses_that_summarize_as_the_sdks() -> None:
+    fields: dict[str, Any] = {
+        "status": "Failed",
+        "message": "",
+        "run_result": {"status": "TimeLimitExceeded", "execution_time": 1},
+    }
+    theirs = official.summary_run_code_result(
+        official.RunCodeResponse(**fields), official.SummaryMapping(RunTimeout="t")
+    )
+    ours = compat.summary_run_code_result(compat.RunCodeResponse(**fields), compat.SummaryMapping(RunTimeout="t"))
+    assert ours == theirs == "t"
+
+
+def test_get_metrics_request_takes_results_as_dicts() -> None:
+    result = {
+        "id": 11,
+        "accepted": True,
+        "extracted_code": "x",
+        "tests": [{"passed": True, "exec_info": {"status": "Success", "message": ""}}],
+    }
+    request = compat.GetMetricsRequest(dataset="mbpp", config={}, results=[result])
+    assert request.results[0].tests[0].exec_info.status is compat.RunStatus.Success
+    assert request.config == TestConfig()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: GetPromptsRequest(dataset="mbpp", config=3),
+        lambda: RunCodeRequest(code="x", language="python", run_timeout="soon"),
+        lambda: compat.RunCodeResponse(status="Done", message=""),
+        lambda: TestConfig(is_fewshot="maybe"),
+        lambda: GetPromptsRequest(dataset="mbpp", config={}, limit=1.5),
+    ],
+)
+def test_input_the_sdk_refuses_raises_a_value_error(make: Any) -> None:
+    with pytest.raises(ValueError, match=r"."):  # a ValueError, as pydantic's ValidationError is
+        make()
+
+
+def test_the_sdks_extra_languages_are_left_to_the_server() -> None:
+    for language in ("python2", "gtest", "react"):
+        assert RunCodeRequest(code="x", language=language).language == language
+
+
+# -- the public surface against the installed SDK ---------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(official.__all__))
+def test_every_sdk_name_is_exported(name: str) -> None:
+    assert name in compat.__all__
+    assert hasattr(compat, name)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in official.__all__ if inspect.isfunction(getattr(official, n))))
+def test_every_sdk_function_takes_the_sdks_parameters_in_the_same_positions(name: str) -> None:
+    theirs = list(inspect.signature(getattr(official, name)).parameters.values())
+    ours = list(inspect.signature(getattr(compat, name)).parameters.values())
+    for i, param in enumerate(theirs):
+        assert ours[i].name == param.name
+        assert ours[i].kind == param.kind
+        if param.default is not inspect.Parameter.empty and param.default is not None:
+            assert ours[i].default == param.default
+    assert all(p.default is not inspect.Parameter.empty for p in ours[len(theirs) :])
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        n
+        for n in official.__all__
+        if inspect.isclass(getattr(official, n)) and hasattr(getattr(official, n), "__fields__")
+    ),
+)
+def test_every_sdk_model_field_is_a_field_of_ours(name: str) -> None:
+    ours = {f.name for f in attrs.fields(getattr(compat, name))}
+    assert set(getattr(official, name).__fields__) <= ours

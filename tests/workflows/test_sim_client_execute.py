@@ -14,11 +14,11 @@ from aioagents.testing._sim import FakeSimServer, FakeWorkflow, data_url
 from aioagents.workflows import (
     ExecutionResult,
     Job,
+    SimAuthenticationError,
     SimConflictError,
     SimInvalidRequestError,
     SimNotFoundError,
     SimServiceUnavailableError,
-    SimStudioError,
     WorkflowFailedError,
     WorkflowsClient,
 )
@@ -85,7 +85,7 @@ async def test_v1_sync_timeout_408_is_a_failed_result_with_code_timeout(sim, cli
     )
     result = await client.execute("workflow-id")
     assert (result.success, result.error_code, result.http_status) == (False, "TIMEOUT", 408)
-    with pytest.raises(SimStudioError) as info:
+    with pytest.raises(WorkflowFailedError) as info:
         result.raise_for_status()
     assert info.value.code == "TIMEOUT"
 
@@ -290,7 +290,7 @@ async def test_closed_client_refuses_calls(sim) -> None:
 async def test_the_api_key_never_shows_in_reprs_or_errors(sim) -> None:
     secret = "sk-very-secret-value"
     async with WorkflowsClient(api_key=secret, base_url=sim.url) as client:
-        with pytest.raises(SimStudioError) as info:
+        with pytest.raises(SimAuthenticationError) as info:
             await client.execute("workflow-id")
         assert secret not in repr(client)
         assert secret not in repr(client._transport)
@@ -327,3 +327,29 @@ async def test_a_response_block_answer_is_the_output(sim, client, status, body) 
     sim.add_workflow(FakeWorkflow(id="resp", response_block=(status, body)))
     result = await client.execute("resp")
     assert (result.success, result.output, result.http_status) == (True, body, status)
+
+
+async def test_wait_returns_a_paused_v2_run_at_once(sim, client_v2) -> None:
+    # Paused is a resting state (a human-in-the-loop block waits for a resume call): polling never moves it on.
+    sim.add_workflow(FakeWorkflow(id="hitl", v2_status="paused", polls_to_complete=1))
+    job = await client_v2.execute("hitl", async_execution=True)
+    status = await job.wait(timeout=5, poll_interval=0.01)
+    assert status.state == "paused"
+    assert not status.done
+    assert len([r for r in sim.requests if "/runs/" in r.path]) == 2  # queued, then paused: no more polls
+    result = await job.result(poll_interval=0.01)
+    assert (result.success, result.status) == (True, "paused")
+
+
+async def test_wait_without_a_timeout_returns_a_paused_run(sim, client_v2) -> None:
+    sim.add_workflow(FakeWorkflow(id="hitl", v2_status="paused", polls_to_complete=0))
+    job = await client_v2.execute("hitl", async_execution=True)
+    assert (await job.wait(poll_interval=0.01)).state == "paused"
+
+
+def test_stream_idle_timeout_defaults_above_the_servers_300_s_block_limit() -> None:
+    # The server sends no heartbeats and one block may run 300 s in silence: a lower default cuts healthy runs.
+    from aioagents.workflows import DEFAULT_STREAM_IDLE_TIMEOUT
+
+    assert DEFAULT_STREAM_IDLE_TIMEOUT > 300
+    assert WorkflowsClient(api_key=API_KEY, base_url="http://127.0.0.1:9").idle_timeout == DEFAULT_STREAM_IDLE_TIMEOUT

@@ -24,7 +24,6 @@ from aioagents.workflows import (
     SimNotFoundError,
     SimRateLimitError,
     SimServiceUnavailableError,
-    SimStudioError,
     SimUsageLimitError,
     WorkflowsClient,
 )
@@ -41,10 +40,9 @@ USAGE = "/api/users/me/usage-limits"
 # -- error shapes and codes ---------------------------------------------------------------------------------------
 async def test_v1_401_without_code_gets_unauthorized_from_the_status(sim) -> None:
     async with WorkflowsClient(api_key="wrong", base_url=sim.url) as client:
-        with pytest.raises(SimStudioError) as info:
+        with pytest.raises(SimAuthenticationError) as info:
             await client.execute("workflow-id")
     err = info.value
-    assert isinstance(err, SimAuthenticationError)
     assert isinstance(err, AuthenticationError)
     assert (err.code, err.status, err.message) == ("UNAUTHORIZED", 401, "Invalid API key")
     assert err.request_id
@@ -222,7 +220,7 @@ async def test_execute_with_retry_uses_its_own_backoff(sim, client_v2) -> None:
 
 async def test_execute_with_retry_gives_up_after_max_retries(sim, client_v2, instant_retries) -> None:
     sim.inject(sim.rate_limited_fault(retry_after=1), path=V2, times=10)
-    with pytest.raises(SimStudioError, match="Rate limit exceeded") as info:
+    with pytest.raises(SimRateLimitError, match="Rate limit exceeded") as info:
         await client_v2.execute_with_retry("workflow-id", max_retries=2)
     assert info.value.code == "RATE_LIMIT_EXCEEDED"
     assert len(sim.requests_to(V2)) == 3

@@ -1,0 +1,42 @@
+"""One piece the compat modules share: a blocking stream whose failures come out as an SDK's exception types."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from aioagents._exceptions import AioAgentsError
+
+__all__ = ["TranslatedStream"]
+
+T = TypeVar("T")
+
+
+class TranslatedStream(Iterator[T]):
+    """Iterates ``stream``; an aioagents error while reading is raised as ``translate(error)`` (the original kept as
+    ``__cause__``). ``close()`` or leaving a ``with`` block releases the stream's connection."""
+
+    def __init__(self, stream: Iterator[T], translate: Callable[[AioAgentsError], BaseException]) -> None:
+        self._stream = stream
+        self._translate = translate
+
+    def __iter__(self) -> TranslatedStream[T]:
+        return self
+
+    def __next__(self) -> T:
+        try:
+            return next(self._stream)
+        except AioAgentsError as exc:
+            raise self._translate(exc) from exc
+
+    def close(self) -> None:
+        """Stop reading and release the connection."""
+        close: Any = getattr(self._stream, "close", None)
+        if callable(close):
+            close()
+
+    def __enter__(self) -> TranslatedStream[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
