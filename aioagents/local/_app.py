@@ -11,6 +11,7 @@ import logging
 import mimetypes
 import os
 import secrets
+import signal
 import threading
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
@@ -21,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from aioagents import _json as fast_json
-from aioagents.local._engine import Engine
+from aioagents.local._engine import DEFAULT_MAX_FETCH_BYTES, Engine, collect_fetch_leases
 from aioagents.local._interpreter import Interpreter
 from aioagents.local._kernel import Event
 from aioagents.local._paths import PathError, open_for_write, split_relative, stat_confined
@@ -99,7 +100,8 @@ async def _read_json(request: web.Request) -> Any:
     raw = await request.read()
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: JSON nested deeper than the parser goes ([[[[...), a bad body like any other.
         pos = getattr(exc, "pos", 0)
         raise ValidationFailed(
             [
@@ -119,16 +121,26 @@ async def _ping(request: web.Request) -> web.Response:
     return _json("pong")
 
 
+async def _answer_with_files(request: web.Request, answer: Awaitable[dict[str, Any]]) -> web.Response:
+    """Send an answer that may carry fetched files; they count against the server's budget until written."""
+    engine = request.app[_ENGINE]
+    with collect_fetch_leases(engine.fetch_budget):
+        response = _json(await answer)
+        await response.prepare(request)
+        await response.write_eof()
+    return response
+
+
 async def _run_code(request: web.Request) -> web.Response:
     engine = request.app[_ENGINE]
     req = parse_run_code(await _read_json(request), max_timeout=engine.limits.max_timeout)
-    return _json(await engine.run_code(req))
+    return await _answer_with_files(request, engine.run_code(req))
 
 
 async def _run_jupyter(request: web.Request) -> web.Response:
     engine = request.app[_ENGINE]
     req = parse_run_jupyter(await _read_json(request), max_timeout=engine.limits.max_timeout)
-    return _json(await engine.run_jupyter(req))
+    return await _answer_with_files(request, engine.run_jupyter(req))
 
 
 # -- interpreter routes -------------------------------------------------------------------------------------
@@ -145,7 +157,7 @@ async def _execute(request: web.Request) -> web.StreamResponse:
     max_timeout = request.app[_ENGINE].limits.max_timeout
     try:
         body = json.loads(await request.read())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         return _json({"error": f"invalid JSON body: {exc}"}, 400)
     if not isinstance(body, dict) or not isinstance(body.get("code"), str):
         return _json({"error": "the body must be a JSON object with a string field 'code'"}, 400)
@@ -172,16 +184,25 @@ async def _execute(request: web.Request) -> web.StreamResponse:
 
 
 def _confined_path(interp: Interpreter, raw: str) -> str:
-    """The request path as a path relative to the data directory; raise PathError when it is not inside."""
+    """The request path as a path relative to the data directory; raise PathError when it is not inside.
+
+    The CodeGeeX4 server joins what follows ``/-`` to ``/``: ``/files/upload/-/mnt/data/x`` is ``/mnt/data/x``.
+    Accepted here: that prefix, the data directory's own absolute path, and a path relative to the data directory.
+    A path that starts with a top-level directory of this machine (``/tmp/x``, ``/etc/passwd``) or with ``//`` is
+    an absolute path outside the data directory and is refused: storing it inside while the client believes it went
+    to ``/tmp/x`` would be a lie. (A relative directory of that name is reachable as ``/mnt/data/tmp/x``.)
+    """
     assert interp.data_dir is not None
     data = str(interp.data_dir).strip("/") + "/"
     path = raw.lstrip("/")
     if path.startswith(data):
-        path = path[len(data) :]  # an absolute path that lies inside the data directory
-    elif path.startswith("mnt/data/"):
-        path = path[len("mnt/data/") :]  # the CodeGeeX4 convention: files live in /mnt/data
-    split_relative(path)
-    return path
+        return "/".join(split_relative(path[len(data) :]))  # an absolute path inside the data directory
+    if path.startswith("mnt/data/"):
+        return "/".join(split_relative(path[len("mnt/data/") :]))  # the CodeGeeX4 convention: files in /mnt/data
+    parts = split_relative(path)
+    if raw.startswith("/") or os.path.lexists("/" + parts[0]):
+        raise PathError(f"/{path} is an absolute path outside the data directory")
+    return "/".join(parts)
 
 
 async def _upload(request: web.Request) -> web.Response:
@@ -292,6 +313,11 @@ class LocalSandbox:
     ``work_dir`` is where run directories are made: by default ``/dev/shm`` when it is a roomy, executable tmpfs
     (creating and removing a directory there costs a tenth of what it does on a journalled disk) and ``$TMPDIR``
     is not set, else the system's temporary directory.
+
+    ``max_fetch_bytes`` caps the files one answer carries (``fetch_files``, before base64, each requested name
+    counted: one file asked for under two spellings is sent twice); a request over it gets ``SandboxError`` with a
+    message that says so, and its run's results. The file asked for under several spellings is read only once, and
+    the server never holds more than four answers' worth of fetched bytes at once (more waits its turn).
     """
 
     def __init__(
@@ -309,6 +335,7 @@ class LocalSandbox:
         drop_privileges: bool | None = None,
         uid_base: int = 200_000,
         work_dir: str | None = None,
+        max_fetch_bytes: int = DEFAULT_MAX_FETCH_BYTES,
     ) -> None:
         if not _is_loopback(host) and not token:
             raise ValueError(
@@ -328,6 +355,7 @@ class LocalSandbox:
             drop_privileges=drop_privileges,
             uid_base=uid_base,
             work_dir=work_dir,
+            max_fetch_bytes=max_fetch_bytes,
         )
         self.interpreter = Interpreter(self.engine, data_dir=None if data_dir is None else Path(data_dir))
         self._runner: web.AppRunner | None = None
@@ -465,12 +493,28 @@ async def serve(
     on_ready: Callable[[LocalSandbox], None] | None = None,
     **options: Any,
 ) -> None:
-    """Run a :class:`LocalSandbox` until cancelled (what ``aioagents serve`` does).
+    """Run a :class:`LocalSandbox` until SIGINT or SIGTERM, or until cancelled (what ``aioagents serve`` does).
 
-    ``on_ready`` is called once the server listens (e.g. to print its URL); ``options`` go to LocalSandbox.
+    Either signal closes the server as :meth:`LocalSandbox.close` does (every run's processes killed, every file
+    removed) and returns normally; a second signal while it closes changes nothing. Signals are handled only when
+    this runs in the main thread's event loop. ``on_ready`` is called once the server listens (e.g. to print its
+    URL); ``options`` go to LocalSandbox.
     """
-    sandbox = LocalSandbox(host=host, port=port, token=token, **options)
-    async with sandbox:
-        if on_ready is not None:
-            on_ready(sandbox)
-        await asyncio.Event().wait()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (ValueError, RuntimeError, NotImplementedError):  # not the main thread, or no signals here
+            continue
+        handled.append(sig)
+    try:
+        sandbox = LocalSandbox(host=host, port=port, token=token, **options)
+        async with sandbox:
+            if on_ready is not None:
+                on_ready(sandbox)
+            await stop.wait()
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)

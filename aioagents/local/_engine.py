@@ -11,29 +11,36 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
+import contextvars
 import itertools
 import logging
 import os
 import secrets
-import shutil
+import stat
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from aioagents.local._kernel import Kernel, KernelDied
-from aioagents.local._paths import open_for_write, read_confined
+from aioagents.local._paths import PathError, open_confined, open_for_write, remove_tree
 from aioagents.local._process import Limits, ProcessResult, UidPool, ZygoteClient
 from aioagents.local._toolchains import Environment, Resolved, Unavailable, make_environment, resolve
 from aioagents.local._validate import RunCodeRequest, RunJupyterRequest
 
-__all__ = ["Engine"]
+__all__ = ["DEFAULT_MAX_FETCH_BYTES", "Engine", "FetchTooLarge", "collect_fetch_leases"]
 
 _log = logging.getLogger("aioagents.local")
 
-_MAX_FETCH_BYTES = 64 << 20
+#: The most bytes of files one answer carries (before base64), each requested name counted: the answer then stays
+#: under 64 MiB, the response cap of common clients (aioagents' own among them), with both outputs at their cap.
+DEFAULT_MAX_FETCH_BYTES = 32 << 20
+#: Fetched bytes the whole server holds at once, as a multiple of the per-answer cap; more waits for its turn.
+_FETCH_BUDGET_ANSWERS = 4
+_LEASES: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("aioagents_fetch_leases", default=None)
 _INLINE_IO_BYTES = 256 << 10
 _SHM = "/dev/shm"
 _SHM_MIN_FREE = 1 << 30
@@ -64,8 +71,15 @@ class Engine:
         drop_privileges: bool | None,
         uid_base: int,
         work_dir: str | None,
+        max_fetch_bytes: int = DEFAULT_MAX_FETCH_BYTES,
     ) -> None:
+        if max_fetch_bytes < 0:
+            raise ValueError("max_fetch_bytes must be >= 0")
         self.limits = limits
+        #: The most bytes of files one ``fetch_files`` answer carries; more is a ``SandboxError`` saying so.
+        self.max_fetch_bytes = max_fetch_bytes
+        #: Fetched bytes held by the whole server at once (read, encoded or being sent).
+        self.fetch_budget = ByteBudget(max(max_fetch_bytes, 1) * _FETCH_BUDGET_ANSWERS)
         self.python_fast_path = python_fast_path
         is_root = os.geteuid() == 0
         if drop_privileges and not is_root:
@@ -103,7 +117,7 @@ class Engine:
             await zygote.close()
         root, self.root = self.root, None
         if root is not None:
-            await asyncio.to_thread(shutil.rmtree, root, True)
+            await asyncio.to_thread(remove_tree, root, log=_log)
         if self._uids is not None:
             await self._uids.aclose()
 
@@ -174,7 +188,7 @@ class Engine:
                 with contextlib.suppress(Exception):
                     await self._zygote.kill_uid(uid)
             if not _remove_small_dir(path):
-                await asyncio.to_thread(shutil.rmtree, path, True)
+                await asyncio.to_thread(remove_tree, path, log=_log)
         finally:
             if uid is not None and self._uids is not None:
                 self._uids.release(uid)
@@ -187,6 +201,8 @@ class Engine:
             await self._uids.drain()
 
     def write_files(self, directory: Path, files: Mapping[str, bytes], uid: int | None) -> None:
+        """Write a request's ``files`` under ``directory`` (parents created, owned by ``uid``), never through a
+        symlink. Iterative at any depth: a path of a thousand directories is a thousand ``mkdirat`` calls."""
         owner = None if uid is None else (uid, uid)
         for name, content in files.items():
             dir_fd, fd, _ = open_for_write(directory, name, exclusive=False, owner=owner)
@@ -195,12 +211,34 @@ class Engine:
                 f.write(content)
 
     def fetch_files(self, directory: Path, names: tuple[str, ...]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for name in names:
-            content = read_confined(directory, name, max_bytes=_MAX_FETCH_BYTES)
-            if content is not None:  # the contract omits missing files silently
-                out[name] = base64.b64encode(content).decode("ascii")
-        return out
+        """The ``fetch_files`` answer, read in the calling thread; raises :class:`FetchTooLarge` over the cap."""
+        plan = _open_fetch(directory, names, self.max_fetch_bytes)
+        try:
+            return _read_fetch(plan)
+        finally:
+            plan.close()
+
+    async def _fetch(self, directory: Path, names: tuple[str, ...]) -> dict[str, str]:
+        """``fetch_files`` off the event loop, within the server's budget of fetched bytes in flight.
+
+        The same file asked for under several spellings (``a``, ``./a``, ``b/../a`` is refused earlier) is read
+        once; each name still counts against :attr:`max_fetch_bytes`, since each carries a copy in the answer.
+        """
+        if not names:
+            return {}
+        plan = await asyncio.to_thread(_open_fetch, directory, names, self.max_fetch_bytes)
+        try:
+            lease = await self.fetch_budget.acquire(plan.total)
+            holder = _LEASES.get()
+            if holder is not None:
+                holder.append(lease)  # released by the route once the answer is written
+            try:
+                return await asyncio.to_thread(_read_fetch, plan)
+            finally:
+                if holder is None:
+                    self.fetch_budget.release(lease)
+        finally:
+            plan.close()
 
     # -- run_code ---------------------------------------------------------------------------------------------
     async def run_code(self, req: RunCodeRequest) -> dict[str, Any]:
@@ -263,8 +301,15 @@ class Engine:
             # Every process of this workspace ran through ``zygote.run``; the last one's answer tells.
             last = run_result or compile_result
             ws.uid_clear = last is not None and last.uid_clear
-            fetched = await asyncio.to_thread(self.fetch_files, workdir, req.fetch_files) if req.fetch_files else {}
-        return _response(compile_result, run_result, fetched)
+            too_large = ""
+            try:
+                fetched = await self._fetch(workdir, req.fetch_files)
+            except FetchTooLarge as exc:
+                fetched, too_large = {}, str(exc)
+        answer = _response(compile_result, run_result, fetched)
+        if too_large:
+            answer.update(status="SandboxError", message=too_large)
+        return answer
 
     # -- run_jupyter ------------------------------------------------------------------------------------------
     async def run_jupyter(self, req: RunJupyterRequest) -> dict[str, Any]:
@@ -341,7 +386,11 @@ class Engine:
                 kernel_error = str(exc)
             finally:
                 await kernel.shutdown()
-            fetched = await asyncio.to_thread(self.fetch_files, workdir, req.fetch_files)
+            too_large = ""
+            try:
+                fetched = await self._fetch(workdir, req.fetch_files)
+            except FetchTooLarge as exc:
+                fetched, too_large = {}, str(exc)
         elapsed = round(time.monotonic() - started, 6)
         if kernel_error and not cells:
             return {
@@ -354,6 +403,16 @@ class Engine:
                 "files": fetched,
             }  # fmt: skip
         failed = bool(timed_out or kernel_error)
+        if too_large:
+            return {
+                "status": "SandboxError",
+                "message": too_large,
+                "driver": {"status": "Finished", "execution_time": elapsed, "return_code": 0, "stdout": "",
+                           "stderr": ""},
+                "cells": cells,
+                "executor_pod_name": None,
+                "files": {},
+            }  # fmt: skip
         return {
             "status": "Failed" if failed else "Success",
             "message": timed_out or kernel_error,
@@ -368,6 +427,129 @@ class Engine:
             "executor_pod_name": None,
             "files": fetched,
         }
+
+
+class FetchTooLarge(Exception):
+    """The files a request asked for are more than one answer may carry."""
+
+
+class ByteBudget:
+    """A count of bytes the server may hold at once; :meth:`acquire` waits (first come, first served) for room."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+
+    async def acquire(self, amount: int) -> int:
+        """Take ``amount`` bytes (at most the whole budget) and return what was taken, for :meth:`release`."""
+        amount = min(max(amount, 0), self.limit)
+        if not self._waiters and self.held + amount <= self.limit:
+            self.held += amount
+            return amount
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (amount, waiter)
+        self._waiters.append(entry)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release(amount)  # granted as we were cancelled: give it back
+            else:
+                self._waiters.remove(entry)
+                self._wake()
+            raise
+        return amount
+
+    def release(self, amount: int) -> None:
+        self.held -= amount
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.held + self._waiters[0][0] <= self.limit:
+            amount, waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.held += amount
+                waiter.set_result(None)
+
+
+@contextlib.contextmanager
+def collect_fetch_leases(budget: ByteBudget) -> Iterator[None]:
+    """Within this block, bytes fetched for an answer stay counted against ``budget`` until the block ends (the
+    route ends it once the answer is written), not only until the answer is built."""
+    leases: list[int] = []
+    token = _LEASES.set(leases)
+    try:
+        yield
+    finally:
+        _LEASES.reset(token)
+        for lease in leases:
+            budget.release(lease)
+
+
+class _FetchPlan:
+    """The files of one ``fetch_files`` list, opened: each distinct file once, and the names that ask for it."""
+
+    __slots__ = ("files", "names", "total")
+
+    def __init__(self) -> None:
+        self.files: dict[tuple[int, int], tuple[int, int]] = {}  # (dev, ino) -> (fd, size)
+        self.names: list[tuple[str, tuple[int, int]]] = []
+        self.total = 0
+
+    def close(self) -> None:
+        files, self.files = self.files, {}
+        for fd, _ in files.values():
+            os.close(fd)
+
+
+def _open_fetch(directory: Path, names: tuple[str, ...], cap: int) -> _FetchPlan:
+    plan = _FetchPlan()
+    try:
+        for name in dict.fromkeys(names):  # a name asked twice is one key of the answer
+            try:
+                fd = open_confined(directory, name)
+            except (OSError, PathError):
+                continue  # the contract omits a missing file silently (a symlink or a directory counts as missing)
+            st = os.fstat(fd)
+            key = (st.st_dev, st.st_ino)
+            if not stat.S_ISREG(st.st_mode):
+                os.close(fd)
+                continue  # a fifo or a socket counts as missing too
+            if key in plan.files:
+                os.close(fd)  # the same file under another spelling: read once, sent under both names
+            else:
+                plan.files[key] = (fd, st.st_size)
+            plan.names.append((name, key))
+            plan.total += plan.files[key][1]
+            if plan.total > cap:
+                raise FetchTooLarge(
+                    f"fetch_files asks for more than this server's limit of {cap} bytes per answer (each requested "
+                    f"name counted, {name!r} included); fetch fewer or smaller files, or raise max_fetch_bytes"
+                )
+    except BaseException:
+        plan.close()
+        raise
+    return plan
+
+
+def _read_fetch(plan: _FetchPlan) -> dict[str, str]:
+    encoded: dict[tuple[int, int], str] = {}
+    for key, (fd, size) in plan.files.items():
+        buf = bytearray(size)
+        view = memoryview(buf)
+        got = 0
+        while got < size:  # a file that grew since is cut at the size counted; one that shrank gives what is there
+            n = os.preadv(fd, [view[got:]], got)
+            if n <= 0:
+                break
+            got += n
+        view.release()
+        if got < size:
+            del buf[got:]
+        encoded[key] = base64.b64encode(buf).decode("ascii")
+        del buf
+    return {name: encoded[key] for name, key in plan.names}
 
 
 def _write_source(directory: Path, name: str, content: bytes, uid: int | None) -> None:
