@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hmac
 import ipaddress
@@ -22,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from aioagents import _json as fast_json
-from aioagents.local._engine import DEFAULT_MAX_FETCH_BYTES, Engine, collect_fetch_leases
+from aioagents.local._engine import DEFAULT_MAX_FETCH_BYTES, Engine, FetchedFile, collect_fetch_leases
 from aioagents.local._interpreter import Interpreter
 from aioagents.local._kernel import Event
 from aioagents.local._paths import PathError, open_for_write, split_relative, stat_confined
@@ -121,23 +122,56 @@ async def _ping(request: web.Request) -> web.Response:
     return _json("pong")
 
 
-async def _answer_with_files(request: web.Request, answer: Awaitable[dict[str, Any]]) -> web.Response:
-    """Send an answer that may carry fetched files; they count against the server's budget until written."""
+_B64_PIECE = 3 << 18  # raw bytes encoded per write: 1 MiB of base64, a millisecond or two of the loop
+
+
+async def _answer_with_files(request: web.Request, answer: Awaitable[dict[str, Any]]) -> web.StreamResponse:
+    """Send an answer that may carry fetched files; they count against the server's budget until written.
+
+    Files are base64-encoded piece by piece as they are written: the whole answer is never one buffer, and no
+    step of the event loop encodes or copies more than a piece (a 40 MB answer built and sent at once held the
+    loop for about half a second).
+    """
     engine = request.app[_ENGINE]
     with collect_fetch_leases(engine.fetch_budget):
-        response = _json(await answer)
+        body = await answer
+        files = body.pop("files", None) or {}
+        if not any(isinstance(f, FetchedFile) for f in files.values()):
+            body["files"] = files
+            plain = _json(body)
+            await plain.prepare(request)
+            await plain.write_eof()
+            return plain
+        head = fast_json.dumps(body)
+        assert head.endswith(b"}")
+        parts: list[bytes | FetchedFile] = [head[:-1] + (b',"files":{' if len(head) > 2 else b'"files":{')]
+        for i, (name, fetched) in enumerate(files.items()):
+            parts.append((b"," if i else b"") + fast_json.dumps(name) + b':"')
+            parts.append(fetched)
+            parts.append(b'"')
+        parts.append(b"}}")
+        size = sum(len(p) if isinstance(p, bytes) else 4 * ((len(p.raw) + 2) // 3) for p in parts)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = size
         await response.prepare(request)
+        for part in parts:
+            if isinstance(part, bytes):
+                await response.write(part)
+                continue
+            with memoryview(part.raw) as view:
+                for start in range(0, len(view), _B64_PIECE):
+                    await response.write(base64.b64encode(view[start : start + _B64_PIECE]))
         await response.write_eof()
-    return response
+        return response
 
 
-async def _run_code(request: web.Request) -> web.Response:
+async def _run_code(request: web.Request) -> web.StreamResponse:
     engine = request.app[_ENGINE]
     req = parse_run_code(await _read_json(request), max_timeout=engine.limits.max_timeout)
     return await _answer_with_files(request, engine.run_code(req))
 
 
-async def _run_jupyter(request: web.Request) -> web.Response:
+async def _run_jupyter(request: web.Request) -> web.StreamResponse:
     engine = request.app[_ENGINE]
     req = parse_run_jupyter(await _read_json(request), max_timeout=engine.limits.max_timeout)
     return await _answer_with_files(request, engine.run_jupyter(req))

@@ -31,7 +31,7 @@ from aioagents.local._process import Limits, ProcessResult, UidPool, ZygoteClien
 from aioagents.local._toolchains import Environment, Resolved, Unavailable, make_environment, resolve
 from aioagents.local._validate import RunCodeRequest, RunJupyterRequest
 
-__all__ = ["DEFAULT_MAX_FETCH_BYTES", "Engine", "FetchTooLarge", "collect_fetch_leases"]
+__all__ = ["DEFAULT_MAX_FETCH_BYTES", "Engine", "FetchTooLarge", "FetchedFile", "collect_fetch_leases"]
 
 _log = logging.getLogger("aioagents.local")
 
@@ -214,15 +214,18 @@ class Engine:
         """The ``fetch_files`` answer, read in the calling thread; raises :class:`FetchTooLarge` over the cap."""
         plan = _open_fetch(directory, names, self.max_fetch_bytes)
         try:
-            return _read_fetch(plan)
+            raw = _read_fetch(plan)
         finally:
             plan.close()
+        return {name: base64.b64encode(f.raw).decode("ascii") for name, f in raw.items()}
 
-    async def _fetch(self, directory: Path, names: tuple[str, ...]) -> dict[str, str]:
+    async def _fetch(self, directory: Path, names: tuple[str, ...]) -> dict[str, Any]:
         """``fetch_files`` off the event loop, within the server's budget of fetched bytes in flight.
 
-        The same file asked for under several spellings (``a``, ``./a``, ``b/../a`` is refused earlier) is read
+        The same file asked for under several spellings (``a``, ``./a``; ``b/../a`` is refused earlier) is read
         once; each name still counts against :attr:`max_fetch_bytes`, since each carries a copy in the answer.
+        Inside :func:`collect_fetch_leases` (the routes) the values are :class:`FetchedFile` objects, which the route
+        encodes piece by piece as it sends them; otherwise base64 strings, as on the wire.
         """
         if not names:
             return {}
@@ -233,12 +236,15 @@ class Engine:
             if holder is not None:
                 holder.append(lease)  # released by the route once the answer is written
             try:
-                return await asyncio.to_thread(_read_fetch, plan)
+                raw = await asyncio.to_thread(_read_fetch, plan)
             finally:
                 if holder is None:
                     self.fetch_budget.release(lease)
         finally:
             plan.close()
+        if holder is not None:
+            return raw  # the route encodes them as it sends them
+        return {name: base64.b64encode(f.raw).decode("ascii") for name, f in raw.items()}
 
     # -- run_code ---------------------------------------------------------------------------------------------
     async def run_code(self, req: RunCodeRequest) -> dict[str, Any]:
@@ -533,23 +539,33 @@ def _open_fetch(directory: Path, names: tuple[str, ...], cap: int) -> _FetchPlan
     return plan
 
 
-def _read_fetch(plan: _FetchPlan) -> dict[str, str]:
-    encoded: dict[tuple[int, int], str] = {}
+class FetchedFile:
+    """The bytes of one fetched file (shared by every name that asked for it), sent base64-encoded."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytearray) -> None:
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return f"<FetchedFile {len(self.raw)} bytes>"
+
+
+def _read_fetch(plan: _FetchPlan) -> dict[str, FetchedFile]:
+    read: dict[tuple[int, int], FetchedFile] = {}
     for key, (fd, size) in plan.files.items():
         buf = bytearray(size)
-        view = memoryview(buf)
-        got = 0
-        while got < size:  # a file that grew since is cut at the size counted; one that shrank gives what is there
-            n = os.preadv(fd, [view[got:]], got)
-            if n <= 0:
-                break
-            got += n
-        view.release()
+        with memoryview(buf) as view:
+            got = 0
+            while got < size:  # a file that grew since is cut at the size counted; one that shrank gives what is there
+                n = os.preadv(fd, [view[got:]], got)
+                if n <= 0:
+                    break
+                got += n
         if got < size:
             del buf[got:]
-        encoded[key] = base64.b64encode(buf).decode("ascii")
-        del buf
-    return {name: encoded[key] for name, key in plan.names}
+        read[key] = FetchedFile(buf)
+    return {name: read[key] for name, key in plan.names}
 
 
 def _write_source(directory: Path, name: str, content: bytes, uid: int | None) -> None:
