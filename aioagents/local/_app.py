@@ -252,7 +252,10 @@ async def _upload(request: web.Request) -> web.Response:
     parent, _, name = rel.rpartition("/")
     part = (parent + "/" if parent else "") + f".upload-{secrets.token_hex(6)}.part"
     try:
-        dir_fd, fd, part_name = open_for_write(interp.data_dir, part, exclusive=True, owner=owner)
+        # Off the loop: a path is one system call per directory, and a request may name a thousand of them.
+        dir_fd, fd, part_name = await asyncio.to_thread(
+            open_for_write, interp.data_dir, part, exclusive=True, owner=owner
+        )
     except OSError as exc:
         return _json({"error": f"cannot create the file: {exc.strerror}"}, 409)
     try:
@@ -288,7 +291,7 @@ async def _download(request: web.Request) -> web.StreamResponse:
         rel = _confined_path(interp, request.match_info["path"])
     except PathError as exc:
         return _json({"error": f"path outside the sandbox data directory: {exc}"}, 400)
-    found = stat_confined(interp.data_dir, rel)
+    found = await asyncio.to_thread(stat_confined, interp.data_dir, rel)  # one system call per directory
     if found is None:
         return _json({"error": "file not found"}, 404)
     fd, st = found
