@@ -212,11 +212,7 @@ class Engine:
 
     def fetch_files(self, directory: Path, names: tuple[str, ...]) -> dict[str, str]:
         """The ``fetch_files`` answer, read in the calling thread; raises :class:`FetchTooLarge` over the cap."""
-        plan = _open_fetch(directory, names, self.max_fetch_bytes)
-        try:
-            raw = _read_fetch(plan)
-        finally:
-            plan.close()
+        raw = _read_fetch(_open_fetch(directory, names, self.max_fetch_bytes))
         return {name: base64.b64encode(f.raw).decode("ascii") for name, f in raw.items()}
 
     async def _fetch(self, directory: Path, names: tuple[str, ...]) -> dict[str, Any]:
@@ -230,18 +226,16 @@ class Engine:
         if not names:
             return {}
         plan = await asyncio.to_thread(_open_fetch, directory, names, self.max_fetch_bytes)
+        # What the server holds is each distinct file once (the answer is encoded as it is sent).
+        lease = await self.fetch_budget.acquire(sum(size for _name, size in plan.files.values()))
+        holder = _LEASES.get()
+        if holder is not None:
+            holder.append(lease)  # released by the route once the answer is written
         try:
-            lease = await self.fetch_budget.acquire(plan.total)
-            holder = _LEASES.get()
-            if holder is not None:
-                holder.append(lease)  # released by the route once the answer is written
-            try:
-                raw = await asyncio.to_thread(_read_fetch, plan)
-            finally:
-                if holder is None:
-                    self.fetch_budget.release(lease)
+            raw = await asyncio.to_thread(_read_fetch, plan)
         finally:
-            plan.close()
+            if holder is None:
+                self.fetch_budget.release(lease)
         if holder is not None:
             return raw  # the route encodes them as it sends them
         return {name: base64.b64encode(f.raw).decode("ascii") for name, f in raw.items()}
@@ -500,48 +494,44 @@ def collect_fetch_leases(budget: ByteBudget) -> Iterator[None]:
 
 
 class _FetchPlan:
-    """The files of one ``fetch_files`` list, opened: each distinct file once, and the names that ask for it."""
+    """The files of one ``fetch_files`` list: each distinct file once, and the names that ask for it.
 
-    __slots__ = ("files", "names", "total")
+    No fd is kept between the two passes: a list of thousands of names must not take thousands of fds from the
+    server (a file then missing for want of an fd would be silently left out of the answer).
+    """
 
-    def __init__(self) -> None:
-        self.files: dict[tuple[int, int], tuple[int, int]] = {}  # (dev, ino) -> (fd, size)
+    __slots__ = ("directory", "files", "names", "total")
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.files: dict[tuple[int, int], tuple[str, int]] = {}  # (dev, ino) -> (a name of it, size)
         self.names: list[tuple[str, tuple[int, int]]] = []
         self.total = 0
 
-    def close(self) -> None:
-        files, self.files = self.files, {}
-        for fd, _ in files.values():
-            os.close(fd)
-
 
 def _open_fetch(directory: Path, names: tuple[str, ...], cap: int) -> _FetchPlan:
-    plan = _FetchPlan()
-    try:
-        for name in dict.fromkeys(names):  # a name asked twice is one key of the answer
-            try:
-                fd = open_confined(directory, name)
-            except (OSError, PathError):
-                continue  # the contract omits a missing file silently (a symlink or a directory counts as missing)
+    plan = _FetchPlan(directory)
+    for name in dict.fromkeys(names):  # a name asked twice is one key of the answer
+        try:
+            fd = open_confined(directory, name)
+        except (OSError, PathError):
+            continue  # the contract omits a missing file silently (a symlink or a directory counts as missing)
+        try:
             st = os.fstat(fd)
-            key = (st.st_dev, st.st_ino)
-            if not stat.S_ISREG(st.st_mode):
-                os.close(fd)
-                continue  # a fifo or a socket counts as missing too
-            if key in plan.files:
-                os.close(fd)  # the same file under another spelling: read once, sent under both names
-            else:
-                plan.files[key] = (fd, st.st_size)
-            plan.names.append((name, key))
-            plan.total += plan.files[key][1]
-            if plan.total > cap:
-                raise FetchTooLarge(
-                    f"fetch_files asks for more than this server's limit of {cap} bytes per answer (each requested "
-                    f"name counted, {name!r} included); fetch fewer or smaller files, or raise max_fetch_bytes"
-                )
-    except BaseException:
-        plan.close()
-        raise
+        finally:
+            os.close(fd)
+        if not stat.S_ISREG(st.st_mode):
+            continue  # a fifo or a socket counts as missing too
+        key = (st.st_dev, st.st_ino)
+        # The same file under another spelling is read once and sent under both names.
+        plan.files.setdefault(key, (name, st.st_size))
+        plan.names.append((name, key))
+        plan.total += plan.files[key][1]
+        if plan.total > cap:
+            raise FetchTooLarge(
+                f"fetch_files asks for more than this server's limit of {cap} bytes per answer (each requested "
+                f"name counted, {name!r} included); fetch fewer or smaller files, or raise max_fetch_bytes"
+            )
     return plan
 
 
@@ -559,19 +549,29 @@ class FetchedFile:
 
 def _read_fetch(plan: _FetchPlan) -> dict[str, FetchedFile]:
     read: dict[tuple[int, int], FetchedFile] = {}
-    for key, (fd, size) in plan.files.items():
-        buf = bytearray(size)
-        with memoryview(buf) as view:
-            got = 0
-            while got < size:  # a file that grew since is cut at the size counted; one that shrank gives what is there
-                n = os.preadv(fd, [view[got:]], got)
-                if n <= 0:
-                    break
-                got += n
+    for key, (name, size) in plan.files.items():
+        try:
+            fd = open_confined(plan.directory, name)
+        except (OSError, PathError):
+            continue  # gone since (only a survivor of an unprivileged run could do that): missing, as the contract says
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != key:
+                continue  # replaced since: not the file that was counted
+            buf = bytearray(size)
+            with memoryview(buf) as view:
+                got = 0
+                while got < size:  # a file that grew is cut at the size counted; one that shrank gives what is there
+                    n = os.preadv(fd, [view[got:]], got)
+                    if n <= 0:
+                        break
+                    got += n
+        finally:
+            os.close(fd)
         if got < size:
             del buf[got:]
         read[key] = FetchedFile(buf)
-    return {name: read[key] for name, key in plan.names}
+    return {name: read[key] for name, key in plan.names if key in read}
 
 
 def _write_source(directory: Path, name: str, content: bytes, uid: int | None) -> None:

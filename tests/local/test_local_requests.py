@@ -248,3 +248,14 @@ async def test_a_fetched_file_larger_than_a_buffer_piece_arrives_whole(url: str)
     content = base64.b64decode(body["files"]["big.bin"])
     assert len(content) == 3 * 1024 * 1024 + 7
     assert content.hex()[:64] == body["run_result"]["stdout"].strip()
+
+
+async def test_thousands_of_fetched_files_are_all_answered(url: str) -> None:
+    # More names than a server has fds to spare: none may be left out for want of one.
+    code = "for i in range(3000):\n    open(f'f{i}', 'w').write(str(i))"
+    names = [f"f{i}" for i in range(3000)] + ["missing"]
+    status, body = await post(url, "/run_code", json={"code": code, "language": "python", "fetch_files": names})
+    assert status == 200
+    assert body["status"] == "Success"
+    assert len(body["files"]) == 3000
+    assert all(base64.b64decode(body["files"][f"f{i}"]) == str(i).encode() for i in range(3000))
