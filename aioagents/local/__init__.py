@@ -24,8 +24,19 @@ Interpreter semantics (where they differ from the original server)
     A timeout interrupts the kernel; a dead kernel is restarted and reported (``kernel_restarted`` and a
     ``KernelDied`` error event); ``GET /`` answers 500 ``{"error": "kernel is not alive"}`` while it is replaced.
     Files are confined to the data directory: the path after ``/-/`` is relative to it (an absolute path inside it
-    and the CodeGeeX4 ``mnt/data/`` prefix are accepted too); ``..`` or symlinks out of it are refused. Upload
-    answers 201, or 409 ``{"error": "file already exists"}`` unless ``?overwrite=true``.
+    and the CodeGeeX4 ``mnt/data/`` prefix are accepted too); ``..``, symlinks out of it and absolute paths outside
+    it (``/files/upload/-/tmp/x`` is ``/tmp/x``, as on the original server) are refused with 400. Upload answers
+    201, or 409 ``{"error": "file already exists"}`` unless ``?overwrite=true``.
+
+Fetched files
+    ``fetch_files`` answers each requested name (the contract keys the answer by the exact string), reads a file
+    asked for under several spellings once, and caps the whole answer at ``LocalSandbox(max_fetch_bytes=...)``
+    (32 MiB before base64, each name counted): over it the answer is ``SandboxError`` with a message that says so,
+    and the run's own results. Files are base64-encoded piece by piece as the answer is written.
+
+Stopping
+    ``aioagents serve`` stops on SIGINT or SIGTERM: every run's processes are killed, every directory is removed,
+    and it exits 0.
 
 Containment (per run)
     A fresh directory that is the cwd, HOME and TMPDIR; a scrubbed environment; its own session and process group;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hmac
 import ipaddress
@@ -11,7 +12,7 @@ import logging
 import mimetypes
 import os
 import secrets
-import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -25,10 +26,10 @@ from aiohttp import ClientSession, web
 
 from aioagents import _json as fast_json
 from aioagents.local._datasets import add_dataset_routes
-from aioagents.local._engine import Engine
+from aioagents.local._engine import DEFAULT_MAX_FETCH_BYTES, Engine, FetchedFile, collect_fetch_leases
 from aioagents.local._interpreter import Interpreter
 from aioagents.local._kernel import Event
-from aioagents.local._paths import PathError, open_for_write, split_relative, stat_confined
+from aioagents.local._paths import PathError, open_for_write, remove_tree, split_relative, stat_confined
 from aioagents.local._process import Limits
 from aioagents.local._validate import ValidationFailed, parse_run_code, parse_run_jupyter
 from aioagents.local._workers import Acceptor, WorkerSet, auto_workers, forward_to
@@ -104,7 +105,8 @@ async def _read_json(request: web.Request) -> Any:
     raw = await request.read()
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: JSON nested deeper than the parser goes ([[[[...), a bad body like any other.
         pos = getattr(exc, "pos", 0)
         raise ValidationFailed(
             [
@@ -124,16 +126,59 @@ async def _ping(request: web.Request) -> web.Response:
     return _json("pong")
 
 
-async def _run_code(request: web.Request) -> web.Response:
+_B64_PIECE = 3 << 18  # raw bytes encoded per write: 1 MiB of base64, a millisecond or two of the loop
+
+
+async def _answer_with_files(request: web.Request, answer: Awaitable[dict[str, Any]]) -> web.StreamResponse:
+    """Send an answer that may carry fetched files; they count against the server's budget until written.
+
+    Files are base64-encoded piece by piece as they are written: the whole answer is never one buffer, and no
+    step of the event loop encodes or copies more than a piece (a 40 MB answer built and sent at once held the
+    loop for about half a second).
+    """
+    engine = request.app[_ENGINE]
+    with collect_fetch_leases(engine.fetch_budget):
+        body = await answer
+        files = body.pop("files", None) or {}
+        if not any(isinstance(f, FetchedFile) for f in files.values()):
+            body["files"] = files
+            plain = _json(body)
+            await plain.prepare(request)
+            await plain.write_eof()
+            return plain
+        head = fast_json.dumps(body)
+        assert head.endswith(b"}")
+        parts: list[bytes | FetchedFile] = [head[:-1] + (b',"files":{' if len(head) > 2 else b'"files":{')]
+        for i, (name, fetched) in enumerate(files.items()):
+            parts.append((b"," if i else b"") + fast_json.dumps(name) + b':"')
+            parts.append(fetched)
+            parts.append(b'"')
+        parts.append(b"}}")
+        size = sum(len(p) if isinstance(p, bytes) else 4 * ((len(p.raw) + 2) // 3) for p in parts)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = size
+        await response.prepare(request)
+        for part in parts:
+            if isinstance(part, bytes):
+                await response.write(part)
+                continue
+            with memoryview(part.raw) as view:
+                for start in range(0, len(view), _B64_PIECE):
+                    await response.write(base64.b64encode(view[start : start + _B64_PIECE]))
+        await response.write_eof()
+        return response
+
+
+async def _run_code(request: web.Request) -> web.StreamResponse:
     engine = request.app[_ENGINE]
     req = parse_run_code(await _read_json(request), max_timeout=engine.limits.max_timeout)
-    return _json(await engine.run_code(req))
+    return await _answer_with_files(request, engine.run_code(req))
 
 
-async def _run_jupyter(request: web.Request) -> web.Response:
+async def _run_jupyter(request: web.Request) -> web.StreamResponse:
     engine = request.app[_ENGINE]
     req = parse_run_jupyter(await _read_json(request), max_timeout=engine.limits.max_timeout)
-    return _json(await engine.run_jupyter(req))
+    return await _answer_with_files(request, engine.run_jupyter(req))
 
 
 # -- interpreter routes -------------------------------------------------------------------------------------
@@ -150,7 +195,7 @@ async def _execute(request: web.Request) -> web.StreamResponse:
     max_timeout = request.app[_ENGINE].limits.max_timeout
     try:
         body = json.loads(await request.read())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         return _json({"error": f"invalid JSON body: {exc}"}, 400)
     if not isinstance(body, dict) or not isinstance(body.get("code"), str):
         return _json({"error": "the body must be a JSON object with a string field 'code'"}, 400)
@@ -177,16 +222,25 @@ async def _execute(request: web.Request) -> web.StreamResponse:
 
 
 def _confined_path(interp: Interpreter, raw: str) -> str:
-    """The request path as a path relative to the data directory; raise PathError when it is not inside."""
+    """The request path as a path relative to the data directory; raise PathError when it is not inside.
+
+    The CodeGeeX4 server joins what follows ``/-`` to ``/``: ``/files/upload/-/mnt/data/x`` is ``/mnt/data/x``.
+    Accepted here: that prefix, the data directory's own absolute path, and a path relative to the data directory.
+    A path that starts with a top-level directory of this machine (``/tmp/x``, ``/etc/passwd``) or with ``//`` is
+    an absolute path outside the data directory and is refused: storing it inside while the client believes it went
+    to ``/tmp/x`` would be a lie. (A relative directory of that name is reachable as ``/mnt/data/tmp/x``.)
+    """
     assert interp.data_dir is not None
     data = str(interp.data_dir).strip("/") + "/"
     path = raw.lstrip("/")
     if path.startswith(data):
-        path = path[len(data) :]  # an absolute path that lies inside the data directory
-    elif path.startswith("mnt/data/"):
-        path = path[len("mnt/data/") :]  # the CodeGeeX4 convention: files live in /mnt/data
-    split_relative(path)
-    return path
+        return "/".join(split_relative(path[len(data) :]))  # an absolute path inside the data directory
+    if path.startswith("mnt/data/"):
+        return "/".join(split_relative(path[len("mnt/data/") :]))  # the CodeGeeX4 convention: files in /mnt/data
+    parts = split_relative(path)
+    if raw.startswith("/") or os.path.lexists("/" + parts[0]):
+        raise PathError(f"/{path} is an absolute path outside the data directory")
+    return "/".join(parts)
 
 
 async def _upload(request: web.Request) -> web.Response:
@@ -202,7 +256,10 @@ async def _upload(request: web.Request) -> web.Response:
     parent, _, name = rel.rpartition("/")
     part = (parent + "/" if parent else "") + f".upload-{secrets.token_hex(6)}.part"
     try:
-        dir_fd, fd, part_name = open_for_write(interp.data_dir, part, exclusive=True, owner=owner)
+        # Off the loop: a path is one system call per directory, and a request may name a thousand of them.
+        dir_fd, fd, part_name = await asyncio.to_thread(
+            open_for_write, interp.data_dir, part, exclusive=True, owner=owner
+        )
     except OSError as exc:
         return _json({"error": f"cannot create the file: {exc.strerror}"}, 409)
     try:
@@ -238,7 +295,7 @@ async def _download(request: web.Request) -> web.StreamResponse:
         rel = _confined_path(interp, request.match_info["path"])
     except PathError as exc:
         return _json({"error": f"path outside the sandbox data directory: {exc}"}, 400)
-    found = stat_confined(interp.data_dir, rel)
+    found = await asyncio.to_thread(stat_confined, interp.data_dir, rel)  # one system call per directory
     if found is None:
         return _json({"error": "file not found"}, 404)
     fd, st = found
@@ -310,6 +367,11 @@ class LocalSandbox:
     ``work_dir`` is where run directories are made: by default ``/dev/shm`` when it is a roomy, executable tmpfs
     (creating and removing a directory there costs a tenth of what it does on a journalled disk) and ``$TMPDIR``
     is not set, else the system's temporary directory.
+
+    ``max_fetch_bytes`` caps the files one answer carries (``fetch_files``, before base64, each requested name
+    counted: one file asked for under two spellings is sent twice); a request over it gets ``SandboxError`` with a
+    message that says so, and its run's results. The file asked for under several spellings is read only once, and
+    the server never holds more than four answers' worth of fetched bytes at once (more waits its turn).
     """
 
     def __init__(
@@ -328,6 +390,7 @@ class LocalSandbox:
         uid_base: int = 200_000,
         work_dir: str | None = None,
         workers: int | Literal["auto"] = 1,
+        max_fetch_bytes: int = DEFAULT_MAX_FETCH_BYTES,
     ) -> None:
         if not _is_loopback(host) and not token:
             raise ValueError(
@@ -348,6 +411,7 @@ class LocalSandbox:
             "host": host, "token": token, "python_fast_path": python_fast_path, "limits": limits,
             "max_concurrency": per_worker, "max_kernels": max_kernels, "max_request_bytes": max_request_bytes,
             "drop_privileges": drop_privileges, "uid_base": uid_base, "work_dir": work_dir,
+            "max_fetch_bytes": max_fetch_bytes,
         }  # fmt: skip
         self._sock: socket.socket | None = None
         self._interpreter_upstream: str | None = None
@@ -363,6 +427,7 @@ class LocalSandbox:
             drop_privileges=drop_privileges,
             uid_base=uid_base,
             work_dir=work_dir,
+            max_fetch_bytes=max_fetch_bytes,
         )
         self.interpreter = Interpreter(self.engine, data_dir=None if data_dir is None else Path(data_dir))
         self._runner: web.AppRunner | None = None
@@ -483,7 +548,7 @@ class LocalSandbox:
         if forwarder is not None:
             await forwarder.close()
         if self._private_dir is not None:
-            shutil.rmtree(self._private_dir, ignore_errors=True)  # a socket file in an otherwise empty directory
+            remove_tree(Path(self._private_dir))  # a socket file in an otherwise empty directory
             self._private_dir = None
         if self._sock is not None and self._interpreter_upstream is None:
             self._sock.close()
@@ -554,12 +619,28 @@ async def serve(
     on_ready: Callable[[LocalSandbox], None] | None = None,
     **options: Any,
 ) -> None:
-    """Run a :class:`LocalSandbox` until cancelled (what ``aioagents serve`` does).
+    """Run a :class:`LocalSandbox` until SIGINT or SIGTERM, or until cancelled (what ``aioagents serve`` does).
 
-    ``on_ready`` is called once the server listens (e.g. to print its URL); ``options`` go to LocalSandbox.
+    Either signal closes the server as :meth:`LocalSandbox.close` does (every run's processes killed, every file
+    removed) and returns normally; a second signal while it closes changes nothing. Signals are handled only when
+    this runs in the main thread's event loop. ``on_ready`` is called once the server listens (e.g. to print its
+    URL); ``options`` go to LocalSandbox.
     """
-    sandbox = LocalSandbox(host=host, port=port, token=token, **options)
-    async with sandbox:
-        if on_ready is not None:
-            on_ready(sandbox)
-        await asyncio.Event().wait()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (ValueError, RuntimeError, NotImplementedError):  # not the main thread, or no signals here
+            continue
+        handled.append(sig)
+    try:
+        sandbox = LocalSandbox(host=host, port=port, token=token, **options)
+        async with sandbox:
+            if on_ready is not None:
+                on_ready(sandbox)
+            await stop.wait()
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)

@@ -11,29 +11,36 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
+import contextvars
 import itertools
 import logging
 import os
 import secrets
-import shutil
+import stat
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from aioagents.local._kernel import Kernel, KernelDied
-from aioagents.local._paths import open_for_write, read_confined
+from aioagents.local._paths import PathError, open_confined, open_for_write, remove_tree
 from aioagents.local._process import Limits, ProcessResult, UidPool, ZygoteClient
 from aioagents.local._toolchains import _SPECS, Environment, Resolved, Unavailable, make_environment, resolve
 from aioagents.local._validate import RunCodeRequest, RunJupyterRequest
 
-__all__ = ["Engine"]
+__all__ = ["DEFAULT_MAX_FETCH_BYTES", "Engine", "FetchTooLarge", "FetchedFile", "collect_fetch_leases"]
 
 _log = logging.getLogger("aioagents.local")
 
-_MAX_FETCH_BYTES = 64 << 20
+#: The most bytes of files one answer carries (before base64), each requested name counted: the answer then stays
+#: under 64 MiB, the response cap of common clients (aioagents' own among them), with both outputs at their cap.
+DEFAULT_MAX_FETCH_BYTES = 32 << 20
+#: Fetched bytes the whole server holds at once, as a multiple of the per-answer cap; more waits for its turn.
+_FETCH_BUDGET_ANSWERS = 4
+_LEASES: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("aioagents_fetch_leases", default=None)
 _INLINE_IO_BYTES = 256 << 10
 _SHM = "/dev/shm"
 _SHM_MIN_FREE = 1 << 30
@@ -68,8 +75,15 @@ class Engine:
         drop_privileges: bool | None,
         uid_base: int,
         work_dir: str | None,
+        max_fetch_bytes: int = DEFAULT_MAX_FETCH_BYTES,
     ) -> None:
+        if max_fetch_bytes < 0:
+            raise ValueError("max_fetch_bytes must be >= 0")
         self.limits = limits
+        #: The most bytes of files one ``fetch_files`` answer carries; more is a ``SandboxError`` saying so.
+        self.max_fetch_bytes = max_fetch_bytes
+        #: Fetched bytes held by the whole server at once (read, encoded or being sent).
+        self.fetch_budget = ByteBudget(max(max_fetch_bytes, 1) * _FETCH_BUDGET_ANSWERS)
         self.python_fast_path = python_fast_path
         is_root = os.geteuid() == 0
         if drop_privileges and not is_root:
@@ -107,7 +121,7 @@ class Engine:
             await zygote.close()
         root, self.root = self.root, None
         if root is not None:
-            await asyncio.to_thread(shutil.rmtree, root, True)
+            await asyncio.to_thread(remove_tree, root, log=_log)
         if self._uids is not None:
             await self._uids.aclose()
 
@@ -178,7 +192,7 @@ class Engine:
                 with contextlib.suppress(Exception):
                     await self._zygote.kill_uid(uid)
             if not _remove_small_dir(path):
-                await asyncio.to_thread(shutil.rmtree, path, True)
+                await asyncio.to_thread(remove_tree, path, log=_log)
         finally:
             if uid is not None and self._uids is not None:
                 self._uids.release(uid)
@@ -191,6 +205,8 @@ class Engine:
             await self._uids.drain()
 
     def write_files(self, directory: Path, files: Mapping[str, bytes], uid: int | None) -> None:
+        """Write a request's ``files`` under ``directory`` (parents created, owned by ``uid``), never through a
+        symlink. Iterative at any depth: a path of a thousand directories is a thousand ``mkdirat`` calls."""
         owner = None if uid is None else (uid, uid)
         for name, content in files.items():
             if _IGNORED_FILE_MARK in name:
@@ -201,12 +217,34 @@ class Engine:
                 f.write(content)
 
     def fetch_files(self, directory: Path, names: tuple[str, ...]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for name in names:
-            content = read_confined(directory, name, max_bytes=_MAX_FETCH_BYTES)
-            if content is not None:  # the contract omits missing files silently
-                out[name] = base64.b64encode(content).decode("ascii")
-        return out
+        """The ``fetch_files`` answer, read in the calling thread; raises :class:`FetchTooLarge` over the cap."""
+        raw = _read_fetch(_open_fetch(directory, names, self.max_fetch_bytes))
+        return {name: base64.b64encode(f.raw).decode("ascii") for name, f in raw.items()}
+
+    async def _fetch(self, directory: Path, names: tuple[str, ...]) -> dict[str, Any]:
+        """``fetch_files`` off the event loop, within the server's budget of fetched bytes in flight.
+
+        The same file asked for under several spellings (``a``, ``./a``; ``b/../a`` is refused earlier) is read
+        once; each name still counts against :attr:`max_fetch_bytes`, since each carries a copy in the answer.
+        Inside :func:`collect_fetch_leases` (the routes) the values are :class:`FetchedFile` objects, which the route
+        encodes piece by piece as it sends them; otherwise base64 strings, as on the wire.
+        """
+        if not names:
+            return {}
+        plan = await asyncio.to_thread(_open_fetch, directory, names, self.max_fetch_bytes)
+        # What the server holds is each distinct file once (the answer is encoded as it is sent).
+        lease = await self.fetch_budget.acquire(sum(size for _name, size in plan.files.values()))
+        holder = _LEASES.get()
+        if holder is not None:
+            holder.append(lease)  # released by the route once the answer is written
+        try:
+            raw = await asyncio.to_thread(_read_fetch, plan)
+        finally:
+            if holder is None:
+                self.fetch_budget.release(lease)
+        if holder is not None:
+            return raw  # the route encodes them as it sends them
+        return {name: base64.b64encode(f.raw).decode("ascii") for name, f in raw.items()}
 
     # -- run_code ---------------------------------------------------------------------------------------------
     async def run_code(self, req: RunCodeRequest) -> dict[str, Any]:
@@ -230,8 +268,9 @@ class Engine:
             src = lang.filename.format(id=run_id)
             out = f"main_{run_id}"
             code = req.code.encode("utf-8", errors="replace")  # JSON may carry lone surrogates
-            if len(code) + sum(len(c) for c in req.files.values()) < _INLINE_IO_BYTES:
-                # A thread hop costs more than a few small writes.
+            if len(code) + sum(len(c) for c in req.files.values()) < _INLINE_IO_BYTES and _few_steps(req.files):
+                # A thread hop costs more than a few small writes (never more: 1,100 directories deep is 3,300
+                # system calls, which on the loop would hold every other request).
                 self.write_files(workdir, req.files, uid)
                 _write_source(workdir, src, code, uid)
             else:
@@ -279,8 +318,15 @@ class Engine:
             # Every process of this workspace ran through ``zygote.run``; the last one's answer tells.
             last = run_result or compile_result
             ws.uid_clear = last is not None and last.uid_clear
-            fetched = await asyncio.to_thread(self.fetch_files, workdir, req.fetch_files) if req.fetch_files else {}
-        return _response(compile_result, run_result, fetched)
+            too_large = ""
+            try:
+                fetched = await self._fetch(workdir, req.fetch_files)
+            except FetchTooLarge as exc:
+                fetched, too_large = {}, str(exc)
+        answer = _response(compile_result, run_result, fetched)
+        if too_large:
+            answer.update(status="SandboxError", message=too_large)
+        return answer
 
     # -- run_jupyter ------------------------------------------------------------------------------------------
     async def run_jupyter(self, req: RunJupyterRequest) -> dict[str, Any]:
@@ -357,7 +403,11 @@ class Engine:
                 kernel_error = str(exc)
             finally:
                 await kernel.shutdown()
-            fetched = await asyncio.to_thread(self.fetch_files, workdir, req.fetch_files)
+            too_large = ""
+            try:
+                fetched = await self._fetch(workdir, req.fetch_files)
+            except FetchTooLarge as exc:
+                fetched, too_large = {}, str(exc)
         elapsed = round(time.monotonic() - started, 6)
         if kernel_error and not cells:
             return {
@@ -370,6 +420,16 @@ class Engine:
                 "files": fetched,
             }  # fmt: skip
         failed = bool(timed_out or kernel_error)
+        if too_large:
+            return {
+                "status": "SandboxError",
+                "message": too_large,
+                "driver": {"status": "Finished", "execution_time": elapsed, "return_code": 0, "stdout": "",
+                           "stderr": ""},
+                "cells": cells,
+                "executor_pod_name": None,
+                "files": {},
+            }  # fmt: skip
         return {
             "status": "Failed" if failed else "Success",
             "message": timed_out or kernel_error,
@@ -384,6 +444,150 @@ class Engine:
             "executor_pod_name": None,
             "files": fetched,
         }
+
+
+def _few_steps(files: Mapping[str, bytes]) -> bool:
+    """Whether writing ``files`` is a handful of system calls: few files, few directories each."""
+    return len(files) <= 8 and sum(name.count("/") for name in files) <= 16
+
+
+class FetchTooLarge(Exception):
+    """The files a request asked for are more than one answer may carry."""
+
+
+class ByteBudget:
+    """A count of bytes the server may hold at once; :meth:`acquire` waits (first come, first served) for room."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+
+    async def acquire(self, amount: int) -> int:
+        """Take ``amount`` bytes (at most the whole budget) and return what was taken, for :meth:`release`."""
+        amount = min(max(amount, 0), self.limit)
+        if not self._waiters and self.held + amount <= self.limit:
+            self.held += amount
+            return amount
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (amount, waiter)
+        self._waiters.append(entry)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release(amount)  # granted as we were cancelled: give it back
+            else:
+                self._waiters.remove(entry)
+                self._wake()
+            raise
+        return amount
+
+    def release(self, amount: int) -> None:
+        self.held -= amount
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.held + self._waiters[0][0] <= self.limit:
+            amount, waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.held += amount
+                waiter.set_result(None)
+
+
+@contextlib.contextmanager
+def collect_fetch_leases(budget: ByteBudget) -> Iterator[None]:
+    """Within this block, bytes fetched for an answer stay counted against ``budget`` until the block ends (the
+    route ends it once the answer is written), not only until the answer is built."""
+    leases: list[int] = []
+    token = _LEASES.set(leases)
+    try:
+        yield
+    finally:
+        _LEASES.reset(token)
+        for lease in leases:
+            budget.release(lease)
+
+
+class _FetchPlan:
+    """The files of one ``fetch_files`` list: each distinct file once, and the names that ask for it.
+
+    No fd is kept between the two passes: a list of thousands of names must not take thousands of fds from the
+    server (a file then missing for want of an fd would be silently left out of the answer).
+    """
+
+    __slots__ = ("directory", "files", "names", "total")
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.files: dict[tuple[int, int], tuple[str, int]] = {}  # (dev, ino) -> (a name of it, size)
+        self.names: list[tuple[str, tuple[int, int]]] = []
+        self.total = 0
+
+
+def _open_fetch(directory: Path, names: tuple[str, ...], cap: int) -> _FetchPlan:
+    plan = _FetchPlan(directory)
+    for name in dict.fromkeys(names):  # a name asked twice is one key of the answer
+        try:
+            fd = open_confined(directory, name)
+        except (OSError, PathError):
+            continue  # the contract omits a missing file silently (a symlink or a directory counts as missing)
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if not stat.S_ISREG(st.st_mode):
+            continue  # a fifo or a socket counts as missing too
+        key = (st.st_dev, st.st_ino)
+        # The same file under another spelling is read once and sent under both names.
+        plan.files.setdefault(key, (name, st.st_size))
+        plan.names.append((name, key))
+        plan.total += plan.files[key][1]
+        if plan.total > cap:
+            raise FetchTooLarge(
+                f"fetch_files asks for more than this server's limit of {cap} bytes per answer (each requested "
+                f"name counted, {name!r} included); fetch fewer or smaller files, or raise max_fetch_bytes"
+            )
+    return plan
+
+
+class FetchedFile:
+    """The bytes of one fetched file (shared by every name that asked for it), sent base64-encoded."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytearray) -> None:
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return f"<FetchedFile {len(self.raw)} bytes>"
+
+
+def _read_fetch(plan: _FetchPlan) -> dict[str, FetchedFile]:
+    read: dict[tuple[int, int], FetchedFile] = {}
+    for key, (name, size) in plan.files.items():
+        try:
+            fd = open_confined(plan.directory, name)
+        except (OSError, PathError):
+            continue  # gone since (only a survivor of an unprivileged run could do that): missing, as the contract says
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != key:
+                continue  # replaced since: not the file that was counted
+            buf = bytearray(size)
+            with memoryview(buf) as view:
+                got = 0
+                while got < size:  # a file that grew is cut at the size counted; one that shrank gives what is there
+                    n = os.preadv(fd, [view[got:]], got)
+                    if n <= 0:
+                        break
+                    got += n
+        finally:
+            os.close(fd)
+        if got < size:
+            del buf[got:]
+        read[key] = FetchedFile(buf)
+    return {name: read[key] for name, key in plan.names if key in read}
 
 
 def _write_source(directory: Path, name: str, content: bytes, uid: int | None) -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import logging
 import os
 import queue
 import secrets
-import shutil
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -22,12 +22,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from aioagents.local._paths import remove_tree
 from aioagents.local._process import Limits, ZygoteClient, _Capture
 
 if TYPE_CHECKING:
     from jupyter_client.asynchronous.client import AsyncKernelClient
 
 __all__ = ["Event", "ExecOutcome", "Kernel", "KernelDied", "map_message", "utc_timestamp"]
+
+_log = logging.getLogger("aioagents.local")
 
 
 class KernelDied(RuntimeError):
@@ -361,5 +364,5 @@ class Kernel:
         if self._capture is not None:
             self._capture.close()
         if self._dir is not None:
-            await asyncio.to_thread(shutil.rmtree, self._dir, True)
+            await asyncio.to_thread(remove_tree, self._dir, log=_log)
             self._dir = None

@@ -12,8 +12,9 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["PathError", "open_for_write", "read_confined", "split_relative", "stat_confined"]
+__all__ = ["PathError", "open_confined", "open_for_write", "remove_tree", "split_relative", "stat_confined"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -83,18 +84,14 @@ def open_for_write(
     return dir_fd, fd, parts[-1]
 
 
-def read_confined(root: Path, path: str, *, max_bytes: int) -> bytes | None:
-    """The content of the regular file ``path`` under ``root``; None if it is missing, not regular, or a symlink."""
-    try:
-        parts = split_relative(path)
-        with _walk(root, parts, create=False, owner=None) as dfd:
-            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dfd)
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                return None
-            return f.read(max_bytes)
-    except (OSError, PathError):
-        return None
+def open_confined(root: Path, path: str) -> int:
+    """A read fd of ``path`` under ``root`` (of any type: the caller checks it), never through a symlink.
+
+    Raises PathError for an unsafe path and OSError when it cannot be opened (missing, a symlink...).
+    """
+    parts = split_relative(path)
+    with _walk(root, parts, create=False, owner=None) as dfd:
+        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dfd)
 
 
 def stat_confined(root: Path, path: str) -> tuple[int, os.stat_result] | None:
@@ -110,3 +107,134 @@ def stat_confined(root: Path, path: str) -> tuple[int, os.stat_result] | None:
         os.close(fd)
         return None
     return fd, st
+
+
+_REMOVE_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def _open_dir_for_removal(name: str, parent_fd: int) -> int:
+    """Open the directory ``name`` under ``parent_fd`` to list it; one the run made unreadable (``chmod 0``) is made
+    ours again first (it is ours to remove; as root this never happens). Never follows a symlink."""
+    try:
+        return os.open(name, _REMOVE_DIR_FLAGS, dir_fd=parent_fd)
+    except PermissionError:
+        pfd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+        try:
+            os.chmod(f"/proc/self/fd/{pfd}", 0o700)  # an O_PATH fd: no symlink can be followed here
+        finally:
+            os.close(pfd)
+        return os.open(name, _REMOVE_DIR_FLAGS, dir_fd=parent_fd)
+
+
+def remove_tree(path: str | os.PathLike[str], *, log: Any = None) -> bool:
+    """Remove ``path`` and everything under it; True when it is gone. Never raises, never recurses.
+
+    Any depth (a run may nest thousands of directories: a recursive walk would end in ``RecursionError``), with one
+    open directory fd at a time, never following a symlink and never leaving the file system of ``path``. Going back
+    up goes through ``..`` and checks that it is the directory we came from (device and inode), so a directory moved
+    away meanwhile stops the removal of that branch instead of letting it continue somewhere else. One entry that
+    cannot be removed is logged (through ``log``, a logger, if given) and skipped; the rest still goes.
+    """
+    failures = 0
+
+    def fail(what: str, exc: BaseException) -> None:
+        nonlocal failures
+        failures += 1
+        if log is not None and failures <= 5:
+            log.warning("could not remove %s: %s", what, exc)
+
+    path = os.fspath(path)
+    head, _, top = path.rstrip("/").rpartition("/")
+    try:
+        parent_fd = os.open(head or "/", _REMOVE_DIR_FLAGS)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            return True
+        fail(path, exc)
+        return False
+    try:
+        try:
+            st = os.lstat(top, dir_fd=parent_fd)
+        except FileNotFoundError:
+            return True
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(top, dir_fd=parent_fd)
+            return True
+        _remove_dir_iteratively(parent_fd, top, st, fail)
+    except OSError as exc:
+        fail(path, exc)
+    finally:
+        os.close(parent_fd)
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        pass
+    return False
+
+
+def _remove_dir_iteratively(parent_fd: int, top: str, top_st: os.stat_result, fail: Any) -> None:
+    """Empty and remove the directory ``top`` (under ``parent_fd``, which stays open and is not closed here)."""
+    device = top_st.st_dev
+    # The way down: (name in its parent, (dev, ino) of the directory itself).
+    stack: list[tuple[str, tuple[int, int]]] = [(top, (top_st.st_dev, top_st.st_ino))]
+    fd = _open_dir_for_removal(top, parent_fd)
+    skipped: set[tuple[int, int]] = set()  # directories we gave up on: not entered again
+    try:
+        while True:
+            descended = False
+            with os.scandir(fd) as it:
+                for entry in it:
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                        if stat.S_ISDIR(st.st_mode):
+                            key = (st.st_dev, st.st_ino)
+                            if st.st_dev != device or key in skipped:
+                                continue  # a mount point (never crossed) or a branch that failed before
+                            child = _open_dir_for_removal(entry.name, fd)
+                            cst = os.fstat(child)
+                            if (cst.st_dev, cst.st_ino) != key:  # swapped between the stat and the open
+                                os.close(child)
+                                skipped.add(key)
+                                continue
+                            stack.append((entry.name, key))
+                            os.close(fd)
+                            fd = child
+                            descended = True
+                            break
+                        os.unlink(entry.name, dir_fd=fd)
+                    except FileNotFoundError:
+                        continue
+                    except OSError as exc:
+                        fail(entry.path, exc)
+            if descended:
+                continue
+            # This directory is as empty as we can make it: go up and remove it.
+            name, key = stack.pop()
+            if not stack:
+                os.close(fd)
+                fd = -1
+                try:
+                    os.rmdir(name, dir_fd=parent_fd)
+                except OSError as exc:
+                    fail(name, exc)
+                return
+            up = os.open("..", _REMOVE_DIR_FLAGS, dir_fd=fd)
+            ust = os.fstat(up)
+            os.close(fd)
+            fd = up
+            if (ust.st_dev, ust.st_ino) != stack[-1][1]:
+                # Moved while we were inside: whatever ``..`` is now is not ours to empty.
+                fail(name, OSError("the directory was moved during its removal"))
+                return
+            try:
+                os.rmdir(name, dir_fd=fd)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                skipped.add(key)
+                fail(name, exc)
+    finally:
+        if fd >= 0:
+            os.close(fd)

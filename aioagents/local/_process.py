@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import signal
 import socket
 import stat
@@ -32,6 +31,7 @@ from typing import Any, Literal
 import attrs
 
 from aioagents import _json as fast_json
+from aioagents.local._paths import remove_tree
 
 __all__ = ["Limits", "ProcessResult", "UidPool", "ZygoteClient"]
 
@@ -194,8 +194,8 @@ class UidPool:
 def sweep_shared_dirs(uids: set[int], dirs: Sequence[str] = SHARED_TMP_DIRS) -> int:
     """Remove the top-level entries of ``dirs`` owned by one of ``uids`` (whose processes are all dead).
 
-    Never follows a symlink: an entry is judged by ``lstat``, and ``shutil.rmtree`` works through directory fds.
-    Returns how many entries went.
+    Never follows a symlink: an entry is judged by ``lstat``, and ``remove_tree`` works through directory fds, at any
+    depth. One entry that cannot be removed is logged and skipped. Returns how many entries went.
     """
     removed = 0
     for top in dirs:
@@ -210,7 +210,8 @@ def sweep_shared_dirs(uids: set[int], dirs: Sequence[str] = SHARED_TMP_DIRS) -> 
                 if st.st_uid not in uids:
                     continue
                 if stat.S_ISDIR(st.st_mode):
-                    shutil.rmtree(entry.path)
+                    if not remove_tree(entry.path, log=_log):
+                        continue
                 else:
                     os.unlink(entry.path)
                 removed += 1

@@ -183,7 +183,10 @@ def _short(value: Any) -> Any:
     if isinstance(value, str) and len(value) > 200:
         return value[:200] + "..."
     if isinstance(value, (dict, list)):
-        text = repr(value)
+        try:
+            text = repr(value)
+        except RecursionError:  # nested deeper than repr goes: the body came from a hostile client
+            return "<nested too deeply to show>"
         return value if len(text) <= 200 else text[:200] + "..."
     return value
 

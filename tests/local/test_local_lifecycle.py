@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
+import subprocess
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,6 +19,8 @@ import sandbox_fusion as sf
 from aioagents.local import LocalSandbox, serve
 from aioagents.local import _engine as engine_module
 from aioagents.local._engine import default_work_dir
+from aioagents.local._paths import remove_tree
+from aioagents.local._process import sweep_shared_dirs
 from tests.local.conftest import is_root, sandbox_processes, server_uids
 
 pytestmark = pytest.mark.timeout(120)
@@ -248,3 +253,112 @@ async def test_a_sandbox_can_be_started_again_after_close() -> None:
             status, body = await post(sb.url, "/run_code", {"code": f"print({expected.strip()})", "language": "python"})
             assert status == 200
             assert body["run_result"]["stdout"] == expected
+
+
+def _nest(top: Path, depth: int, *, every: int = 0, link_to: Path | None = None) -> None:
+    """``depth`` directories ``d/d/d/...`` under ``top``; every ``every`` levels a file and a symlink to ``link_to``."""
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for i in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            nfd = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+            if every and i % every == 0:
+                os.close(os.open("f", os.O_CREAT | os.O_WRONLY, 0o000, dir_fd=fd))
+                if link_to is not None:
+                    os.symlink(link_to, "escape", dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def test_remove_tree_removes_any_depth_without_following_a_symlink(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    top = tmp_path / "run"
+    top.mkdir()
+    _nest(top, 3000, every=250, link_to=outside)  # far deeper than the recursion limit
+    for i in range(2000):
+        (top / f"f{i}").touch()
+    (top / "to-outside").symlink_to(outside)
+    assert remove_tree(top) is True
+    assert not top.exists()
+    assert (outside / "keep.txt").read_text() == "keep"
+    assert remove_tree(top) is True  # already gone
+    (tmp_path / "plain").write_text("x")
+    assert remove_tree(tmp_path / "plain") is True
+    assert not (tmp_path / "plain").exists()
+
+
+@pytest.mark.skipif(not is_root(), reason="mounting a tmpfs needs root")
+def test_remove_tree_never_crosses_into_another_file_system_and_reports_it(tmp_path: Path) -> None:
+    top = tmp_path / "run"
+    (top / "a" / "mnt").mkdir(parents=True)
+    (top / "a" / "file").write_text("x")
+    mnt = top / "a" / "mnt"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
+    try:
+        (mnt / "other-fs.txt").write_text("not ours to remove")
+        assert remove_tree(top) is False
+        assert (mnt / "other-fs.txt").read_text() == "not ours to remove"
+        assert not (top / "a" / "file").exists()  # everything else went
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+    assert remove_tree(top) is True
+
+
+@pytest.mark.skipif(not is_root(), reason="becoming another user needs root")
+def test_remove_tree_as_the_owner_removes_directories_made_unreadable() -> None:
+    # Without root (runs keep the server's uid) a run may chmod 0 its directories; they are its to remove.
+    base = Path(tempfile.mkdtemp(prefix="aioagents-rmtree-", dir="/tmp"))  # reachable by that user
+    base.chmod(0o755)
+    top = base / "run"
+    top.mkdir()
+    _nest(top, 50)
+    (top / "locked" / "inner").mkdir(parents=True)
+    (top / "locked" / "inner" / "f").write_text("x")
+    for path in [base, top, *top.rglob("*")]:  # the server's root and the run directory: the same user's
+        os.chown(path, 65534, 65534, follow_symlinks=False)
+    (top / "locked").chmod(0)
+    (top / "d").chmod(0o100)  # searchable, not listable
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            code = 0 if remove_tree(top) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    try:
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert not top.exists()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_remove_tree_logs_and_skips_what_it_cannot_remove(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    top = tmp_path / "run"
+    (top / "sub").mkdir(parents=True)
+    (top / "sub" / "f").write_text("x")
+    missing_parent = tmp_path / "nope" / "run"
+    assert remove_tree(missing_parent) is True  # nothing there: nothing to do
+    assert remove_tree(top, log=logging.getLogger("aioagents.local")) is True
+    assert caplog.records == []
+
+
+@pytest.mark.skipif(not is_root(), reason="files of another uid in a shared directory need root")
+def test_the_shared_dir_sweep_goes_past_a_deep_tree(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "deep").mkdir()
+    _nest(shared / "deep", 1100)
+    (shared / "zz-after.txt").write_text("x")
+    (shared / "aa-before.txt").write_text("x")
+    for path in shared.iterdir():
+        os.chown(path, 4242, 4242)
+    assert sweep_shared_dirs({4242}, [str(shared)]) == 3
+    assert list(shared.iterdir()) == []
