@@ -62,7 +62,11 @@ def _serve(args: argparse.Namespace) -> int:
     from aioagents.local import serve
 
     def ready(sandbox: Any) -> None:
-        print(f"aioagents: serving the local sandbox at {sandbox.url} (Ctrl-C stops it)", flush=True)
+        print(
+            f"aioagents: serving the local sandbox at {sandbox.url} (isolation: {sandbox.isolation}"
+            f"{', network on' if args.network else ''}; Ctrl-C stops it)",
+            flush=True,
+        )
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
@@ -71,6 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
                 port=args.port,
                 token=args.token or os.environ.get("AIOAGENTS_TOKEN"),
                 work_dir=args.work_dir,
+                network=args.network,
                 on_ready=ready,
             )
         )
@@ -244,6 +249,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (or set AIOAGENTS_TOKEN)")
     serve.add_argument(
         "--work-dir", help="where run directories go (default: /dev/shm when it is a usable tmpfs, else $TMPDIR)"
+    )
+    serve.add_argument(
+        "--network",
+        action="store_true",
+        help="give runs the host's network (loopback and this server's API included): trusted code only",
     )
 
     run = sub.add_parser("run", help="run one program and print its output")

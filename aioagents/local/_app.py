@@ -292,6 +292,10 @@ class LocalSandbox:
     ``work_dir`` is where run directories are made: by default ``/dev/shm`` when it is a roomy, executable tmpfs
     (creating and removing a directory there costs a tenth of what it does on a journalled disk) and ``$TMPDIR``
     is not set, else the system's temporary directory.
+    ``isolation``: ``"auto"`` (the strongest this process can have), ``"full"`` (namespaces, read-only host, a
+    cgroup and no network per run; needs root on Linux), ``"uid"`` (a uid per run only), or ``"none"``; the level
+    in force is :attr:`isolation` once started (see the module docs). ``network=True`` gives runs the host's
+    network (loopback and the sandbox's own API included): only for trusted code that needs it.
     """
 
     def __init__(
@@ -309,6 +313,8 @@ class LocalSandbox:
         drop_privileges: bool | None = None,
         uid_base: int = 200_000,
         work_dir: str | None = None,
+        isolation: str = "auto",
+        network: bool = False,
     ) -> None:
         if not _is_loopback(host) and not token:
             raise ValueError(
@@ -328,6 +334,8 @@ class LocalSandbox:
             drop_privileges=drop_privileges,
             uid_base=uid_base,
             work_dir=work_dir,
+            isolation=isolation,
+            network=network,
         )
         self.interpreter = Interpreter(self.engine, data_dir=None if data_dir is None else Path(data_dir))
         self._runner: web.AppRunner | None = None
@@ -345,6 +353,12 @@ class LocalSandbox:
             raise RuntimeError("the local sandbox is not running")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self._bound_port}"
+
+    @property
+    def isolation(self) -> str:
+        """The isolation level in force: ``full``, ``uid`` or ``none`` (``userns`` is reserved); see the module
+        docs for what each contains. Known once started."""
+        return self.engine.isolation
 
     @property
     def languages(self) -> dict[str, str | None]:
@@ -384,6 +398,13 @@ class LocalSandbox:
             server = site._server
             sockets = getattr(server, "sockets", None) or []
             self._bound_port = int(sockets[0].getsockname()[1])
+            if self.engine.isolation != "full":
+                _log.warning(
+                    "the local sandbox runs with isolation level %r, below 'full'%s: runs are not in namespaces "
+                    "or cgroups of their own (see aioagents.local's documentation)",
+                    self.engine.isolation,
+                    f" ({self.engine.isolation_reason})" if self.engine.isolation_reason else "",
+                )
             if not self.engine.drop_privileges:
                 _log.warning(
                     "the local sandbox runs code with this server's own user id: process-count limits, write "

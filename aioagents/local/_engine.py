@@ -5,6 +5,9 @@ Layout on disk (one root per server, removed on close)::
     <tmp>/aioagents-local-XXXX/      0711 root   traversable, not listable, by sandbox uids
         run-XXXX/                   0700 uid    one per run: the cwd, HOME and TMPDIR of the run
         kernel-XXXX/                0700 uid    a kernel's connection file and ZeroMQ sockets
+
+With full isolation the root is a shared bind mount of itself and every ``run-XXXX`` is a tmpfs of its own (the
+run's disk cap), detached in constant time when the run ends.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from aioagents.local import _isolation
 from aioagents.local._kernel import Kernel, KernelDied
 from aioagents.local._paths import open_for_write, read_confined
-from aioagents.local._process import Limits, ProcessResult, UidPool, ZygoteClient
+from aioagents.local._process import SHARED_TMP_DIRS, Limits, ProcessResult, UidPool, ZygoteClient
 from aioagents.local._toolchains import Environment, Resolved, Unavailable, make_environment, resolve
 from aioagents.local._validate import RunCodeRequest, RunJupyterRequest
 
@@ -37,6 +41,7 @@ _MAX_FETCH_BYTES = 64 << 20
 _INLINE_IO_BYTES = 256 << 10
 _SHM = "/dev/shm"
 _SHM_MIN_FREE = 1 << 30
+_RUN_INODES = 1 << 17  # files and directories a run may create in its directory
 
 
 class Workspace:
@@ -64,13 +69,33 @@ class Engine:
         drop_privileges: bool | None,
         uid_base: int,
         work_dir: str | None,
+        isolation: str = "auto",
+        network: bool = False,
     ) -> None:
         self.limits = limits
         self.python_fast_path = python_fast_path
         is_root = os.geteuid() == 0
         if drop_privileges and not is_root:
             raise ValueError("drop_privileges=True needs a server running as root")
+        if isolation not in ("auto", *_isolation.ISOLATION_LEVELS):
+            raise ValueError(f"isolation must be one of auto, {', '.join(_isolation.ISOLATION_LEVELS)}")
+        if isolation in ("full", "uid") and not is_root:
+            raise ValueError(f"isolation={isolation!r} needs a server running as root")
+        if isolation == "userns":
+            raise ValueError("isolation='userns' is not implemented yet; an unprivileged server runs with 'none'")
+        if isolation == "none" and drop_privileges:
+            raise ValueError("isolation='none' and drop_privileges=True contradict each other")
+        if isolation in ("full", "uid"):
+            drop_privileges = True
+        elif isolation == "none":
+            drop_privileges = False
         self.drop_privileges = is_root if drop_privileges is None else drop_privileges
+        self._isolation_asked = isolation
+        self.network = network
+        #: The isolation level in force once started: ``full``, ``uid`` or ``none`` (see the module docs).
+        self.isolation: str = "none"
+        #: Why the level is below the one asked for (empty otherwise).
+        self.isolation_reason = ""
         self._uid_base = uid_base
         self._work_dir = work_dir
         self._runs = asyncio.Semaphore(max_concurrency)
@@ -81,6 +106,8 @@ class Engine:
         self._zygote: ZygoteClient | None = None
         self._uids: UidPool | None = None
         self._cleanups: set[asyncio.Future[None]] = set()
+        self._root_bound = False
+        self._cgroup_parent = ""
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -88,10 +115,36 @@ class Engine:
         self.languages = resolve(self.env)
         root = await asyncio.to_thread(_make_root, self._work_dir, self.drop_privileges)
         self.root = root
-        self._uids = UidPool(self._uid_base, 4096, UidPool.default_lock_dir()) if self.drop_privileges else None
-        self._zygote = ZygoteClient(python=self.env.python, env=self.base_env(home="/"), root=root)
+        want_full = self.drop_privileges and self._isolation_asked in ("auto", "full")
+        config: dict[str, Any] = {"isolation": "none"}
+        if want_full:
+            try:
+                _isolation.bind_shared(root)
+                self._root_bound = True
+                self._cgroup_parent = _isolation.cgroup_parent(f"aioagents-{os.getpid()}-{root.name}")
+                config = {
+                    "isolation": "full",
+                    "network": self.network,
+                    "cgroup_parent": self._cgroup_parent,
+                    "tmp_mb": self.limits.max_disk_mb,
+                    "max_pids": self.limits.max_processes,
+                }
+            except OSError as exc:
+                self.isolation_reason = str(exc)
+        self._zygote = ZygoteClient(python=self.env.python, env=self.base_env(home="/"), root=root, config=config)
         try:
             await self._zygote.start()
+            self.isolation = self._zygote.isolation
+            if self.isolation == "none" and self.drop_privileges:
+                self.isolation = "uid"
+            self.isolation_reason = self._zygote.reason or self.isolation_reason
+            if self._isolation_asked == "full" and self.isolation != "full":
+                raise RuntimeError(f"full isolation is not available here: {self.isolation_reason}")
+            full = self.isolation == "full"
+            if self.drop_privileges:
+                # Isolated runs cannot write outside their own tmpfs: nothing to sweep, a uid is free at once.
+                shared = () if full else SHARED_TMP_DIRS
+                self._uids = UidPool(self._uid_base, 4096, UidPool.default_lock_dir(), shared, quarantine=not full)
         except BaseException:
             await self.close()
             raise
@@ -101,8 +154,14 @@ class Engine:
         zygote, self._zygote = self._zygote, None
         if zygote is not None:
             await zygote.close()
+        parent, self._cgroup_parent = self._cgroup_parent, ""
+        if parent:
+            await asyncio.to_thread(_isolation.remove_cgroups, parent)  # the factory's own cleanup, if it was killed
         root, self.root = self.root, None
         if root is not None:
+            if self._root_bound:
+                self._root_bound = False
+                _isolation.detach_only(root)
             await asyncio.to_thread(shutil.rmtree, root, True)
         if self._uids is not None:
             await self._uids.aclose()
@@ -157,6 +216,24 @@ class Engine:
                 self._uids.release(uid)
             raise
         ws = Workspace(uid, path)
+        if self.isolation == "full":
+            try:
+                _isolation.mount_tmpfs(path, size_mb=self.limits.max_disk_mb, inodes=_RUN_INODES, uid=uid)
+            except BaseException:
+                os.rmdir(path)
+                if uid is not None and self._uids is not None:
+                    self._uids.release(uid)
+                raise
+            try:
+                yield ws
+            finally:
+                _isolation.detach(path)  # constant time, whatever the run left there
+                if uid is not None and self._uids is not None:
+                    if ws.uid_clear:
+                        self._uids.release(uid)
+                    else:
+                        self.track(asyncio.ensure_future(self._cleanup(uid, None)))
+            return
         try:
             if uid is not None:
                 os.chown(path, uid, uid)
@@ -168,12 +245,12 @@ class Engine:
             else:
                 self.track(asyncio.ensure_future(self._cleanup(uid, path)))
 
-    async def _cleanup(self, uid: int | None, path: Path) -> None:
+    async def _cleanup(self, uid: int | None, path: Path | None) -> None:
         try:
             if uid is not None and self._zygote is not None:
                 with contextlib.suppress(Exception):
                     await self._zygote.kill_uid(uid)
-            if not _remove_small_dir(path):
+            if path is not None and not _remove_small_dir(path):
                 await asyncio.to_thread(shutil.rmtree, path, True)
         finally:
             if uid is not None and self._uids is not None:
@@ -471,7 +548,7 @@ def _response(
     errored = [r for r in results if r.status == "Error"]
     if errored:
         status, message = "SandboxError", errored[0].stderr
-    elif any(r.status == "TimeLimitExceeded" for r in results) or any(r.return_code != 0 for r in results):
+    elif any(r.status == "TimeLimitExceeded" or r.return_code != 0 or r.oom for r in results):
         status = "Failed"
     return {
         "status": status,
