@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import logging
 import os
 import sys
@@ -89,7 +90,9 @@ def detach(path: Path) -> None:
 def detach_only(path: Path) -> None:
     """Lazily unmount ``path`` (the root's own bind mount); never raises."""
     if _c().umount2(os.fsencode(path), _MNT_DETACH) != 0:
-        _log.warning("could not detach %s: %s", path, os.strerror(ctypes.get_errno()))
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):  # not mounted any more (the factory detached it): fine
+            _log.warning("could not detach %s: %s", path, os.strerror(err))
 
 
 def bind_shared(path: Path) -> None:
