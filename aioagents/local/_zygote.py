@@ -381,6 +381,9 @@ class _Isolation:
             _close_all([fd])
         self.all_netns.clear()
         self.free_netns.clear()
+        # Back in the host's mount namespace (we are exiting): there the cgroup directories are writable and
+        # no bind mount of ours sits on them.
+        self.libc.setns(self.host_mntns, _CLONE_NEWNS)
         self.cgroups.close()
 
 

@@ -425,3 +425,32 @@ async def test_humaneval_canonical_solutions_pass_and_empty_bodies_fail(sb: Loca
         await asyncio.gather(*(one(session, *job) for job in jobs))
     assert wrong == []
     await no_leftovers(sb)
+
+
+def test_a_killed_server_leaves_no_mount_or_cgroup() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio\n"
+        "from aioagents.local import serve\n"
+        "def ready(sb):\n"
+        "    print(sb.engine.root, sb.engine.zygote._proc.pid, sb.engine._cgroup_parent or '-', flush=True)\n"
+        "asyncio.run(serve(port=0, on_ready=ready, isolation='full'))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        root, zygote_pid, parent = proc.stdout.readline().split()
+        assert mounts_under(root)
+    finally:
+        proc.kill()  # no chance to clean up: the factory does it for the server
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    dirs = [root, f"/proc/{zygote_pid}", *(parent.split(":")[1:] if parent != "-" else [])]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(os.path.exists(d) for d in dirs):
+        time.sleep(0.05)
+    assert [d for d in dirs if os.path.exists(d)] == []
+    assert mounts_under(root) == []
