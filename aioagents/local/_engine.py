@@ -140,6 +140,11 @@ class Engine:
             self.isolation_reason = self._zygote.reason or self.isolation_reason
             if self._isolation_asked == "full" and self.isolation != "full":
                 raise RuntimeError(f"full isolation is not available here: {self.isolation_reason}")
+            if self.isolation == "full" and not self._zygote.cgroup:
+                _log.warning(
+                    "the local sandbox has no cgroup per run (memory and process limits are per process only): %s",
+                    self.isolation_reason or "no usable cgroup hierarchy",
+                )
             full = self.isolation == "full"
             if self.drop_privileges:
                 # Isolated runs cannot write outside their own tmpfs: nothing to sweep, a uid is free at once.

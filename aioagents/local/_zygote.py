@@ -271,7 +271,12 @@ class _Isolation:
         self.host_mntns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         self._check(self.libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
         self._check(self.libc.mount(None, b"/", None, _MS_REC | _MS_SLAVE, None), "mount --make-rslave /")
-        self.cgroups = _Cgroups(config.get("cgroup_parent") or "")
+        self.cgroup_error = ""
+        try:
+            self.cgroups = _Cgroups(config.get("cgroup_parent") or "")
+        except OSError as exc:  # e.g. a v2 hierarchy whose controllers cannot be delegated here: no cgroups, said so
+            self.cgroups = _Cgroups("")
+            self.cgroup_error = f"no cgroup per run: {exc}"
         # The whole view read-only once, here (a recursive change per run cost ~0.3 ms): each run's copy of it is
         # read-only from the start. The cgroup directories stay writable for the factory (root-owned: runs can't).
         for parent in self.cgroups.parents:
@@ -378,7 +383,8 @@ class _Isolation:
             attr = (self.ctypes.c_uint64 * 4)(0, _MOUNT_ATTR_RDONLY, 0, 0)
             self._check(self.libc.syscall(_SYS_MOUNT_SETATTR, _AT_FDCWD, target, 0, attr, 32), "make writable")
         else:
-            self._check(self.libc.mount(None, target, None, _MS_REMOUNT | _MS_BIND, None), "make writable")
+            flags = _MS_REMOUNT | _MS_BIND | _MS_NOSUID | _MS_NODEV
+            self._check(self.libc.mount(None, target, None, flags, None), "make writable")
 
     def unmount_on_host(self, root: str) -> None:
         """The server died without cleaning up: detach its run tmpfs mounts and its root's bind mount (in the
@@ -423,6 +429,9 @@ class _Cgroups:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(parent_dir, 0o755)
         if self.kind == "v2":
+            top = os.path.dirname(self.parents[0])
+            with contextlib.suppress(OSError):  # the hierarchy's root may hold processes and still delegate
+                _write(os.path.join(top, "cgroup.subtree_control"), "+memory +pids")
             _write(os.path.join(self.parents[0], "cgroup.subtree_control"), "+memory +pids")
 
     def hold(self) -> None:
@@ -900,6 +909,8 @@ def main() -> None:
     gc.collect()
     gc.freeze()
     cgroup = iso.cgroups.kind if iso is not None else ""
+    if iso is not None and iso.cgroup_error:
+        reason = iso.cgroup_error
     sys.stdout.write("ready " + json.dumps({"isolation": level, "cgroup": cgroup, "reason": reason}) + "\n")
     sys.stdout.flush()
     zygote.serve()
