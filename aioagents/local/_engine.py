@@ -107,19 +107,26 @@ class Engine:
         self._uids: UidPool | None = None
         self._cleanups: set[asyncio.Future[None]] = set()
         self._root_bound = False
+        self._rw_bind = False
         self._cgroup_parent = ""
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     async def start(self) -> None:
         self.env = make_environment(drop_privileges=self.drop_privileges, server_env=os.environ)
         self.languages = resolve(self.env)
-        root = await asyncio.to_thread(_make_root, self._work_dir, self.drop_privileges)
-        self.root = root
         want_full = self.drop_privileges and self._isolation_asked in ("auto", "full")
+        parent = self._work_dir
+        if want_full and parent is None and not os.environ.get("TMPDIR") and os.access("/run", os.W_OK | os.X_OK):
+            # Run directories are tmpfs mounts of their own: the parent's speed does not matter, and under /run no
+            # run's private /tmp or /dev/shm hides them (which would cost every run a bind mount to undo).
+            parent = "/run"
+        root = await asyncio.to_thread(_make_root, parent, self.drop_privileges)
+        self.root = root
+        self._rw_bind = str(root).startswith(tuple(d + "/" for d in (*SHARED_TMP_DIRS, "/run/lock")))
         config: dict[str, Any] = {"isolation": "none"}
         if want_full:
             try:
-                _isolation.bind_shared(root)
+                _isolation.mount_root(root)
                 self._root_bound = True
                 self._cgroup_parent = _isolation.cgroup_parent(f"aioagents-{os.getpid()}-{root.name}")
                 config = {
@@ -284,6 +291,11 @@ class Engine:
                 out[name] = base64.b64encode(content).decode("ascii")
         return out
 
+    def _run_rw(self, workdir: Path) -> tuple[Path, ...]:
+        """What a run may write under full isolation: its directory, a tmpfs mount that arrives writable in the
+        factory's view; only a root hidden by the run's private /tmp or /dev/shm needs it bound again."""
+        return (workdir,) if self._rw_bind else ()
+
     # -- run_code ---------------------------------------------------------------------------------------------
     async def run_code(self, req: RunCodeRequest) -> dict[str, Any]:
         """Run one ``/run_code`` request; the answer is the wire RunCodeResponse."""
@@ -327,6 +339,7 @@ class Engine:
                     limits=self.limits,
                     memory_mb=max(req.memory_limit_MB, 0),
                     uid=uid,
+                    rw=self._run_rw(workdir),
                 )
             if compile_result is None or (compile_result.status == "Finished" and compile_result.return_code == 0):
                 fast = self.python_fast_path and lang.language == "python"
@@ -338,6 +351,7 @@ class Engine:
                     limits=self.limits,
                     memory_mb=max(req.memory_limit_MB, 0),
                     uid=uid,
+                    rw=self._run_rw(workdir),
                     stdin=None if req.stdin is None else req.stdin.encode("utf-8", errors="replace"),
                     python_script=str(workdir / src) if fast else None,
                     python_source=code.decode("utf-8") if fast else None,  # the file's text, surrogates replaced

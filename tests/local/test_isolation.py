@@ -120,8 +120,9 @@ async def test_tmp_dirs_are_private_per_run_and_gone_after_it(sb: LocalSandbox) 
         assert lines == [f"['probe-{token}']"] * 4, body
     leaked = await asyncio.to_thread(lambda: [d for d in dirs if os.path.exists(f"{d}/probe-{token}")])
     assert leaked == []  # nothing reached the host's directories
-    later = await run(sb, "import os\nprint([os.listdir(d) for d in " + repr(dirs) + "])")
-    assert out(later) == f"[[], [], ['{own}'], []]\n"
+    listing = f"import os\nprint([[n for n in os.listdir(d) if n != {own!r}] for d in {dirs!r}])"
+    later = await run(sb, listing)
+    assert out(later) == "[[], [], [], []]\n"
     await no_leftovers(sb)
 
 
