@@ -293,7 +293,8 @@ class LocalSandbox:
     (creating and removing a directory there costs a tenth of what it does on a journalled disk) and ``$TMPDIR``
     is not set, else the system's temporary directory.
     ``isolation``: ``"auto"`` (the strongest this process can have), ``"full"`` (namespaces, read-only host, a
-    cgroup and no network per run; needs root on Linux), ``"uid"`` (a uid per run only), or ``"none"``; the level
+    cgroup and no network per run; needs root on Linux), ``"userns"`` (the namespaces without root, through user
+    namespaces; no cgroup), ``"uid"`` (a uid per run only), or ``"none"``; the level
     in force is :attr:`isolation` once started (see the module docs). ``network=True`` gives runs the host's
     network (loopback and the sandbox's own API included): only for trusted code that needs it.
     """
@@ -356,8 +357,8 @@ class LocalSandbox:
 
     @property
     def isolation(self) -> str:
-        """The isolation level in force: ``full``, ``uid`` or ``none`` (``userns`` is reserved); see the module
-        docs for what each contains. Known once started."""
+        """The isolation level in force: ``full``, ``userns``, ``uid`` or ``none``; see the module docs for what
+        each contains. Known once started."""
         return self.engine.isolation
 
     @property
@@ -398,14 +399,22 @@ class LocalSandbox:
             server = site._server
             sockets = getattr(server, "sockets", None) or []
             self._bound_port = int(sockets[0].getsockname()[1])
-            if self.engine.isolation != "full":
+            reason = f" ({self.engine.isolation_reason})" if self.engine.isolation_reason else ""
+            if self.engine.isolation == "userns":
+                _log.warning(
+                    "the local sandbox runs with isolation level 'userns', below 'full'%s: runs have namespaces "
+                    "of their own (no network, read-only host) but no cgroup, so memory and process limits are "
+                    "per process, and they run as this server's user outside them (see aioagents.local)",
+                    reason,
+                )
+            elif self.engine.isolation != "full":
                 _log.warning(
                     "the local sandbox runs with isolation level %r, below 'full'%s: runs are not in namespaces "
                     "or cgroups of their own (see aioagents.local's documentation)",
                     self.engine.isolation,
-                    f" ({self.engine.isolation_reason})" if self.engine.isolation_reason else "",
+                    reason,
                 )
-            if not self.engine.drop_privileges:
+            if not self.engine.drop_privileges and self.engine.isolation != "userns":
                 _log.warning(
                     "the local sandbox runs code with this server's own user id: process-count limits, write "
                     "protection outside the run directory and processes that leave their session are not "

@@ -20,6 +20,7 @@ import logging
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -81,13 +82,13 @@ class Engine:
             raise ValueError(f"isolation must be one of auto, {', '.join(_isolation.ISOLATION_LEVELS)}")
         if isolation in ("full", "uid") and not is_root:
             raise ValueError(f"isolation={isolation!r} needs a server running as root")
-        if isolation == "userns":
-            raise ValueError("isolation='userns' is not implemented yet; an unprivileged server runs with 'none'")
+        if isolation == "userns" and is_root:
+            raise ValueError("isolation='userns' is for a server without root; as root, 'full' is stronger")
         if isolation == "none" and drop_privileges:
             raise ValueError("isolation='none' and drop_privileges=True contradict each other")
         if isolation in ("full", "uid"):
             drop_privileges = True
-        elif isolation == "none":
+        elif isolation in ("none", "userns"):
             drop_privileges = False
         self.drop_privileges = is_root if drop_privileges is None else drop_privileges
         self._isolation_asked = isolation
@@ -124,6 +125,8 @@ class Engine:
         self.root = root
         self._rw_bind = str(root).startswith(tuple(d + "/" for d in (*SHARED_TMP_DIRS, "/run/lock")))
         config: dict[str, Any] = {"isolation": "none"}
+        if not is_linux_root() and self._isolation_asked in ("auto", "userns") and sys.platform.startswith("linux"):
+            config = {"isolation": "userns", "network": self.network, "tmp_mb": self.limits.max_disk_mb}
         if want_full:
             try:
                 _isolation.mount_root(root)
@@ -145,8 +148,10 @@ class Engine:
             if self.isolation == "none" and self.drop_privileges:
                 self.isolation = "uid"
             self.isolation_reason = self._zygote.reason or self.isolation_reason
-            if self._isolation_asked == "full" and self.isolation != "full":
-                raise RuntimeError(f"full isolation is not available here: {self.isolation_reason}")
+            if self._isolation_asked in ("full", "userns") and self.isolation != self._isolation_asked:
+                raise RuntimeError(
+                    f"isolation {self._isolation_asked!r} is not available here: {self.isolation_reason}"
+                )
             if self.isolation == "full" and not self._zygote.cgroup:
                 _log.warning(
                     "the local sandbox has no cgroup per run (memory and process limits are per process only): %s",
@@ -294,7 +299,7 @@ class Engine:
     def _run_rw(self, workdir: Path) -> tuple[Path, ...]:
         """What a run may write under full isolation: its directory, a tmpfs mount that arrives writable in the
         factory's view; only a root hidden by the run's private /tmp or /dev/shm needs it bound again."""
-        return (workdir,) if self._rw_bind else ()
+        return (workdir,) if self._rw_bind or self.isolation == "userns" else ()
 
     # -- run_code ---------------------------------------------------------------------------------------------
     async def run_code(self, req: RunCodeRequest) -> dict[str, Any]:
@@ -464,6 +469,11 @@ class Engine:
             "executor_pod_name": None,
             "files": fetched,
         }
+
+
+def is_linux_root() -> bool:
+    """Whether this process is root (on Linux, where the full isolation level exists)."""
+    return sys.platform.startswith("linux") and os.geteuid() == 0
 
 
 def _write_source(directory: Path, name: str, content: bytes, uid: int | None) -> None:

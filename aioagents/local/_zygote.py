@@ -73,7 +73,8 @@ def _apply_sandbox(spec: dict[str, Any], fds: list[int]) -> None:
     Every page the child writes is a copy-on-write fault (~1.2 µs here), and a Python call touches the pages of
     every object it uses, so this path calls C functions directly (``_signal``, not ``signal``'s enum wrappers).
     """
-    os.setsid()
+    if spec.get("setsid", True):
+        os.setsid()
     _signal.set_wakeup_fd(-1)
     for sig in (_signal.SIGCHLD, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT):
         _signal.signal(sig, _signal.SIG_DFL)
@@ -215,6 +216,7 @@ _CLONE_NEWUTS = 0x04000000
 _CLONE_NEWIPC = 0x08000000
 _CLONE_NEWPID = 0x20000000
 _CLONE_NEWNET = 0x40000000
+_CLONE_NEWUSER = 0x10000000
 _MS_RDONLY = 0x1
 _MS_NOSUID = 0x2
 _MS_NODEV = 0x4
@@ -260,7 +262,18 @@ class _Isolation:
         self.tmp_size = int(config.get("tmp_mb", 256)) << 20
         self.max_pids = int(config.get("max_pids", 0))
         self.setattr_ok = True
+        # Without root: a user namespace of our own (our uid is its root) owns every namespace we make.
+        self.userns = config.get("isolation") == "userns"
         self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        self.host_mntns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        if self.userns:
+            uid, gid = os.getuid(), os.getgid()
+            # A network namespace of our own too: the pool's namespaces are made from it and we return to it
+            # (the host's belongs to a user namespace where we have no capability).
+            self._check(self.libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS | _CLONE_NEWNET), "unshare(CLONE_NEWUSER)")
+            _write("/proc/self/setgroups", "deny")
+            _write("/proc/self/uid_map", f"0 {uid} 1")
+            _write("/proc/self/gid_map", f"0 {gid} 1")
         self.own_netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.free_netns: list[int] = []
         self.all_netns: list[int] = []
@@ -268,8 +281,8 @@ class _Isolation:
         if "/tmp" not in self.private_dirs or "/dev/shm" not in self.private_dirs:
             raise OSError("full isolation needs /tmp and /dev/shm directories")
         self._check(self.libc.prctl(36, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
-        self.host_mntns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-        self._check(self.libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+        if not self.userns:
+            self._check(self.libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
         self._check(self.libc.mount(None, b"/", None, _MS_REC | _MS_SLAVE, None), "mount --make-rslave /")
         self.cgroup_error = ""
         try:
@@ -325,7 +338,10 @@ class _Isolation:
             self.free_netns.append(fd)
 
     def fork(self) -> int:
-        """Fork a child that is the init of a new PID namespace."""
+        """Fork a child that is the init of a new PID namespace (as root; under ``userns`` the child makes the
+        namespace and forks its init itself: ``setns`` back into the host's PID namespace needs root there)."""
+        if self.userns:
+            return os.fork()
         self._check(self.libc.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
         try:
             return os.fork()
@@ -340,7 +356,12 @@ class _Isolation:
         check = self._check
         for fd in self.cgroups.procs_fds(request.get("uid")):
             os.write(fd, b"0")
-        check(libc.unshare(_CLONE_NEWNS | _CLONE_NEWIPC | _CLONE_NEWUTS), "unshare")
+        flags = _CLONE_NEWNS | _CLONE_NEWIPC | _CLONE_NEWUTS
+        if self.userns:
+            os.setsid()  # before the init's fork: the run's init stays in this process group (the server kills it)
+            spec["setsid"] = False
+            flags |= _CLONE_NEWPID
+        check(libc.unshare(flags), "unshare")
         if netns >= 0:
             check(libc.setns(netns, _CLONE_NEWNET), "setns(network)")
         rw = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) for path in spec.get("rw", ())]
@@ -356,8 +377,20 @@ class _Isolation:
             check(libc.mount(f"/proc/self/fd/{fd}".encode(), target, None, _MS_BIND, None), "bind " + path)
             self._set_rw(target)
             os.close(fd)
+        if self.userns:
+            init = os.fork()
+            if init:
+                _relay(init)  # never returns
+            libc.prctl(1, _signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: the relay killed, the run dies with it
         check(libc.mount(b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None), "mount /proc")
         libc.sethostname(b"sandbox", 7)
+        if self.userns:
+            # Leave our user namespace for a nested one where the run is uid 1000 (our uid outside): it keeps no
+            # capability over any namespace we made, so it cannot undo the read-only view or the mounts.
+            check(libc.unshare(_CLONE_NEWUSER), "unshare(CLONE_NEWUSER)")
+            _write("/proc/self/setgroups", "deny")
+            _write("/proc/self/uid_map", "1000 0 1")
+            _write("/proc/self/gid_map", "1000 0 1")
 
     def _read_only_root(self) -> None:
         """Every mount read-only, in one call where the kernel has ``mount_setattr`` (5.12+)."""
@@ -526,6 +559,29 @@ class _Cgroups:
         for parent in self.parents:
             with contextlib.suppress(OSError):
                 os.rmdir(parent)
+
+
+def _relay(init: int) -> None:
+    """Under ``userns``: wait for the run's init and exit as it did, so the factory sees the run's status."""
+    os.closerange(0, 1 << 16)  # the run's pipes reach EOF when the run ends, not when we do
+    for sig in (_signal.SIGTERM, _signal.SIGCHLD, _signal.SIGHUP, _signal.SIGINT):
+        _signal.signal(sig, _signal.SIG_DFL)
+    status = 0
+    while True:
+        try:
+            _, status = os.waitpid(init, 0)
+            break
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            break
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        with contextlib.suppress(BaseException):
+            _signal.signal(sig, _signal.SIG_DFL)
+            os.kill(os.getpid(), sig)
+        os._exit(128 + sig)
+    os._exit(os.WEXITSTATUS(status))
 
 
 def _write(path: str, text: str) -> None:
@@ -888,13 +944,13 @@ def main() -> None:
     iso: _Isolation | None = None
     level = config.get("isolation", "none")
     reason = ""
-    if level == "full":
+    if level in ("full", "userns"):
         try:
             iso = _Isolation(config)
             iso.max_pids = int(config.get("max_pids", 0))
         except Exception as exc:  # the kernel or the container does not allow it: uid mode, said so
             iso = None
-            level = "uid"
+            level = "uid" if level == "full" else "none"
             reason = str(exc)
     if iso is None:
         _become_subreaper()  # first: it re-executes this script, which must start without PYTHONPATH too

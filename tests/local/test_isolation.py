@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import socket
@@ -455,3 +456,61 @@ def test_a_killed_server_leaves_no_mount_or_cgroup() -> None:
         time.sleep(0.05)
     assert [d for d in dirs if os.path.exists(d)] == []
     assert mounts_under(root) == []
+
+
+_USERNS_SCRIPT = """
+import asyncio, json, sys, aiohttp
+from aioagents.local import LocalSandbox
+async def main():
+    async with LocalSandbox() as sb, aiohttp.ClientSession() as s:
+        port = int(sb.url.rsplit(":", 1)[1])
+        code = (
+            "import errno, os, socket\\n"
+            "print(os.getpid(), os.getuid(), sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))\\n"
+            f"print(socket.socket().connect_ex(('127.0.0.1', {port})), socket.if_nameindex())\\n"
+            "try:\\n    open('/etc/aioagents-probe', 'w')\\n"
+            "except OSError as e:\\n    print(errno.errorcode[e.errno])\\n"
+            "open('here', 'w').write('ok'); print(open('here').read())\\n"
+        )
+        r = await (await s.post(sb.url + "/run_code", json={"code": code, "language": "python"})).json()
+        t = await (await s.post(sb.url + "/run_code", json={"code": "import time; time.sleep(30)",
+                                                            "language": "python", "run_timeout": 1})).json()
+        print(json.dumps([sb.isolation, r["run_result"]["stdout"], t["run_result"]["status"]]))
+asyncio.run(main())
+"""
+
+
+def test_without_root_runs_get_namespaces_through_user_namespaces() -> None:
+    """An unprivileged server (uid 65534 here) gets level ``userns``: own PID, mount, network namespaces."""
+    import shutil
+    import subprocess
+
+    import aiohttp as aiohttp_module
+
+    import aioagents
+
+    setpriv = shutil.which("setpriv")
+    python = next((p for p in ("/usr/bin/python3.11", "/usr/bin/python3") if os.path.exists(p)), None)
+    if setpriv is None or python is None:
+        pytest.skip("needs setpriv and a system Python an unprivileged user can run")
+    paths = [str(Path(aioagents.__file__).parents[1]), str(Path(aiohttp_module.__file__).parents[1])]
+    cmd = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "TMPDIR=/dev/shm"]
+    cmd += [f"PYTHONPATH={os.pathsep.join(paths)}", python]
+    probe = subprocess.run([*cmd, "-c", "import aiohttp, aioagents.local"], capture_output=True, check=False)
+    copy = Path("/dev/shm") / f"aioagents-userns-{secrets.token_hex(4)}.py"
+    copy.write_text(_USERNS_SCRIPT)
+    copy.chmod(0o644)
+    try:
+        if probe.returncode != 0:
+            pytest.skip(f"an unprivileged user cannot import aioagents here: {probe.stderr.decode()[-200:]}")
+        done = subprocess.run([*cmd, str(copy)], capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        copy.unlink()
+    assert done.returncode == 0, done.stderr[-2000:]
+    level, stdout, timed_out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert level == "userns", done.stderr[-2000:]
+    lines = stdout.splitlines()
+    assert lines[0] == "1 1000 [1]"  # init of its own PID namespace, an unprivileged uid inside its user namespace
+    assert lines[1] == "111 [(1, 'lo')]"  # no route to the server's port: a network namespace of its own
+    assert lines[2:] == ["EROFS", "ok"]
+    assert timed_out == "TimeLimitExceeded"
