@@ -45,9 +45,10 @@ Containment (per run)
           run could signal or stop. Consequence of being init: signals a run sends to itself with the default
           action are ignored, and its orphans are reparented to it.
         * Mount namespace: the whole host file system is read-only; the run directory is a tmpfs of its own
-          (``Limits.max_disk_mb``, 128 Ki inodes: the disk cap), detached in constant time when the run ends; a
-          private tmpfs on ``/tmp`` (also mounted at ``/var/tmp`` and ``/run/lock``) and one on ``/dev/shm``, each
-          capped at ``max_disk_mb``, gone with the run; a ``/proc`` of its own PID namespace; no cgroup mounts.
+          (``Limits.max_disk_mb``, 128 Ki inodes: the disk cap), detached in constant time when the run ends; one
+          private tmpfs capped at ``max_disk_mb``, seen at ``/tmp``, ``/var/tmp``, ``/dev/shm`` and ``/run/lock``
+          (one directory under four names), gone with the run; a ``/proc`` of its own PID namespace; no cgroup
+          mounts.
         * Network namespace with only ``lo`` (up, so a run may talk to itself): no route anywhere, host loopback
           included, so never to the sandbox's own API; abstract unix sockets are private to it. Namespaces are
           pooled and reused only after every process of the previous run is dead.
@@ -63,6 +64,16 @@ Containment (per run)
         readable), the host's kernel (shared: no seccomp filter, no VM), CPU time beyond the rlimit and timeouts
         (no CPU cgroup share), and side channels.
 
+    ``userns`` (a server without root, where the kernel allows unprivileged user namespaces; the default there)
+        The factory enters a user namespace of its own (the server's uid is root there) and each run gets the
+        PID, mount, network, IPC and UTS namespaces, read-only host view, private tmpfs directories and /proc of
+        ``full``; the run's init is forked inside its PID namespace by a small relay process that reports its
+        status. The run itself is uid 1000 of a further, nested user namespace, with no capability over any of
+        those namespaces (it cannot remount or unmount them). Not contained, unlike ``full``: no cgroup (memory and
+        process-count limits are per process rlimits, without ``RLIMIT_NPROC``), no disk cap on the run directory
+        (a plain directory the server removes afterwards), and outside its namespaces the run's processes and
+        files are the server's own user's.
+
     ``uid`` (root, where namespaces are unavailable, or ``isolation="uid"``)
         A uid of its own per run, so ``RLIMIT_NPROC`` binds, nothing outside the run directory is writable except
         world-writable places such as /tmp (swept after the run), and every process of the run — including one
@@ -70,12 +81,9 @@ Containment (per run)
         loopback services, this server's API included); runs can see each other's processes. A helper process that
         kills by uid exists and could be interfered with.
 
-    ``none`` (an unprivileged server, or ``isolation="none"``)
+    ``none`` (an unprivileged server without user namespaces, or ``isolation="none"``)
         Runs share the server's uid: process-count limits, write protection and processes that call ``setsid`` are
         not contained. Run the server as root (e.g. in a container) for hostile code.
-
-    ``userns`` (an unprivileged server with user namespaces) is reserved for namespaces without root and not
-    implemented yet: an unprivileged server runs at ``none``.
 
 Python fast path
     Python runs are forked from a warm interpreter (a "zygote" that never runs user code), each run still its own

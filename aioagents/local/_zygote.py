@@ -270,7 +270,8 @@ class _Isolation:
             uid, gid = os.getuid(), os.getgid()
             # A network namespace of our own too: the pool's namespaces are made from it and we return to it
             # (the host's belongs to a user namespace where we have no capability).
-            self._check(self.libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS | _CLONE_NEWNET), "unshare(CLONE_NEWUSER)")
+            net = 0 if self.network else _CLONE_NEWNET
+            self._check(self.libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS | net), "unshare(CLONE_NEWUSER)")
             _write("/proc/self/setgroups", "deny")
             _write("/proc/self/uid_map", f"0 {uid} 1")
             _write("/proc/self/gid_map", f"0 {gid} 1")
