@@ -19,7 +19,6 @@ import itertools
 import logging
 import os
 import secrets
-import shutil
 import sys
 import tempfile
 import time
@@ -179,7 +178,7 @@ class Engine:
             if self._root_bound:
                 self._root_bound = False
                 _isolation.detach_only(root)
-            await asyncio.to_thread(shutil.rmtree, root, True)
+            await asyncio.to_thread(_isolation.remove_tree, root)
         if self._uids is not None:
             await self._uids.aclose()
 
@@ -268,7 +267,7 @@ class Engine:
                 with contextlib.suppress(Exception):
                     await self._zygote.kill_uid(uid)
             if path is not None and not _remove_small_dir(path):
-                await asyncio.to_thread(shutil.rmtree, path, True)
+                await asyncio.to_thread(_isolation.remove_tree, path)
         finally:
             if uid is not None and self._uids is not None:
                 self._uids.release(uid)

@@ -18,6 +18,8 @@ import ctypes.util
 import errno
 import logging
 import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +34,7 @@ __all__ = [
     "mount_root",
     "mount_tmpfs",
     "remove_cgroups",
+    "remove_tree",
 ]
 
 _log = logging.getLogger("aioagents.local")
@@ -132,6 +135,26 @@ def remove_cgroups(parent: str) -> None:
             return
         time.sleep(0.05)
     _log.warning("could not remove the sandbox's cgroups under %s", rest)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a directory tree a sandboxed run may have shaped (to be called in a thread); never raises.
+
+    ``shutil.rmtree`` recurses in Python: a tree a thousand levels deep raises ``RecursionError`` (not an
+    ``OSError``, so ``ignore_errors`` does not cover it), and paths that long exceed ``PATH_MAX``. Then ``rm -rf``,
+    which walks with directory descriptors, finishes the job without following symlinks or leaving the file system.
+    """
+    try:
+        shutil.rmtree(path)
+        return
+    except FileNotFoundError:
+        return
+    except (OSError, RecursionError):
+        pass
+    try:
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", os.fspath(path)], check=False, capture_output=True)
+    except OSError as exc:
+        _log.warning("could not remove %s: %s", path, exc)
 
 
 def _own_cgroup(controller: str) -> str | None:

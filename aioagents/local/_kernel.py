@@ -15,7 +15,6 @@ import datetime
 import os
 import queue
 import secrets
-import shutil
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from aioagents.local._isolation import remove_tree
 from aioagents.local._process import Limits, ZygoteClient, _Capture
 
 if TYPE_CHECKING:
@@ -364,5 +364,5 @@ class Kernel:
         if self._capture is not None:
             self._capture.close()
         if self._dir is not None:
-            await asyncio.to_thread(shutil.rmtree, self._dir, True)
+            await asyncio.to_thread(remove_tree, self._dir)
             self._dir = None

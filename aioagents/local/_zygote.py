@@ -225,6 +225,7 @@ _MS_REMOUNT = 0x20
 _MS_BIND = 0x1000
 _MS_REC = 0x4000
 _MS_SLAVE = 0x80000
+_MS_PRIVATE = 0x40000
 _MOUNT_OPTION_FLAGS = {
     b"nosuid": _MS_NOSUID,
     b"nodev": _MS_NODEV,
@@ -304,7 +305,7 @@ class _Isolation:
         # directories open, so it still reaches them).
         if all(p.startswith("/sys/fs/cgroup/") for p in self.cgroups.parents):
             self.libc.umount2(b"/sys/fs/cgroup", 2)  # MNT_DETACH; best effort
-        self.tmp_opts = f"size={self.tmp_size},mode=1777".encode()
+        self.tmp_opts = f"size={self.tmp_size},nr_inodes={1 << 17},mode=1777".encode()
         self.shared_tmp = [d.encode() for d in ("/var/tmp", "/dev/shm", "/run/lock") if d in self.private_dirs]
         if not self.network:
             self.free_netns.append(self._new_netns())
@@ -363,6 +364,9 @@ class _Isolation:
             spec["setsid"] = False
             flags |= _CLONE_NEWPID
         check(libc.unshare(flags), "unshare")
+        # Private: no mount the host makes later (other runs' directories) shows up in this run, nor costs the
+        # server's mount call a copy into this namespace.
+        check(libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "mount --make-rprivate /")
         if netns >= 0:
             check(libc.setns(netns, _CLONE_NEWNET), "setns(network)")
         rw = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) for path in spec.get("rw", ())]

@@ -514,3 +514,48 @@ def test_without_root_runs_get_namespaces_through_user_namespaces() -> None:
     assert lines[1] == "111 [(1, 'lo')]"  # no route to the server's port: a network namespace of its own
     assert lines[2:] == ["EROFS", "ok"]
     assert timed_out == "TimeLimitExceeded"
+
+
+def test_remove_tree_handles_a_tree_too_deep_for_rmtree(tmp_path: Path) -> None:
+    from aioagents.local._isolation import remove_tree
+
+    top = tmp_path / "deep"
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        os.mkdir("deep", dir_fd=fd)
+        current = os.open("deep", os.O_RDONLY, dir_fd=fd)
+        for _ in range(1100):  # deeper than Python's recursion limit, longer than PATH_MAX
+            os.mkdir("d" * 8, dir_fd=current)
+            nxt = os.open("d" * 8, os.O_RDONLY, dir_fd=current)
+            os.close(current)
+            current = nxt
+        os.close(current)
+    finally:
+        os.close(fd)
+    remove_tree(top)
+    assert not top.exists()
+
+
+async def test_a_kernel_that_nests_a_thousand_directories_leaves_nothing(sb: LocalSandbox) -> None:
+    cell = (
+        "import os\n"
+        "for base in (os.getcwd(), os.path.dirname(os.environ['IPYTHONDIR'])):\n"
+        "    fd = os.open(base, os.O_RDONLY)\n"
+        "    for _ in range(1100):\n"
+        "        os.mkdir('dddddddd', dir_fd=fd)\n"
+        "        nxt = os.open('dddddddd', os.O_RDONLY, dir_fd=fd)\n"
+        "        os.close(fd)\n"
+        "        fd = nxt\n"
+        "print('nested')\n"
+    )
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{sb.url}/run_jupyter", json={"cells": [cell], "total_timeout": 60}) as r,
+    ):
+        body = await r.json()
+    assert body["cells"][0]["stdout"] == "nested\n", body
+    await sb.engine.drain()
+    assert sb.engine.root is not None
+    left = await asyncio.to_thread(os.listdir, sb.engine.root)
+    assert [name for name in left if name != sb.data_dir.name] == []  # the interpreter's data directory stays
+    await no_leftovers(sb)
