@@ -94,7 +94,11 @@ def _serve(args: argparse.Namespace) -> int:
     from aioagents.local import serve
 
     def ready(sandbox: Any) -> None:
-        print(f"aioagents: serving the local sandbox at {sandbox.url} (Ctrl-C stops it)", flush=True)
+        print(
+            f"aioagents: serving the local sandbox at {sandbox.url} (isolation: {sandbox.isolation}"
+            f"{', network on' if args.network else ''}; Ctrl-C stops it)",
+            flush=True,
+        )
 
     try:
         with contextlib.suppress(KeyboardInterrupt):
@@ -105,6 +109,7 @@ def _serve(args: argparse.Namespace) -> int:
                     token=args.token or os.environ.get("AIOAGENTS_TOKEN"),
                     work_dir=args.work_dir,
                     workers=args.workers,
+                    network=args.network,
                     on_ready=ready,
                 )
             )
@@ -394,6 +399,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--work-dir", help="where run directories go (default: /dev/shm when it is a usable tmpfs, else $TMPDIR)"
+    )
+    serve.add_argument(
+        "--network",
+        action="store_true",
+        help="give runs the host's network (loopback and this server's API included): trusted code only",
     )
     add_common_options(serve)
     serve.set_defaults(handler=_serve)

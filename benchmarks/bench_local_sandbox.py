@@ -94,20 +94,23 @@ async def _measure(url: str, total: int, concurrency: int, server_pid: int = 0) 
 _SERVER = """
 import asyncio, sys
 from aioagents.local import serve
-asyncio.run(serve(port=0, python_fast_path=sys.argv[1] == "fast", on_ready=lambda sb: print(sb.url, flush=True)))
+asyncio.run(serve(port=0, python_fast_path=sys.argv[1] == "fast", isolation=sys.argv[2],
+                  on_ready=lambda sb: print(sb.url, sb.isolation, flush=True)))
 """
 
 
 @contextlib.asynccontextmanager
-async def _server(fast: bool) -> AsyncIterator[tuple[str, int]]:
+async def _server(fast: bool, isolation: str) -> AsyncIterator[tuple[str, int]]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _SERVER, "fast" if fast else "subprocess", stdout=asyncio.subprocess.PIPE
+        sys.executable, "-c", _SERVER, "fast" if fast else "subprocess", isolation, stdout=asyncio.subprocess.PIPE
     )
     try:
         assert proc.stdout is not None
-        url = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip()
+        url, _, level = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip().partition(" ")
         if not url.startswith("http"):
             raise RuntimeError("the server did not start")
+        if isolation != "auto" and level != isolation:
+            raise RuntimeError(f"asked for isolation {isolation!r}, the server has {level!r}")
         yield url, proc.pid
     finally:
         proc.terminate()  # the server's process factory sees its parent go and cleans up
@@ -118,10 +121,17 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", "--requests", type=int, default=400, help="requests per row")
     parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 4, 10])
+    parser.add_argument("--no-subprocess", action="store_true", help="skip the subprocess-per-run row")
     args = parser.parse_args()
     rows: list[tuple[str, int, float, float, float, float]] = []
-    for mode, fast in (("fast path (zygote fork)", True), ("subprocess per run", False)):
-        async with _server(fast) as (url, pid):
+    # Isolation on and off in one invocation (off = a uid per run, as before namespaces; needs root).
+    root = os.geteuid() == 0
+    modes = [("fast, isolation full", True, "full"), ("fast, isolation uid", True, "uid")] if root else []
+    modes = modes or [("fast path (zygote fork)", True, "auto")]
+    if not args.no_subprocess:
+        modes.append(("subprocess per run", False, "auto"))
+    for mode, fast, isolation in modes:
+        async with _server(fast, isolation) as (url, pid):
             for c in args.concurrency:
                 rate, p50, p95, cpu = await _measure(url, args.requests, c, pid)
                 rows.append((mode, c, rate, p50, p95, cpu))

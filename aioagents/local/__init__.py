@@ -39,16 +39,62 @@ Stopping
     and it exits 0.
 
 Containment (per run)
-    A fresh directory that is the cwd, HOME and TMPDIR; a scrubbed environment; its own session and process group;
-    wall-clock timeouts that kill the whole group; ``RLIMIT_DATA`` (``memory_limit_MB`` or ``Limits.memory_mb``),
-    CPU, file-size, open-file limits; stdout/stderr capped at ``Limits.max_output_bytes`` each with a
-    ``[truncated: N bytes omitted]`` marker. When the server runs as root each run also gets a uid of its own, so
-    ``RLIMIT_NPROC`` binds, nothing outside the run directory is writable except world-writable places such as
-    /tmp (a file left there survives the run), and every process of the run — including one that left its
-    session — is killed afterwards. Reading is not confined: a run can read whatever any user may read.
-    Without root, process-count limits, write protection and processes that call ``setsid`` are not contained:
-    run the server as root (e.g. in a container) for hostile code. This is containment by uid, limits and
-    process groups, not a VM or namespace sandbox.
+    Every level: a fresh directory that is the cwd, HOME and TMPDIR; a scrubbed environment; its own session and
+    process group; wall-clock timeouts that kill the whole run; ``RLIMIT_DATA`` (``memory_limit_MB`` or
+    ``Limits.memory_mb``), CPU, file-size and open-file limits per process; stdout/stderr capped at
+    ``Limits.max_output_bytes`` each with a ``[truncated: N bytes omitted]`` marker. The run's argv, environment and
+    program text reach the forked child through a pipe it reads after the fork, so the warm process factory never
+    holds them and no later run can find them in the memory it inherits.
+
+    The level in force is ``LocalSandbox.isolation`` (``LocalSandbox(isolation=...)`` chooses; ``auto``, the
+    default, takes the strongest available); ``aioagents serve`` prints it at start-up and a warning is logged
+    below ``full``.
+
+    ``full`` (a server running as root on Linux, the default there)
+        * PID namespace: the run is the init (pid 1) of a namespace of its own and sees only its own processes;
+          ending it kills every descendant, whatever it did (``setsid``, double forks). There is no helper process a
+          run could signal or stop. Consequence of being init: signals a run sends to itself with the default
+          action are ignored, and its orphans are reparented to it.
+        * Mount namespace: the whole host file system is read-only; the run directory is a tmpfs of its own
+          (``Limits.max_disk_mb``, 128 Ki inodes: the disk cap), detached in constant time when the run ends; one
+          private tmpfs capped at ``max_disk_mb``, seen at ``/tmp``, ``/var/tmp``, ``/dev/shm`` and ``/run/lock``
+          (one directory under four names), gone with the run; a ``/proc`` of its own PID namespace; no cgroup
+          mounts.
+        * Network namespace with only ``lo`` (up, so a run may talk to itself): no route anywhere, host loopback
+          included, so never to the sandbox's own API; abstract unix sockets are private to it. Namespaces are
+          pooled and reused only after every process of the previous run is dead.
+          ``LocalSandbox(network=True)`` / ``aioagents serve --network`` gives runs the host's network instead —
+          loopback and this server's API included: only for trusted code that needs it.
+        * IPC namespace (SysV and POSIX IPC die with the run) and UTS namespace (hostname ``sandbox``).
+        * A cgroup per run (v2 where a writable cgroup2 hierarchy has the memory controller, else v1 ``memory`` and
+          ``pids``): the memory limit bounds the whole run — every process, tmpfs, memfd and shared memory
+          together, swap included where accounted — and ``Limits.max_processes`` bounds its tasks. A run killed
+          for memory gets status ``Failed`` and ``sandbox: memory limit of N MB exceeded`` in its stderr.
+        * A uid of its own (as in ``uid``).
+        Not contained: reading the host file system (read-only, but whatever an unprivileged uid may read is
+        readable), the host's kernel (shared: no seccomp filter, no VM), CPU time beyond the rlimit and timeouts
+        (no CPU cgroup share), and side channels.
+
+    ``userns`` (a server without root, where the kernel allows unprivileged user namespaces; the default there)
+        The factory enters a user namespace of its own (the server's uid is root there) and each run gets the
+        PID, mount, network, IPC and UTS namespaces, read-only host view, private tmpfs directories and /proc of
+        ``full``; the run's init is forked inside its PID namespace by a small relay process that reports its
+        status. The run itself is uid 1000 of a further, nested user namespace, with no capability over any of
+        those namespaces (it cannot remount or unmount them). Not contained, unlike ``full``: no cgroup (memory and
+        process-count limits are per process rlimits, without ``RLIMIT_NPROC``), no disk cap on the run directory
+        (a plain directory the server removes afterwards), and outside its namespaces the run's processes and
+        files are the server's own user's.
+
+    ``uid`` (root, where namespaces are unavailable, or ``isolation="uid"``)
+        A uid of its own per run, so ``RLIMIT_NPROC`` binds, nothing outside the run directory is writable except
+        world-writable places such as /tmp (swept after the run), and every process of the run — including one
+        that left its session — is killed afterwards. Limits are per process; no network isolation (runs reach
+        loopback services, this server's API included); runs can see each other's processes. A helper process that
+        kills by uid exists and could be interfered with.
+
+    ``none`` (an unprivileged server without user namespaces, or ``isolation="none"``)
+        Runs share the server's uid: process-count limits, write protection and processes that call ``setsid`` are
+        not contained. Run the server as root (e.g. in a container) for hostile code.
 
 Python fast path
     Python runs are forked from a warm interpreter (a "zygote" that never runs user code), each run still its own

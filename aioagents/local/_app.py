@@ -372,6 +372,11 @@ class LocalSandbox:
     counted: one file asked for under two spellings is sent twice); a request over it gets ``SandboxError`` with a
     message that says so, and its run's results. The file asked for under several spellings is read only once, and
     the server never holds more than four answers' worth of fetched bytes at once (more waits its turn).
+    ``isolation``: ``"auto"`` (the strongest this process can have), ``"full"`` (namespaces, read-only host, a
+    cgroup and no network per run; needs root on Linux), ``"userns"`` (the namespaces without root, through user
+    namespaces; no cgroup), ``"uid"`` (a uid per run only), or ``"none"``; the level
+    in force is :attr:`isolation` once started (see the module docs). ``network=True`` gives runs the host's
+    network (loopback and the sandbox's own API included): only for trusted code that needs it.
     """
 
     def __init__(
@@ -391,6 +396,8 @@ class LocalSandbox:
         work_dir: str | None = None,
         workers: int | Literal["auto"] = 1,
         max_fetch_bytes: int = DEFAULT_MAX_FETCH_BYTES,
+        isolation: str = "auto",
+        network: bool = False,
     ) -> None:
         if not _is_loopback(host) and not token:
             raise ValueError(
@@ -411,7 +418,7 @@ class LocalSandbox:
             "host": host, "token": token, "python_fast_path": python_fast_path, "limits": limits,
             "max_concurrency": per_worker, "max_kernels": max_kernels, "max_request_bytes": max_request_bytes,
             "drop_privileges": drop_privileges, "uid_base": uid_base, "work_dir": work_dir,
-            "max_fetch_bytes": max_fetch_bytes,
+            "max_fetch_bytes": max_fetch_bytes, "isolation": isolation, "network": network,
         }  # fmt: skip
         self._sock: socket.socket | None = None
         self._interpreter_upstream: str | None = None
@@ -428,6 +435,8 @@ class LocalSandbox:
             uid_base=uid_base,
             work_dir=work_dir,
             max_fetch_bytes=max_fetch_bytes,
+            isolation=isolation,
+            network=network,
         )
         self.interpreter = Interpreter(self.engine, data_dir=None if data_dir is None else Path(data_dir))
         self._runner: web.AppRunner | None = None
@@ -455,6 +464,12 @@ class LocalSandbox:
             raise RuntimeError("the local sandbox is not running")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self._bound_port}"
+
+    @property
+    def isolation(self) -> str:
+        """The isolation level in force: ``full``, ``userns``, ``uid`` or ``none``; see the module docs for what
+        each contains. Known once started."""
+        return self.engine.isolation
 
     @property
     def languages(self) -> dict[str, str | None]:
@@ -514,7 +529,25 @@ class LocalSandbox:
                 self._bound_port = int(sockets[0].getsockname()[1])
             if self.workers > 1 and self._interpreter_upstream is None:
                 await self._start_workers(runner)
-            if not self.engine.drop_privileges:
+            reason = f" ({self.engine.isolation_reason})" if self.engine.isolation_reason else ""
+            if self._interpreter_upstream is not None:
+                pass  # a worker process: worker 0 has said it
+            elif self.engine.isolation == "userns":
+                _log.warning(
+                    "the local sandbox runs with isolation level 'userns', below 'full'%s: runs have namespaces "
+                    "of their own (no network, read-only host) but no cgroup, so memory and process limits are "
+                    "per process, and they run as this server's user outside them (see aioagents.local)",
+                    reason,
+                )
+            elif self.engine.isolation != "full":
+                _log.warning(
+                    "the local sandbox runs with isolation level %r, below 'full'%s: runs are not in namespaces "
+                    "or cgroups of their own (see aioagents.local's documentation)",
+                    self.engine.isolation,
+                    reason,
+                )
+            worker0 = self._interpreter_upstream is None
+            if worker0 and not self.engine.drop_privileges and self.engine.isolation != "userns":
                 _log.warning(
                     "the local sandbox runs code with this server's own user id: process-count limits, write "
                     "protection outside the run directory and processes that leave their session are not "

@@ -5,6 +5,9 @@ Layout on disk (one root per server, removed on close)::
     <tmp>/aioagents-local-XXXX/      0711 root   traversable, not listable, by sandbox uids
         run-XXXX/                   0700 uid    one per run: the cwd, HOME and TMPDIR of the run
         kernel-XXXX/                0700 uid    a kernel's connection file and ZeroMQ sockets
+
+With full isolation the root is a shared bind mount of itself and every ``run-XXXX`` is a tmpfs of its own (the
+run's disk cap), detached in constant time when the run ends.
 """
 
 from __future__ import annotations
@@ -19,15 +22,17 @@ import logging
 import os
 import secrets
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from aioagents.local import _isolation
 from aioagents.local._kernel import Kernel, KernelDied
 from aioagents.local._paths import PathError, open_confined, open_for_write, remove_tree
-from aioagents.local._process import Limits, ProcessResult, UidPool, ZygoteClient
+from aioagents.local._process import SHARED_TMP_DIRS, Limits, ProcessResult, UidPool, ZygoteClient
 from aioagents.local._toolchains import _SPECS, Environment, Resolved, Unavailable, make_environment, resolve
 from aioagents.local._validate import RunCodeRequest, RunJupyterRequest
 
@@ -48,6 +53,7 @@ _SHM_MIN_FREE = 1 << 30
 # languages whose missing toolchain it reports as a failed compile step.
 _IGNORED_FILE_MARK = "IGNORE_THIS_FILE"
 _COMPILED = frozenset(name for name, spec in _SPECS.items() if spec.compile)
+_RUN_INODES = 1 << 17  # files and directories a run may create in its directory
 
 
 class Workspace:
@@ -76,6 +82,8 @@ class Engine:
         uid_base: int,
         work_dir: str | None,
         max_fetch_bytes: int = DEFAULT_MAX_FETCH_BYTES,
+        isolation: str = "auto",
+        network: bool = False,
     ) -> None:
         if max_fetch_bytes < 0:
             raise ValueError("max_fetch_bytes must be >= 0")
@@ -88,7 +96,25 @@ class Engine:
         is_root = os.geteuid() == 0
         if drop_privileges and not is_root:
             raise ValueError("drop_privileges=True needs a server running as root")
+        if isolation not in ("auto", *_isolation.ISOLATION_LEVELS):
+            raise ValueError(f"isolation must be one of auto, {', '.join(_isolation.ISOLATION_LEVELS)}")
+        if isolation in ("full", "uid") and not is_root:
+            raise ValueError(f"isolation={isolation!r} needs a server running as root")
+        if isolation == "userns" and is_root:
+            raise ValueError("isolation='userns' is for a server without root; as root, 'full' is stronger")
+        if isolation == "none" and drop_privileges:
+            raise ValueError("isolation='none' and drop_privileges=True contradict each other")
+        if isolation in ("full", "uid"):
+            drop_privileges = True
+        elif isolation in ("none", "userns"):
+            drop_privileges = False
         self.drop_privileges = is_root if drop_privileges is None else drop_privileges
+        self._isolation_asked = isolation
+        self.network = network
+        #: The isolation level in force once started: ``full``, ``uid`` or ``none`` (see the module docs).
+        self.isolation: str = "none"
+        #: Why the level is below the one asked for (empty otherwise).
+        self.isolation_reason = ""
         self._uid_base = uid_base
         self._work_dir = work_dir
         self._runs = asyncio.Semaphore(max_concurrency)
@@ -99,17 +125,61 @@ class Engine:
         self._zygote: ZygoteClient | None = None
         self._uids: UidPool | None = None
         self._cleanups: set[asyncio.Future[None]] = set()
+        self._root_bound = False
+        self._rw_bind = False
+        self._cgroup_parent = ""
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     async def start(self) -> None:
         self.env = make_environment(drop_privileges=self.drop_privileges, server_env=os.environ)
         self.languages = resolve(self.env)
-        root = await asyncio.to_thread(_make_root, self._work_dir, self.drop_privileges)
+        want_full = self.drop_privileges and self._isolation_asked in ("auto", "full")
+        parent = self._work_dir
+        if want_full and parent is None and not os.environ.get("TMPDIR") and os.access("/run", os.W_OK | os.X_OK):
+            # Run directories are tmpfs mounts of their own: the parent's speed does not matter, and under /run no
+            # run's private /tmp or /dev/shm hides them (which would cost every run a bind mount to undo).
+            parent = "/run"
+        root = await asyncio.to_thread(_make_root, parent, self.drop_privileges)
         self.root = root
-        self._uids = UidPool(self._uid_base, 4096, UidPool.default_lock_dir()) if self.drop_privileges else None
-        self._zygote = ZygoteClient(python=self.env.python, env=self.base_env(home="/"), root=root)
+        self._rw_bind = str(root).startswith(tuple(d + "/" for d in (*SHARED_TMP_DIRS, "/run/lock")))
+        config: dict[str, Any] = {"isolation": "none"}
+        if not is_linux_root() and self._isolation_asked in ("auto", "userns") and sys.platform.startswith("linux"):
+            config = {"isolation": "userns", "network": self.network, "tmp_mb": self.limits.max_disk_mb}
+        if want_full:
+            try:
+                _isolation.mount_root(root)
+                self._root_bound = True
+                self._cgroup_parent = _isolation.cgroup_parent(f"aioagents-{os.getpid()}-{root.name}")
+                config = {
+                    "isolation": "full",
+                    "network": self.network,
+                    "cgroup_parent": self._cgroup_parent,
+                    "tmp_mb": self.limits.max_disk_mb,
+                    "max_pids": self.limits.max_processes,
+                }
+            except OSError as exc:
+                self.isolation_reason = str(exc)
+        self._zygote = ZygoteClient(python=self.env.python, env=self.base_env(home="/"), root=root, config=config)
         try:
             await self._zygote.start()
+            self.isolation = self._zygote.isolation
+            if self.isolation == "none" and self.drop_privileges:
+                self.isolation = "uid"
+            self.isolation_reason = self._zygote.reason or self.isolation_reason
+            if self._isolation_asked in ("full", "userns") and self.isolation != self._isolation_asked:
+                raise RuntimeError(
+                    f"isolation {self._isolation_asked!r} is not available here: {self.isolation_reason}"
+                )
+            if self.isolation == "full" and not self._zygote.cgroup:
+                _log.warning(
+                    "the local sandbox has no cgroup per run (memory and process limits are per process only): %s",
+                    self.isolation_reason or "no usable cgroup hierarchy",
+                )
+            full = self.isolation == "full"
+            if self.drop_privileges:
+                # Isolated runs cannot write outside their own tmpfs: nothing to sweep, a uid is free at once.
+                shared = () if full else SHARED_TMP_DIRS
+                self._uids = UidPool(self._uid_base, 4096, UidPool.default_lock_dir(), shared, quarantine=not full)
         except BaseException:
             await self.close()
             raise
@@ -119,8 +189,14 @@ class Engine:
         zygote, self._zygote = self._zygote, None
         if zygote is not None:
             await zygote.close()
+        parent, self._cgroup_parent = self._cgroup_parent, ""
+        if parent:
+            await asyncio.to_thread(_isolation.remove_cgroups, parent)  # the factory's own cleanup, if it was killed
         root, self.root = self.root, None
         if root is not None:
+            if self._root_bound:
+                self._root_bound = False
+                _isolation.detach_only(root)
             await asyncio.to_thread(remove_tree, root, log=_log)
         if self._uids is not None:
             await self._uids.aclose()
@@ -175,6 +251,29 @@ class Engine:
                 self._uids.release(uid)
             raise
         ws = Workspace(uid, path)
+        if self.isolation == "full":
+            try:
+                _isolation.mount_tmpfs(path, size_mb=self.limits.max_disk_mb, inodes=_RUN_INODES, uid=uid)
+            except BaseException:
+                os.rmdir(path)
+                if uid is not None and self._uids is not None:
+                    self._uids.release(uid)
+                raise
+            try:
+                yield ws
+            finally:
+                # Constant time for the event loop whatever the run left there: the kernel frees a tmpfs at
+                # unmount, in the calling thread, so a full one is let go from a thread.
+                if _isolation.is_small(path):
+                    _isolation.detach(path)
+                else:
+                    await asyncio.to_thread(_isolation.detach, path)
+                if uid is not None and self._uids is not None:
+                    if ws.uid_clear:
+                        self._uids.release(uid)
+                    else:
+                        self.track(asyncio.ensure_future(self._cleanup(uid, None)))
+            return
         try:
             if uid is not None:
                 os.chown(path, uid, uid)
@@ -186,12 +285,12 @@ class Engine:
             else:
                 self.track(asyncio.ensure_future(self._cleanup(uid, path)))
 
-    async def _cleanup(self, uid: int | None, path: Path) -> None:
+    async def _cleanup(self, uid: int | None, path: Path | None) -> None:
         try:
             if uid is not None and self._zygote is not None:
                 with contextlib.suppress(Exception):
                     await self._zygote.kill_uid(uid)
-            if not _remove_small_dir(path):
+            if path is not None and not _remove_small_dir(path):
                 await asyncio.to_thread(remove_tree, path, log=_log)
         finally:
             if uid is not None and self._uids is not None:
@@ -246,6 +345,11 @@ class Engine:
             return raw  # the route encodes them as it sends them
         return {name: base64.b64encode(f.raw).decode("ascii") for name, f in raw.items()}
 
+    def _run_rw(self, workdir: Path) -> tuple[Path, ...]:
+        """What a run may write under full isolation: its directory, a tmpfs mount that arrives writable in the
+        factory's view; only a root hidden by the run's private /tmp or /dev/shm needs it bound again."""
+        return (workdir,) if self._rw_bind or self.isolation == "userns" else ()
+
     # -- run_code ---------------------------------------------------------------------------------------------
     async def run_code(self, req: RunCodeRequest) -> dict[str, Any]:
         """Run one ``/run_code`` request; the answer is the wire RunCodeResponse."""
@@ -292,6 +396,7 @@ class Engine:
                     limits=self.limits,
                     memory_mb=max(req.memory_limit_MB, 0),
                     uid=uid,
+                    rw=self._run_rw(workdir),
                 )
             compiled_ok = compile_result is None or (
                 compile_result.status == "Finished" and compile_result.return_code == 0
@@ -311,6 +416,7 @@ class Engine:
                     limits=self.limits,
                     memory_mb=max(req.memory_limit_MB, 0),
                     uid=uid,
+                    rw=self._run_rw(workdir),
                     stdin=None if req.stdin is None else req.stdin.encode("utf-8", errors="replace"),
                     python_script=str(workdir / src) if fast else None,
                     python_source=code.decode("utf-8") if fast else None,  # the file's text, surrogates replaced
@@ -588,6 +694,9 @@ def _read_fetch(plan: _FetchPlan) -> dict[str, FetchedFile]:
             del buf[got:]
         read[key] = FetchedFile(buf)
     return {name: read[key] for name, key in plan.names if key in read}
+def is_linux_root() -> bool:
+    """Whether this process is root (on Linux, where the full isolation level exists)."""
+    return sys.platform.startswith("linux") and os.geteuid() == 0
 
 
 def _write_source(directory: Path, name: str, content: bytes, uid: int | None) -> None:
@@ -691,7 +800,7 @@ def _response(
     errored = [r for r in results if r.status == "Error"]
     if errored:
         status, message = "SandboxError", errored[0].stderr
-    elif any(r.status == "TimeLimitExceeded" for r in results) or any(r.return_code != 0 for r in results):
+    elif any(r.status == "TimeLimitExceeded" or r.return_code != 0 or r.oom for r in results):
         status = "Failed"
     return {
         "status": status,

@@ -1,8 +1,10 @@
 """A sandboxed IPython kernel: forked by the zygote like every run, driven with jupyter_client.
 
-The kernel process gets the same sandbox as a run (own session, limits, unprivileged uid when the server is root).
-Its connection file and ZeroMQ sockets (``ipc`` transport, so no TCP port races) live in a private 0700 directory
-owned by the kernel's uid, which is removed with the kernel.
+The kernel process gets the same sandbox as a run (own session, limits, unprivileged uid when the server is root;
+with full isolation also its own PID, mount, IPC, UTS and network namespaces and cgroup, so it has no network
+at all). Its connection file and ZeroMQ sockets (``ipc`` transport: unix sockets, which the server reaches through
+the file system while runs cannot) live in a private 0700 directory owned by the kernel's uid, the only places it
+may write besides its working directory; the directory is removed with the kernel.
 """
 
 from __future__ import annotations
@@ -183,6 +185,7 @@ class Kernel:
                 uid=self._uid,
                 cpu_seconds=self._cpu_seconds,
                 output_fd=out_w,
+                rw=(self._cwd, private),  # under full isolation the rest of the file system is read-only
             )
         finally:
             os.close(out_w)

@@ -58,6 +58,11 @@ class Limits:
       own). An unprivileged server cannot give a run a process count of its own.
     * ``max_file_size_mb``, ``max_open_files``: ``RLIMIT_FSIZE`` and ``RLIMIT_NOFILE``.
     * ``max_timeout``: the largest ``run_timeout``/``compile_timeout``/``cell_timeout``/``total_timeout`` accepted.
+    * ``max_disk_mb``: with full isolation, the size of the run directory's tmpfs and of each private /tmp,
+      /var/tmp, /dev/shm and /run/lock (all of it memory, also bounded by the run's cgroup).
+
+    With full isolation (root on Linux) the memory limit also bounds the whole run through its cgroup (every
+    process, tmpfs, memfd and shared memory together), and ``max_processes`` is its cgroup's pids limit.
     """
 
     max_output_bytes: int = 1 << 20
@@ -66,6 +71,7 @@ class Limits:
     max_file_size_mb: int = 256
     max_open_files: int = 1024
     max_timeout: float = 600.0
+    max_disk_mb: int = 1024
 
 
 @attrs.frozen(kw_only=True)
@@ -80,6 +86,8 @@ class ProcessResult:
     cpu_time: float | None = None
     #: The process factory killed every process of the run's uid after it exited, so the uid may be reused as is.
     uid_clear: bool = False
+    #: The run's cgroup killed a process of it for memory (its stderr says so).
+    oom: bool = False
 
 
 #: World-writable directories that sandboxed code can write outside its run directory.
@@ -99,7 +107,18 @@ class UidPool:
     get it and see nothing of the last one. Sweeps run in a thread, batched every ``_SWEEP_DELAY`` seconds.
     """
 
-    def __init__(self, base: int, size: int, lock_dir: Path, shared_dirs: Sequence[str] = SHARED_TMP_DIRS) -> None:
+    def __init__(
+        self,
+        base: int,
+        size: int,
+        lock_dir: Path,
+        shared_dirs: Sequence[str] = SHARED_TMP_DIRS,
+        *,
+        quarantine: bool = True,
+    ) -> None:
+        """``quarantine=False`` (full isolation: a run writes nothing outside its own tmpfs) frees a uid as soon as
+        it is released and hands out the lowest free uid first, so few uids (and their cgroups) are ever used."""
+        self._quarantine = quarantine
         self._base = base
         self._size = size
         self._lock_dir = lock_dir
@@ -140,9 +159,12 @@ class UidPool:
 
     async def acquire(self) -> int:
         while True:
-            for _ in range(self._size):
-                uid = self._base + self._next
-                self._next = (self._next + 1) % self._size
+            for i in range(self._size):
+                if self._quarantine:
+                    uid = self._base + self._next
+                    self._next = (self._next + 1) % self._size
+                else:
+                    uid = self._base + i  # lowest first
                 if uid not in self._held and self._try_claim(uid):
                     return uid
             # Every uid is busy: wait for one of ours to come back (or another server's, so also time out).
@@ -153,6 +175,9 @@ class UidPool:
     def release(self, uid: int) -> None:
         """Every process of ``uid`` is gone: sweep its files out of the shared directories, then free it."""
         if uid not in self._held or uid in self._dirty:
+            return
+        if not self._quarantine:
+            self._free(uid)
             return
         self._dirty.add(uid)
         if self._sweeper is None or self._sweeper.done():
@@ -305,17 +330,34 @@ async def _feed(loop: asyncio.AbstractEventLoop, fd: int, data: bytes) -> None:
             raise
 
 
+async def _feed_and_close(fd: int, data: bytes) -> None:
+    try:
+        await _feed(asyncio.get_running_loop(), fd, data)
+    finally:
+        os.close(fd)
+
+
 class ZygoteClient:
     """Starts the zygote and asks it for processes, over one ``SOCK_SEQPACKET`` channel. One per server."""
 
-    def __init__(self, *, python: str, env: Mapping[str, str], root: Path) -> None:
+    def __init__(
+        self, *, python: str, env: Mapping[str, str], root: Path, config: Mapping[str, Any] | None = None
+    ) -> None:
         self._python = python
         self._env = dict(env)
         self._root = root
+        self._config = dict(config or {"isolation": "none"})
+        #: The isolation level the factory put in force (``full`` or ``uid``/``none``), known once started.
+        self.isolation = "none"
+        #: ``v1``, ``v2`` or ``""``: the cgroup hierarchy runs are placed in.
+        self.cgroup = ""
+        #: Why the factory could not give the level asked for (empty when it could).
+        self.reason = ""
         self._proc: asyncio.subprocess.Process | None = None
         self._channel: _Channel | None = None
         self._closed = False
         self._restarting: asyncio.Lock | None = None
+        self._feeders: set[asyncio.Future[None]] = set()
 
     async def start(self) -> None:
         """Start the zygote and wait until it serves."""
@@ -333,6 +375,7 @@ class ZygoteClient:
                 str(_ZYGOTE_SCRIPT),
                 str(theirs.fileno()),
                 str(self._root),
+                json.dumps(self._config),
                 stdin=asyncio.subprocess.PIPE,  # never written: its EOF tells the zygote that the server is gone
                 stdout=asyncio.subprocess.PIPE,
                 env=env,
@@ -350,10 +393,15 @@ class ZygoteClient:
             line = await asyncio.wait_for(self._proc.stdout.readline(), 30)
         except asyncio.TimeoutError:
             line = b""
-        if line.strip() != b"ready":
+        word, _, info = line.strip().partition(b" ")
+        if word != b"ready":
             ours.close()
             await self._stop()
             raise RuntimeError(f"the sandbox process factory failed to start with {self._python}")
+        ready = json.loads(info or b"{}")
+        self.isolation = str(ready.get("isolation", "none"))
+        self.cgroup = str(ready.get("cgroup", ""))
+        self.reason = str(ready.get("reason", ""))
         self._channel = _Channel(asyncio.get_running_loop(), ours)
 
     async def close(self) -> None:
@@ -418,9 +466,30 @@ class ZygoteClient:
         changes.update((key, None) for key in base if key not in env)
         return changes
 
-    async def _spawn(self, spec: dict[str, Any], fds: Sequence[int]) -> tuple[int, asyncio.Future[dict[str, Any]]]:
+    async def _spawn(
+        self, request: dict[str, Any], payload: dict[str, Any], fds: Sequence[int]
+    ) -> tuple[int, asyncio.Future[dict[str, Any]]]:
+        """Ask for a process. ``payload`` (argv, environment, program text) goes through a pipe the child reads
+        after the fork: the factory never holds it, so no later run can find it in its inherited memory."""
         channel = await self._ensure()
-        reply = await channel.request(spec, fds)
+        data = json.dumps(payload).encode()  # ASCII: a path may hold surrogate escapes
+        if len(data) > _MAX_PACKET:
+            raise RuntimeError(f"the run's description is {len(data)} bytes; the limit is {_MAX_PACKET}")
+        pipe_r, pipe_w = os.pipe()
+        try:
+            rest = _write_now(pipe_w, data)  # an empty pipe takes 64 KiB at once, unless the user's pipes are shrunk
+            if rest:
+                feeder = asyncio.ensure_future(_feed_and_close(pipe_w, rest))
+                self._feeders.add(feeder)
+                feeder.add_done_callback(self._feeders.discard)
+            else:
+                os.close(pipe_w)
+            pipe_w = -1
+            reply = await channel.request(request, [*fds, pipe_r])
+        finally:
+            os.close(pipe_r)
+            if pipe_w >= 0:
+                os.close(pipe_w)
         if "pid" not in reply:
             raise RuntimeError(str(reply.get("error", "the process factory refused the run")))
         return int(reply["pid"]), reply["exited"]
@@ -443,10 +512,12 @@ class ZygoteClient:
         stdin: bytes | None = None,
         python_script: str | None = None,
         python_source: str | None = None,
+        rw: Sequence[Path] | None = None,
     ) -> ProcessResult:
         """Run one command (or, with ``python_script``, the fast path) to completion under the sandbox.
 
         ``python_source`` is the script's text when the caller has it at hand: a small one travels with the request.
+        ``rw``: the directories the run may write under full isolation (default: ``cwd``).
         """
         loop = asyncio.get_running_loop()
         in_r, in_w = os.pipe()
@@ -454,16 +525,16 @@ class ZygoteClient:
         err_r, err_w = os.pipe()
         stdout = _Capture(loop, out_r, limits.max_output_bytes)
         stderr = _Capture(loop, err_r, limits.max_output_bytes)
+        request = {"op": "spawn", "uid": uid, "memory": _memory_bytes(limits, memory_mb), "reap_uid": uid is not None}
         spec: dict[str, Any] = {
-            "op": "spawn",
             "mode": "python" if python_script is not None else "exec",
             "exe": argv[0],
             "argv": list(argv),
             "cwd": str(cwd),
+            "rw": [str(p) for p in (rw if rw is not None else (cwd,))],
             "uid": uid,
             "gid": uid,
             "rlimits": _rlimits(limits, memory_mb, timeout, root=uid is not None),
-            "reap_uid": uid is not None,
         }
         if python_script is None:
             spec["env"] = dict(env)
@@ -478,7 +549,7 @@ class ZygoteClient:
         pid = 0
         try:
             try:
-                pid, exited = await self._spawn(spec, [in_r, out_w, err_w])
+                pid, exited = await self._spawn(request, spec, [in_r, out_w, err_w])
             finally:
                 for fd in (in_r, out_w, err_w):
                     os.close(fd)
@@ -508,6 +579,7 @@ class ZygoteClient:
                     if await _wait(exited, 5):
                         final = exited.result()
             uid_clear = uid is not None and final.get("uid_clear") is True
+            oom = final.get("oom") is True
             # With every writer dead the pipes reach EOF at once. If not, a process that left the session still
             # holds them: kill the run's uid (root) or give up on it after a short wait (unprivileged server).
             if not (stdout.done.done() and stderr.done.done()):
@@ -519,14 +591,19 @@ class ZygoteClient:
                         await self.kill_uid(uid)
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(pipes, 2)
+            err_text = stderr.text()
+            if oom:
+                limit_mb = _memory_bytes(limits, memory_mb) >> 20
+                err_text += f"\nsandbox: memory limit of {limit_mb} MB exceeded: the run was killed (out of memory)\n"
             return ProcessResult(
                 status=status,
                 return_code=return_code,
                 stdout=stdout.text(),
-                stderr=stderr.text(),
+                stderr=err_text,
                 execution_time=round(elapsed, 6),
                 cpu_time=None if cpu is None else round(cpu, 6),
                 uid_clear=uid_clear,
+                oom=oom,
             )
         finally:
             if pid:
@@ -550,12 +627,16 @@ class ZygoteClient:
         uid: int | None,
         cpu_seconds: float | None,
         output_fd: int,
+        rw: Sequence[Path] | None = None,
     ) -> tuple[int, asyncio.Future[int]]:
-        """Start a long-lived process (a Jupyter kernel); returns its pid and a future of its exit code."""
+        """Start a long-lived process (a Jupyter kernel); returns its pid and a future of its exit code.
+
+        ``rw``: the directories it may write under full isolation (default: ``cwd``)."""
         loop = asyncio.get_running_loop()
         devnull = os.open(os.devnull, os.O_RDONLY)
+        request = {"op": "spawn", "uid": uid, "memory": _memory_bytes(limits, memory_mb)}
         spec: dict[str, Any] = {
-            "op": "spawn",
+            "rw": [str(p) for p in (rw if rw is not None else (cwd,))],
             "mode": "exec",
             "exe": argv[0],
             "argv": list(argv),
@@ -566,7 +647,7 @@ class ZygoteClient:
             "rlimits": _rlimits(limits, memory_mb, cpu_seconds, root=uid is not None),
         }
         try:
-            pid, exited = await self._spawn(spec, [devnull, output_fd, output_fd])
+            pid, exited = await self._spawn(request, spec, [devnull, output_fd, output_fd])
         finally:
             os.close(devnull)
         code: asyncio.Future[int] = loop.create_future()
@@ -697,9 +778,13 @@ def _killpg(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def _memory_bytes(limits: Limits, memory_mb: int) -> int:
+    """A request may lower the memory limit, never raise it above the server's."""
+    return (min(memory_mb, limits.memory_mb) if memory_mb > 0 else limits.memory_mb) * (1 << 20)
+
+
 def _rlimits(limits: Limits, memory_mb: int, cpu_seconds: float | None, *, root: bool) -> dict[str, list[int]]:
-    # A request may lower the memory limit, never raise it above the server's.
-    mem = (min(memory_mb, limits.memory_mb) if memory_mb > 0 else limits.memory_mb) * (1 << 20)
+    mem = _memory_bytes(limits, memory_mb)
     out: dict[str, list[int]] = {
         "RLIMIT_DATA": [mem, mem],
         "RLIMIT_CORE": [0, 0],

@@ -73,7 +73,8 @@ def _apply_sandbox(spec: dict[str, Any], fds: list[int]) -> None:
     Every page the child writes is a copy-on-write fault (~1.2 µs here), and a Python call touches the pages of
     every object it uses, so this path calls C functions directly (``_signal``, not ``signal``'s enum wrappers).
     """
-    os.setsid()
+    if spec.get("setsid", True):
+        os.setsid()
     _signal.set_wakeup_fd(-1)
     for sig in (_signal.SIGCHLD, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT):
         _signal.signal(sig, _signal.SIG_DFL)
@@ -176,8 +177,29 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
-def _child(spec: dict[str, Any], fds: list[int]) -> None:
+def _read_payload(fd: int) -> dict[str, Any]:
+    """The run's own description (argv, environment, program text), read in the child from the pipe sent with
+    the spawn: it never passes through the zygote's heap, so no later fork inherits it."""
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    payload: dict[str, Any] = json.loads(b"".join(chunks))
+    return payload
+
+
+def _child(request: dict[str, Any], fds: list[int], iso: _Isolation | None, netns: int) -> None:
+    spec: dict[str, Any] = {}
     try:
+        if len(fds) != 4:
+            raise ValueError("a spawn carries stdin, stdout, stderr and the payload pipe")
+        spec = _read_payload(fds[3])
+        fds = fds[:3]
+        if iso is not None:
+            iso.enter(request, spec, netns)
         _apply_sandbox(spec, fds)
         if spec.get("mode") == "python":
             _run_python(spec)
@@ -186,6 +208,393 @@ def _child(spec: dict[str, Any], fds: list[int]) -> None:
         with contextlib.suppress(BaseException):
             os.write(2, "sandbox: cannot start {}: {}\n".format(spec.get("argv", ["?"])[0], exc).encode())
     os._exit(127)
+
+
+# -- isolation (root on Linux): namespaces, mounts and cgroups ----------------------------------------------------
+_CLONE_NEWNS = 0x00020000
+_CLONE_NEWUTS = 0x04000000
+_CLONE_NEWIPC = 0x08000000
+_CLONE_NEWPID = 0x20000000
+_CLONE_NEWNET = 0x40000000
+_CLONE_NEWUSER = 0x10000000
+_MS_RDONLY = 0x1
+_MS_NOSUID = 0x2
+_MS_NODEV = 0x4
+_MS_NOEXEC = 0x8
+_MS_REMOUNT = 0x20
+_MS_BIND = 0x1000
+_MS_REC = 0x4000
+_MS_SLAVE = 0x80000
+_MS_PRIVATE = 0x40000
+_MOUNT_OPTION_FLAGS = {
+    b"nosuid": _MS_NOSUID,
+    b"nodev": _MS_NODEV,
+    b"noexec": _MS_NOEXEC,
+    b"noatime": 0x400,
+    b"nodiratime": 0x800,
+    b"relatime": 0x200000,
+}
+_AT_FDCWD = -100
+_AT_RECURSIVE = 0x8000
+_MOUNT_ATTR_RDONLY = 0x1
+_SYS_MOUNT_SETATTR = 442  # the same number on x86_64 and arm64 (the generic table)
+#: Directories every run gets a private, size-capped tmpfs on (those that exist on the host).
+_PRIVATE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+
+
+class _Isolation:
+    """Per-run namespaces, a read-only view of the host, private tmpfs directories and a cgroup per uid slot.
+
+    Set up once in the zygote (which then lives in a mount namespace of its own, a slave of the host's, so the
+    server's per-run tmpfs mounts still appear in it); applied in each forked child by :meth:`enter`. The PID
+    namespace is entered by the zygote itself around the fork (``unshare(CLONE_NEWPID)`` then ``setns`` back),
+    so the child is the init of a fresh namespace: killing it ends every process of the run.
+    Network namespaces are pooled: creating one costs ~1 ms, so each is made once, used by one run at a time,
+    and handed to the next run only after the previous one's init was reaped (then every process, socket and
+    abstract name of that run is gone).
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        import ctypes
+
+        self.ctypes = ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.network = bool(config.get("network"))
+        self.tmp_size = int(config.get("tmp_mb", 256)) << 20
+        self.max_pids = int(config.get("max_pids", 0))
+        self.setattr_ok = True
+        # Without root: a user namespace of our own (our uid is its root) owns every namespace we make.
+        self.userns = config.get("isolation") == "userns"
+        self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        self.host_mntns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        if self.userns:
+            uid, gid = os.getuid(), os.getgid()
+            # A network namespace of our own too: the pool's namespaces are made from it and we return to it
+            # (the host's belongs to a user namespace where we have no capability).
+            net = 0 if self.network else _CLONE_NEWNET
+            self._check(self.libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS | net), "unshare(CLONE_NEWUSER)")
+            _write("/proc/self/setgroups", "deny")
+            _write("/proc/self/uid_map", f"0 {uid} 1")
+            _write("/proc/self/gid_map", f"0 {gid} 1")
+        self.own_netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self.free_netns: list[int] = []
+        self.all_netns: list[int] = []
+        self.private_dirs = tuple(d for d in _PRIVATE_DIRS if os.path.isdir(d))
+        if "/tmp" not in self.private_dirs or "/dev/shm" not in self.private_dirs:
+            raise OSError("full isolation needs /tmp and /dev/shm directories")
+        self._check(self.libc.prctl(36, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+        if not self.userns:
+            self._check(self.libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+        self._check(self.libc.mount(None, b"/", None, _MS_REC | _MS_SLAVE, None), "mount --make-rslave /")
+        self.cgroup_error = ""
+        try:
+            self.cgroups = _Cgroups(config.get("cgroup_parent") or "")
+        except OSError as exc:  # e.g. a v2 hierarchy whose controllers cannot be delegated here: no cgroups, said so
+            self.cgroups = _Cgroups("")
+            self.cgroup_error = f"no cgroup per run: {exc}"
+        # The whole view read-only once, here (a recursive change per run cost ~0.3 ms): each run's copy of it is
+        # read-only from the start. The cgroup directories stay writable for the factory (root-owned: runs can't).
+        for parent in self.cgroups.parents:
+            self._check(self.libc.mount(parent.encode(), parent.encode(), None, _MS_BIND, None), "bind " + parent)
+        self._read_only_root()
+        for parent in self.cgroups.parents:
+            self._set_rw(parent.encode())
+        self.cgroups.hold()
+        # Runs need nothing of the host's cgroup mounts (a dozen of them here), and every mount in this view is
+        # copied into every run's namespace and torn down with it: detach them (the factory keeps its cgroup
+        # directories open, so it still reaches them).
+        if all(p.startswith("/sys/fs/cgroup/") for p in self.cgroups.parents):
+            self.libc.umount2(b"/sys/fs/cgroup", 2)  # MNT_DETACH; best effort
+        self.tmp_opts = f"size={self.tmp_size},nr_inodes={1 << 17},mode=1777".encode()
+        self.shared_tmp = [d.encode() for d in ("/var/tmp", "/dev/shm", "/run/lock") if d in self.private_dirs]
+        if not self.network:
+            self.free_netns.append(self._new_netns())
+
+    def _check(self, rc: int, what: str) -> None:
+        if rc != 0:
+            err = self.ctypes.get_errno()
+            raise OSError(err, f"{what}: {os.strerror(err)}")
+
+    def _new_netns(self) -> int:
+        """A network namespace with only ``lo``, up (so a run can talk to itself), held by an fd."""
+        self._check(self.libc.unshare(_CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        try:
+            fd = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                import fcntl
+                import struct
+
+                fcntl.ioctl(s, 0x8914, struct.pack("16sH14x", b"lo", 1))  # SIOCSIFFLAGS lo IFF_UP
+        finally:
+            self._check(self.libc.setns(self.own_netns, _CLONE_NEWNET), "setns(own network namespace)")
+        self.all_netns.append(fd)
+        return fd
+
+    def take_netns(self) -> int:
+        if self.network:
+            return -1
+        return self.free_netns.pop() if self.free_netns else self._new_netns()
+
+    def give_netns(self, fd: int) -> None:
+        if fd >= 0:
+            self.free_netns.append(fd)
+
+    def fork(self) -> int:
+        """Fork a child that is the init of a new PID namespace (as root; under ``userns`` the child makes the
+        namespace and forks its init itself: ``setns`` back into the host's PID namespace needs root there)."""
+        if self.userns:
+            return os.fork()
+        self._check(self.libc.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+        try:
+            return os.fork()
+        finally:
+            if os.getpid() != 1:  # in the child, nothing to undo (and setns would fail there)
+                self._check(self.libc.setns(self.own_pidns, _CLONE_NEWPID), "setns(own PID namespace)")
+
+    def enter(self, request: dict[str, Any], spec: dict[str, Any], netns: int) -> None:
+        """In the forked child (init of its PID namespace, still root): join the cgroup, leave the host's
+        namespaces, make the host read-only, mount the private directories and the run's own /proc."""
+        libc = self.libc
+        check = self._check
+        for fd in self.cgroups.procs_fds(request.get("uid")):
+            os.write(fd, b"0")
+        flags = _CLONE_NEWNS | _CLONE_NEWIPC | _CLONE_NEWUTS
+        if self.userns:
+            os.setsid()  # before the init's fork: the run's init stays in this process group (the server kills it)
+            spec["setsid"] = False
+            flags |= _CLONE_NEWPID
+        check(libc.unshare(flags), "unshare")
+        # Private: no mount the host makes later (other runs' directories) shows up in this run, nor costs the
+        # server's mount call a copy into this namespace.
+        check(libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "mount --make-rprivate /")
+        if netns >= 0:
+            check(libc.setns(netns, _CLONE_NEWNET), "setns(network)")
+        rw = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) for path in spec.get("rw", ())]
+        # One tmpfs per run, at /tmp and also seen at /var/tmp, /dev/shm and /run/lock: a tmpfs costs ~0.08 ms to
+        # make and tear down, a bind of one a fraction of that.
+        check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", _MS_NOSUID | _MS_NODEV, self.tmp_opts), "mount /tmp")
+        for path in self.shared_tmp:
+            check(libc.mount(b"/tmp", path, None, _MS_BIND, None), "bind /tmp")
+        for path, fd in rw:
+            target = path.encode()
+            if not os.path.isdir(path):  # hidden under a private tmpfs: recreate the mount point there
+                os.makedirs(path, 0o711)
+            check(libc.mount(f"/proc/self/fd/{fd}".encode(), target, None, _MS_BIND, None), "bind " + path)
+            self._set_rw(target)
+            os.close(fd)
+        if self.userns:
+            init = os.fork()
+            if init:
+                _relay(init)  # never returns
+            libc.prctl(1, _signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: the relay killed, the run dies with it
+        check(libc.mount(b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None), "mount /proc")
+        libc.sethostname(b"sandbox", 7)
+        if self.userns:
+            # Leave our user namespace for a nested one where the run is uid 1000 (our uid outside): it keeps no
+            # capability over any namespace we made, so it cannot undo the read-only view or the mounts.
+            check(libc.unshare(_CLONE_NEWUSER), "unshare(CLONE_NEWUSER)")
+            _write("/proc/self/setgroups", "deny")
+            _write("/proc/self/uid_map", "1000 0 1")
+            _write("/proc/self/gid_map", "1000 0 1")
+
+    def _read_only_root(self) -> None:
+        """Every mount read-only, in one call where the kernel has ``mount_setattr`` (5.12+)."""
+        if self.setattr_ok:
+            attr = (self.ctypes.c_uint64 * 4)(_MOUNT_ATTR_RDONLY, 0, 0, 0)
+            if self.libc.syscall(_SYS_MOUNT_SETATTR, _AT_FDCWD, b"/", _AT_RECURSIVE, attr, 32) == 0:
+                return
+            self.setattr_ok = False  # an older kernel: remount each mount instead
+        with open("/proc/self/mountinfo", "rb") as f:
+            mounts = [(fields[4], fields[5]) for fields in (line.split() for line in f)]
+        for point, options in mounts:
+            # A bind remount sets the per-mount flags to exactly these: keep nosuid, nodev, noexec and atime ones.
+            flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY
+            for option in options.split(b","):
+                flags |= _MOUNT_OPTION_FLAGS.get(option, 0)
+            point = point.replace(b"\\040", b" ")
+            self.libc.mount(None, point, None, flags, None)
+
+    def _set_rw(self, target: bytes) -> None:
+        if self.setattr_ok:
+            attr = (self.ctypes.c_uint64 * 4)(0, _MOUNT_ATTR_RDONLY, 0, 0)
+            self._check(self.libc.syscall(_SYS_MOUNT_SETATTR, _AT_FDCWD, target, 0, attr, 32), "make writable")
+        else:
+            flags = _MS_REMOUNT | _MS_BIND | _MS_NOSUID | _MS_NODEV
+            self._check(self.libc.mount(None, target, None, flags, None), "make writable")
+
+    def unmount_on_host(self, root: str) -> None:
+        """The server died without cleaning up: detach its run tmpfs mounts and its root's bind mount (in the
+        host's mount namespace, where it made them) so the directory can be removed."""
+        if self.libc.setns(self.host_mntns, _CLONE_NEWNS) != 0:
+            return
+        with contextlib.suppress(OSError):
+            for name in os.listdir(root):
+                self.libc.umount2(os.path.join(root, name).encode(), 2)  # MNT_DETACH
+        self.libc.umount2(root.encode(), 2)
+
+    def close(self) -> None:
+        for fd in self.all_netns:
+            _close_all([fd])
+        self.all_netns.clear()
+        self.free_netns.clear()
+        # Back in the host's mount namespace (we are exiting): there the cgroup directories are writable and
+        # no bind mount of ours sits on them.
+        self.libc.setns(self.host_mntns, _CLONE_NEWNS)
+        self.cgroups.close()
+
+
+class _Cgroups:
+    """One cgroup per uid slot (a uid serves one run at a time), made on first use and reset per run.
+
+    ``parent`` is ``"v2:<dir>"`` (a cgroup2 directory whose children get memory and pids) or ``"v1:<memory
+    dir>:<pids dir>"``; empty: no cgroups. A slot's ``cgroup.procs`` stay open so a child joins with one write.
+    """
+
+    def __init__(self, parent: str) -> None:
+        kind, _, rest = parent.partition(":")
+        self.kind = kind if kind in ("v1", "v2") else ""
+        self.parents = rest.split(":") if self.kind else []
+        self.slots: dict[int, list[int]] = {}
+        self.oom_fds: dict[int, int] = {}
+        self.access = list(self.parents)  # how the factory reaches them (see hold)
+        self.held: list[int] = []
+        self.limits: dict[int, int] = {}
+        self.ooms: dict[int, int] = {}
+        self.max_pids = 0
+        for parent_dir in self.parents:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(parent_dir, 0o755)
+        if self.kind == "v2":
+            top = os.path.dirname(self.parents[0])
+            with contextlib.suppress(OSError):  # the hierarchy's root may hold processes and still delegate
+                _write(os.path.join(top, "cgroup.subtree_control"), "+memory +pids")
+            _write(os.path.join(self.parents[0], "cgroup.subtree_control"), "+memory +pids")
+
+    def hold(self) -> None:
+        """Keep the parent directories open and reach them through those descriptors from now on, so that
+        they stay reachable (and writable) when the cgroup mounts leave this mount namespace."""
+        self.held = [os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for parent in self.parents]
+        self.access = [f"/proc/self/fd/{fd}" for fd in self.held]
+
+    def _dirs(self, uid: int) -> list[str]:
+        return [os.path.join(parent, f"run-{uid}") for parent in self.access]
+
+    def procs_fds(self, uid: Any) -> list[int]:
+        return self.slots.get(uid, []) if uid is not None else []
+
+    def prepare(self, uid: Any, memory: int, pids: int) -> None:
+        """Before the fork: make the slot's cgroup (once) and give it this run's memory limit."""
+        if not self.kind or uid is None:
+            return
+        dirs = self._dirs(uid)
+        if uid not in self.slots:
+            fds = []
+            for path in dirs:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(path, 0o755)
+                fds.append(os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC))
+            self.slots[uid] = fds
+            events = "memory.events" if self.kind == "v2" else "memory.oom_control"
+            self.oom_fds[uid] = os.open(os.path.join(dirs[0], events), os.O_RDONLY | os.O_CLOEXEC)
+            if self.kind == "v1":
+                _write(os.path.join(dirs[1], "pids.max"), str(pids) if pids > 0 else "max")
+                with contextlib.suppress(OSError):
+                    _write(os.path.join(dirs[0], "memory.swappiness"), "0")
+            else:
+                _write(os.path.join(dirs[0], "pids.max"), str(pids) if pids > 0 else "max")
+                with contextlib.suppress(OSError):
+                    _write(os.path.join(dirs[0], "memory.swap.max"), "0")
+            self.ooms[uid] = self.oom_kills(uid)
+        if self.limits.get(uid) != memory:
+            self._set_memory(dirs[0], memory)
+            self.limits[uid] = memory
+
+    def _set_memory(self, path: str, memory: int) -> None:
+        if self.kind == "v2":
+            _write(os.path.join(path, "memory.max"), str(memory))
+            return
+        limit = os.path.join(path, "memory.limit_in_bytes")
+        memsw = os.path.join(path, "memory.memsw.limit_in_bytes")
+        for attempt in range(2):
+            try:
+                # memory.limit_in_bytes <= memory.memsw.limit_in_bytes at every step: raise memsw first
+                with contextlib.suppress(OSError):
+                    _write(memsw, "-1")
+                _write(limit, str(memory))
+                with contextlib.suppress(OSError):
+                    _write(memsw, str(memory))  # swap must not let a run exceed its limit
+                return
+            except OSError:
+                if attempt:
+                    raise
+                with contextlib.suppress(OSError):
+                    _write(os.path.join(path, "memory.force_empty"), "0")  # charges left by the last run
+
+    def oom_kills(self, uid: Any) -> int:
+        if not self.kind or uid not in self.slots:
+            return 0
+        try:
+            for line in os.pread(self.oom_fds[uid], 4096, 0).splitlines():
+                if line.startswith(b"oom_kill "):
+                    return int(line.split()[1])
+        except (OSError, KeyError):
+            pass
+        return 0
+
+    def oom_since_last(self, uid: Any) -> bool:
+        if not self.kind or uid not in self.slots:
+            return False
+        count = self.oom_kills(uid)
+        before = self.ooms.get(uid, 0)
+        self.ooms[uid] = count
+        return count > before
+
+    def close(self) -> None:
+        """Remove every cgroup (the zygote has killed and reaped every run by now)."""
+        _close_all([*self.held, *self.oom_fds.values()])
+        self.held = []
+        self.oom_fds.clear()
+        self.access = list(self.parents)
+        for uid, fds in self.slots.items():
+            _close_all(fds)
+            for path in self._dirs(uid):
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)
+        self.slots.clear()
+        for parent in self.parents:
+            with contextlib.suppress(OSError):
+                os.rmdir(parent)
+
+
+def _relay(init: int) -> None:
+    """Under ``userns``: wait for the run's init and exit as it did, so the factory sees the run's status."""
+    os.closerange(0, 1 << 16)  # the run's pipes reach EOF when the run ends, not when we do
+    for sig in (_signal.SIGTERM, _signal.SIGCHLD, _signal.SIGHUP, _signal.SIGINT):
+        _signal.signal(sig, _signal.SIG_DFL)
+    status = 0
+    while True:
+        try:
+            _, status = os.waitpid(init, 0)
+            break
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            break
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        with contextlib.suppress(BaseException):
+            _signal.signal(sig, _signal.SIG_DFL)
+            os.kill(os.getpid(), sig)
+        os._exit(128 + sig)
+    os._exit(os.WEXITSTATUS(status))
+
+
+def _write(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 def _kill_uid(uid: int) -> None:
@@ -313,7 +722,7 @@ _SUBREAPER_FLAG = "--subreaper-set"
 
 
 class Zygote:
-    def __init__(self, channel_fd: int, root: str) -> None:
+    def __init__(self, channel_fd: int, root: str, iso: _Isolation | None = None) -> None:
         # Blocking for sends (replies are small and the server always reads); receives use MSG_DONTWAIT.
         self.channel = socket.socket(fileno=channel_fd)
         self.channel.setblocking(True)
@@ -330,7 +739,9 @@ class Zygote:
         # The server holds the other end of our stdin: EOF means it is gone (even killed), and so are we.
         self.poller.register(0, select.EPOLLIN)
         self.killer = _Killer()
+        self.iso = iso
         self.children: dict[int, int | None] = {}  # a run's pid (its group leader) -> the uid to clear at its exit
+        self.netns: dict[int, int] = {}  # a run's pid -> the pooled network namespace it uses
         self.running = True
         self.orphaned = False
         self.root = root
@@ -358,8 +769,19 @@ class Zygote:
         self.killer._stop()
         for pid in list(self.children):
             _killpg(pid)
+        if self.iso is not None:
+            # Every run's init is killed: wait for them, so their cgroups are empty and can go.
+            deadline = 50
+            while self.children and deadline:
+                self._reap()
+                if self.children:
+                    select.select([], [], [], 0.1)
+                    deadline -= 1
+            self.iso.close()
         if self.orphaned and os.path.basename(self.root).startswith("aioagents-local-"):
             # The server died without cleaning up (SIGKILL, crash): remove its run directories for it.
+            if self.iso is not None:
+                self.iso.unmount_on_host(self.root)
             import shutil  # not at the top: it loads three compression libraries into every child's address space
 
             shutil.rmtree(self.root, ignore_errors=True)
@@ -396,15 +818,26 @@ class Zygote:
             _close_all(fds)
             self._send({"id": rid, "error": f"bad request: {exc}"})
             return
+        iso = self.iso
+        netns = -1
         try:
-            pid = os.fork()
+            if iso is not None:
+                iso.cgroups.prepare(spec.get("uid"), int(spec.get("memory") or 0), iso.max_pids)
+                netns = iso.take_netns()
+                pid = iso.fork()
+            else:
+                pid = os.fork()
         except OSError as exc:
             _close_all(fds)
+            if iso is not None:
+                iso.give_netns(netns)
             self._send({"id": rid, "error": f"fork failed: {exc}"})
             return
         if pid == 0:
-            _child(spec, fds)
+            _child(spec, fds, iso, netns)
         _close_all(fds)
+        if netns >= 0:
+            self.netns[pid] = netns
         reap_uid = spec.get("uid") if spec.get("reap_uid") else None
         self.children[pid] = None if reap_uid is None else int(reap_uid)
         self._send({"id": rid, "pid": pid})
@@ -426,16 +859,29 @@ class Zygote:
             uid = self.children.pop(pid)
             code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
             answer: dict[str, Any] = {"pid": pid, "exit": code, "cpu": usage.ru_utime + usage.ru_stime}
+            if self.iso is not None:
+                # The init of the run's PID namespace is reaped: every process of the run is gone with it (the
+                # kernel kills and waits for them first), so its network namespace may serve another run.
+                self.iso.give_netns(self.netns.pop(pid, -1))
+                if uid is not None:
+                    answer["oom"] = self.iso.cgroups.oom_since_last(uid)
+                    answer["uid_clear"] = True
+                self._send(answer)
+                continue
             if uid is not None:
                 # Before the answer, so that the server may hand the uid to the next run at once.
                 answer["uid_clear"] = self._clear_uid(uid)
             self._send(answer)
 
     def _clear_uid(self, uid: int) -> bool:
-        """Kill every process of ``uid`` now: through the long-lived killer, else a one-shot helper waited for."""
+        """Kill every process of ``uid`` now: through the long-lived killer, else a one-shot helper waited for.
+
+        Isolated runs never need the long-lived killer (every process of a run is in its PID namespace, gone when
+        its init is reaped), so none is started: there is no helper a run could signal or stop.
+        """
         if uid <= 0:
             return False
-        if self.killer.kill_uid(uid):
+        if self.iso is None and self.killer.kill_uid(uid):
             return True
         try:
             pid = os.fork()
@@ -499,16 +945,32 @@ print(C().m(), file=sys.stdout)
 
 
 def main() -> None:
-    _become_subreaper()  # first: it re-executes this script, which must start without PYTHONPATH too
+    config: dict[str, Any] = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+    iso: _Isolation | None = None
+    level = config.get("isolation", "none")
+    reason = ""
+    if level in ("full", "userns"):
+        try:
+            iso = _Isolation(config)
+            iso.max_pids = int(config.get("max_pids", 0))
+        except Exception as exc:  # the kernel or the container does not allow it: uid mode, said so
+            iso = None
+            level = "uid" if level == "full" else "none"
+            reason = str(exc)
+    if iso is None:
+        _become_subreaper()  # first: it re-executes this script, which must start without PYTHONPATH too
     _apply_pythonpath()
-    zygote = Zygote(int(sys.argv[1]), sys.argv[2])
+    zygote = Zygote(int(sys.argv[1]), sys.argv[2], iso)
     # The first compile() in a process sets things up once; without this, every child paid for it again (measured
     # per print(1) run: 2.0 ms of child CPU without, 1.0 ms with). Compiling this script at start-up does not count.
     compile(_WARM_UP, "<warm-up>", "exec", dont_inherit=True)
     # Everything alive now is shared with every child: keep the collector from touching (and so copying) it.
     gc.collect()
     gc.freeze()
-    sys.stdout.write("ready\n")
+    cgroup = iso.cgroups.kind if iso is not None else ""
+    if iso is not None and iso.cgroup_error:
+        reason = iso.cgroup_error
+    sys.stdout.write("ready " + json.dumps({"isolation": level, "cgroup": cgroup, "reason": reason}) + "\n")
     sys.stdout.flush()
     zygote.serve()
 

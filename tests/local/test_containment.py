@@ -11,8 +11,8 @@ Each test sends a real hostile program and asserts three things:
   server's root, the attack's own marked paths in /tmp, /var/tmp, /dev/shm, /run/lock), no mount in the server's
   mount table, no cgroup directory, no SysV IPC object of a run uid.
 
-Attacks that only per-run namespaces and cgroups can contain are marked ``xfail(strict=True, reason="needs iso")``:
-they fail today, and the marks go once that work lands.
+Most attacks are contained only by the per-run namespaces and cgroups of the ``full`` isolation level (root on
+Linux, as CI runs).
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ pytestmark = [
     ),
 ]
 
-NEEDS_ISO = pytest.mark.xfail(strict=True, reason="needs iso")
 LATE = 0.1  # seconds: a ping answered later than this means the server was wedged
 DEEP = 1100  # directories: deeper than Python's default recursion limit
 UID_RANGE = range(200_000, 200_000 + 4096)  # LocalSandbox's default uid pool
@@ -356,7 +355,6 @@ def hit(data):
 
 
 # == Runs read each other ==========================================================================================
-@NEEDS_ISO
 async def test_a_run_cannot_find_an_earlier_runs_program_in_its_own_memory(server: Server) -> None:
     secret = "XQ" + secrets.token_hex(8)
     # /proc/self/mem is closed to a process that changed uid; its own memory is read in place, region by region.
@@ -386,7 +384,6 @@ async def test_a_run_cannot_find_an_earlier_runs_program_in_its_own_memory(serve
         assert body["run_result"]["stdout"] == "clean\n", body
 
 
-@NEEDS_ISO
 async def test_a_run_sees_no_process_of_another_run(server: Server) -> None:
     secret = "XQ" + secrets.token_hex(8)
     looker = FINDER.format(want=hidden(secret)) + (
@@ -440,7 +437,6 @@ async def test_what_a_run_leaves_in_tmp_is_gone_before_its_uid_is_reused_even_pa
 
 
 # == Network ========================================================================================================
-@NEEDS_ISO
 async def test_a_run_cannot_connect_to_a_loopback_service(server: Server) -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.5)
@@ -463,7 +459,6 @@ async def test_a_run_cannot_connect_to_a_loopback_service(server: Server) -> Non
         listener.close()
 
 
-@NEEDS_ISO
 async def test_a_run_listening_on_all_addresses_is_not_reachable(server: Server) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -510,7 +505,6 @@ def post(path, data, ctype="application/json"):
 """
 
 
-@NEEDS_ISO
 async def test_a_run_cannot_reach_the_sandbox_api_for_a_nested_run(server: Server) -> None:
     code = HTTP_FROM_A_RUN.format(url=server.url) + (
         "print(post('/run_code', json.dumps({'code': 'print(6 * 7)', 'language': 'python'}).encode()))\n"
@@ -520,7 +514,6 @@ async def test_a_run_cannot_reach_the_sandbox_api_for_a_nested_run(server: Serve
         assert body["run_result"]["stdout"].startswith("unreachable"), body
 
 
-@NEEDS_ISO
 async def test_a_run_cannot_use_the_interpreter_api_to_leave_a_daemon(server: Server) -> None:
     daemon = "import subprocess; subprocess.Popen(['sleep', '300'], start_new_session=True)"
     code = HTTP_FROM_A_RUN.format(url=server.url) + (
@@ -531,7 +524,6 @@ async def test_a_run_cannot_use_the_interpreter_api_to_leave_a_daemon(server: Se
         assert body["run_result"]["stdout"].startswith("unreachable"), body
 
 
-@NEEDS_ISO
 async def test_a_run_cannot_plant_a_file_through_the_upload_api(server: Server) -> None:
     async with attack(server) as (_watch, token):
         code = HTTP_FROM_A_RUN.format(url=server.url) + (
@@ -542,7 +534,6 @@ async def test_a_run_cannot_plant_a_file_through_the_upload_api(server: Server) 
         assert not (server.root / "data" / token).exists()
 
 
-@NEEDS_ISO
 async def test_runs_cannot_reach_each_other_through_an_abstract_unix_socket(server: Server) -> None:
     async with attack(server) as (_watch, token):
         listener = (
@@ -663,7 +654,6 @@ async def test_the_server_closes_cleanly_on_a_signal_after_deep_trees(sig: int) 
 
 
 # == Limits are per process ==========================================================================================
-@NEEDS_ISO
 async def test_memory_limit_bounds_the_whole_run_not_each_process(server: Server) -> None:
     code = (
         "import os, sys, time\n"
@@ -689,7 +679,6 @@ async def test_memory_limit_bounds_the_whole_run_not_each_process(server: Server
         assert "memory" in body["run_result"]["stderr"].lower(), body
 
 
-@NEEDS_ISO
 async def test_memfd_counts_against_the_memory_limit(server: Server) -> None:
     code = (
         "import os\n"
@@ -725,7 +714,6 @@ print('TOUCHED', flush=True)
 """
 
 
-@NEEDS_ISO
 async def test_sysv_shared_memory_is_limited_and_dies_with_the_run(server: Server) -> None:
     key = secrets.randbelow(1 << 30) + 1
     async with attack(server) as (_watch, _token):
@@ -736,7 +724,6 @@ async def test_sysv_shared_memory_is_limited_and_dies_with_the_run(server: Serve
     assert not any(row.split()[0] == str(key) for row in rows)
 
 
-@NEEDS_ISO
 async def test_run_lock_is_private_to_the_run(server: Server) -> None:
     async with attack(server) as (_watch, token):
         code = (
@@ -751,7 +738,6 @@ async def test_run_lock_is_private_to_the_run(server: Server) -> None:
     # attack() checked that no /run/lock entry with the token is left: written in a private tmpfs, or refused.
 
 
-@NEEDS_ISO
 async def test_the_run_directory_has_a_disk_cap(server: Server) -> None:
     code = (
         "import os\n"
@@ -772,7 +758,6 @@ async def test_the_run_directory_has_a_disk_cap(server: Server) -> None:
 
 
 # == The server can be wedged ========================================================================================
-@NEEDS_ISO
 async def test_a_run_cannot_stop_the_process_factory_or_its_helpers(server: Server) -> None:
     # A child leaves the run's session and stops every process it may signal, over and over: the uid killer
     # becomes this uid for an instant each time it kills a run's leftovers. Then more runs must still go.
