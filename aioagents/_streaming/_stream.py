@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from itertools import repeat
+from operator import is_
 from typing import Any, Generic, Protocol, TypeVar
 
 import aiohttp
@@ -79,11 +81,20 @@ class EventStream(Generic[T]):
         # Kept after close: callers read them once the stream is done (a request id for the logs).
         self._status: int | None = None
         self._headers: Mapping[str, str] = {}
-        self._pending: deque[Any] = deque()
-        self._done = False
+        # Typed events of the chunks read so far, not yet handed out. A chunk is decoded and parsed in one plain
+        # loop as it arrives, so handing out an event is a pop: no per-event await chain or per-event checks.
+        self._ready: deque[T] = deque()
+        # An error met while parsing a chunk, raised once the events parsed before it have been handed out.
+        self._error: BaseException | None = None
+        self._done = False  # an end marker or a terminal event was parsed: read no further
         self._closed = False
         self._eof = False
-        self.events_yielded = 0
+        self._parsed = 0  # typed events put into ``_ready`` so far
+
+    @property
+    def events_yielded(self) -> int:
+        """Events handed to the consumer so far (the blocking API takes them a chunk's worth at a time)."""
+        return self._parsed - len(self._ready)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("open" if self._resp is not None else "not started")
@@ -118,54 +129,103 @@ class EventStream(Generic[T]):
         return self._resp
 
     async def __anext__(self) -> T:
-        if self._done:
-            await self.aclose()
-            raise StopAsyncIteration
-        resp = await self._ensure_open()
+        # The hot path of every stream: one pop (the count of events handed out is derived, not kept per event).
         try:
-            while True:
-                while self._pending:
-                    item = self._parse(self._pending.popleft())
-                    if item is None:
-                        continue
-                    if item is END:
-                        self._done = True
-                        await self.aclose()
-                        raise StopAsyncIteration
-                    if self._terminal is not None and self._terminal(item):
-                        self._done = True
-                    self.events_yielded += 1
-                    return item
-                if self._eof:
-                    await self.aclose()
-                    if self._require_terminal:
-                        raise IncompleteStreamError(
-                            f"{self._what} ended before its final event ({self.events_yielded} events received)"
-                        )
-                    raise StopAsyncIteration
+            return self._ready.popleft()
+        except IndexError:
+            pass
+        await self._fill()
+        return self._ready.popleft()
+
+    async def _anext_batch(self) -> list[T]:
+        """Every event already read (at least one, reading more when none is): the blocking API takes these in one
+        entry into the loop. Raises StopAsyncIteration at the end, as ``__anext__`` does."""
+        ready = self._ready
+        if not ready:
+            await self._fill()
+        batch = list(ready)
+        ready.clear()
+        return batch
+
+    async def _fill(self) -> None:
+        """Read chunks until at least one typed event is ready; at the end close and raise StopAsyncIteration (or
+        the stream's error)."""
+        ready = self._ready
+        decoder = self._decoder
+        while not ready:
+            if self._error is not None:
+                error, self._error = self._error, None
+                await self.aclose()
+                raise error
+            if self._done:
+                await self.aclose()
+                raise StopAsyncIteration
+            if self._closed:
+                raise ClientClosedError(f"{self._what} is closed")
+            if self._eof:
+                await self.aclose()
+                if self._require_terminal:
+                    raise IncompleteStreamError(
+                        f"{self._what} ended before its final event ({self.events_yielded} events received)"
+                    )
+                raise StopAsyncIteration
+            try:
+                resp = self._resp if self._resp is not None else await self._ensure_open()
                 chunk = await self._read(resp)
                 if chunk:
-                    self._pending.extend(self._decoder.feed(chunk))
+                    frames = decoder.feed(chunk)
                 else:
                     self._eof = True
-                    self._pending.extend(self._decoder.end())
-        except (StopAsyncIteration, asyncio.CancelledError):
-            raise
-        except BaseException:
-            await self.aclose()
-            raise
+                    frames = decoder.end()
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                await self.aclose()
+                raise
+            if frames:
+                self._take(frames)
+
+    def _take(self, frames: list[Any]) -> None:
+        """Parse one chunk's frames into ready events, stopping at an end marker or a terminal event."""
+        # The frames are parsed by ``map`` and checked with C-level scans, so a chunk of ordinary events costs no
+        # Python-level step per event beyond the parse itself.
+        items: list[Any] = []
+        try:
+            items.extend(map(self._parse, frames))
+        except Exception as exc:
+            # Raised once the events parsed before it are handed out (``extend`` keeps them), as if the frames were
+            # parsed one at a time.
+            self._error = exc
+        terminal = self._terminal
+        if (
+            any(map(is_, items, repeat(None)))
+            or any(map(is_, items, repeat(END)))
+            or (terminal is not None and any(map(terminal, items)))
+        ):
+            kept: list[Any] = []
+            for item in items:
+                if item is None:
+                    continue
+                if item is END:
+                    self._done = True
+                    break
+                kept.append(item)
+                if terminal is not None and terminal(item):
+                    self._done = True
+                    break
+            if self._done:
+                self._error = None  # the stream ended before the frame that failed
+            items = kept
+        self._ready.extend(items)
+        self._parsed += len(items)
 
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
         try:
             return await resp.content.readany()
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise StreamIdleTimeout(
-                f"{self._what}: no data for {self._idle_timeout or 0:g}s (idle timeout)"
-            ) from exc
+            raise StreamIdleTimeout(f"{self._what}: no data for {self._idle_timeout or 0:g}s (idle timeout)") from exc
         except aiohttp.ClientPayloadError as exc:
-            raise IncompleteStreamError(
-                f"{self._what} was cut off after {self.events_yielded} events ({exc})"
-            ) from exc
+            raise IncompleteStreamError(f"{self._what} was cut off after {self.events_yielded} events ({exc})") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise StreamError(f"{self._what} broke after {self.events_yielded} events: {exc}") from exc
 
@@ -174,6 +234,7 @@ class EventStream(Generic[T]):
         if self._closed:
             return
         self._closed = True
+        self._ready.clear()
         resp, self._resp = self._resp, None
         if resp is not None:
             if self._eof:
@@ -192,8 +253,8 @@ class EventStream(Generic[T]):
         """Read every event into a list (and close the stream)."""
         out: list[T] = []
         async with self:
-            async for event in self:
-                out.append(event)
-        return out
-
-
+            while True:
+                try:
+                    out += await self._anext_batch()
+                except StopAsyncIteration:
+                    return out

@@ -204,6 +204,31 @@ def test_lf_only_streams_in_random_chunks_decode_like_a_reference_reading(data: 
     assert decode(*chunks) == reference(body)
 
 
+data_line_value = st.lists(st.sampled_from(["a", " ", ":", "d", "\u00e9", "data: ", "\n\ndata: "]), max_size=6).map(
+    "".join
+)
+odd_line = st.sampled_from(["data:x", ": ping", "event: e", "id: 7", "retry: 5", "data", "", "data: two\ndata: lines"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    blocks=st.lists(
+        st.one_of(data_line_value.map(lambda v: ("data", v)), odd_line.map(lambda v: ("odd", v))), max_size=30
+    ),
+    data=st.data(),
+)
+def test_runs_of_one_data_line_events_decode_like_a_reference_reading(
+    blocks: list[tuple[str, str]], data: st.DataObject
+) -> None:
+    # The commonest stream (one `data: ` line per event) is read by splitting on "\n\ndata: "; values that contain
+    # that very text (a value cannot hold a line end, so it becomes two events) and any other line mixed in must send
+    # the run to the general reading.
+    body = "".join(f"data: {v}\n\n" if kind == "data" else f"{v}\n\n" for kind, v in blocks).encode()
+    chunks = data.draw(split(body))
+    assert decode(*chunks) == reference(body)
+    assert decode(body) == reference(body)
+
+
 sse_ish_bytes = st.lists(
     st.sampled_from(
         [
