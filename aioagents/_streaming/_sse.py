@@ -59,7 +59,10 @@ def _simple_run(text: str, last_id: str | None, retry: int | None) -> list[Serve
     if text.startswith("data: "):
         # The commonest stream (OpenAI, Sim: one `data: ` line per event, no type) is `data: ` + the values joined
         # by "\n\ndata: " + "\n\n" exactly when there are two line ends per value, i.e. no other line anywhere.
-        values = text[6:-2].split("\n\ndata: ")
+        # Split the text itself (a slice would copy the whole run once more), then trim the first and last piece.
+        values = text.split("\n\ndata: ")
+        values[0] = values[0][6:]
+        values[-1] = values[-1][:-2]
         if text.count("\n") == 2 * len(values):
             return list(
                 map(_new_event, repeat(ServerSentEvent), zip(repeat("message"), values, repeat(last_id), repeat(retry)))
