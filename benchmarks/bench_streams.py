@@ -7,8 +7,9 @@ CPU time (``time.process_time``) per event, each the best of ``--rounds`` interl
 
 - ``minimal``: bare aiohttp, one GET, ``readany()`` chunks split on LF, ``data:`` lines collected and dispatched on a
   blank line (no CR, BOM, id, retry or size rules) — the floor a hand-written client would pay;
-- ``raw EventStream``: ``Transport.stream`` with the library's SSE decoder, each ``ServerSentEvent`` handed out by
-  ``async for`` (the layer every service stream is built on);
+- ``raw EventStream``: ``Transport.stream`` with the library's SSE decoder and no parse step (``parse=None``), each
+  ``ServerSentEvent`` handed out by ``async for`` (the layer every service stream is built on); printed too, the same
+  with an identity ``parse`` function (a Python call per event, as every service's parser is);
 - ``typed workflows``: ``WorkflowsClient.execute_stream`` (the public call: request, SSE, ``parse_event``, typed
   ``Chunk`` events) over loopback, and the same decoding and parsing in memory with no socket;
 - ``typed workflows, sync``: ``aioagents.sync.WorkflowsClient.execute_stream`` (for information).
@@ -112,16 +113,20 @@ def _frame(sse: ServerSentEvent) -> ServerSentEvent:
     return sse
 
 
-async def raw_event_stream(url: str) -> int:
+async def raw_event_stream(url: str, parse: Callable[[ServerSentEvent], ServerSentEvent] | None = None) -> int:
     transport = Transport(url)
     try:
         n = 0
-        async with transport.stream("GET", "/sse", decoder=SSEDecoder(), parse=_frame, idempotent=True) as events:
+        async with transport.stream("GET", "/sse", decoder=SSEDecoder(), parse=parse, idempotent=True) as events:
             async for _ in events:
                 n += 1
         return n
     finally:
         await transport.aclose()
+
+
+async def raw_event_stream_identity_parse(url: str) -> int:
+    return await raw_event_stream(url, _frame)
 
 
 async def typed_workflows(url: str) -> int:
@@ -179,6 +184,7 @@ def main() -> int:
         kinds: dict[str, tuple[Callable[[], int], int]] = {
             "minimal parser, loopback": (run_async(minimal), n + 2),
             "raw event through EventStream, loopback": (run_async(raw_event_stream), n + 2),
+            "  the same with an identity parse function": (run_async(raw_event_stream_identity_parse), n + 2),
             "typed workflows event, loopback": (run_async(typed_workflows), n),
             "typed workflows event, in memory": (lambda: typed_in_memory(chunks), n),
             "typed workflows event, sync API, loopback": (lambda: typed_workflows_sync(url), n),

@@ -57,13 +57,16 @@ class EventStream(Generic[T]):
 
     Leaving the block (or breaking out of it) closes the connection. ``headers`` and ``status`` are the response's, once
     the stream is open.
+
+    Each frame the decoder gives is passed to ``parse``, which returns the event, ``None`` to skip the frame, or
+    ``END`` to end the stream; ``parse=None`` hands the frames out as they are (raw ``ServerSentEvent`` objects).
     """
 
     def __init__(
         self,
         open_response: Callable[[], Awaitable[aiohttp.ClientResponse]],
         decoder: Decoder[Any],
-        parse: Callable[[Any], T | None],
+        parse: Callable[[Any], T | None] | None,
         *,
         terminal: Callable[[T], bool] | None = None,
         require_terminal: bool = False,
@@ -189,19 +192,22 @@ class EventStream(Generic[T]):
         """Parse one chunk's frames into ready events, stopping at an end marker or a terminal event."""
         # The frames are parsed by ``map`` and checked with C-level scans, so a chunk of ordinary events costs no
         # Python-level step per event beyond the parse itself.
-        items: list[Any] = []
-        try:
-            items.extend(map(self._parse, frames))
-        except Exception as exc:
-            # Raised once the events parsed before it are handed out (``extend`` keeps them), as if the frames were
-            # parsed one at a time.
-            self._error = exc
+        parse = self._parse
+        items: list[Any]
+        if parse is None:
+            items = frames  # the decoder's frames are the events: nothing to parse, no None or END among them
+            marked = False
+        else:
+            items = []
+            try:
+                items.extend(map(parse, frames))
+            except Exception as exc:
+                # Raised once the events parsed before it are handed out (``extend`` keeps them), as if the frames
+                # were parsed one at a time.
+                self._error = exc
+            marked = any(map(is_, items, repeat(None))) or any(map(is_, items, repeat(END)))
         terminal = self._terminal
-        if (
-            any(map(is_, items, repeat(None)))
-            or any(map(is_, items, repeat(END)))
-            or (terminal is not None and any(map(terminal, items)))
-        ):
+        if marked or (terminal is not None and any(map(terminal, items))):
             kept: list[Any] = []
             for item in items:
                 if item is None:

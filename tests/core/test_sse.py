@@ -386,6 +386,24 @@ async def test_a_stream_yields_typed_events_skips_pings_and_stops_at_the_end_mar
     assert got == [Tick(kind="tick", n=1), Tick(kind="tick", n=2)]
 
 
+async def test_a_stream_without_a_parse_step_yields_the_frames_and_still_honours_the_terminal_test(
+    srv: CoreServer, transport: Transport
+) -> None:
+    srv.script = [*frames(("tick", 1)), (0.0, b": comment\n\n"), *frames(("done", 2), ("tick", 3))]
+    stream = transport.stream(
+        "GET",
+        "/sse",
+        decoder=SSEDecoder(),
+        parse=None,  # type: ignore[arg-type]
+        idempotent=True,
+        terminal=lambda frame: frame.event == "done",
+    )
+    got = await stream.collect()
+    assert got == [ev('{"n": 1}', event="tick"), ev('{"n": 2}', event="done")]
+    assert stream.events_yielded == 2
+    assert acquired_connections(transport) == 0
+
+
 async def test_a_terminal_event_is_yielded_and_ends_the_stream(srv: CoreServer, transport: Transport) -> None:
     srv.script = frames(("tick", 1), ("done", 2), ("tick", 3))
     got = await tick_stream(transport, terminal=lambda e: e.kind == "done").collect()
