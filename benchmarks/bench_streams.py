@@ -9,7 +9,8 @@ CPU time (``time.process_time``) per event, each the best of ``--rounds`` interl
   blank line (no CR, BOM, id, retry or size rules) — the floor a hand-written client would pay;
 - ``raw EventStream``: ``Transport.stream`` with the library's SSE decoder and no parse step (``parse=None``), each
   ``ServerSentEvent`` handed out by ``async for`` (the layer every service stream is built on); printed too, the same
-  with an identity ``parse`` function (a Python call per event, as every service's parser is);
+  with an identity ``parse`` function (a Python call per event, as every service's parser is), and read a chunk's
+  events at a time with ``EventStream.batches()``;
 - ``typed workflows``: ``WorkflowsClient.execute_stream`` (the public call: request, SSE, ``parse_event``, typed
   ``Chunk`` events) over loopback, and the same decoding and parsing in memory with no socket;
 - ``typed workflows, sync``: ``aioagents.sync.WorkflowsClient.execute_stream`` (for information).
@@ -129,6 +130,19 @@ async def raw_event_stream_identity_parse(url: str) -> int:
     return await raw_event_stream(url, _frame)
 
 
+async def raw_event_batches(url: str) -> int:
+    transport = Transport(url)
+    try:
+        n = 0
+        async with transport.stream("GET", "/sse", decoder=SSEDecoder(), parse=None, idempotent=True) as events:
+            async for batch in events.batches():
+                for _ in batch:
+                    n += 1
+        return n
+    finally:
+        await transport.aclose()
+
+
 async def typed_workflows(url: str) -> int:
     async with WorkflowsClient(base_url=url, api_key="k") as client:
         n = 0
@@ -185,6 +199,7 @@ def main() -> int:
             "minimal parser, loopback": (run_async(minimal), n + 2),
             "raw event through EventStream, loopback": (run_async(raw_event_stream), n + 2),
             "  the same with an identity parse function": (run_async(raw_event_stream_identity_parse), n + 2),
+            "  the same read with EventStream.batches()": (run_async(raw_event_batches), n + 2),
             "typed workflows event, loopback": (run_async(typed_workflows), n),
             "typed workflows event, in memory": (lambda: typed_in_memory(chunks), n),
             "typed workflows event, sync API, loopback": (lambda: typed_workflows_sync(url), n),

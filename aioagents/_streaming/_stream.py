@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from itertools import repeat
 from operator import is_
 from typing import Any, Generic, Protocol, TypeVar
@@ -255,6 +255,24 @@ class EventStream(Generic[T]):
             resp.close()
 
     # -- helpers ---------------------------------------------------------------------------------------------------
+    async def batches(self) -> AsyncIterator[list[T]]:
+        """The events a chunk at a time: each list holds every event that had arrived (never empty), so a hot loop
+        iterates plain lists and pays one ``await`` per chunk instead of one per event.
+
+        >>> async with client.workflows.execute_stream("wf", input={...}) as events:
+        ...     async for batch in events.batches():
+        ...         for event in batch:
+        ...             handle(event)
+
+        Same end, errors and connection handling as iterating the stream itself; the two may be mixed.
+        """
+        while True:
+            try:
+                batch = await self._anext_batch()
+            except StopAsyncIteration:
+                return
+            yield batch
+
     async def collect(self) -> list[T]:
         """Read every event into a list (and close the stream)."""
         out: list[T] = []

@@ -404,6 +404,23 @@ async def test_a_stream_without_a_parse_step_yields_the_frames_and_still_honours
     assert acquired_connections(transport) == 0
 
 
+async def test_batches_hand_over_every_event_once_in_order_and_end_at_the_end_marker(
+    srv: CoreServer, transport: Transport
+) -> None:
+    srv.script = [(0.0, b"".join(body for _, body in frames(*[("tick", n) for n in range(50)])))]
+    srv.script += [(0.05, b"".join(body for _, body in frames(*[("tick", n) for n in range(50, 60)])))]
+    srv.script.append((0.0, b"data: [DONE]\n\n"))
+    async with tick_stream(transport) as events:
+        first = await events.__anext__()  # iterating one by one and by batches may be mixed
+        batches = [batch async for batch in events.batches()]
+    assert first == Tick(kind="tick", n=0)
+    assert all(batches)
+    assert len(batches) >= 2  # the pause splits them: a batch is what had arrived, not the whole stream
+    assert [first, *(e for batch in batches for e in batch)] == [Tick(kind="tick", n=n) for n in range(60)]
+    assert events.events_yielded == 60
+    assert acquired_connections(transport) == 0
+
+
 async def test_a_terminal_event_is_yielded_and_ends_the_stream(srv: CoreServer, transport: Transport) -> None:
     srv.script = frames(("tick", 1), ("done", 2), ("tick", 3))
     got = await tick_stream(transport, terminal=lambda e: e.kind == "done").collect()
