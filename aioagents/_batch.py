@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -108,7 +109,14 @@ class BatchIterator(AsyncIterator[BatchResult[T, R]]):
         if total is None and isinstance(inputs, Sequence):
             total = len(inputs)
         self._func = func
-        self._source = _numbered(inputs)
+        # A plain iterable is read with next(): one worker at a time runs between awaits, so it needs no lock and no
+        # async generator step per input. An async iterable is read under a lock (one __anext__ at a time).
+        self._sync_source: Iterator[tuple[int, T]] | None = None
+        self._source: AsyncIterator[tuple[int, T]] | None = None
+        if isinstance(inputs, AsyncIterable):
+            self._source = _numbered(inputs)
+        else:
+            self._sync_source = enumerate(inputs)
         self._concurrency = concurrency
         self._on_progress = on_progress
         self._total = total
@@ -117,8 +125,12 @@ class BatchIterator(AsyncIterator[BatchResult[T, R]]):
         self._bar: Any = None
         self._results: asyncio.Queue[BatchResult[T, R] | None] = asyncio.Queue()
         # Backpressure: an item holds a slot from the moment its input is taken until the consumer takes its result,
-        # so a slow consumer holds the workers back instead of results piling up for every input.
-        self._slots = asyncio.Semaphore(2 * concurrency)
+        # so a slow consumer holds the workers back instead of results piling up for every input. Counted here with
+        # one waiter future per blocked worker, woken as slots free: asyncio.Semaphore rescans the futures it has
+        # already woken on every release, which costs O(workers) per result when they all wait on a slow consumer.
+        self._slot_limit = 2 * concurrency
+        self._outstanding = 0
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._lock = asyncio.Lock()
         self._runner: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -179,15 +191,32 @@ class BatchIterator(AsyncIterator[BatchResult[T, R]]):
             self._results.put_nowait(None)
 
     async def _worker(self) -> None:
-        func, source, results, slots, lock = self._func, self._source, self._results, self._slots, self._lock
+        func, results, sync_source, source = self._func, self._results, self._sync_source, self._source
+        limit, waiters = self._slot_limit, self._slot_waiters
+        loop = asyncio.get_running_loop()
         while True:
-            await slots.acquire()
-            async with lock:
+            while self._outstanding >= limit:
+                waiter = loop.create_future()
+                waiters.append(waiter)
+                await waiter
+            if sync_source is not None:
                 try:
-                    index, item = await source.__anext__()
-                except StopAsyncIteration:
-                    slots.release()
+                    index, item = next(sync_source)
+                except StopIteration:
                     break
+                self._outstanding += 1
+            else:
+                assert source is not None
+                self._outstanding += 1  # held while the lock is awaited: others must not take the same slot
+                async with self._lock:
+                    try:
+                        index, item = await source.__anext__()
+                    except StopAsyncIteration:
+                        self._release(1)
+                        break
+                    except BaseException:
+                        self._release(1)
+                        raise
             try:
                 value = await func(item)
             except Exception as exc:  # captured per item: one failure never loses another item
@@ -195,11 +224,22 @@ class BatchIterator(AsyncIterator[BatchResult[T, R]]):
             else:
                 results.put_nowait(BatchResult(index=index, input=item, value=value))
 
+    def _release(self, n: int) -> None:
+        """Free ``n`` slots and wake as many blocked workers (a cancelled one is skipped)."""
+        self._outstanding -= n
+        waiters = self._slot_waiters
+        free = self._slot_limit - self._outstanding
+        while free > 0 and waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                free -= 1
+
     def _account(self, batch: list[BatchResult[T, R]]) -> None:
         """The consumer took ``batch``: free its slots, count it, draw and report progress."""
-        bar, on_progress, slots = self._bar, self._on_progress, self._slots
+        self._release(len(batch))
+        bar, on_progress = self._bar, self._on_progress
         for result in batch:
-            slots.release()
             self._done += 1
             if result.error is not None:
                 self._failed += 1
