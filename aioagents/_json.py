@@ -36,5 +36,17 @@ def _dumps_orjson(obj: Any) -> bytes:
         return _dumps_stdlib(obj)
 
 
+def _loads_orjson(data: bytes | bytearray | str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        # What orjson refuses and the stdlib reads: NaN and Infinity (Python servers send them: ``json.dumps``
+        # allows them by default), numbers past a double, lone surrogate escapes. Only the failure path pays for
+        # the second parse; JSON that is truly broken raises the stdlib's ValueError.
+        return json.loads(data)
+
+
 dumps = _dumps_orjson if orjson is not None else _dumps_stdlib
-loads: Any = orjson.loads if orjson is not None else json.loads
+loads: Any = _loads_orjson if orjson is not None else json.loads
+"""Parse JSON text (``bytes`` or ``str``): every document the stdlib reads, as the stdlib reads it; a ValueError
+for anything else. Every response body and every streamed event of every service goes through here."""

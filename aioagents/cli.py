@@ -52,7 +52,7 @@ import attrs
 
 import aioagents
 from aioagents import _eval_cli
-from aioagents._batch import BatchResult, as_completed
+from aioagents._batch import BatchIterator, BatchResult, as_completed
 from aioagents._cli_support import (
     EXIT_CODES_HELP,
     ExitCode,
@@ -300,6 +300,9 @@ class _BatchRun:
     connection_error: BaseException | None = None
 
 
+_Outcome = tuple[RunCodeResponse | None, str | None, float]
+
+
 async def _run_item(client: SandboxClient, item: _Item) -> tuple[RunCodeResponse | None, str | None, float]:
     """One batch item against ``client``: the program's result, or the reason it has none (its error row)."""
     if item.request is None:
@@ -344,7 +347,7 @@ async def _batch_async(args: argparse.Namespace, items: list[_Item], run: _Batch
 
 
 async def _collect(
-    results: AsyncGenerator[BatchResult[_Item, tuple[RunCodeResponse | None, str | None, float]], None],
+    results: BatchIterator[_Item, _Outcome] | AsyncGenerator[BatchResult[_Item, _Outcome], None],
     writer: JsonlWriter,
     run: _BatchRun,
 ) -> None:

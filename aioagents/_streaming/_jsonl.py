@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from aioagents import _json
 from aioagents._exceptions import ResponseValidationError
 from aioagents._streaming._lines import LineSplitter
 
@@ -28,6 +28,6 @@ class JSONLinesDecoder:
 
 def _parse(line: bytes) -> Any:
     try:
-        return json.loads(line)
+        return _json.loads(line)
     except ValueError as exc:
         raise ResponseValidationError(f"a stream line is not JSON: {line[:200]!r}") from exc

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import re
 from codecs import utf_8_decode as _utf8_decode
+from collections.abc import Iterable
+from itertools import repeat
 from typing import NamedTuple
 
 from aioagents._exceptions import EventTooLargeError
@@ -47,6 +49,33 @@ _new_event = tuple.__new__
 _EAGER = 64 * 1024  # an open event's buffered lines beyond this are read line by line
 
 _SIMPLE_EVENT = re.compile(r"(?:event: ?([^\n]*)\n)?data: ?([^\n]*)\n\n")
+
+
+def _simple_run(text: str, last_id: str | None, retry: int | None) -> list[ServerSentEvent] | None:
+    """The events of ``text`` (complete events, ending in a blank line) when every one has the usual shape
+    ``[event: X\n]data: Y\n\n``; None when any line is something else (then the general reading applies).
+
+    Events are built by ``map`` over ``zip``: no Python-level step per event."""
+    if text.startswith("data: "):
+        # The commonest stream (OpenAI, Sim: one `data: ` line per event, no type) is `data: ` + the values joined
+        # by "\n\ndata: " + "\n\n" exactly when there are two line ends per value, i.e. no other line anywhere.
+        # Split the text itself (a slice would copy the whole run once more), then trim the first and last piece.
+        values = text.split("\n\ndata: ")
+        values[0] = values[0][6:]
+        values[-1] = values[-1][:-2]
+        if text.count("\n") == 2 * len(values):
+            return list(
+                map(_new_event, repeat(ServerSentEvent), zip(repeat("message"), values, repeat(last_id), repeat(retry)))
+            )
+        del values
+    # One regex pass: a run made only of `[event: X\n]data: Y\n\n` blocks splits into empty separators and (X, Y)
+    # pairs (X is None where the event line is absent).
+    parts = _SIMPLE_EVENT.split(text)
+    if any(parts[::3]):
+        return None
+    etypes: Iterable[str] = parts[1::3]
+    etypes = [etype or "message" for etype in etypes] if any(etypes) else repeat("message")
+    return list(map(_new_event, repeat(ServerSentEvent), zip(etypes, parts[2::3], repeat(last_id), repeat(retry))))
 
 
 class SSEDecoder:
@@ -101,25 +130,20 @@ class SSEDecoder:
         out: list[ServerSentEvent] = []
         if end > 1:
             if end <= cap and not self._data and not self._event:
-                # One C-level pass: a run made only of `[event: X\n]data: Y\n\n` blocks splits into empty
-                # separators and (X, Y) pairs. Decoding the run at once equals decoding each value: UTF-8
-                # resynchronises at "\n". The bytes are let go before the split, so at most the text and its
-                # pieces are held at once (as the line-by-line reading holds lines and values).
+                # A run of complete events, read at C speed when they all have the usual shape. Decoding the run
+                # at once equals decoding each value: UTF-8 resynchronises at "\n". The bytes are let go before
+                # the split, so at most the text and its pieces are held at once (as the line-by-line reading holds
+                # lines and values).
                 with memoryview(buf) as view:
                     text = _utf8_decode(view[:end], "replace", True)[0]
                 buf = buf[end:]
-                parts = _SIMPLE_EVENT.split(text)
-                if not any(parts[::3]):
-                    del text
-                    last_id, retry = self._last_id, self._retry
-                    out = [
-                        _new_event(ServerSentEvent, (etype or "message", data, last_id, retry))
-                        for etype, data in zip(parts[1::3], parts[2::3], strict=True)
-                    ]
+                simple = _simple_run(text, self._last_id, self._retry)
+                if simple is not None:
+                    out = simple
                 else:
-                    del parts
                     # Re-encoding the decoded text reads the same: a replacement character decodes to itself.
                     block_lines = text.encode().split(b"\n")
+                    del text
                     block_lines.pop()  # the empty piece after the final line end
                     out = self._read_lines(block_lines)
             else:

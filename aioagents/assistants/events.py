@@ -10,11 +10,11 @@ A ``{"error": …}`` payload (framed as an event or as a bare JSON line) raises 
 
 from __future__ import annotations
 
-import json
 from typing import Any, Union
 
 import attrs
 
+from aioagents import _json
 from aioagents._exceptions import ResponseValidationError
 from aioagents._streaming import ServerSentEvent
 from aioagents.assistants.errors import AssistantServerError
@@ -188,7 +188,7 @@ def parse_event(frame: ServerSentEvent, *, request_id: str | None = None) -> Run
     if frame.event == "ping":
         return None
     try:
-        payload = json.loads(frame.data) if frame.data else {}
+        payload = _json.loads(frame.data) if frame.data else {}
     except ValueError as exc:
         raise ResponseValidationError(
             f"a streamed {frame.event!r} event is not JSON: {frame.data[:200]!r}", body=frame.data

@@ -19,7 +19,6 @@ No openai SDK inside, so retries never stack: one Transport owns rate limiting, 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +27,7 @@ from typing import Any
 import aiohttp
 import attrs
 
+from aioagents import _json
 from aioagents._config import Timeout, TimeoutLike, env_or
 from aioagents._converter import structure
 from aioagents._exceptions import (
@@ -447,7 +447,7 @@ class _ChunkParser:
         if not data:
             return None
         try:
-            payload = json.loads(data)
+            payload = _json.loads(data)
         except ValueError as exc:
             raise ResponseValidationError(f"{self._what}: an event is not JSON: {data[:200]!r}", body=data) from exc
         if isinstance(payload, dict) and payload.get("error"):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import json
 import logging
 import math
 import os
@@ -37,6 +36,7 @@ from typing import Any, Union
 import aiohttp
 import attrs
 
+from aioagents import _json
 from aioagents._config import Timeout, TimeoutLike, env_or, to_timeout
 from aioagents._converter import structure
 from aioagents._exceptions import (
@@ -261,7 +261,7 @@ class _BodyDecoder:
             frames = self._track(self._expand(self._lines.end()))
         else:
             try:
-                doc = json.loads(bytes(self._buffer)) if self._buffer.strip() else {}
+                doc = _json.loads(bytes(self._buffer)) if self._buffer.strip() else {}
             except ValueError as exc:
                 raise ResponseValidationError(
                     f"the execute response is not JSON: {bytes(self._buffer[:200])!r}"
@@ -296,7 +296,7 @@ class _BodyDecoder:
                 out.append({"status": "ok"})
                 continue
             try:
-                value = json.loads(data)
+                value = _json.loads(data)
             except ValueError as exc:
                 raise ResponseValidationError(f"an SSE event of /execute is not JSON: {data[:200]!r}") from exc
             if isinstance(value, Mapping) and "type" not in value and "status" not in value and sse.event != "message":

@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 import attrs
 
-from aioagents._batch import ProgressCallback, as_completed
+from aioagents._batch import BatchResult, ProgressCallback, as_completed
 from aioagents.sandbox.client import SandboxClient
 from aioagents.sandbox.models import EvalResult, SubmitRequest, TestConfig
 
@@ -422,6 +422,7 @@ class Evaluator:
                 return _Job(sample, wire_dataset, dataset, rows is not None, provided, run_timeout, extra)
 
             jobs = [job(s) for s in todo]
+            scored_items: AsyncIterator[BatchResult[_Job, SampleResult]]
             if self.ray is not None:
                 from aioagents.cluster import ray_as_completed
 

@@ -34,6 +34,7 @@ import sys
 import threading
 import types
 import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
@@ -457,6 +458,11 @@ class SyncStream(Iterator[T_co]):
         self._binding = _Binding()
         self._closed = False
         self._entered = False
+        # A stream that can hand over every item it already has (``_anext_batch``: an EventStream gives a chunk's
+        # events, a batch every finished result) is entered once per batch rather than once per item: each entry
+        # into the loop costs more than the item itself. The items wait here until the caller asks for them.
+        self._buffer: deque[T_co] = deque()
+        self._next_batch: Callable[[], Awaitable[list[T_co]]] | None = getattr(stream, "_anext_batch", None)
 
     def __iter__(self) -> SyncStream[T_co]:
         return self
@@ -472,19 +478,27 @@ class SyncStream(Iterator[T_co]):
         return value
 
     def __next__(self) -> T_co:
+        buffer = self._buffer
+        if buffer:
+            return buffer.popleft()
         if self._closed:
             raise StopIteration
         try:
-            return self._binding.call(self._stream.__anext__)
+            if self._next_batch is None:
+                return self._binding.call(self._stream.__anext__)
+            while not buffer:
+                buffer.extend(self._binding.call(self._next_batch))
         except StopAsyncIteration:
             self.close()
             raise StopIteration from None
+        return buffer.popleft()
 
     def close(self) -> None:
         """Close the async stream (and its connection). Safe to call more than once."""
         if self._closed:
             return
         self._closed = True
+        self._buffer.clear()
         aclose = getattr(self._stream, "aclose", None)
         if aclose is not None:
             self._binding.call(aclose)
@@ -507,6 +521,7 @@ class SyncStream(Iterator[T_co]):
         stream = self._stream
         if self._entered and isinstance(stream, AbstractAsyncContextManager):
             self._closed = True
+            self._buffer.clear()
             self._binding.call(lambda: stream.__aexit__(exc_type, exc, tb))
         else:
             self.close()

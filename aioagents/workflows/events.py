@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from aioagents import _json
 from aioagents._streaming import END, ServerSentEvent
 from aioagents.workflows.models import ExecutionResult
 
@@ -140,7 +141,7 @@ def parse_event(sse: ServerSentEvent) -> Any:
     if raw in _DONE_MARKERS:
         return END
     try:
-        frame = json.loads(raw)
+        frame = _json.loads(raw)
     except ValueError:
         return Unknown(data=sse.data)
     if frame == "[DONE]":

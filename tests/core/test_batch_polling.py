@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timezone
+from typing import Any
 
 import attrs
 import pytest
@@ -105,6 +106,36 @@ async def test_leaving_early_cancels_the_calls_in_flight() -> None:
     assert sorted(cancelled) == sorted(n for n in started if n != 0)
     assert len(started) <= 6  # inputs are pulled lazily: only what was in flight
     assert {t for t in asyncio.all_tasks() - before if not t.done()} == set()
+
+
+@pytest.mark.parametrize("inputs_are_async", [False, True], ids=["iterable", "async-iterable"])
+async def test_a_slow_consumer_holds_the_workers_to_two_results_per_worker_ahead(inputs_are_async: bool) -> None:
+    pulled = 0
+
+    def numbers() -> Iterator[int]:
+        nonlocal pulled
+        for n in range(200):
+            pulled += 1
+            yield n
+
+    async def anumbers() -> AsyncIterator[int]:
+        for n in numbers():
+            yield n
+
+    async def instant(n: int) -> int:
+        return n
+
+    taken = 0
+    ahead: list[int] = []
+    source: Any = anumbers() if inputs_are_async else numbers()
+    async for item in as_completed(instant, source, concurrency=4):
+        taken += 1
+        ahead.append(pulled - taken)
+        await asyncio.sleep(0.001)  # a slow consumer: the workers are far faster
+        assert item.ok
+    assert taken == 200
+    assert max(ahead) <= 2 * 4  # never more than two slots per worker taken ahead of the consumer
+    assert max(ahead) >= 4  # but the workers did run ahead
 
 
 async def test_as_completed_takes_async_inputs() -> None:

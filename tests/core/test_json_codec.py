@@ -30,3 +30,19 @@ async def test_code_with_a_lone_surrogate_reaches_the_sandbox() -> None:
     async with LocalSandbox() as sb, SandboxClient(sb.url) as client:
         result = await client.run_code("s = 'a\ud800b'\nprint(len(s))", language="python")
     assert result.stdout == "3\n"  # the server writes the file with the surrogate replaced, as the original does
+
+
+STDLIB_ONLY = ["NaN", "[Infinity, -Infinity]", "[1e400]", '"\\ud800"', '{"t": 0.013, "v": NaN}']
+
+
+@pytest.mark.parametrize("text", STDLIB_ONLY)
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
+def test_loads_reads_what_the_stdlib_reads_even_where_orjson_refuses(text: str, as_bytes: bool) -> None:
+    value = _json.loads(text.encode() if as_bytes else text)
+    assert repr(value) == repr(json.loads(text))
+
+
+@pytest.mark.parametrize("text", ["{x", "[1,", "", "nan"])
+def test_loads_raises_the_stdlib_decode_error_for_text_that_is_not_json(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError):  # a ValueError, as callers catch it
+        _json.loads(text)

@@ -204,6 +204,31 @@ def test_lf_only_streams_in_random_chunks_decode_like_a_reference_reading(data: 
     assert decode(*chunks) == reference(body)
 
 
+data_line_value = st.lists(st.sampled_from(["a", " ", ":", "d", "\u00e9", "data: ", "\n\ndata: "]), max_size=6).map(
+    "".join
+)
+odd_line = st.sampled_from(["data:x", ": ping", "event: e", "id: 7", "retry: 5", "data", "", "data: two\ndata: lines"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    blocks=st.lists(
+        st.one_of(data_line_value.map(lambda v: ("data", v)), odd_line.map(lambda v: ("odd", v))), max_size=30
+    ),
+    data=st.data(),
+)
+def test_runs_of_one_data_line_events_decode_like_a_reference_reading(
+    blocks: list[tuple[str, str]], data: st.DataObject
+) -> None:
+    # The commonest stream (one `data: ` line per event) is read by splitting on "\n\ndata: "; values that contain
+    # that very text (a value cannot hold a line end, so it becomes two events) and any other line mixed in must send
+    # the run to the general reading.
+    body = "".join(f"data: {v}\n\n" if kind == "data" else f"{v}\n\n" for kind, v in blocks).encode()
+    chunks = data.draw(split(body))
+    assert decode(*chunks) == reference(body)
+    assert decode(body) == reference(body)
+
+
 sse_ish_bytes = st.lists(
     st.sampled_from(
         [
@@ -359,6 +384,41 @@ async def test_a_stream_yields_typed_events_skips_pings_and_stops_at_the_end_mar
         assert events.headers["Content-Type"] == "text/event-stream"
         got = [e async for e in events]
     assert got == [Tick(kind="tick", n=1), Tick(kind="tick", n=2)]
+
+
+async def test_a_stream_without_a_parse_step_yields_the_frames_and_still_honours_the_terminal_test(
+    srv: CoreServer, transport: Transport
+) -> None:
+    srv.script = [*frames(("tick", 1)), (0.0, b": comment\n\n"), *frames(("done", 2), ("tick", 3))]
+    stream = transport.stream(
+        "GET",
+        "/sse",
+        decoder=SSEDecoder(),
+        parse=None,  # type: ignore[arg-type]
+        idempotent=True,
+        terminal=lambda frame: frame.event == "done",
+    )
+    got = await stream.collect()
+    assert got == [ev('{"n": 1}', event="tick"), ev('{"n": 2}', event="done")]
+    assert stream.events_yielded == 2
+    assert acquired_connections(transport) == 0
+
+
+async def test_batches_hand_over_every_event_once_in_order_and_end_at_the_end_marker(
+    srv: CoreServer, transport: Transport
+) -> None:
+    srv.script = [(0.0, b"".join(body for _, body in frames(*[("tick", n) for n in range(50)])))]
+    srv.script += [(0.05, b"".join(body for _, body in frames(*[("tick", n) for n in range(50, 60)])))]
+    srv.script.append((0.0, b"data: [DONE]\n\n"))
+    async with tick_stream(transport) as events:
+        first = await events.__anext__()  # iterating one by one and by batches may be mixed
+        batches = [batch async for batch in events.batches()]
+    assert first == Tick(kind="tick", n=0)
+    assert all(batches)
+    assert len(batches) >= 2  # the pause splits them: a batch is what had arrived, not the whole stream
+    assert [first, *(e for batch in batches for e in batch)] == [Tick(kind="tick", n=n) for n in range(60)]
+    assert events.events_yielded == 60
+    assert acquired_connections(transport) == 0
 
 
 async def test_a_terminal_event_is_yielded_and_ends_the_stream(srv: CoreServer, transport: Transport) -> None:

@@ -621,3 +621,51 @@ def test_core_client_closed_while_other_threads_are_calling_does_not_hang(
             thread.join(20)
         # A call after the close fails clearly; none fails with a loop-state error.
         assert all(o is None or isinstance(o, ClientClosedError) for o in outcomes), outcomes
+
+
+# -- streams that hand over batches ---------------------------------------------------------------------------------
+def test_a_blocking_batch_delivers_every_result_once_in_few_loop_entries() -> None:
+    from aioagents._batch import as_completed
+
+    async def double(n: int) -> int:
+        await asyncio.sleep(0.001 * (n % 3))
+        return 2 * n
+
+    stream = _bridge.SyncStream(as_completed(double, range(500), concurrency=32))
+    entries = 0
+    take = stream._next_batch
+    assert take is not None
+
+    async def counted() -> list[Any]:
+        nonlocal entries
+        entries += 1
+        return await take()
+
+    stream._next_batch = counted
+    with stream as results:
+        values = sorted(item.unwrap() for item in results)
+    assert values == [2 * n for n in range(500)]
+    assert entries < 250  # results that finish together come over in one entry into the loop
+
+
+def test_leaving_a_blocking_batch_early_cancels_the_calls_in_flight() -> None:
+    from aioagents._batch import as_completed
+
+    started = finished = cancelled = 0
+
+    async def slow(n: int) -> int:
+        nonlocal started, finished, cancelled
+        started += 1
+        try:
+            await asyncio.sleep(0 if n < 4 else 30)
+        except asyncio.CancelledError:
+            cancelled += 1
+            raise
+        finished += 1
+        return n
+
+    with _bridge.SyncStream(as_completed(slow, range(100), concurrency=8)) as results:
+        first = next(results)
+    assert first.ok
+    assert 8 <= started <= 16  # every worker took an input; none ran past its slots
+    assert cancelled == started - finished > 0  # closing the stream cancelled (and unwound) every call in flight
