@@ -191,7 +191,9 @@ def _read_payload(fd: int) -> dict[str, Any]:
     return payload
 
 
-def _child(request: dict[str, Any], fds: list[int], iso: _Isolation | None, netns: int) -> None:
+def _child(
+    request: dict[str, Any], fds: list[int], iso: _Isolation | None, netns: int, status_w: int = -1
+) -> None:
     spec: dict[str, Any] = {}
     try:
         if len(fds) != 4:
@@ -199,7 +201,7 @@ def _child(request: dict[str, Any], fds: list[int], iso: _Isolation | None, netn
         spec = _read_payload(fds[3])
         fds = fds[:3]
         if iso is not None:
-            iso.enter(request, spec, netns)
+            iso.enter(request, spec, netns, status_w)
         _apply_sandbox(spec, fds)
         if spec.get("mode") == "python":
             _run_python(spec)
@@ -351,7 +353,7 @@ class _Isolation:
             if os.getpid() != 1:  # in the child, nothing to undo (and setns would fail there)
                 self._check(self.libc.setns(self.own_pidns, _CLONE_NEWPID), "setns(own PID namespace)")
 
-    def enter(self, request: dict[str, Any], spec: dict[str, Any], netns: int) -> None:
+    def enter(self, request: dict[str, Any], spec: dict[str, Any], netns: int, status_w: int = -1) -> None:
         """In the forked child (init of its PID namespace, still root): join the cgroup, leave the host's
         namespaces, make the host read-only, mount the private directories and the run's own /proc."""
         libc = self.libc
@@ -389,6 +391,17 @@ class _Isolation:
             libc.prctl(1, _signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: the relay killed, the run dies with it
         check(libc.mount(b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None), "mount /proc")
         libc.sethostname(b"sandbox", 7)
+        if status_w >= 0:
+            # The init of a PID namespace ignores every signal it sends itself that it has no handler for: a run
+            # that kills itself (SIGKILL, abort) would carry on, or end as "Success". So the run is the init's
+            # child, with ordinary signal semantics; the init (the process group the server kills) reaps and
+            # hands the run's status to the factory.
+            os.setsid()
+            spec["setsid"] = False
+            run = os.fork()
+            if run:
+                _init(run, status_w)  # never returns
+            os.close(status_w)
         if self.userns:
             # Leave our user namespace for a nested one where the run is uid 1000 (our uid outside): it keeps no
             # capability over any namespace we made, so it cannot undo the read-only view or the mounts.
@@ -564,6 +577,28 @@ class _Cgroups:
         for parent in self.parents:
             with contextlib.suppress(OSError):
                 os.rmdir(parent)
+
+
+def _init(run: int, status_w: int) -> None:
+    """The init of a run's PID namespace (root mode): reap until the run ends, write its raw wait status to
+    ``status_w`` for the factory, exit (the kernel then kills whatever the run left in the namespace)."""
+    os.closerange(0, status_w)  # the run's pipes reach EOF when the run ends
+    os.closerange(status_w + 1, 1 << 16)
+    for sig in (_signal.SIGTERM, _signal.SIGCHLD, _signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT):
+        _signal.signal(sig, _signal.SIG_DFL)
+    status = 0
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            break
+        if pid == run:
+            break
+    with contextlib.suppress(OSError):
+        os.write(status_w, str(status).encode())
+    os._exit(0)
 
 
 def _relay(init: int) -> None:
@@ -742,6 +777,7 @@ class Zygote:
         self.iso = iso
         self.children: dict[int, int | None] = {}  # a run's pid (its group leader) -> the uid to clear at its exit
         self.netns: dict[int, int] = {}  # a run's pid -> the pooled network namespace it uses
+        self.status_pipes: dict[int, int] = {}  # a run's init pid -> the pipe its init writes the run's status to
         self.running = True
         self.orphaned = False
         self.root = root
@@ -822,22 +858,31 @@ class Zygote:
             return
         iso = self.iso
         netns = -1
+        status_r = status_w = -1
         try:
             if iso is not None:
                 iso.cgroups.prepare(spec.get("uid"), int(spec.get("memory") or 0), iso.max_pids)
                 netns = iso.take_netns()
+                if not iso.userns:
+                    status_r, status_w = os.pipe2(os.O_CLOEXEC)
                 pid = iso.fork()
             else:
                 pid = os.fork()
         except OSError as exc:
             _close_all(fds)
+            _close_all([fd for fd in (status_r, status_w) if fd >= 0])
             if iso is not None:
                 iso.give_netns(netns)
             self._send({"id": rid, "error": f"fork failed: {exc}"})
             return
         if pid == 0:
-            _child(spec, fds, iso, netns)
+            if status_r >= 0:
+                os.close(status_r)
+            _child(spec, fds, iso, netns, status_w)
         _close_all(fds)
+        if status_r >= 0:
+            os.close(status_w)
+            self.status_pipes[pid] = status_r
         if netns >= 0:
             self.netns[pid] = netns
         reap_uid = spec.get("uid") if spec.get("reap_uid") else None
@@ -859,6 +904,15 @@ class Zygote:
             if pid not in self.children:
                 continue
             uid = self.children.pop(pid)
+            status_r = self.status_pipes.pop(pid, -1)
+            if status_r >= 0:  # the run's own status, as its init saw it (none: the init was killed, a time-out)
+                try:
+                    reported = os.read(status_r, 32)
+                except OSError:
+                    reported = b""
+                os.close(status_r)
+                if reported.isdigit():
+                    status = int(reported)
             code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
             answer: dict[str, Any] = {"pid": pid, "exit": code, "cpu": usage.ru_utime + usage.ru_stime}
             if self.iso is not None:

@@ -56,14 +56,20 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 # -- a real server ---------------------------------------------------------------------------------------------
 class Server:
-    """``aioagents serve`` in a subprocess, with its run directories under a work dir of the test's own."""
+    """``aioagents serve`` in a subprocess, with its run directories under a work dir of the test's own.
+
+    One worker process (``--workers 1``): every worker of a multi-process server is the same sandbox with the same
+    containment, and one process's leftovers (root, mounts, cgroups) are what these checks can name exactly. The
+    multi-process server's own lifecycle is tested in test_local_workers.py.
+    """
 
     def __init__(self, work_dir: Path, *extra: str) -> None:
         self.work_dir = work_dir
         env = dict(os.environ)
         env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aioagents.cli", "serve", "--port", "0", "--work-dir", str(work_dir), *extra],
+            [sys.executable, "-m", "aioagents.cli", "serve", "--port", "0", "--workers", "1", "--work-dir", str(work_dir),
+             *extra],  # fmt: skip
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,

@@ -20,6 +20,7 @@ import pytest
 
 from aioagents.local import Limits, LocalSandbox
 from aioagents.local._isolation import cgroup_parent
+from aioagents.local._validate import RunCodeRequest
 from tests.local.conftest import is_root, sandbox_processes, server_uids
 
 pytestmark = [
@@ -74,7 +75,7 @@ async def no_leftovers(sb: LocalSandbox) -> None:
     assert await asyncio.to_thread(poll) == ([], [])
 
 
-async def test_a_run_sees_only_its_own_processes_and_is_init_of_its_namespace(sb: LocalSandbox) -> None:
+async def test_a_run_sees_only_its_own_processes_under_its_namespace_init(sb: LocalSandbox) -> None:
     code = (
         "import os, subprocess\n"
         "p = subprocess.Popen(['sleep', '30'])\n"
@@ -82,8 +83,30 @@ async def test_a_run_sees_only_its_own_processes_and_is_init_of_its_namespace(sb
     )
     line = out(await run(sb, code)).strip()
     child = line.rsplit(" ", 1)[1]
-    assert line == f"1 [1, {child}] {child}"  # the run is pid 1 and sees itself and its own child only
+    # The run is the only child of its namespace's init (pid 1): it sees the init, itself and its own child only.
+    assert line == f"2 [1, 2, {child}] {child}"
     await no_leftovers(sb)  # the sleep died with the run's init
+
+
+@pytest.mark.parametrize(
+    ("code", "language", "return_code"),
+    [
+        ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\nprint('still here')", "python", -9),
+        ("import os, signal, time\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(2)\nprint(1)", "python", -15),
+        ("import os\nos.abort()", "python", -6),
+        ("kill -9 $$; echo still here", "bash", -9),
+        ("raise SystemExit(3)", "python", 3),
+    ],
+)
+async def test_a_run_that_signals_itself_dies_as_it_would_anywhere(
+    sb: LocalSandbox, code: str, language: str, return_code: int
+) -> None:
+    # The init of a PID namespace ignores the signals it sends itself: the run is not that init, so a program that
+    # kills itself is a failed run with that signal, never one that carries on or ends as a success.
+    body = await sb.engine.run_code(RunCodeRequest(code=code, language=language, run_timeout=10))
+    assert body["status"] == "Failed", body
+    assert body["run_result"]["return_code"] == return_code, body
+    assert "still here" not in body["run_result"]["stdout"]
 
 
 async def test_the_host_is_read_only_and_the_run_directory_is_writable(sb: LocalSandbox) -> None:
@@ -302,7 +325,7 @@ async def test_there_is_no_helper_a_run_could_stop(sb: LocalSandbox) -> None:
     code = (
         "import os, signal\n"
         "hit = 0\n"
-        "for pid in range(2, 4096):\n"
+        "for pid in [1, *range(3, 4096)]:\n"  # every pid but its own (2): its init is root's, the rest elsewhere
         "    try:\n"
         "        os.kill(pid, signal.SIGSTOP); hit += 1\n"
         "    except OSError:\n"
@@ -358,7 +381,7 @@ async def test_a_kernel_runs_isolated_and_without_network(sb: LocalSandbox) -> N
         s.post(f"{sb.url}/run_jupyter", json={"cells": cells, "total_timeout": 60}) as r,
     ):
         body = await r.json()
-    assert body["cells"][0]["stdout"] == "1 sandbox\n", body
+    assert body["cells"][0]["stdout"] == "2 sandbox\n", body
     assert body["cells"][1]["stdout"] == "True\n"
     assert "Read-only file system" in body["cells"][2]["error"][0]["evalue"]
 
@@ -369,7 +392,7 @@ async def test_the_interpreter_kernel_is_isolated_too(sb: LocalSandbox) -> None:
         async with s.post(f"{sb.url}/execute", json={"code": code}) as r:
             body = await r.json()
     text = "".join(e["data"].get("text", "") for e in body["events"] if e["type"] == "stream")
-    assert text == "1 sandbox [(1, 'lo')]\n", body
+    assert text == "2 sandbox [(1, 'lo')]\n", body
 
 
 async def test_close_leaves_no_mount_cgroup_or_directory() -> None:
