@@ -67,9 +67,9 @@ class Server:
         self.work_dir = work_dir
         env = dict(os.environ)
         env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+        argv = [sys.executable, "-m", "aioagents.cli", "serve", "--port", "0", "--workers", "1"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aioagents.cli", "serve", "--port", "0", "--workers", "1", "--work-dir", str(work_dir),
-             *extra],  # fmt: skip
+            [*argv, "--work-dir", str(work_dir), *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
