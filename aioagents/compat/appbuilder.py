@@ -37,72 +37,79 @@ timestamps are ``datetime`` values where the SDK has epoch milliseconds.
 
 from __future__ import annotations
 
+import builtins
+import copy
 import enum
 import functools
 import json
 import logging
 import os
 import threading
+import types
+import typing
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import attrs
 
 from aioagents._exceptions import AioAgentsError, APIConnectionError, APIStatusError, InvalidRequestError
 from aioagents.assistants import (
-    Assistant,
-    AssistantFile,
     AssistantServerError,
-    DeletedObject,
-    File,
-    FileList,
-    FinalAnswer,
-    FinalAnswerMessage,
-    FunctionCall,
-    LastError,
-    Message,
-    MessageContent,
-    MessageCreation,
     MessageEvent,
-    MessageFile,
     ModelParameters,
-    Page,
-    RequiredAction,
-    Run,
-    RunEvent,
-    RunStep,
     SamplingParameters,
-    StatusDetails,
     StatusEvent,
-    StepDetails,
-    SubmitToolOutputsAction,
-    Thread,
-    ThreadMessage,
-    Tool,
-    ToolCall,
-    ToolInfo,
-    ToolOutput,
     UserInfo,
     UserLocation,
 )
-from aioagents.assistants.models import ActionInfo, converter
+from aioagents.assistants.models import converter
 from aioagents.compat._stream import TranslatedStream
 from aioagents.sync import AssistantsClient
 
 __all__ = [
     "AppBuilderServerException",
+    "AssistantChatParameters",
     "AssistantContent",
+    "AssistantContentFilesData",
+    "AssistantCreateResponse",
+    "AssistantDeleteResponse",
     "AssistantEventHandler",
+    "AssistantExample",
+    "AssistantFilesContentResponse",
+    "AssistantFilesCreateResponse",
+    "AssistantFilesDeleteResponse",
+    "AssistantFilesListData",
+    "AssistantFilesListResponse",
+    "AssistantFilesQueryResponse",
+    "AssistantFilesResponse",
+    "AssistantFunction",
+    "AssistantFunctionCall",
+    "AssistantFunctionJsonSchema",
+    "AssistantListResponse",
     "AssistantMessage",
+    "AssistantMessageCreateResponse",
+    "AssistantMessageFilesResponse",
+    "AssistantMessageListResponse",
+    "AssistantMessageListResponseData",
+    "AssistantMessageQueryResponse",
     "AssistantMessageRole",
+    "AssistantMessageUpdateResponse",
     "AssistantModelParameters",
+    "AssistantMountedFilesListResponse",
+    "AssistantQueryResponse",
     "AssistantServerException",
     "AssistantStreamManager",
+    "AssistantText",
+    "AssistantThoughtParameters",
     "AssistantThread",
     "AssistantTool",
+    "AssistantUpdateResponse",
     "AssistantUserInfo",
     "AssistantUserLoc",
+    "AuditStatus",
     "BadRequestException",
     "BaseRPCException",
     "ConflictException",
@@ -124,15 +131,21 @@ __all__ = [
     "RequiredAction",
     "ResponseFormat",
     "RunActionInfo",
+    "RunListResponse",
     "RunMessageCreation",
     "RunResult",
     "RunStepDetail",
+    "RunStepListResponse",
     "RunStepResult",
     "StreamRunContext",
     "StreamRunDetail",
     "StreamRunMessage",
     "StreamRunStatus",
     "SubmitToolOutput",
+    "ThreadCreateResponse",
+    "ThreadDeleteResponse",
+    "ThreadQueryResponse",
+    "ThreadUpdateResponse",
     "TooManyRequestsException",
     "ToolCall",
     "ToolInfo",
@@ -361,7 +374,7 @@ def _plain(value: Any) -> Any:
         return value
     dump = getattr(value, "model_dump", None)
     if callable(dump):
-        return dump()
+        return dump(mode="json")
     if attrs.has(type(value)):
         return converter.unstructure(value)
     if isinstance(value, Mapping):
@@ -395,12 +408,219 @@ def _model_parameters(value: Any) -> ModelParameters | None:
     return ModelParameters(chat_parameters=part("chat_parameters"), thought_parameters=part("thought_parameters"))
 
 
-# -- the SDK's model names ------------------------------------------------------------------------------------
-class AssistantMessageRole(str, enum.Enum):
-    """Who wrote a thread message."""
+# -- the SDK's models (appbuilder.core.assistant.type), same names, fields and types ----------------------------
+#
+# Thin mutable classes built from aioagents' models (or from plain data): timestamps are the service's epoch
+# milliseconds as ``int`` (``0`` when unset), enums are the SDK's enums, the step detail is ``step_datail`` and the
+# action info camelCase, as in the SDK. Each has the pydantic methods SDK code calls (``model_dump``,
+# ``model_dump_json``, ``model_validate``, ``model_copy`` and pydantic 2's deprecated ``dict`` / ``json``).
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
 
-    USER = "user"
-    ASSISTANT = "assistant"
+
+def _field(default: Any = attrs.NOTHING, *, source: tuple[str, ...] = ()) -> Any:
+    """A model field; a list or dict default is copied per instance; ``source`` names other keys it is read from."""
+    meta = {"source": source}
+    if isinstance(default, (list, dict)):
+        return attrs.field(factory=functools.partial(copy.copy, default), metadata=meta)
+    return attrs.field(default=default, metadata=meta)
+
+
+#: The SDK's bare ``dict`` fields (any keys, any values).
+if typing.TYPE_CHECKING:
+    _AnyDict = dict[str, Any]
+else:
+    _AnyDict = dict
+_FACTORY: type[Any] = type(attrs.Factory(list))
+
+
+def _fields(cls: type[Any]) -> tuple[attrs.Attribute[Any], ...]:
+    return tuple(attrs.fields(cls))
+
+
+def _default_of(f: attrs.Attribute[Any]) -> Any:
+    """A field's default value (a fresh one for a factory)."""
+    default: Any = f.default
+    return default.factory() if isinstance(default, _FACTORY) else default
+
+
+def _dump_value(value: Any, mode: str, exclude_none: bool) -> Any:
+    if isinstance(value, _SDKModel):
+        return value.model_dump(mode=mode, exclude_none=exclude_none)
+    if isinstance(value, list):
+        return [_dump_value(v, mode, exclude_none) for v in value]
+    if isinstance(value, dict):
+        return {k: _dump_value(v, mode, exclude_none) for k, v in value.items()}
+    if mode == "json":
+        if isinstance(value, enum.Enum):
+            return value.value
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+    return value
+
+
+class _SDKModel:
+    """The pydantic surface the SDK's models offer, over attrs fields."""
+
+    __slots__ = ()
+
+    @classmethod
+    def _hints(cls) -> builtins.dict[str, Any]:
+        hints = _HINTS.get(cls)
+        if hints is None:
+            hints = _HINTS[cls] = typing.get_type_hints(cls)
+        return hints
+
+    @classmethod
+    def model_validate(cls: type[_M], obj: Any) -> _M:
+        """Build from a mapping with the SDK's keys, an aioagents model, or an instance of this class."""
+        if isinstance(obj, cls):
+            return obj
+        if obj is None:
+            raise ValueError(f"{cls.__name__}: None is not a valid value")
+        hints = cls._hints()
+        mapping = obj if isinstance(obj, Mapping) else None
+        if mapping is None and not attrs.has(type(obj)) and not isinstance(obj, _SDKModel):
+            raise ValueError(f"{cls.__name__}: cannot build from {type(obj).__name__}")
+        kwargs: builtins.dict[str, Any] = {}
+        for f in _fields(cls):
+            for name in (f.name, *f.metadata.get("source", ())):
+                if mapping is not None:
+                    if name in mapping:
+                        kwargs[f.name] = _coerce(hints[f.name], mapping[name], f)
+                        break
+                elif hasattr(obj, name):
+                    kwargs[f.name] = _coerce(hints[f.name], getattr(obj, name), f)
+                    break
+        return cls(**kwargs)
+
+    @classmethod
+    def _from(cls: type[_M], obj: Any) -> _M:
+        return cls.model_validate(obj)
+
+    @classmethod
+    def model_validate_json(cls: type[_M], data: str | bytes) -> _M:
+        """Build from a JSON document."""
+        return cls.model_validate(json.loads(data))
+
+    def model_dump(
+        self,
+        *,
+        mode: str = "python",
+        include: Any = None,
+        exclude: Any = None,
+        exclude_none: bool = False,
+        exclude_defaults: bool = False,
+        by_alias: bool = False,
+    ) -> builtins.dict[str, Any]:
+        """The fields as a dict (nested models as dicts); ``mode="json"`` gives JSON-ready values (enum values)."""
+        if mode not in ("python", "json"):
+            raise ValueError("mode must be 'python' or 'json'")
+        out: builtins.dict[str, Any] = {}
+        for f in _fields(type(self)):
+            if (include is not None and f.name not in include) or (exclude is not None and f.name in exclude):
+                continue
+            value = getattr(self, f.name)
+            if exclude_none and value is None:
+                continue
+            if exclude_defaults and f.default is not attrs.NOTHING:
+                default = _default_of(f)
+                if value == default:
+                    continue
+            out[f.name] = _dump_value(value, mode, exclude_none)
+        return out
+
+    def model_dump_json(
+        self,
+        *,
+        indent: int | None = None,
+        include: Any = None,
+        exclude: Any = None,
+        exclude_none: bool = False,
+        exclude_defaults: bool = False,
+        by_alias: bool = False,
+    ) -> str:
+        """The fields as a JSON string (compact unless ``indent``; non-ASCII text kept as is)."""
+        data = self.model_dump(
+            mode="json", include=include, exclude=exclude, exclude_none=exclude_none, exclude_defaults=exclude_defaults
+        )
+        if indent is None:
+            return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(data, ensure_ascii=False, indent=indent)
+
+    def __str__(self) -> str:
+        # pydantic's str(): the fields as ``name=value`` pairs, space-separated, without the class name.
+        return " ".join(f"{f.name}={getattr(self, f.name)!r}" for f in _fields(type(self)))
+
+    def model_copy(self: _M, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> _M:
+        """A copy, with ``update`` applied (as pydantic: the values are not validated)."""
+        clone = copy.deepcopy(self) if deep else copy.copy(self)
+        for name, value in (update or {}).items():
+            setattr(clone, name, value)
+        return clone
+
+    def dict(self, **kwargs: Any) -> builtins.dict[str, Any]:
+        """``model_dump`` under pydantic 1's name (deprecated in pydantic 2: a ``DeprecationWarning``)."""
+        warnings.warn("The `dict` method is deprecated; use `model_dump` instead.", DeprecationWarning, stacklevel=2)
+        return self.model_dump(**kwargs)
+
+    def json(self, **kwargs: Any) -> str:
+        """``model_dump_json`` under pydantic 1's name (deprecated in pydantic 2: a ``DeprecationWarning``)."""
+        warnings.warn(
+            "The `json` method is deprecated; use `model_dump_json` instead.", DeprecationWarning, stacklevel=2
+        )
+        return self.model_dump_json(**kwargs)
+
+
+_M = TypeVar("_M", bound=_SDKModel)
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _ms_of(value: datetime) -> int:
+    """An aware (or UTC-naive) datetime as epoch milliseconds."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return round((value - _EPOCH) / _MS)
+
+
+def _coerce(tp: Any, value: Any, f: Any = None) -> Any:
+    """``value`` (aioagents' or plain data) as the SDK's field type ``tp`` holds it."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        for option in options:
+            if option is str and isinstance(value, str):
+                return value
+        for option in options:
+            if option is not str:
+                return _coerce(option, value)
+        return value
+    if value is None:
+        # Null for a field that does not take None: the field's default (what the SDK holds for an unset value).
+        if f is not None and f.default is not attrs.NOTHING:
+            return _default_of(f)
+        return None
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return [_coerce(item, v) for v in value]
+    if origin is dict or tp is dict:
+        return dict(value)
+    if isinstance(tp, type):
+        if issubclass(tp, _SDKModel):
+            return tp.model_validate(value)
+        if issubclass(tp, enum.Enum):
+            try:
+                return tp(value)
+            except ValueError:
+                return value
+        if tp is int:
+            if isinstance(value, datetime):
+                return _ms_of(value)
+            if isinstance(value, (bool, float)):
+                return int(value)
+    return value
 
 
 class ResponseFormat(str, enum.Enum):
@@ -410,32 +630,639 @@ class ResponseFormat(str, enum.Enum):
     JSON_OBJECT = "json_object"
 
 
-@attrs.define(kw_only=True)
-class AssistantThread:
+class AssistantMessageRole(str, enum.Enum):
+    """Who wrote a thread message."""
+
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class AuditStatus(int, enum.Enum):
+    """A file's audit state (``censored``)."""
+
+    AUDITING = -1
+    NOT_AUDITED = 0
+    APPROVED = 1
+    REJECTED = 2
+    NEEDS_FURTHER_AUDIT = 3
+    AUDIT_FAILED_SERVICE_EXCEPTION = 4
+    AUDIT_FAILED_TIMEOUT = 5
+
+
+_model = attrs.define(kw_only=True, slots=True)
+
+
+# public_type
+@_model
+class AssistantFunctionCall(_SDKModel):
+    """A few-shot example's function call (``arguments`` a JSON string)."""
+
+    name: str = _field()
+    arguments: str = _field()
+
+
+@_model
+class AssistantExample(_SDKModel):
+    """A few-shot example of a function tool."""
+
+    role: str = _field("user")
+    content: str = _field()
+    function_call: AssistantFunctionCall = _field()
+
+
+@_model
+class AssistantFunctionJsonSchema(_SDKModel):
+    """A function's JSON Schema (``parameters`` or ``responses``)."""
+
+    type: str = _field("object")
+    properties: _AnyDict | None = _field(None)
+    required: list[str] | None = _field(None)
+
+
+@_model
+class AssistantFunction(_SDKModel):
+    """A function an assistant may call."""
+
+    name: str = _field()
+    description: str = _field()
+    parameters: AssistantFunctionJsonSchema | None = _field(None)
+    responses: AssistantFunctionJsonSchema | None = _field(None)
+    examples: list[list[AssistantExample]] | None = _field(None)
+
+
+@_model
+class AssistantTool(_SDKModel):
+    """A tool of an assistant or a run."""
+
+    type: str = _field("function")
+    function: AssistantFunction = _field(None)
+
+
+@_model
+class AssistantText(_SDKModel):
+    """The text of a content part."""
+
+    value: str = _field("")
+    annotations: list[str] | None = _field(None)
+
+
+@_model
+class AssistantContent(_SDKModel):
+    """One content part of a message."""
+
+    type: str = _field("text")
+    text: AssistantText | None = _field(None)
+
+
+@_model
+class AssistantChatParameters(_SDKModel):
+    """The chat model's sampling settings (the SDK's defaults)."""
+
+    temperature: float | None = _field(0.8)
+    top_p: float | None = _field(0.8)
+    penalty_score: float | None = _field(1.0)
+
+
+@_model
+class AssistantThoughtParameters(_SDKModel):
+    """The thought model's sampling settings (the SDK's defaults)."""
+
+    temperature: float | None = _field(0.01)
+    top_p: float | None = _field(0)
+    penalty_score: float | None = _field(1.0)
+
+
+@_model
+class AssistantModelParameters(_SDKModel):
+    """A run's model settings."""
+
+    chat_parameters: AssistantChatParameters | None = attrs.field(
+        factory=AssistantChatParameters, metadata={"source": ()}
+    )
+    thought_parameters: AssistantThoughtParameters | None = attrs.field(
+        factory=AssistantThoughtParameters, metadata={"source": ()}
+    )
+
+
+@_model
+class AssistantUserInfo(_SDKModel):
+    """Who the end user is."""
+
+    id: str | None = _field(None)
+    name: str | None = _field(None)
+    nickname: str | None = _field(None)
+    watermark: str | None = _field(None)
+    intro: str | None = _field(None)
+    baidu_id: str | None = _field(None)
+
+
+@_model
+class AssistantUserLoc(_SDKModel):
+    """Where the end user is (``loc`` a JSON string)."""
+
+    loc: str | None = _field(None)
+    uip: str | None = _field(None)
+    uipv6: str | None = _field(None)
+
+
+# assistant_type: files
+@_model
+class AssistantFilesCreateResponse(_SDKModel):
+    """``assistants.files.create``: the uploaded file (``create_at`` in epoch ms)."""
+
+    id: str = _field("")
+    bytes: int = _field(0)
+    object: str = _field("")
+    purpose: str = _field("")
+    create_at: int = _field(0, source=("created_at",))
+    filename: str = _field("")
+    classification_id: str = _field("")
+
+
+@_model
+class AssistantFilesListData(_SDKModel):
+    """One file of ``assistants.files.list``."""
+
+    id: str = _field("")
+    bytes: int = _field(0)
+    object: str = _field("")
+    purpose: str = _field("")
+    censored: AuditStatus = _field(AuditStatus.NOT_AUDITED)
+    create_at: int = _field(0, source=("created_at",))
+    filename: str = _field("")
+    classification_id: str = _field("")
+    file_type: str = _field("")
+
+
+@_model
+class AssistantFilesListResponse(_SDKModel):
+    """``assistants.files.list``."""
+
+    object: str = _field("list")
+    data: list[AssistantFilesListData] = _field([])
+
+
+@_model
+class AssistantFilesQueryResponse(AssistantFilesListData):
+    """``assistants.files.query``."""
+
+
+@_model
+class AssistantFilesDeleteResponse(_SDKModel):
+    """``assistants.files.delete`` and ``assistants.unmount_files``."""
+
+    id: str = _field("")
+    object: str = _field("")
+    deleted: bool = _field(False)
+
+
+@_model
+class AssistantFilesContentResponse(_SDKModel):
+    """``assistants.files.content``: the bytes and their content type."""
+
+    content_type: str | None = _field("")
+    content: bytes | None = _field(b"")
+
+
+# assistant_type: assistants
+@_model
+class AssistantCreateResponse(_SDKModel):
+    """``assistants.create`` (and each assistant of ``assistants.list``)."""
+
+    id: str | None = _field("")
+    object: str | None = _field("")
+    name: str | None = _field("")
+    description: str | None = _field("")
+    instructions: str | None = _field()
+    tools: list[AssistantTool] | None = _field([])
+    created_at: int | None = _field(0)
+    thought_instructions: str | None = _field("")
+    chat_instructions: str | None = _field("")
+    response_format: ResponseFormat | None = _field(ResponseFormat.TEXT)
+    file_ids: list[str] | None = _field([])
+    metadata: _AnyDict | None = _field({})
+
+
+@_model
+class AssistantQueryResponse(AssistantCreateResponse):
+    """``assistants.query``."""
+
+
+@_model
+class AssistantUpdateResponse(_SDKModel):
+    """``assistants.update`` (``model`` where the others have ``object``)."""
+
+    id: str | None = _field("")
+    model: str | None = _field("")
+    name: str | None = _field("")
+    description: str | None = _field("")
+    response_format: ResponseFormat | None = _field(ResponseFormat.TEXT)
+    instructions: str | None = _field()
+    created_at: int | None = _field(0)
+    thought_instructions: str | None = _field("")
+    chat_instructions: str | None = _field("")
+    tools: list[AssistantTool] | None = _field([])
+    file_ids: list[str] | None = _field([])
+    metadata: _AnyDict | None = _field({})
+
+
+@_model
+class AssistantListResponse(_SDKModel):
+    """``assistants.list``."""
+
+    object: str = _field("list")
+    data: list[AssistantCreateResponse] | None = _field([])
+    first_id: str | None = _field("")
+    last_id: str | None = _field("")
+    has_more: bool = _field(False)
+
+
+@_model
+class AssistantDeleteResponse(_SDKModel):
+    """``assistants.delete``."""
+
+    id: str | None = _field("")
+    object: str | None = _field("")
+    deleted: bool = _field(False)
+
+
+@_model
+class AssistantFilesResponse(_SDKModel):
+    """``assistants.mount_files`` (and each file of ``mounted_files_list``)."""
+
+    id: str | None = _field("")
+    object: str | None = _field("")
+    created_at: int | None = _field(0)
+    assistant_id: str | None = _field("")
+
+
+@_model
+class AssistantMountedFilesListResponse(_SDKModel):
+    """``assistants.mounted_files_list``."""
+
+    object: str = _field("list")
+    data: list[AssistantFilesResponse] | None = _field([])
+    first_id: str | None = _field("")
+    last_id: str | None = _field("")
+    has_more: bool = _field(False)
+
+
+# thread_type: messages and threads
+@_model
+class AssistantMessage(_SDKModel):
+    """A user turn for a new thread or a run's ``thread``."""
+
+    content: str = _field()
+    role: AssistantMessageRole = _field(AssistantMessageRole.USER)
+    file_ids: list[str] | None = _field([])
+
+
+@_model
+class AssistantThread(_SDKModel):
     """The messages appended to a thread for one run (``runs.run(..., thread=AssistantThread(messages=[...]))``)."""
 
-    messages: list[Any] = attrs.field(factory=list)
-
-    def model_dump(self) -> dict[str, Any]:
-        """The thread as the request body holds it."""
-        return {"messages": [_plain(m) for m in self.messages]}
+    messages: list[AssistantMessage] = _field([])
 
 
-AssistantMessage = ThreadMessage
-AssistantContent = MessageContent
-AssistantTool = Tool
-AssistantModelParameters = ModelParameters
-AssistantUserInfo = UserInfo
-AssistantUserLoc = UserLocation
-RunResult = Run
-RunStepResult = RunStep
-RunStepDetail = StepDetails
-RunActionInfo = ActionInfo
-RunMessageCreation = MessageCreation
-SubmitToolOutput = SubmitToolOutputsAction
-StreamRunDetail = StatusDetails
-StreamRunStatus = StatusEvent
-StreamRunMessage = MessageEvent
+@_model
+class AssistantMessageCreateResponse(_SDKModel):
+    """``threads.messages.create``."""
+
+    id: str = _field("")
+    object: str = _field("")
+    role: AssistantMessageRole = _field(AssistantMessageRole.USER)
+    content: list[AssistantContent] | None = _field([])
+    created_at: int = _field(0)
+    thread_id: str = _field("")
+    assistant_id: str | None = _field("")
+    run_id: str | None = _field("")
+    file_ids: list[str] | None = _field([])
+
+
+@_model
+class AssistantMessageUpdateResponse(AssistantMessageCreateResponse):
+    """``threads.messages.update``."""
+
+
+@_model
+class AssistantMessageQueryResponse(AssistantMessageCreateResponse):
+    """``threads.messages.query``."""
+
+
+@_model
+class AssistantMessageListResponseData(AssistantMessageCreateResponse):
+    """One message of ``threads.messages.list``."""
+
+
+@_model
+class AssistantMessageListResponse(_SDKModel):
+    """``threads.messages.list``."""
+
+    object: str = _field("")
+    data: list[AssistantMessageListResponseData] = _field([])
+    first_id: str | None = _field("")
+    last_id: str | None = _field("")
+    has_more: bool = _field(False)
+
+
+@_model
+class AssistantContentFilesData(_SDKModel):
+    """One file of ``threads.messages.files``."""
+
+    id: str = _field("")
+    object: str = _field("")
+    created_at: int = _field(0)
+    message_id: str = _field("")
+
+
+@_model
+class AssistantMessageFilesResponse(_SDKModel):
+    """``threads.messages.files``."""
+
+    object: str = _field("")
+    data: list[AssistantContentFilesData] = _field([])
+    first_id: str | None = _field("")
+    last_id: str | None = _field("")
+    has_more: bool = _field(False)
+
+
+@_model
+class ThreadCreateResponse(_SDKModel):
+    """``threads.create``."""
+
+    id: str = _field("")
+    object: str = _field("")
+    created_at: int = _field(0)
+    metadata: _AnyDict = _field({})
+
+
+@_model
+class ThreadQueryResponse(ThreadCreateResponse):
+    """``threads.query``."""
+
+
+@_model
+class ThreadUpdateResponse(_SDKModel):
+    """``threads.update``."""
+
+    id: str = _field("")
+    object: str = _field("")
+    created_at: int | None = _field(0)
+    metadata: _AnyDict | None = _field({})
+
+
+@_model
+class ThreadDeleteResponse(_SDKModel):
+    """``threads.delete``."""
+
+    id: str = _field("")
+    object: str = _field("")
+    deleted: bool = _field(False)
+
+
+# thread_type: runs and steps
+@_model
+class RunActionInfo(_SDKModel):
+    """What a tool step did (camelCase, as on the wire)."""
+
+    toolName: str = _field("", source=("tool_name",))
+    actionName: str = _field("", source=("action_name",))
+    actionContent: str = _field("", source=("action_content",))
+
+
+@_model
+class FunctionCall(_SDKModel):
+    """The function a tool call asks for (``arguments`` a JSON string)."""
+
+    name: str = _field("")
+    arguments: str = _field("")
+    output: str = _field("")
+
+
+@_model
+class ToolCall(_SDKModel):
+    """A call the model wants the client to make."""
+
+    id: str = _field("")
+    type: str = _field("function")
+    function: FunctionCall | None = _field(None)
+
+
+@_model
+class SubmitToolOutput(_SDKModel):
+    """The tool calls awaiting outputs."""
+
+    tool_calls: list[ToolCall] | None = _field(None)
+
+
+@_model
+class RequiredAction(_SDKModel):
+    """What a ``requires_action`` run waits for."""
+
+    type: str = _field("")
+    submit_tool_outputs: SubmitToolOutput | None = _field(None)
+
+
+@_model
+class LastError(_SDKModel):
+    """An error reported on a run, a step or a stream."""
+
+    type: str | None = _field("")
+    message: str | None = _field("")
+
+
+@_model
+class FinalAnswerMessage(_SDKModel):
+    """The answer message of a completed run."""
+
+    message_id: str | None = _field("")
+    content: list[AssistantContent] | None = _field([])
+
+
+@_model
+class FinalAnswer(_SDKModel):
+    """A completed run's answer."""
+
+    type: str | None = _field("message")
+    message: FinalAnswerMessage | None = _field(None)
+
+
+@_model
+class RunResult(_SDKModel):
+    """A run (``runs.run``, ``query``, ``cancel``, ``submit_tool_outputs``); timestamps in epoch ms, 0 unset."""
+
+    id: str = _field("")
+    object: str = _field("")
+    assistant_id: str = _field("")
+    thread_id: str = _field("")
+    model: str = _field("")
+    instructions: str = _field("")
+    thought_instructions: str = _field("")
+    chat_instructions: str = _field("")
+    tools: list[AssistantTool] | None = _field(None)
+    file_ids: list[str] | None = _field(None)
+    status: str = _field("")
+    required_action: RequiredAction | None = _field(None)
+    last_error: LastError | None = _field(None)
+    final_answer: FinalAnswer | None = _field(None)
+    created_at: int = _field(0)
+    started_at: int = _field(0)
+    expired_at: int = _field(0)
+    cancelled_at: int = _field(0)
+    failed_at: int = _field(0)
+    completed_at: int = _field(0)
+
+
+@_model
+class RunListResponse(_SDKModel):
+    """``threads.runs.list``."""
+
+    object: str | None = _field("list")
+    first_id: str | None = _field("")
+    last_id: str | None = _field("")
+    has_more: bool | None = _field(False)
+    data: list[RunResult] | None = _field([])
+
+
+@_model
+class RunMessageCreation(_SDKModel):
+    """The message a step (or a stream event) created."""
+
+    message_id: str = _field("")
+
+
+@_model
+class ToolInfo(_SDKModel):
+    """One tool invocation of a step, with its output."""
+
+    type: str = _field("")
+    name: str = _field("")
+    arguments: str = _field("")
+    output: str = _field("")
+
+
+@_model
+class RunStepDetail(_SDKModel):
+    """What a run step did."""
+
+    type: str = _field("")
+    message_creation: RunMessageCreation | None = _field(None)
+    action_info: RunActionInfo | None = _field(None)
+    tool_calls: list[ToolCall] | None = _field(None)
+    tool_info: list[ToolInfo] | None = _field(None)
+
+
+@_model
+class RunStepResult(_SDKModel):
+    """One step of a run. The detail is ``step_datail`` (the SDK's spelling), filled here from the service's
+    ``step_details`` (the SDK leaves it None)."""
+
+    id: str | None = _field("")
+    object: str | None = _field("")
+    assistant_id: str | None = _field("")
+    thread_id: str | None = _field("")
+    run_id: str | None = _field("")
+    status: str | None = _field("")
+    created_at: int | None = _field(0)
+    started_at: int | None = _field(0)
+    expired_at: int | None = _field(0)
+    cancelled_at: int | None = _field(0)
+    failed_at: int | None = _field(0)
+    completed_at: int | None = _field(0)
+    last_error: LastError | str | None = _field(None)
+    type: str | None = _field("null")
+    step_datail: RunStepDetail | None = _field(None, source=("step_details",))
+
+
+@_model
+class RunStepListResponse(_SDKModel):
+    """``threads.runs.steps.list``."""
+
+    object: str | None = _field("list")
+    first_id: str | None = _field("")
+    last_id: str | None = _field("")
+    has_more: bool | None = _field(False)
+    data: list[RunStepResult] | None = _field([])
+
+
+@_model
+class StreamRunDetail(_SDKModel):
+    """The details of a stream's ``status`` event."""
+
+    type: str = _field("")
+    message_creation: RunMessageCreation | None = _field(None)
+    run_object: RunResult | None = _field(None)
+    run_step_object: RunStepResult | None = _field(None)
+    tool_calls: list[ToolCall] | None = _field(None)
+    error_info: LastError | None = _field(None)
+
+
+@_model
+class StreamRunStatus(_SDKModel):
+    """A stream's ``status`` event (``event_type`` says what happened)."""
+
+    event: str = _field("status")
+    status: str = _field("")
+    send_id: int = _field(0)
+    message: str = _field("")
+    event_type: str = _field("")
+    details: StreamRunDetail | None = _field(None)
+
+
+@_model
+class StreamRunMessage(_SDKModel):
+    """A stream's ``message`` event (a piece of the answer; ``is_end`` 1 on the last)."""
+
+    event: str = _field("message")
+    status: str = _field("")
+    send_id: int = _field(0)
+    is_end: int = _field(0)
+    message_id: str = _field("")
+    message_index: str = _field("")
+    content: list[AssistantContent] | None = _field(None)
+
+
+@_model
+class ToolOutput(_SDKModel):
+    """The output of one tool call, submitted back to the run."""
+
+    tool_call_id: str = _field("")
+    output: str = _field("")
+    run_id: str = _field("")
+
+
+def _sdk_event(event: Any) -> Any:
+    """A stream event as the SDK's model (an event of an unknown kind stays aioagents' ``UnknownEvent``)."""
+    if isinstance(event, StatusEvent):
+        return StreamRunStatus.model_validate(event)
+    if isinstance(event, MessageEvent):
+        return StreamRunMessage.model_validate(event)
+    return event
+
+
+class _SDKEventStream(Iterator[Any]):
+    """``stream_run``'s iterator: the events as the SDK's models; ``close()`` releases the connection."""
+
+    def __init__(self, stream: Iterator[Any]) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> _SDKEventStream:
+        return self
+
+    def __next__(self) -> Any:
+        return _sdk_event(next(self._stream))
+
+    def close(self) -> None:
+        """Stop reading and release the connection."""
+        close: Any = getattr(self._stream, "close", None)
+        if callable(close):
+            close()
+
+    def __enter__(self) -> _SDKEventStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # -- streaming with an event handler (the SDK's stream_helper) --------------------------------------------------
@@ -448,7 +1275,7 @@ class StreamRunContext:
     """
 
     def __init__(self) -> None:
-        self._current_event: StatusEvent | MessageEvent | None = None
+        self._current_event: StreamRunStatus | StreamRunMessage | None = None
         self._current_tool_calls: list[ToolCall] | None = None
         self._current_run_id: str | None = None
         self._current_run_step_id: str | None = None
@@ -460,13 +1287,13 @@ class StreamRunContext:
         return value if isinstance(value, str) and value else None
 
     @property
-    def current_event(self) -> StatusEvent | MessageEvent | None:
+    def current_event(self) -> StreamRunStatus | StreamRunMessage | None:
         """The event being handled."""
         return self._current_event
 
     def set_current_event(self, event: Any) -> None:
         """Set the event being handled (anything but a status or message event clears it)."""
-        self._current_event = event if isinstance(event, (StatusEvent, MessageEvent)) else None
+        self._current_event = event if isinstance(event, (StreamRunStatus, StreamRunMessage)) else None
 
     @property
     def current_tool_calls(self) -> list[ToolCall] | None:
@@ -540,10 +1367,10 @@ class AssistantEventHandler:
             yield self._process(event)
 
     def _process(self, event: Any) -> Any:
-        if isinstance(event, MessageEvent):
+        if isinstance(event, StreamRunMessage):
             self.stream_run_context.set_current_event(event)
             self.messages(event)
-        elif isinstance(event, StatusEvent):
+        elif isinstance(event, StreamRunStatus):
             self.stream_run_context.set_current_event(event)
             details = event.details
             if event.event_type == "run_begin" and details is not None and details.run_object is not None:
@@ -563,7 +1390,7 @@ class AssistantEventHandler:
                 log.warning("unknown status event %r: %r", event.event_type, event)
         return event
 
-    def _callbacks(self) -> dict[str, Callable[[StatusEvent], None]]:
+    def _callbacks(self) -> dict[str, Callable[[StreamRunStatus], None]]:
         return {
             "run_begin": self.run_begin,
             "run_end": self.run_end,
@@ -588,31 +1415,31 @@ class AssistantEventHandler:
         for _ in self:
             pass
 
-    def messages(self, messages_event: MessageEvent) -> None:
+    def messages(self, messages_event: StreamRunMessage) -> None:
         """Called for each assistant text event."""
 
-    def tool_calls(self, status_event: StatusEvent) -> None:
+    def tool_calls(self, status_event: StreamRunStatus) -> None:
         """Called when the run waits for tool outputs (``stream_run_context.current_tool_calls``)."""
 
-    def tool_submitted_output(self, status_event: StatusEvent) -> None:
+    def tool_submitted_output(self, status_event: StreamRunStatus) -> None:
         """Called when submitted tool outputs were taken."""
 
-    def message_creation(self, status_event: StatusEvent) -> None:
+    def message_creation(self, status_event: StreamRunStatus) -> None:
         """Called when the assistant starts a message."""
 
-    def run_begin(self, status_event: StatusEvent) -> None:
+    def run_begin(self, status_event: StreamRunStatus) -> None:
         """Called when the run starts."""
 
-    def run_end(self, status_event: StatusEvent) -> None:
+    def run_end(self, status_event: StreamRunStatus) -> None:
         """Called when the run ends (completed, cancelled, failed)."""
 
-    def tool_step_begin(self, status_event: StatusEvent) -> None:
+    def tool_step_begin(self, status_event: StreamRunStatus) -> None:
         """Called when a tool step starts."""
 
-    def tool_step_end(self, status_event: StatusEvent) -> None:
+    def tool_step_end(self, status_event: StreamRunStatus) -> None:
         """Called when a tool step ends."""
 
-    def run_cancelling(self, status_event: StatusEvent) -> None:
+    def run_cancelling(self, status_event: StreamRunStatus) -> None:
         """Called when a cancel is under way."""
 
 
@@ -636,33 +1463,33 @@ class AssistantStreamManager:
 class Files:
     """``appbuilder.assistant.assistants.files``."""
 
-    def create(self, file_path: str, purpose: str = "assistant") -> File:
+    def create(self, file_path: str, purpose: str = "assistant") -> AssistantFilesCreateResponse:
         """Upload a file (streamed)."""
         if purpose != "assistant":
             raise ValueError("purpose must be 'assistant'")
-        return _client().files.create(file_path)
+        return AssistantFilesCreateResponse._from(_client().files.create(file_path))
 
-    def list(self) -> FileList:
+    def list(self) -> AssistantFilesListResponse:
         """Every uploaded file."""
-        return _client().files.list()
+        return AssistantFilesListResponse._from(_client().files.list())
 
-    def query(self, file_id: str) -> File:
+    def query(self, file_id: str) -> AssistantFilesQueryResponse:
         """One file."""
         if not isinstance(file_id, str):
             raise TypeError("file_id must be str")
-        return _client().files.query(file_id)
+        return AssistantFilesQueryResponse._from(_client().files.query(file_id))
 
-    def delete(self, file_id: str) -> DeletedObject:
+    def delete(self, file_id: str) -> AssistantFilesDeleteResponse:
         """Delete a file."""
-        return _client().files.delete(file_id)
+        return AssistantFilesDeleteResponse._from(_client().files.delete(file_id))
 
     def download(self, file_id: str, file_path: str = "", timeout: float | None = None) -> None:
         """Save a file into the directory ``file_path`` (default: the current one), under the service's name."""
         _client().files.download(file_id, Path(file_path or "."), timeout=timeout)
 
-    def content(self, file_id: str, timeout: float | None = None) -> Any:
+    def content(self, file_id: str, timeout: float | None = None) -> AssistantFilesContentResponse:
         """The file's bytes and content type (``.content``, ``.content_type``)."""
-        return _client().files.content(file_id, timeout=timeout)
+        return AssistantFilesContentResponse._from(_client().files.content(file_id, timeout=timeout))
 
 
 class Assistants:
@@ -685,19 +1512,21 @@ class Assistants:
         tools: Sequence[Any] = (),
         file_ids: Sequence[str] = (),
         metadata: Mapping[str, str] | None = None,
-    ) -> Assistant:
+    ) -> AssistantCreateResponse:
         """Create an assistant."""
-        return _client().assistants.create(
-            name=name,
-            description=description,
-            model=model,
-            response_format=response_format,
-            instructions=instructions,
-            thought_instructions=thought_instructions,
-            chat_instructions=chat_instructions,
-            tools=[_plain(t) for t in tools],
-            file_ids=list(file_ids),
-            metadata=metadata,
+        return AssistantCreateResponse._from(
+            _client().assistants.create(
+                name=name,
+                description=description,
+                model=model,
+                response_format=response_format,
+                instructions=instructions,
+                thought_instructions=thought_instructions,
+                chat_instructions=chat_instructions,
+                tools=[_plain(t) for t in tools],
+                file_ids=list(file_ids),
+                metadata=metadata,
+            )
         )
 
     def update(
@@ -713,73 +1542,87 @@ class Assistants:
         response_format: str = "text",
         file_ids: Sequence[str] = (),
         metadata: Mapping[str, str] | None = None,
-    ) -> Assistant:
+    ) -> AssistantUpdateResponse:
         """Replace an assistant's settings."""
-        return _client().assistants.update(
-            assistant_id,
-            model=model,
-            name=name,
-            description=description,
-            instructions=instructions,
-            tools=[_plain(t) for t in tools],
-            thought_instructions=thought_instructions,
-            chat_instructions=chat_instructions,
-            response_format=response_format,
-            file_ids=list(file_ids),
-            metadata=metadata,
+        return AssistantUpdateResponse._from(
+            _client().assistants.update(
+                assistant_id,
+                model=model,
+                name=name,
+                description=description,
+                instructions=instructions,
+                tools=[_plain(t) for t in tools],
+                thought_instructions=thought_instructions,
+                chat_instructions=chat_instructions,
+                response_format=response_format,
+                file_ids=list(file_ids),
+                metadata=metadata,
+            )
         )
 
-    def list(self, limit: int = 20, order: str = "desc", after: str = "", before: str = "") -> Page[Assistant]:
+    def list(self, limit: int = 20, order: str = "desc", after: str = "", before: str = "") -> AssistantListResponse:
         """One page of assistants."""
-        return _client().assistants.list(limit=limit, order=order, after=after, before=before)
+        return AssistantListResponse._from(
+            _client().assistants.list(limit=limit, order=order, after=after, before=before)
+        )
 
-    def query(self, assistant_id: str) -> Assistant:
+    def query(self, assistant_id: str) -> AssistantQueryResponse:
         """One assistant."""
-        return _client().assistants.query(assistant_id)
+        return AssistantQueryResponse._from(_client().assistants.query(assistant_id))
 
-    def delete(self, assistant_id: str) -> DeletedObject:
+    def delete(self, assistant_id: str) -> AssistantDeleteResponse:
         """Delete an assistant."""
-        return _client().assistants.delete(assistant_id)
+        return AssistantDeleteResponse._from(_client().assistants.delete(assistant_id))
 
-    def mount_files(self, assistant_id: str, file_id: str) -> AssistantFile:
+    def mount_files(self, assistant_id: str, file_id: str) -> AssistantFilesResponse:
         """Mount a file on an assistant."""
-        return _client().assistants.mount_files(assistant_id, file_id)
+        return AssistantFilesResponse._from(_client().assistants.mount_files(assistant_id, file_id))
 
     def mounted_files_list(
         self, assistant_id: str, limit: int = 20, order: str = "desc", after: str = "", before: str = ""
-    ) -> Page[AssistantFile]:
+    ) -> AssistantMountedFilesListResponse:
         """One page of the files mounted on an assistant."""
-        return _client().assistants.mounted_files_list(
-            assistant_id, limit=limit, order=order, after=after, before=before
+        return AssistantMountedFilesListResponse._from(
+            _client().assistants.mounted_files_list(assistant_id, limit=limit, order=order, after=after, before=before)
         )
 
-    def unmount_files(self, assistant_id: str, file_id: str) -> DeletedObject:
+    def unmount_files(self, assistant_id: str, file_id: str) -> AssistantFilesDeleteResponse:
         """Unmount a file from an assistant."""
-        return _client().assistants.unmount_files(assistant_id, file_id)
+        return AssistantFilesDeleteResponse._from(_client().assistants.unmount_files(assistant_id, file_id))
 
 
 class Messages:
     """``appbuilder.assistant.threads.messages``."""
 
-    def create(self, thread_id: str, content: str, role: str = "user", file_ids: Sequence[str] = ()) -> Message:
+    def create(
+        self, thread_id: str, content: str, role: str = "user", file_ids: Sequence[str] = ()
+    ) -> AssistantMessageCreateResponse:
         """Add a user message to a thread."""
         if role != "user":
             raise ValueError("only user messages can be created")
-        return _client().threads.messages.create(thread_id, content, file_ids=list(file_ids))
+        return AssistantMessageCreateResponse._from(
+            _client().threads.messages.create(thread_id, content, file_ids=list(file_ids))
+        )
 
-    def update(self, thread_id: str, message_id: str, content: str, file_ids: Sequence[str] | None = None) -> Message:
+    def update(
+        self, thread_id: str, message_id: str, content: str, file_ids: Sequence[str] | None = None
+    ) -> AssistantMessageUpdateResponse:
         """Change a message's content (and its files when ``file_ids`` is given)."""
-        return _client().threads.messages.update(thread_id, message_id, content=content, file_ids=file_ids)
+        return AssistantMessageUpdateResponse._from(
+            _client().threads.messages.update(thread_id, message_id, content=content, file_ids=file_ids)
+        )
 
     def list(
         self, thread_id: str, limit: int = 20, order: str = "desc", after: str = "", before: str = ""
-    ) -> Page[Message]:
+    ) -> AssistantMessageListResponse:
         """One page of a thread's messages."""
-        return _client().threads.messages.list(thread_id, limit=limit, order=order, after=after, before=before)
+        return AssistantMessageListResponse._from(
+            _client().threads.messages.list(thread_id, limit=limit, order=order, after=after, before=before)
+        )
 
-    def query(self, thread_id: str, message_id: str) -> Message:
+    def query(self, thread_id: str, message_id: str) -> AssistantMessageQueryResponse:
         """One message."""
-        return _client().threads.messages.query(thread_id, message_id)
+        return AssistantMessageQueryResponse._from(_client().threads.messages.query(thread_id, message_id))
 
     def files(
         self,
@@ -789,10 +1632,12 @@ class Messages:
         order: str = "desc",
         after: str = "",
         before: str = "",
-    ) -> Page[MessageFile]:
+    ) -> AssistantMessageFilesResponse:
         """One page of a message's files."""
-        return _client().threads.messages.files(
-            thread_id, message_id, limit=limit, order=order, after=after, before=before
+        return AssistantMessageFilesResponse._from(
+            _client().threads.messages.files(
+                thread_id, message_id, limit=limit, order=order, after=after, before=before
+            )
         )
 
 
@@ -801,15 +1646,15 @@ class Steps:
 
     def list(
         self, thread_id: str, run_id: str, limit: int = 20, order: str = "desc", after: str = "", before: str = ""
-    ) -> Page[RunStep]:
+    ) -> RunStepListResponse:
         """One page of a run's steps."""
-        return _client().threads.runs.steps.list(
-            thread_id, run_id, limit=limit, order=order, after=after, before=before
+        return RunStepListResponse._from(
+            _client().threads.runs.steps.list(thread_id, run_id, limit=limit, order=order, after=after, before=before)
         )
 
-    def query(self, thread_id: str, run_id: str, step_id: str) -> RunStep:
+    def query(self, thread_id: str, run_id: str, step_id: str) -> RunStepResult:
         """One step."""
-        return _client().threads.runs.steps.query(thread_id, run_id, step_id)
+        return RunStepResult._from(_client().threads.runs.steps.query(thread_id, run_id, step_id))
 
 
 def _given(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -879,9 +1724,9 @@ class Runs:
         model_parameters: Any = None,
         user_info: Any = None,
         user_loc: Any = None,
-    ) -> Run:
+    ) -> RunResult:
         """Run the assistant on a thread and wait for the result (``requires_action`` when tools are needed)."""
-        return _client().threads.runs.run(**self._args(**_given(locals())))
+        return RunResult._from(_client().threads.runs.run(**self._args(**_given(locals()))))
 
     def stream_run(
         self,
@@ -899,9 +1744,9 @@ class Runs:
         model_parameters: Any = None,
         user_info: Any = None,
         user_loc: Any = None,
-    ) -> Iterator[RunEvent]:
+    ) -> Iterator[StreamRunStatus | StreamRunMessage | Any]:
         """Run the assistant and yield its events (each once, ``ping`` skipped, the ``run_end`` status last)."""
-        return _client().threads.runs.stream(**self._args(**_given(locals())))
+        return _SDKEventStream(_client().threads.runs.stream(**self._args(**_given(locals()))))
 
     def stream_run_with_handler(
         self,
@@ -928,25 +1773,29 @@ class Runs:
         handler = params.pop("event_handler") or AssistantEventHandler()
         return AssistantStreamManager(self.stream_run(**params), handler)
 
-    def submit_tool_outputs(self, run_id: str, thread_id: str, tool_outputs: Sequence[Any]) -> Run:
+    def submit_tool_outputs(self, run_id: str, thread_id: str, tool_outputs: Sequence[Any]) -> RunResult:
         """Answer the tool calls of a streaming run."""
-        return _client().threads.runs.submit_tool_outputs(thread_id, run_id, [_plain(o) for o in tool_outputs])
+        return RunResult._from(
+            _client().threads.runs.submit_tool_outputs(thread_id, run_id, [_plain(o) for o in tool_outputs])
+        )
 
-    def cancel(self, run_id: str, thread_id: str, sync: bool = False) -> Run:
+    def cancel(self, run_id: str, thread_id: str, sync: bool = False) -> RunResult:
         """Cancel a run (``sync=True`` is not supported by the service and is refused)."""
         if sync:
             raise ValueError("sync cancel is not supported")
-        return _client().threads.runs.cancel(thread_id, run_id)
+        return RunResult._from(_client().threads.runs.cancel(thread_id, run_id))
 
     def list(
         self, thread_id: str, limit: int = 20, order: str = "desc", after: str = "", before: str = ""
-    ) -> Page[Run]:
+    ) -> RunListResponse:
         """One page of a thread's runs."""
-        return _client().threads.runs.list(thread_id, limit=limit, order=order, after=after, before=before)
+        return RunListResponse._from(
+            _client().threads.runs.list(thread_id, limit=limit, order=order, after=after, before=before)
+        )
 
-    def query(self, thread_id: str, run_id: str) -> Run:
+    def query(self, thread_id: str, run_id: str) -> RunResult:
         """One run."""
-        return _client().threads.runs.query(thread_id, run_id)
+        return RunResult._from(_client().threads.runs.query(thread_id, run_id))
 
 
 class Threads:
@@ -962,21 +1811,21 @@ class Threads:
         """A thread's runs."""
         return Runs()
 
-    def create(self, messages: Sequence[Any] = ()) -> Thread:
+    def create(self, messages: Sequence[Any] = ()) -> ThreadCreateResponse:
         """Create a thread, optionally with first messages."""
-        return _client().threads.create(messages=[_plain(m) for m in messages])
+        return ThreadCreateResponse._from(_client().threads.create(messages=[_plain(m) for m in messages]))
 
-    def query(self, thread_id: str) -> Thread:
+    def query(self, thread_id: str) -> ThreadQueryResponse:
         """One thread."""
-        return _client().threads.query(thread_id)
+        return ThreadQueryResponse._from(_client().threads.query(thread_id))
 
-    def delete(self, thread_id: str) -> DeletedObject:
+    def delete(self, thread_id: str) -> ThreadDeleteResponse:
         """Delete a thread."""
-        return _client().threads.delete(thread_id)
+        return ThreadDeleteResponse._from(_client().threads.delete(thread_id))
 
-    def update(self, thread_id: str, metadata: Mapping[str, str] | None = None) -> Thread:
+    def update(self, thread_id: str, metadata: Mapping[str, str] | None = None) -> ThreadUpdateResponse:
         """Set a thread's metadata (sent, unlike the SDK)."""
-        return _client().threads.update(thread_id, metadata=dict(metadata or {}))
+        return ThreadUpdateResponse._from(_client().threads.update(thread_id, metadata=dict(metadata or {})))
 
 
 class _AssistantNamespace:

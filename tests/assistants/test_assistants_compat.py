@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,6 @@ from typing import Any
 import pytest
 
 import aioagents.compat.appbuilder as appbuilder
-from aioagents.assistants import MessageEvent, RunEnd
 from aioagents.testing._appbuilder import FakeAppBuilderServer, RunScript, ToolCallScript
 
 TOKEN = "fake-appbuilder-token"
@@ -74,20 +74,21 @@ def test_sdk_flow_through_compat(srv: FakeAppBuilderServer, tmp_path: Path) -> N
             tc = event.details.tool_calls[0]  # type: ignore[union-attr]
             a.threads.runs.submit_tool_outputs(run_id, th2.id, [{"tool_call_id": tc.id, "output": "晴"}])
         last = event
-    assert isinstance(last, RunEnd)
-    assert last.status == "completed"
+    assert isinstance(last, appbuilder.StreamRunStatus)
+    assert (last.event_type, last.status) == ("run_end", "completed")
 
     a.threads.messages.create(th2.id, "hi")
     for event in a.threads.runs.stream_run(weather.id, th2.id):
         if event.event == "status" and event.event_type == "run_begin":  # type: ignore[union-attr]
             run_id = event.details.run_object.id  # type: ignore[union-attr]
-        if isinstance(event, MessageEvent):
+        if isinstance(event, appbuilder.StreamRunMessage):
             a.threads.runs.cancel(run_id, th2.id)
         last = event
-    assert isinstance(last, RunEnd)
-    assert last.status == "cancelled"
+    assert isinstance(last, appbuilder.StreamRunStatus)
+    assert (last.event_type, last.status) == ("run_end", "cancelled")
+    assert last.details is not None
     assert last.details.run_object is not None
-    assert last.details.run_object.cancelled_at is not None
+    assert last.details.run_object.cancelled_at != 0
 
     path = tmp_path / "hello.txt"
     path.write_text("hello file")
@@ -162,10 +163,12 @@ def run_example(name: str) -> str:
 
 def test_notebook_example_prints_runs_steps_and_answer() -> None:
     out = run_example("assistants_notebook.py").splitlines()
-    runs = [line for line in out if line.startswith("Run(")]
-    steps = [line for line in out if line.startswith("RunStep(")]
+    # print() of an SDK (pydantic) model: the fields as name=value pairs, timestamps as epoch-ms ints.
+    runs = [line for line in out if line.startswith("id='run_")]
+    steps = [line for line in out if line.startswith("id='step")]
     assert len(runs) == 3
     assert "status='completed'" in runs[0]
+    assert re.search(r" created_at=\d{13} ", runs[0])
     assert len(steps) == 2
     assert out[-1] == "answer: 每句话回复前都加上我是秦始皇 | 你说: hello world"
 
