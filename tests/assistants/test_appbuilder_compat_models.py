@@ -1,0 +1,537 @@
+"""compat.appbuilder's models carry the SDK's field names and types (appbuilder-sdk's
+``appbuilder/core/assistant/type/*.py``): every call's answer, checked over loopback against the fake server, is the
+SDK's class with the SDK's fields, epoch-millisecond ``int`` timestamps equal to what the server sent, the SDK's
+enums, ``step_datail`` and camelCase action info; and the pydantic methods SDK users call on them."""
+
+from __future__ import annotations
+
+import enum
+import json
+import types
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import pytest
+
+import aioagents.compat.appbuilder as appbuilder
+from aioagents.testing._appbuilder import FakeAppBuilderServer, RunScript, ToolCallScript
+
+TOKEN = "fake-appbuilder-token"
+WEATHER = ToolCallScript(name="get_cur_whether", arguments={"location": "北京", "unit": "摄氏度"})
+
+# Every response and data model of the SDK (its request models aside), field by field in the SDK's order, with the
+# annotation as the SDK's source writes it (appbuilder-sdk, python/core/assistant/type/, Jan 2026).
+SDK_FIELDS: dict[str, dict[str, str]] = {
+    # public_type.py
+    "AssistantFunctionCall": {"name": "str", "arguments": "str"},
+    "AssistantExample": {"role": "str", "content": "str", "function_call": "AssistantFunctionCall"},
+    "AssistantFunctionJsonSchema": {
+        "type": "str",
+        "properties": "Union[dict, None]",
+        "required": "Union[list[str], None]",
+    },
+    "AssistantFunction": {
+        "name": "str",
+        "description": "str",
+        "parameters": "Union[AssistantFunctionJsonSchema, None]",
+        "responses": "Union[AssistantFunctionJsonSchema, None]",
+        "examples": "Union[list[list[AssistantExample]], None]",
+    },
+    "AssistantTool": {"type": "str", "function": "AssistantFunction"},
+    "AssistantText": {"value": "str", "annotations": "Optional[list[str]]"},
+    "AssistantContent": {"type": "str", "text": "Optional[AssistantText]"},
+    "AssistantChatParameters": {
+        "temperature": "Optional[float]",
+        "top_p": "Optional[float]",
+        "penalty_score": "Optional[float]",
+    },
+    "AssistantThoughtParameters": {
+        "temperature": "Optional[float]",
+        "top_p": "Optional[float]",
+        "penalty_score": "Optional[float]",
+    },
+    "AssistantModelParameters": {
+        "chat_parameters": "Optional[AssistantChatParameters]",
+        "thought_parameters": "Optional[AssistantThoughtParameters]",
+    },
+    "AssistantUserInfo": {
+        "id": "Optional[str]",
+        "name": "Optional[str]",
+        "nickname": "Optional[str]",
+        "watermark": "Optional[str]",
+        "intro": "Optional[str]",
+        "baidu_id": "Optional[str]",
+    },
+    "AssistantUserLoc": {"loc": "Optional[str]", "uip": "Optional[str]", "uipv6": "Optional[str]"},
+    # assistant_type.py
+    "AssistantFilesCreateResponse": {
+        "id": "str",
+        "bytes": "int",
+        "object": "str",
+        "purpose": "str",
+        "create_at": "int",
+        "filename": "str",
+        "classification_id": "str",
+    },
+    "AssistantFilesListData": {
+        "id": "str",
+        "bytes": "int",
+        "object": "str",
+        "purpose": "str",
+        "censored": "AuditStatus",
+        "create_at": "int",
+        "filename": "str",
+        "classification_id": "str",
+        "file_type": "str",
+    },
+    "AssistantFilesListResponse": {"object": "str", "data": "list[AssistantFilesListData]"},
+    "AssistantFilesQueryResponse": {
+        "id": "str",
+        "bytes": "int",
+        "object": "str",
+        "purpose": "str",
+        "censored": "AuditStatus",
+        "create_at": "int",
+        "filename": "str",
+        "classification_id": "str",
+        "file_type": "str",
+    },
+    "AssistantFilesDeleteResponse": {"id": "str", "object": "str", "deleted": "bool"},
+    "AssistantCreateResponse": {
+        "id": "Optional[str]",
+        "object": "Optional[str]",
+        "name": "Optional[str]",
+        "description": "Optional[str]",
+        "instructions": "Optional[str]",
+        "tools": "Optional[list[AssistantTool]]",
+        "created_at": "Optional[int]",
+        "thought_instructions": "Optional[str]",
+        "chat_instructions": "Optional[str]",
+        "response_format": "Optional[ResponseFormat]",
+        "file_ids": "Optional[list[str]]",
+        "metadata": "Optional[dict]",
+    },
+    "AssistantUpdateResponse": {
+        "id": "Optional[str]",
+        "model": "Optional[str]",
+        "name": "Optional[str]",
+        "description": "Optional[str]",
+        "response_format": "Optional[ResponseFormat]",
+        "instructions": "Optional[str]",
+        "created_at": "Optional[int]",
+        "thought_instructions": "Optional[str]",
+        "chat_instructions": "Optional[str]",
+        "tools": "Optional[list[AssistantTool]]",
+        "file_ids": "Optional[list[str]]",
+        "metadata": "Optional[dict]",
+    },
+    "AssistantListResponse": {
+        "object": "str",
+        "data": "Optional[list[AssistantCreateResponse]]",
+        "first_id": "Optional[str]",
+        "last_id": "Optional[str]",
+        "has_more": "bool",
+    },
+    "AssistantQueryResponse": {
+        "id": "Optional[str]",
+        "object": "Optional[str]",
+        "name": "Optional[str]",
+        "description": "Optional[str]",
+        "instructions": "Optional[str]",
+        "tools": "Optional[list[AssistantTool]]",
+        "created_at": "Optional[int]",
+        "thought_instructions": "Optional[str]",
+        "chat_instructions": "Optional[str]",
+        "response_format": "Optional[ResponseFormat]",
+        "file_ids": "Optional[list[str]]",
+        "metadata": "Optional[dict]",
+    },
+    "AssistantDeleteResponse": {"id": "Optional[str]", "object": "Optional[str]", "deleted": "bool"},
+    "AssistantFilesResponse": {
+        "id": "Optional[str]",
+        "object": "Optional[str]",
+        "created_at": "Optional[int]",
+        "assistant_id": "Optional[str]",
+    },
+    "AssistantMountedFilesListResponse": {
+        "object": "str",
+        "data": "Optional[list[AssistantFilesResponse]]",
+        "first_id": "Optional[str]",
+        "last_id": "Optional[str]",
+        "has_more": "bool",
+    },
+    "AssistantFilesContentResponse": {"content_type": "Optional[str]", "content": "Optional[bytes]"},
+    # thread_type.py
+    "AssistantMessage": {"content": "str", "role": "AssistantMessageRole", "file_ids": "Optional[list[str]]"},
+    "AssistantMessageCreateResponse": {
+        "id": "str",
+        "object": "str",
+        "role": "AssistantMessageRole",
+        "content": "Optional[list[AssistantContent]]",
+        "created_at": "int",
+        "thread_id": "str",
+        "assistant_id": "Optional[str]",
+        "run_id": "Optional[str]",
+        "file_ids": "Optional[list[str]]",
+    },
+    "AssistantMessageListResponseData": {
+        "id": "str",
+        "object": "str",
+        "role": "AssistantMessageRole",
+        "content": "Optional[list[AssistantContent]]",
+        "created_at": "int",
+        "thread_id": "str",
+        "assistant_id": "Optional[str]",
+        "run_id": "Optional[str]",
+        "file_ids": "Optional[list[str]]",
+    },
+    "AssistantMessageListResponse": {
+        "object": "str",
+        "data": "list[AssistantMessageListResponseData]",
+        "first_id": "Optional[str]",
+        "last_id": "Optional[str]",
+        "has_more": "bool",
+    },
+    "AssistantMessageQueryResponse": {
+        "id": "str",
+        "object": "str",
+        "role": "AssistantMessageRole",
+        "content": "Optional[list[AssistantContent]]",
+        "created_at": "int",
+        "thread_id": "str",
+        "assistant_id": "Optional[str]",
+        "run_id": "Optional[str]",
+        "file_ids": "Optional[list[str]]",
+    },
+    "AssistantMessageUpdateResponse": {
+        "id": "str",
+        "object": "str",
+        "role": "AssistantMessageRole",
+        "content": "Optional[list[AssistantContent]]",
+        "created_at": "int",
+        "thread_id": "str",
+        "assistant_id": "Optional[str]",
+        "run_id": "Optional[str]",
+        "file_ids": "Optional[list[str]]",
+    },
+    "AssistantContentFilesData": {"id": "str", "object": "str", "created_at": "int", "message_id": "str"},
+    "AssistantMessageFilesResponse": {
+        "object": "str",
+        "data": "list[AssistantContentFilesData]",
+        "first_id": "Optional[str]",
+        "last_id": "Optional[str]",
+        "has_more": "bool",
+    },
+    "AssistantThread": {"messages": "list[AssistantMessage]"},
+    "ThreadCreateResponse": {"id": "str", "object": "str", "created_at": "int", "metadata": "dict"},
+    "ThreadQueryResponse": {"id": "str", "object": "str", "created_at": "int", "metadata": "dict"},
+    "ThreadDeleteResponse": {"id": "str", "object": "str", "deleted": "bool"},
+    "ThreadUpdateResponse": {"id": "str", "object": "str", "created_at": "Optional[int]", "metadata": "Optional[dict]"},
+    "RunActionInfo": {"toolName": "str", "actionName": "str", "actionContent": "str"},
+    "FunctionCall": {"name": "str", "arguments": "str", "output": "str"},
+    "ToolCall": {"id": "str", "type": "str", "function": "Union[FunctionCall, None]"},
+    "SubmitToolOutput": {"tool_calls": "Union[list[ToolCall], None]"},
+    "RequiredAction": {"type": "str", "submit_tool_outputs": "Union[SubmitToolOutput, None]"},
+    "LastError": {"type": "Optional[str]", "message": "Optional[str]"},
+    "FinalAnswerMessage": {"message_id": "Optional[str]", "content": "Optional[list[AssistantContent]]"},
+    "FinalAnswer": {"type": "Optional[str]", "message": "Optional[FinalAnswerMessage]"},
+    "RunResult": {
+        "id": "str",
+        "object": "str",
+        "assistant_id": "str",
+        "thread_id": "str",
+        "model": "str",
+        "instructions": "str",
+        "thought_instructions": "str",
+        "chat_instructions": "str",
+        "tools": "Optional[list[AssistantTool]]",
+        "file_ids": "Optional[list[str]]",
+        "status": "str",
+        "required_action": "Optional[RequiredAction]",
+        "last_error": "Optional[LastError]",
+        "final_answer": "Optional[FinalAnswer]",
+        "created_at": "int",
+        "started_at": "int",
+        "expired_at": "int",
+        "cancelled_at": "int",
+        "failed_at": "int",
+        "completed_at": "int",
+    },
+    "RunMessageCreation": {"message_id": "str"},
+    "ToolInfo": {"type": "str", "name": "str", "arguments": "str", "output": "str"},
+    "RunStepDetail": {
+        "type": "str",
+        "message_creation": "Union[RunMessageCreation, None]",
+        "action_info": "Union[RunActionInfo, None]",
+        "tool_calls": "Union[list[ToolCall], None]",
+        "tool_info": "Union[list[ToolInfo], None]",
+    },
+    "RunStepResult": {
+        "id": "Optional[str]",
+        "object": "Optional[str]",
+        "assistant_id": "Optional[str]",
+        "thread_id": "Optional[str]",
+        "run_id": "Optional[str]",
+        "status": "Optional[str]",
+        "created_at": "Optional[int]",
+        "started_at": "Optional[int]",
+        "expired_at": "Optional[int]",
+        "cancelled_at": "Optional[int]",
+        "failed_at": "Optional[int]",
+        "completed_at": "Optional[int]",
+        "last_error": "Union[LastError, str, None]",
+        "type": "Optional[str]",
+        "step_datail": "Union[RunStepDetail, None]",
+    },
+    "StreamRunDetail": {
+        "type": "str",
+        "message_creation": "Union[RunMessageCreation, None]",
+        "run_object": "Union[RunResult, None]",
+        "run_step_object": "Union[RunStepResult, None]",
+        "tool_calls": "Union[list[ToolCall], None]",
+        "error_info": "Union[LastError, None]",
+    },
+    "StreamRunStatus": {
+        "event": "str",
+        "status": "str",
+        "send_id": "int",
+        "message": "str",
+        "event_type": "str",
+        "details": "Optional[StreamRunDetail]",
+    },
+    "StreamRunMessage": {
+        "event": "str",
+        "status": "str",
+        "send_id": "int",
+        "is_end": "int",
+        "message_id": "str",
+        "message_index": "str",
+        "content": "Optional[list[AssistantContent]]",
+    },
+    "ToolOutput": {"tool_call_id": "str", "output": "str", "run_id": "str"},
+    "RunListResponse": {
+        "object": "Optional[str]",
+        "first_id": "Optional[str]",
+        "last_id": "Optional[str]",
+        "has_more": "Optional[bool]",
+        "data": "Optional[list[RunResult]]",
+    },
+    "RunStepListResponse": {
+        "object": "Optional[str]",
+        "first_id": "Optional[str]",
+        "last_id": "Optional[str]",
+        "has_more": "Optional[bool]",
+        "data": "Optional[list[RunStepResult]]",
+    },
+}
+SDK_ENUMS: dict[str, dict[str, Any]] = {
+    "ResponseFormat": {"TEXT": "text", "JSON_OBJECT": "json_object"},
+    "AssistantMessageRole": {"USER": "user", "ASSISTANT": "assistant"},
+    "AuditStatus": {
+        "AUDITING": -1,
+        "NOT_AUDITED": 0,
+        "APPROVED": 1,
+        "REJECTED": 2,
+        "NEEDS_FURTHER_AUDIT": 3,
+        "AUDIT_FAILED_SERVICE_EXCEPTION": 4,
+        "AUDIT_FAILED_TIMEOUT": 5,
+    },
+}
+_NAMESPACE = {**vars(appbuilder), "Optional": Optional, "Union": Union}
+
+
+def sdk_type(annotation: str) -> Any:
+    """An annotation of the table, with the SDK's class names meaning compat.appbuilder's classes."""
+    return eval(annotation, _NAMESPACE)  # the table's own literals only
+
+
+def hints(cls: type[Any]) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def conforms(value: Any, tp: Any) -> bool:
+    """Whether ``value`` is what a field annotated ``tp`` holds in the SDK (nested models checked field by field)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(conforms(value, arg) for arg in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return isinstance(value, list) and all(conforms(v, item) for v in value)
+    if tp is dict:
+        return isinstance(value, dict)
+    if tp is int:
+        return type(value) is int  # not a bool, not a datetime
+    if tp is float:
+        return type(value) in (int, float)
+    if tp in (str, bool, bytes):
+        return type(value) is tp
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return isinstance(value, tp)
+    if isinstance(tp, type) and tp.__name__ in SDK_FIELDS:
+        return isinstance(value, tp) and all(conforms(getattr(value, k), t) for k, t in hints(tp).items())
+    raise AssertionError(f"no rule for {tp!r}")
+
+
+def assert_sdk_model(value: Any, name: str) -> None:
+    cls = getattr(appbuilder, name)
+    assert type(value) is cls, (type(value), name)
+    for field, annotation in hints(cls).items():
+        assert conforms(getattr(value, field), annotation), (name, field, getattr(value, field))
+
+
+@pytest.fixture
+def srv(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAppBuilderServer]:
+    server = FakeAppBuilderServer(token=TOKEN)
+    with server.in_thread():
+        monkeypatch.setenv("APPBUILDER_TOKEN", TOKEN)
+        monkeypatch.setenv("GATEWAY_URL", server.url)
+        yield server
+
+
+# -- the classes ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(SDK_FIELDS))
+def test_each_sdk_model_has_the_sdks_field_names_and_types(name: str) -> None:
+    assert name in appbuilder.__all__
+    cls = getattr(appbuilder, name)
+    got = hints(cls)
+    assert list(got) == list(SDK_FIELDS[name])
+    for field, annotation in SDK_FIELDS[name].items():
+        assert got[field] == sdk_type(annotation), (name, field)
+
+
+@pytest.mark.parametrize("name", sorted(SDK_ENUMS))
+def test_the_sdks_enums(name: str) -> None:
+    cls = getattr(appbuilder, name)
+    assert issubclass(cls, enum.Enum)
+    assert {m.name: m.value for m in cls} == SDK_ENUMS[name]
+
+
+def test_the_sdks_defaults_and_required_fields() -> None:
+    run = appbuilder.RunResult()
+    assert (run.id, run.created_at, run.completed_at, run.tools, run.final_answer) == ("", 0, 0, None, None)
+    step = appbuilder.RunStepResult()
+    assert (step.type, step.step_datail, step.last_error) == ("null", None, None)
+    params = appbuilder.AssistantModelParameters()
+    assert params.model_dump() == {
+        "chat_parameters": {"temperature": 0.8, "top_p": 0.8, "penalty_score": 1.0},
+        "thought_parameters": {"temperature": 0.01, "top_p": 0, "penalty_score": 1.0},
+    }
+    message = appbuilder.AssistantMessage(content="hi")
+    assert (message.role, message.file_ids) == (appbuilder.AssistantMessageRole.USER, [])
+    with pytest.raises(TypeError):
+        appbuilder.AssistantMessage()  # type: ignore[call-arg]  # content is required, as in the SDK
+    # Mutable defaults are not shared between instances.
+    a, b = appbuilder.ThreadCreateResponse(), appbuilder.ThreadCreateResponse()
+    a.metadata["k"] = "v"
+    assert b.metadata == {}
+
+
+# -- what the calls return, over loopback ------------------------------------------------------------------------
+def test_every_call_returns_the_sdks_model_with_the_sdks_types(srv: FakeAppBuilderServer, tmp_path: Path) -> None:
+    srv.script(RunScript(), RunScript(tool_calls=[WEATHER]), RunScript(hang=True))
+    a = appbuilder.assistant
+    path = tmp_path / "notes.txt"
+    path.write_text("hello file")
+
+    f = a.assistants.files.create(str(path))
+    assert_sdk_model(f, "AssistantFilesCreateResponse")
+    assert f.create_at == srv.files[f.id]["create_at"]
+    listed_files = a.assistants.files.list()
+    assert_sdk_model(listed_files, "AssistantFilesListResponse")
+    assert listed_files.data[0].censored is appbuilder.AuditStatus.APPROVED
+    assert listed_files.data[0].file_type == "txt"
+    queried_file = a.assistants.files.query(f.id)
+    assert_sdk_model(queried_file, "AssistantFilesQueryResponse")
+    assert queried_file.create_at == f.create_at
+    content = a.assistants.files.content(f.id)
+    assert_sdk_model(content, "AssistantFilesContentResponse")
+    assert content.content == b"hello file"
+
+    tool = appbuilder.AssistantTool(
+        function=appbuilder.AssistantFunction(
+            name="get_cur_whether",
+            description="天气",
+            parameters=appbuilder.AssistantFunctionJsonSchema(properties={"location": {"type": "string"}}),
+        )
+    )
+    created = a.assistants.create("weather", "d", instructions="x", tools=[tool], metadata={"k": "v"})
+    assert_sdk_model(created, "AssistantCreateResponse")
+    assert created.created_at == srv.assistants[created.id]["created_at"] > 0
+    assert created.response_format is appbuilder.ResponseFormat.TEXT
+    assert created.tools is not None
+    assert created.tools[0].function.parameters == tool.function.parameters
+    updated = a.assistants.update(created.id, "ERNIE-4.0T-8K", "renamed", "d2", instructions="i2", tools=[tool])
+    assert_sdk_model(updated, "AssistantUpdateResponse")
+    assert_sdk_model(a.assistants.query(created.id), "AssistantQueryResponse")
+    assert_sdk_model(a.assistants.list(limit=5), "AssistantListResponse")
+    mounted = a.assistants.mount_files(created.id, f.id)
+    assert_sdk_model(mounted, "AssistantFilesResponse")
+    assert_sdk_model(a.assistants.mounted_files_list(created.id), "AssistantMountedFilesListResponse")
+
+    thread = a.threads.create(messages=[appbuilder.AssistantMessage(content="北京天气")])
+    assert_sdk_model(thread, "ThreadCreateResponse")
+    assert thread.created_at == srv.threads[thread.id]["created_at"] > 0
+    assert_sdk_model(a.threads.query(thread.id), "ThreadQueryResponse")
+    assert_sdk_model(a.threads.update(thread.id, metadata={"k": "v"}), "ThreadUpdateResponse")
+    message = a.threads.messages.create(thread.id, "with a file", file_ids=[f.id])
+    assert_sdk_model(message, "AssistantMessageCreateResponse")
+    assert message.role is appbuilder.AssistantMessageRole.USER
+    assert message.created_at == srv.messages[thread.id][-1]["created_at"] > 0
+    assert_sdk_model(a.threads.messages.update(thread.id, message.id, "edited"), "AssistantMessageUpdateResponse")
+    assert_sdk_model(a.threads.messages.query(thread.id, message.id), "AssistantMessageQueryResponse")
+    assert_sdk_model(a.threads.messages.list(thread.id, limit=5), "AssistantMessageListResponse")
+    assert_sdk_model(a.threads.messages.files(thread.id, message.id), "AssistantMessageFilesResponse")
+
+    plain = a.assistants.create("plain", "d", instructions="x")
+    a.threads.messages.create(thread.id, "hello")
+    run = a.threads.runs.run(plain.id, thread.id)
+    assert_sdk_model(run, "RunResult")
+    wire = srv.runs[run.id]
+    assert (run.created_at, run.started_at, run.completed_at) == (wire.created_at, wire.started_at, wire.completed_at)
+    assert run.completed_at > 0
+    assert (run.expired_at, run.cancelled_at, run.failed_at) == (0, 0, 0)
+    assert run.final_answer is not None
+    assert run.final_answer.message is not None
+    assert_sdk_model(run.final_answer.message.content[0], "AssistantContent")  # type: ignore[index]
+    assert_sdk_model(a.threads.runs.query(thread.id, run.id), "RunResult")
+    assert_sdk_model(a.threads.runs.list(thread.id, limit=5), "RunListResponse")
+    steps = a.threads.runs.steps.list(thread.id, run.id)
+    assert_sdk_model(steps, "RunStepListResponse")
+    assert steps.data
+    step = a.threads.runs.steps.query(thread.id, run.id, steps.data[0].id)  # type: ignore[arg-type]
+    assert_sdk_model(step, "RunStepResult")
+    assert step.created_at == wire.steps[0]["created_at"] > 0
+
+    a.threads.messages.create(thread.id, "北京天气")
+    first = a.threads.runs.run(created.id, thread.id)
+    assert first.status == "requires_action"
+    assert_sdk_model(first, "RunResult")
+    assert first.required_action is not None
+    assert_sdk_model(first.required_action, "RequiredAction")
+    assert first.required_action.submit_tool_outputs is not None
+    call = first.required_action.submit_tool_outputs.tool_calls[0]  # type: ignore[index]
+    assert_sdk_model(call, "ToolCall")
+    output = appbuilder.ToolOutput(tool_call_id=call.id, output="晴", run_id=first.id)
+    second = a.threads.runs.run(created.id, thread.id, tool_output=output)
+    assert_sdk_model(second, "RunResult")
+    assert (second.id, second.status) == (first.id, "completed")
+
+    a.threads.messages.create(thread.id, "wait")
+    hung = None
+    with a.threads.runs.stream_run(plain.id, thread.id) as events:  # type: ignore[attr-defined]
+        for event in events:
+            if event.event == "status" and event.event_type == "run_begin":
+                hung = event.details.run_object
+                break
+    assert hung is not None
+    cancelled = a.threads.runs.cancel(hung.id, thread.id)
+    assert_sdk_model(cancelled, "RunResult")
+
+    assert_sdk_model(a.assistants.unmount_files(created.id, f.id), "AssistantFilesDeleteResponse")
+    assert_sdk_model(a.assistants.files.delete(f.id), "AssistantFilesDeleteResponse")
+    assert_sdk_model(a.threads.delete(thread.id), "ThreadDeleteResponse")
+    assert_sdk_model(a.assistants.delete(created.id), "AssistantDeleteResponse")
