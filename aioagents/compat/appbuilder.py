@@ -418,14 +418,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MS = timedelta(milliseconds=1)
 
 
-def _field(default: Any = attrs.NOTHING, *, source: tuple[str, ...] = ()) -> Any:
-    """A model field; a list or dict default is copied per instance; ``source`` names other keys it is read from."""
-    meta = {"source": source}
-    if isinstance(default, (list, dict)):
-        return attrs.field(factory=functools.partial(copy.copy, default), metadata=meta)
-    return attrs.field(default=default, metadata=meta)
-
-
 #: The SDK's bare ``dict`` fields (any keys, any values).
 if typing.TYPE_CHECKING:
     _AnyDict = dict[str, Any]
@@ -649,586 +641,579 @@ class AuditStatus(int, enum.Enum):
     AUDIT_FAILED_TIMEOUT = 5
 
 
-_model = attrs.define(kw_only=True, slots=True)
-
-
 # public_type
-@_model
+@attrs.define(kw_only=True)
 class AssistantFunctionCall(_SDKModel):
     """A few-shot example's function call (``arguments`` a JSON string)."""
 
-    name: str = _field()
-    arguments: str = _field()
+    name: str
+    arguments: str
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantExample(_SDKModel):
     """A few-shot example of a function tool."""
 
-    role: str = _field("user")
-    content: str = _field()
-    function_call: AssistantFunctionCall = _field()
+    role: str = "user"
+    content: str
+    function_call: AssistantFunctionCall
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantFunctionJsonSchema(_SDKModel):
     """A function's JSON Schema (``parameters`` or ``responses``)."""
 
-    type: str = _field("object")
-    properties: _AnyDict | None = _field(None)
-    required: list[str] | None = _field(None)
+    type: str = "object"
+    properties: _AnyDict | None = None
+    required: list[str] | None = None
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantFunction(_SDKModel):
     """A function an assistant may call."""
 
-    name: str = _field()
-    description: str = _field()
-    parameters: AssistantFunctionJsonSchema | None = _field(None)
-    responses: AssistantFunctionJsonSchema | None = _field(None)
-    examples: list[list[AssistantExample]] | None = _field(None)
+    name: str
+    description: str
+    parameters: AssistantFunctionJsonSchema | None = None
+    responses: AssistantFunctionJsonSchema | None = None
+    examples: list[list[AssistantExample]] | None = None
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantTool(_SDKModel):
     """A tool of an assistant or a run."""
 
-    type: str = _field("function")
-    function: AssistantFunction = _field(None)
+    type: str = "function"
+    function: AssistantFunction = None  # type: ignore[assignment]  # the SDK's annotation and default, as they are
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantText(_SDKModel):
     """The text of a content part."""
 
-    value: str = _field("")
-    annotations: list[str] | None = _field(None)
+    value: str = ""
+    annotations: list[str] | None = None
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantContent(_SDKModel):
     """One content part of a message."""
 
-    type: str = _field("text")
-    text: AssistantText | None = _field(None)
+    type: str = "text"
+    text: AssistantText | None = None
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantChatParameters(_SDKModel):
     """The chat model's sampling settings (the SDK's defaults)."""
 
-    temperature: float | None = _field(0.8)
-    top_p: float | None = _field(0.8)
-    penalty_score: float | None = _field(1.0)
+    temperature: float | None = 0.8
+    top_p: float | None = 0.8
+    penalty_score: float | None = 1.0
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantThoughtParameters(_SDKModel):
     """The thought model's sampling settings (the SDK's defaults)."""
 
-    temperature: float | None = _field(0.01)
-    top_p: float | None = _field(0)
-    penalty_score: float | None = _field(1.0)
+    temperature: float | None = 0.01
+    top_p: float | None = 0
+    penalty_score: float | None = 1.0
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantModelParameters(_SDKModel):
     """A run's model settings."""
 
-    chat_parameters: AssistantChatParameters | None = attrs.field(
-        factory=AssistantChatParameters, metadata={"source": ()}
-    )
-    thought_parameters: AssistantThoughtParameters | None = attrs.field(
-        factory=AssistantThoughtParameters, metadata={"source": ()}
-    )
+    chat_parameters: AssistantChatParameters | None = attrs.field(factory=AssistantChatParameters)
+    thought_parameters: AssistantThoughtParameters | None = attrs.field(factory=AssistantThoughtParameters)
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantUserInfo(_SDKModel):
     """Who the end user is."""
 
-    id: str | None = _field(None)
-    name: str | None = _field(None)
-    nickname: str | None = _field(None)
-    watermark: str | None = _field(None)
-    intro: str | None = _field(None)
-    baidu_id: str | None = _field(None)
+    id: str | None = None
+    name: str | None = None
+    nickname: str | None = None
+    watermark: str | None = None
+    intro: str | None = None
+    baidu_id: str | None = None
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantUserLoc(_SDKModel):
     """Where the end user is (``loc`` a JSON string)."""
 
-    loc: str | None = _field(None)
-    uip: str | None = _field(None)
-    uipv6: str | None = _field(None)
+    loc: str | None = None
+    uip: str | None = None
+    uipv6: str | None = None
 
 
 # assistant_type: files
-@_model
+@attrs.define(kw_only=True)
 class AssistantFilesCreateResponse(_SDKModel):
     """``assistants.files.create``: the uploaded file (``create_at`` in epoch ms)."""
 
-    id: str = _field("")
-    bytes: int = _field(0)
-    object: str = _field("")
-    purpose: str = _field("")
-    create_at: int = _field(0, source=("created_at",))
-    filename: str = _field("")
-    classification_id: str = _field("")
+    id: str = ""
+    bytes: int = 0
+    object: str = ""
+    purpose: str = ""
+    create_at: int = attrs.field(default=0, metadata={"source": ("created_at",)})
+    filename: str = ""
+    classification_id: str = ""
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantFilesListData(_SDKModel):
     """One file of ``assistants.files.list``."""
 
-    id: str = _field("")
-    bytes: int = _field(0)
-    object: str = _field("")
-    purpose: str = _field("")
-    censored: AuditStatus = _field(AuditStatus.NOT_AUDITED)
-    create_at: int = _field(0, source=("created_at",))
-    filename: str = _field("")
-    classification_id: str = _field("")
-    file_type: str = _field("")
+    id: str = ""
+    bytes: int = 0
+    object: str = ""
+    purpose: str = ""
+    censored: AuditStatus = AuditStatus.NOT_AUDITED
+    create_at: int = attrs.field(default=0, metadata={"source": ("created_at",)})
+    filename: str = ""
+    classification_id: str = ""
+    file_type: str = ""
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantFilesListResponse(_SDKModel):
     """``assistants.files.list``."""
 
-    object: str = _field("list")
-    data: list[AssistantFilesListData] = _field([])
+    object: str = "list"
+    data: list[AssistantFilesListData] = attrs.field(factory=list)
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantFilesQueryResponse(AssistantFilesListData):
     """``assistants.files.query``."""
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantFilesDeleteResponse(_SDKModel):
     """``assistants.files.delete`` and ``assistants.unmount_files``."""
 
-    id: str = _field("")
-    object: str = _field("")
-    deleted: bool = _field(False)
+    id: str = ""
+    object: str = ""
+    deleted: bool = False
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantFilesContentResponse(_SDKModel):
     """``assistants.files.content``: the bytes and their content type."""
 
-    content_type: str | None = _field("")
-    content: bytes | None = _field(b"")
+    content_type: str | None = ""
+    content: bytes | None = b""
 
 
 # assistant_type: assistants
-@_model
+@attrs.define(kw_only=True)
 class AssistantCreateResponse(_SDKModel):
     """``assistants.create`` (and each assistant of ``assistants.list``)."""
 
-    id: str | None = _field("")
-    object: str | None = _field("")
-    name: str | None = _field("")
-    description: str | None = _field("")
-    instructions: str | None = _field()
-    tools: list[AssistantTool] | None = _field([])
-    created_at: int | None = _field(0)
-    thought_instructions: str | None = _field("")
-    chat_instructions: str | None = _field("")
-    response_format: ResponseFormat | None = _field(ResponseFormat.TEXT)
-    file_ids: list[str] | None = _field([])
-    metadata: _AnyDict | None = _field({})
+    id: str | None = ""
+    object: str | None = ""
+    name: str | None = ""
+    description: str | None = ""
+    instructions: str | None
+    tools: list[AssistantTool] | None = attrs.field(factory=list)
+    created_at: int | None = 0
+    thought_instructions: str | None = ""
+    chat_instructions: str | None = ""
+    response_format: ResponseFormat | None = ResponseFormat.TEXT
+    file_ids: list[str] | None = attrs.field(factory=list)
+    metadata: _AnyDict | None = attrs.field(factory=dict)
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantQueryResponse(AssistantCreateResponse):
     """``assistants.query``."""
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantUpdateResponse(_SDKModel):
     """``assistants.update`` (``model`` where the others have ``object``)."""
 
-    id: str | None = _field("")
-    model: str | None = _field("")
-    name: str | None = _field("")
-    description: str | None = _field("")
-    response_format: ResponseFormat | None = _field(ResponseFormat.TEXT)
-    instructions: str | None = _field()
-    created_at: int | None = _field(0)
-    thought_instructions: str | None = _field("")
-    chat_instructions: str | None = _field("")
-    tools: list[AssistantTool] | None = _field([])
-    file_ids: list[str] | None = _field([])
-    metadata: _AnyDict | None = _field({})
+    id: str | None = ""
+    model: str | None = ""
+    name: str | None = ""
+    description: str | None = ""
+    response_format: ResponseFormat | None = ResponseFormat.TEXT
+    instructions: str | None
+    created_at: int | None = 0
+    thought_instructions: str | None = ""
+    chat_instructions: str | None = ""
+    tools: list[AssistantTool] | None = attrs.field(factory=list)
+    file_ids: list[str] | None = attrs.field(factory=list)
+    metadata: _AnyDict | None = attrs.field(factory=dict)
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantListResponse(_SDKModel):
     """``assistants.list``."""
 
-    object: str = _field("list")
-    data: list[AssistantCreateResponse] | None = _field([])
-    first_id: str | None = _field("")
-    last_id: str | None = _field("")
-    has_more: bool = _field(False)
+    object: str = "list"
+    data: list[AssistantCreateResponse] | None = attrs.field(factory=list)
+    first_id: str | None = ""
+    last_id: str | None = ""
+    has_more: bool = False
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantDeleteResponse(_SDKModel):
     """``assistants.delete``."""
 
-    id: str | None = _field("")
-    object: str | None = _field("")
-    deleted: bool = _field(False)
+    id: str | None = ""
+    object: str | None = ""
+    deleted: bool = False
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantFilesResponse(_SDKModel):
     """``assistants.mount_files`` (and each file of ``mounted_files_list``)."""
 
-    id: str | None = _field("")
-    object: str | None = _field("")
-    created_at: int | None = _field(0)
-    assistant_id: str | None = _field("")
+    id: str | None = ""
+    object: str | None = ""
+    created_at: int | None = 0
+    assistant_id: str | None = ""
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantMountedFilesListResponse(_SDKModel):
     """``assistants.mounted_files_list``."""
 
-    object: str = _field("list")
-    data: list[AssistantFilesResponse] | None = _field([])
-    first_id: str | None = _field("")
-    last_id: str | None = _field("")
-    has_more: bool = _field(False)
+    object: str = "list"
+    data: list[AssistantFilesResponse] | None = attrs.field(factory=list)
+    first_id: str | None = ""
+    last_id: str | None = ""
+    has_more: bool = False
 
 
 # thread_type: messages and threads
-@_model
+@attrs.define(kw_only=True)
 class AssistantMessage(_SDKModel):
     """A user turn for a new thread or a run's ``thread``."""
 
-    content: str = _field()
-    role: AssistantMessageRole = _field(AssistantMessageRole.USER)
-    file_ids: list[str] | None = _field([])
+    content: str
+    role: AssistantMessageRole = AssistantMessageRole.USER
+    file_ids: list[str] | None = attrs.field(factory=list)
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantThread(_SDKModel):
     """The messages appended to a thread for one run (``runs.run(..., thread=AssistantThread(messages=[...]))``)."""
 
-    messages: list[AssistantMessage] = _field([])
+    messages: list[AssistantMessage] = attrs.field(factory=list)
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantMessageCreateResponse(_SDKModel):
     """``threads.messages.create``."""
 
-    id: str = _field("")
-    object: str = _field("")
-    role: AssistantMessageRole = _field(AssistantMessageRole.USER)
-    content: list[AssistantContent] | None = _field([])
-    created_at: int = _field(0)
-    thread_id: str = _field("")
-    assistant_id: str | None = _field("")
-    run_id: str | None = _field("")
-    file_ids: list[str] | None = _field([])
+    id: str = ""
+    object: str = ""
+    role: AssistantMessageRole = AssistantMessageRole.USER
+    content: list[AssistantContent] | None = attrs.field(factory=list)
+    created_at: int = 0
+    thread_id: str = ""
+    assistant_id: str | None = ""
+    run_id: str | None = ""
+    file_ids: list[str] | None = attrs.field(factory=list)
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantMessageUpdateResponse(AssistantMessageCreateResponse):
     """``threads.messages.update``."""
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantMessageQueryResponse(AssistantMessageCreateResponse):
     """``threads.messages.query``."""
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantMessageListResponseData(AssistantMessageCreateResponse):
     """One message of ``threads.messages.list``."""
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantMessageListResponse(_SDKModel):
     """``threads.messages.list``."""
 
-    object: str = _field("")
-    data: list[AssistantMessageListResponseData] = _field([])
-    first_id: str | None = _field("")
-    last_id: str | None = _field("")
-    has_more: bool = _field(False)
+    object: str = ""
+    data: list[AssistantMessageListResponseData] = attrs.field(factory=list)
+    first_id: str | None = ""
+    last_id: str | None = ""
+    has_more: bool = False
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantContentFilesData(_SDKModel):
     """One file of ``threads.messages.files``."""
 
-    id: str = _field("")
-    object: str = _field("")
-    created_at: int = _field(0)
-    message_id: str = _field("")
+    id: str = ""
+    object: str = ""
+    created_at: int = 0
+    message_id: str = ""
 
 
-@_model
+@attrs.define(kw_only=True)
 class AssistantMessageFilesResponse(_SDKModel):
     """``threads.messages.files``."""
 
-    object: str = _field("")
-    data: list[AssistantContentFilesData] = _field([])
-    first_id: str | None = _field("")
-    last_id: str | None = _field("")
-    has_more: bool = _field(False)
+    object: str = ""
+    data: list[AssistantContentFilesData] = attrs.field(factory=list)
+    first_id: str | None = ""
+    last_id: str | None = ""
+    has_more: bool = False
 
 
-@_model
+@attrs.define(kw_only=True)
 class ThreadCreateResponse(_SDKModel):
     """``threads.create``."""
 
-    id: str = _field("")
-    object: str = _field("")
-    created_at: int = _field(0)
-    metadata: _AnyDict = _field({})
+    id: str = ""
+    object: str = ""
+    created_at: int = 0
+    metadata: _AnyDict = attrs.field(factory=dict)
 
 
-@_model
+@attrs.define(kw_only=True)
 class ThreadQueryResponse(ThreadCreateResponse):
     """``threads.query``."""
 
 
-@_model
+@attrs.define(kw_only=True)
 class ThreadUpdateResponse(_SDKModel):
     """``threads.update``."""
 
-    id: str = _field("")
-    object: str = _field("")
-    created_at: int | None = _field(0)
-    metadata: _AnyDict | None = _field({})
+    id: str = ""
+    object: str = ""
+    created_at: int | None = 0
+    metadata: _AnyDict | None = attrs.field(factory=dict)
 
 
-@_model
+@attrs.define(kw_only=True)
 class ThreadDeleteResponse(_SDKModel):
     """``threads.delete``."""
 
-    id: str = _field("")
-    object: str = _field("")
-    deleted: bool = _field(False)
+    id: str = ""
+    object: str = ""
+    deleted: bool = False
 
 
 # thread_type: runs and steps
-@_model
+@attrs.define(kw_only=True)
 class RunActionInfo(_SDKModel):
     """What a tool step did (camelCase, as on the wire)."""
 
-    toolName: str = _field("", source=("tool_name",))
-    actionName: str = _field("", source=("action_name",))
-    actionContent: str = _field("", source=("action_content",))
+    toolName: str = attrs.field(default="", metadata={"source": ("tool_name",)})
+    actionName: str = attrs.field(default="", metadata={"source": ("action_name",)})
+    actionContent: str = attrs.field(default="", metadata={"source": ("action_content",)})
 
 
-@_model
+@attrs.define(kw_only=True)
 class FunctionCall(_SDKModel):
     """The function a tool call asks for (``arguments`` a JSON string)."""
 
-    name: str = _field("")
-    arguments: str = _field("")
-    output: str = _field("")
+    name: str = ""
+    arguments: str = ""
+    output: str = ""
 
 
-@_model
+@attrs.define(kw_only=True)
 class ToolCall(_SDKModel):
     """A call the model wants the client to make."""
 
-    id: str = _field("")
-    type: str = _field("function")
-    function: FunctionCall | None = _field(None)
+    id: str = ""
+    type: str = "function"
+    function: FunctionCall | None = None
 
 
-@_model
+@attrs.define(kw_only=True)
 class SubmitToolOutput(_SDKModel):
     """The tool calls awaiting outputs."""
 
-    tool_calls: list[ToolCall] | None = _field(None)
+    tool_calls: list[ToolCall] | None = None
 
 
-@_model
+@attrs.define(kw_only=True)
 class RequiredAction(_SDKModel):
     """What a ``requires_action`` run waits for."""
 
-    type: str = _field("")
-    submit_tool_outputs: SubmitToolOutput | None = _field(None)
+    type: str = ""
+    submit_tool_outputs: SubmitToolOutput | None = None
 
 
-@_model
+@attrs.define(kw_only=True)
 class LastError(_SDKModel):
     """An error reported on a run, a step or a stream."""
 
-    type: str | None = _field("")
-    message: str | None = _field("")
+    type: str | None = ""
+    message: str | None = ""
 
 
-@_model
+@attrs.define(kw_only=True)
 class FinalAnswerMessage(_SDKModel):
     """The answer message of a completed run."""
 
-    message_id: str | None = _field("")
-    content: list[AssistantContent] | None = _field([])
+    message_id: str | None = ""
+    content: list[AssistantContent] | None = attrs.field(factory=list)
 
 
-@_model
+@attrs.define(kw_only=True)
 class FinalAnswer(_SDKModel):
     """A completed run's answer."""
 
-    type: str | None = _field("message")
-    message: FinalAnswerMessage | None = _field(None)
+    type: str | None = "message"
+    message: FinalAnswerMessage | None = None
 
 
-@_model
+@attrs.define(kw_only=True)
 class RunResult(_SDKModel):
     """A run (``runs.run``, ``query``, ``cancel``, ``submit_tool_outputs``); timestamps in epoch ms, 0 unset."""
 
-    id: str = _field("")
-    object: str = _field("")
-    assistant_id: str = _field("")
-    thread_id: str = _field("")
-    model: str = _field("")
-    instructions: str = _field("")
-    thought_instructions: str = _field("")
-    chat_instructions: str = _field("")
-    tools: list[AssistantTool] | None = _field(None)
-    file_ids: list[str] | None = _field(None)
-    status: str = _field("")
-    required_action: RequiredAction | None = _field(None)
-    last_error: LastError | None = _field(None)
-    final_answer: FinalAnswer | None = _field(None)
-    created_at: int = _field(0)
-    started_at: int = _field(0)
-    expired_at: int = _field(0)
-    cancelled_at: int = _field(0)
-    failed_at: int = _field(0)
-    completed_at: int = _field(0)
+    id: str = ""
+    object: str = ""
+    assistant_id: str = ""
+    thread_id: str = ""
+    model: str = ""
+    instructions: str = ""
+    thought_instructions: str = ""
+    chat_instructions: str = ""
+    tools: list[AssistantTool] | None = None
+    file_ids: list[str] | None = None
+    status: str = ""
+    required_action: RequiredAction | None = None
+    last_error: LastError | None = None
+    final_answer: FinalAnswer | None = None
+    created_at: int = 0
+    started_at: int = 0
+    expired_at: int = 0
+    cancelled_at: int = 0
+    failed_at: int = 0
+    completed_at: int = 0
 
 
-@_model
+@attrs.define(kw_only=True)
 class RunListResponse(_SDKModel):
     """``threads.runs.list``."""
 
-    object: str | None = _field("list")
-    first_id: str | None = _field("")
-    last_id: str | None = _field("")
-    has_more: bool | None = _field(False)
-    data: list[RunResult] | None = _field([])
+    object: str | None = "list"
+    first_id: str | None = ""
+    last_id: str | None = ""
+    has_more: bool | None = False
+    data: list[RunResult] | None = attrs.field(factory=list)
 
 
-@_model
+@attrs.define(kw_only=True)
 class RunMessageCreation(_SDKModel):
     """The message a step (or a stream event) created."""
 
-    message_id: str = _field("")
+    message_id: str = ""
 
 
-@_model
+@attrs.define(kw_only=True)
 class ToolInfo(_SDKModel):
     """One tool invocation of a step, with its output."""
 
-    type: str = _field("")
-    name: str = _field("")
-    arguments: str = _field("")
-    output: str = _field("")
+    type: str = ""
+    name: str = ""
+    arguments: str = ""
+    output: str = ""
 
 
-@_model
+@attrs.define(kw_only=True)
 class RunStepDetail(_SDKModel):
     """What a run step did."""
 
-    type: str = _field("")
-    message_creation: RunMessageCreation | None = _field(None)
-    action_info: RunActionInfo | None = _field(None)
-    tool_calls: list[ToolCall] | None = _field(None)
-    tool_info: list[ToolInfo] | None = _field(None)
+    type: str = ""
+    message_creation: RunMessageCreation | None = None
+    action_info: RunActionInfo | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_info: list[ToolInfo] | None = None
 
 
-@_model
+@attrs.define(kw_only=True)
 class RunStepResult(_SDKModel):
     """One step of a run. The detail is ``step_datail`` (the SDK's spelling), filled here from the service's
     ``step_details`` (the SDK leaves it None)."""
 
-    id: str | None = _field("")
-    object: str | None = _field("")
-    assistant_id: str | None = _field("")
-    thread_id: str | None = _field("")
-    run_id: str | None = _field("")
-    status: str | None = _field("")
-    created_at: int | None = _field(0)
-    started_at: int | None = _field(0)
-    expired_at: int | None = _field(0)
-    cancelled_at: int | None = _field(0)
-    failed_at: int | None = _field(0)
-    completed_at: int | None = _field(0)
-    last_error: LastError | str | None = _field(None)
-    type: str | None = _field("null")
-    step_datail: RunStepDetail | None = _field(None, source=("step_details",))
+    id: str | None = ""
+    object: str | None = ""
+    assistant_id: str | None = ""
+    thread_id: str | None = ""
+    run_id: str | None = ""
+    status: str | None = ""
+    created_at: int | None = 0
+    started_at: int | None = 0
+    expired_at: int | None = 0
+    cancelled_at: int | None = 0
+    failed_at: int | None = 0
+    completed_at: int | None = 0
+    last_error: LastError | str | None = None
+    type: str | None = "null"
+    step_datail: RunStepDetail | None = attrs.field(default=None, metadata={"source": ("step_details",)})
 
 
-@_model
+@attrs.define(kw_only=True)
 class RunStepListResponse(_SDKModel):
     """``threads.runs.steps.list``."""
 
-    object: str | None = _field("list")
-    first_id: str | None = _field("")
-    last_id: str | None = _field("")
-    has_more: bool | None = _field(False)
-    data: list[RunStepResult] | None = _field([])
+    object: str | None = "list"
+    first_id: str | None = ""
+    last_id: str | None = ""
+    has_more: bool | None = False
+    data: list[RunStepResult] | None = attrs.field(factory=list)
 
 
-@_model
+@attrs.define(kw_only=True)
 class StreamRunDetail(_SDKModel):
     """The details of a stream's ``status`` event."""
 
-    type: str = _field("")
-    message_creation: RunMessageCreation | None = _field(None)
-    run_object: RunResult | None = _field(None)
-    run_step_object: RunStepResult | None = _field(None)
-    tool_calls: list[ToolCall] | None = _field(None)
-    error_info: LastError | None = _field(None)
+    type: str = ""
+    message_creation: RunMessageCreation | None = None
+    run_object: RunResult | None = None
+    run_step_object: RunStepResult | None = None
+    tool_calls: list[ToolCall] | None = None
+    error_info: LastError | None = None
 
 
-@_model
+@attrs.define(kw_only=True)
 class StreamRunStatus(_SDKModel):
     """A stream's ``status`` event (``event_type`` says what happened)."""
 
-    event: str = _field("status")
-    status: str = _field("")
-    send_id: int = _field(0)
-    message: str = _field("")
-    event_type: str = _field("")
-    details: StreamRunDetail | None = _field(None)
+    event: str = "status"
+    status: str = ""
+    send_id: int = 0
+    message: str = ""
+    event_type: str = ""
+    details: StreamRunDetail | None = None
 
 
-@_model
+@attrs.define(kw_only=True)
 class StreamRunMessage(_SDKModel):
     """A stream's ``message`` event (a piece of the answer; ``is_end`` 1 on the last)."""
 
-    event: str = _field("message")
-    status: str = _field("")
-    send_id: int = _field(0)
-    is_end: int = _field(0)
-    message_id: str = _field("")
-    message_index: str = _field("")
-    content: list[AssistantContent] | None = _field(None)
+    event: str = "message"
+    status: str = ""
+    send_id: int = 0
+    is_end: int = 0
+    message_id: str = ""
+    message_index: str = ""
+    content: list[AssistantContent] | None = None
 
 
-@_model
+@attrs.define(kw_only=True)
 class ToolOutput(_SDKModel):
     """The output of one tool call, submitted back to the run."""
 
-    tool_call_id: str = _field("")
-    output: str = _field("")
-    run_id: str = _field("")
+    tool_call_id: str = ""
+    output: str = ""
+    run_id: str = ""
 
 
 def _sdk_event(event: Any) -> Any:
