@@ -11,10 +11,6 @@ What differs, on purpose:
 
 - one pooled client per token and gateway instead of a new ``requests`` session per attribute access; idempotent
   calls (query, list, download, content) are retried on transient failures, nothing else is;
-- answers are aioagents models (same field names: ``run.final_answer.message.content[0].text.value``), timestamps
-  are ``datetime`` values (``None`` when unset) and errors are the aioagents error tree (a 200 with an ``error``
-  body raises :class:`~aioagents.assistants.AssistantServerError`; bad arguments raise a ``ValueError`` before any
-  request);
 - ``threads.update`` sends ``metadata`` (the SDK drops it), and ``messages.update`` leaves the files alone unless
   ``file_ids`` is given (the SDK's ``[]`` default detaches them);
 - ``stream_run`` yields each event once (``ping`` skipped) as typed events with ``.event``, ``.event_type``,
@@ -30,9 +26,17 @@ Errors are the SDK's classes (:class:`BaseRPCException` and its tree, same names
 usable answer ``HTTPConnectionException``. Each keeps aioagents' error as ``__cause__`` and its ``status`` and
 ``request_id``. Bad arguments stay a ``ValueError`` (the SDK's pydantic errors are ``ValueError`` s too).
 
-The SDK's model class names are exported too (``AssistantThread``, ``AssistantMessage``, ``ToolOutput``,
-``RunResult``, ``StreamRunStatus``, ``StreamRunMessage``, …), as the aioagents models with the same field names;
-timestamps are ``datetime`` values where the SDK has epoch milliseconds.
+Answers are the SDK's models (``appbuilder.core.assistant.type``), same class per call, same field names, types and
+defaults: ``RunResult``, ``RunStepResult``, ``AssistantCreateResponse``, ``ThreadCreateResponse``,
+``AssistantMessageCreateResponse``, the ``…ListResponse`` pages, ``StreamRunStatus`` / ``StreamRunMessage`` events,
+…. Timestamps are the service's epoch milliseconds as ``int`` (``0`` when unset), roles, response formats and audit
+states the SDK's enums, a step's detail is ``step_datail`` (the SDK's spelling; filled here, where the SDK leaves it
+None) with camelCase ``RunActionInfo``. They are thin mutable classes built from aioagents' own models (which keep
+``datetime`` values), with the pydantic 2 methods SDK code calls: ``model_dump`` (``mode``, ``include``, ``exclude``,
+``exclude_none``), ``model_dump_json``, ``model_validate``, ``model_validate_json``, ``model_copy``, and the
+deprecated ``dict`` / ``json`` (with a ``DeprecationWarning``, as pydantic 2). The request models
+(``AssistantMessage``, ``AssistantThread``, ``ToolOutput``, ``AssistantTool``, ``AssistantModelParameters``, …) are
+accepted wherever the SDK takes them, as are their dict forms. The SDK's ``…Request`` models are not provided.
 """
 
 from __future__ import annotations

@@ -535,3 +535,174 @@ def test_every_call_returns_the_sdks_model_with_the_sdks_types(srv: FakeAppBuild
     assert_sdk_model(a.assistants.files.delete(f.id), "AssistantFilesDeleteResponse")
     assert_sdk_model(a.threads.delete(thread.id), "ThreadDeleteResponse")
     assert_sdk_model(a.assistants.delete(created.id), "AssistantDeleteResponse")
+
+
+def _tool_run(srv: FakeAppBuilderServer) -> tuple[str, str, str]:
+    """A non-streaming function-call run answered with its tool output: (assistant, thread, run) ids."""
+    srv.script(RunScript(tool_calls=[WEATHER]))
+    a = appbuilder.assistant
+    created = a.assistants.create("weather", "d", instructions="x")
+    thread = a.threads.create(messages=[{"content": "北京天气"}])
+    first = a.threads.runs.run(created.id, thread.id)
+    call = first.required_action.submit_tool_outputs.tool_calls[0]  # type: ignore[union-attr,index]
+    a.threads.runs.run(created.id, thread.id, tool_output={"tool_call_id": call.id, "output": "晴", "run_id": first.id})
+    return created.id, thread.id, first.id
+
+
+@pytest.mark.parametrize("key", ["step_details", "step_datail"])
+def test_steps_carry_the_sdks_step_datail_and_camelcase_action_info(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = FakeAppBuilderServer(token=TOKEN, step_details_key=key)
+    with server.in_thread():
+        monkeypatch.setenv("APPBUILDER_TOKEN", TOKEN)
+        monkeypatch.setenv("GATEWAY_URL", server.url)
+        _, thread_id, run_id = _tool_run(server)
+        steps = appbuilder.assistant.threads.runs.steps.list(thread_id, run_id, order="asc")
+    tool_step = steps.data[0]  # type: ignore[index]
+    assert_sdk_model(tool_step, "RunStepResult")
+    assert "step_details" not in tool_step.model_dump()
+    detail = tool_step.step_datail
+    assert detail is not None
+    assert_sdk_model(detail, "RunStepDetail")
+    assert detail.type == "tool_calls"
+    assert detail.action_info is not None
+    assert detail.action_info.model_dump() == {
+        "toolName": "get_cur_whether",
+        "actionName": "function_call",
+        "actionContent": json.dumps(WEATHER.arguments, ensure_ascii=False),
+    }
+    assert detail.tool_calls is not None
+    assert detail.tool_calls[0].function is not None
+    assert detail.tool_calls[0].function.name == "get_cur_whether"
+
+
+def test_stream_run_yields_the_sdks_event_models(srv: FakeAppBuilderServer) -> None:
+    srv.script(RunScript())
+    a = appbuilder.assistant
+    created = a.assistants.create("plain", "d", instructions="x")
+    thread = a.threads.create(messages=[appbuilder.AssistantMessage(content="hello")])
+    events = list(a.threads.runs.stream_run(created.id, thread.id))
+    statuses = [e for e in events if isinstance(e, appbuilder.StreamRunStatus)]
+    pieces = [e for e in events if isinstance(e, appbuilder.StreamRunMessage)]
+    assert len(statuses) + len(pieces) == len(events)
+    assert pieces
+    for event in statuses:
+        assert_sdk_model(event, "StreamRunStatus")
+    for event in pieces:
+        assert_sdk_model(event, "StreamRunMessage")
+    assert [p.is_end for p in pieces][-1] == 1
+    end = statuses[-1]
+    assert (end.event, end.event_type, end.status) == ("status", "run_end", "completed")
+    assert end.details is not None
+    assert end.details.run_object is not None
+    wire = srv.runs[end.details.run_object.id]
+    assert end.details.run_object.completed_at == wire.completed_at > 0
+    begin = statuses[0]
+    assert begin.event_type == "run_begin"
+    assert begin.details is not None
+    assert begin.details.run_object is not None
+    assert begin.details.run_object.created_at == wire.created_at
+
+
+class _Recorder(appbuilder.AssistantEventHandler):
+    def __init__(self) -> None:
+        self.got: list[Any] = []
+        self.calls: Any = None
+
+    def run_begin(self, status_event: Any) -> None:
+        self.got.append(status_event)
+
+    def tool_calls(self, status_event: Any) -> None:
+        self.got.append(status_event)
+        ctx = self.stream_run_context
+        self.calls = ctx.current_tool_calls
+        outputs = [appbuilder.ToolOutput(tool_call_id=c.id, output="晴") for c in self.calls]
+        submitted = appbuilder.assistant.threads.runs.submit_tool_outputs(
+            ctx.current_run_id, ctx.current_thread_id, outputs
+        )
+        assert_sdk_model(submitted, "RunResult")
+
+    def messages(self, messages_event: Any) -> None:
+        self.got.append(messages_event)
+
+    def run_end(self, status_event: Any) -> None:
+        self.got.append(status_event)
+
+
+def test_the_event_handler_sees_the_sdks_models(srv: FakeAppBuilderServer) -> None:
+    srv.script(RunScript(tool_calls=[WEATHER]))
+    a = appbuilder.assistant
+    created = a.assistants.create("weather", "d", instructions="x")
+    thread = a.threads.create(messages=[{"content": "北京天气"}])
+    handler = _Recorder()
+    with a.threads.runs.stream_run_with_handler(created.id, thread.id, event_handler=handler) as stream:
+        stream.until_done()
+    assert handler.got
+    for event in handler.got:
+        name = "StreamRunMessage" if event.event == "message" else "StreamRunStatus"
+        assert_sdk_model(event, name)
+    assert handler.calls
+    for call in handler.calls:
+        assert_sdk_model(call, "ToolCall")
+    assert handler.got[-1].status == "completed"
+
+
+# -- the pydantic methods -----------------------------------------------------------------------------------------
+def test_model_dump_and_model_dump_json_as_pydantic_2(srv: FakeAppBuilderServer) -> None:
+    srv.script(RunScript())
+    a = appbuilder.assistant
+    created = a.assistants.create("plain", "d", instructions="x", metadata={"k": "中文"})
+    thread = a.threads.create(messages=[{"content": "hello"}])
+    run = a.threads.runs.run(created.id, thread.id)
+
+    dumped = run.model_dump()
+    assert list(dumped) == list(SDK_FIELDS["RunResult"])
+    assert isinstance(dumped["created_at"], int)
+    assert (
+        dumped["final_answer"]["message"]["content"][0]["text"]["value"]
+        == run.final_answer.message.content[0].text.value
+    )  # type: ignore[union-attr,index]
+    assert appbuilder.RunResult.model_validate(dumped) == run
+    assert appbuilder.RunResult.model_validate_json(run.model_dump_json()) == run
+    assert run.model_dump(include={"id", "status"}) == {"id": run.id, "status": "completed"}
+    assert "final_answer" not in run.model_dump(exclude={"final_answer"})
+    assert "required_action" not in run.model_dump(exclude_none=True)
+
+    # python mode keeps the enum members, json mode their values; the JSON is compact and keeps non-ASCII text.
+    assert created.model_dump()["response_format"] is appbuilder.ResponseFormat.TEXT
+    assert created.model_dump(mode="json")["response_format"] == "text"
+    text = created.model_dump_json()
+    assert json.loads(text) == created.model_dump(mode="json")
+    assert '"metadata":{"k":"中文"}' in text
+    assert json.loads(created.model_dump_json(indent=2)) == json.loads(text)
+    assert str(run).startswith(f"id='{run.id}' object=")
+    assert repr(run).startswith(f"RunResult(id='{run.id}', ")
+
+    # pydantic 2 keeps the version 1 names, deprecated.
+    with pytest.deprecated_call():
+        assert run.dict() == dumped
+    with pytest.deprecated_call():
+        assert json.loads(run.json()) == json.loads(run.model_dump_json())
+
+    copied = run.model_copy(update={"status": "cancelled"})
+    assert (copied.status, run.status) == ("cancelled", "completed")
+    with pytest.raises(ValueError, match="mode"):
+        run.model_dump(mode="yaml")
+
+
+def test_request_models_go_out_as_the_sdk_sends_them(srv: FakeAppBuilderServer) -> None:
+    srv.script(RunScript())
+    a = appbuilder.assistant
+    created = a.assistants.create("plain", "d", instructions="x")
+    thread = appbuilder.AssistantThread.model_validate({"messages": [{"content": "hi", "role": "user"}]})
+    assert thread.messages[0] == appbuilder.AssistantMessage(content="hi")
+    run = a.threads.runs.run(
+        created.id,
+        thread=thread,
+        model_parameters=appbuilder.AssistantModelParameters(),
+        user_loc=appbuilder.AssistantUserLoc(uip="127.0.0.1"),
+    )
+    assert run.status == "completed"
+    body = srv.requests_to("/v2/threads/runs")[-1].json()
+    assert body["thread"] == {"messages": [{"content": "hi", "role": "user", "file_ids": []}]}
+    assert body["model_parameters"] == appbuilder.AssistantModelParameters().model_dump()
+    assert body["user_loc"]["uip"] == "127.0.0.1"  # (the client leaves out the unset keys)
