@@ -41,7 +41,7 @@ def test_missing_token_raises_value_error(monkeypatch: pytest.MonkeyPatch) -> No
 def test_sdk_flow_through_compat(srv: FakeAppBuilderServer, tmp_path: Path) -> None:
     """The calls of the SDK recording (sdk_flow.py), with the SDK's argument orders; bodies keep the SDK's keys."""
     srv.script(RunScript(), RunScript(tool_calls=[WEATHER]), RunScript(tool_calls=[WEATHER]), RunScript(hang=True))
-    a = appbuilder.assistant
+    a: Any = appbuilder.assistant  # SDK-shaped code, as untyped as its users'
     assistant = a.assistants.create("test_assistant", "test assistant", instructions="每句话回复前都加上我是秦始皇")
     thread = a.threads.create()
     a.threads.messages.create(thread.id, "hello world")
@@ -57,7 +57,7 @@ def test_sdk_flow_through_compat(srv: FakeAppBuilderServer, tmp_path: Path) -> N
     th2 = a.threads.create(messages=[{"role": "user", "content": "北京天气", "file_ids": []}])
     first = a.threads.runs.run(assistant_id=weather.id, thread_id=th2.id)
     assert first.status == "requires_action"
-    call = first.required_action.submit_tool_outputs.tool_calls[0]  # type: ignore[union-attr]
+    call = first.required_action.submit_tool_outputs.tool_calls[0]
     second = a.threads.runs.run(
         assistant_id=weather.id,
         thread_id=th2.id,
@@ -68,10 +68,10 @@ def test_sdk_flow_through_compat(srv: FakeAppBuilderServer, tmp_path: Path) -> N
     a.threads.messages.create(th2.id, "北京天气")
     run_id = ""
     for event in a.threads.runs.stream_run(assistant_id=weather.id, thread_id=th2.id):
-        if event.event == "status" and event.event_type == "run_begin":  # type: ignore[union-attr]
-            run_id = event.details.run_object.id  # type: ignore[union-attr]
-        if event.event == "status" and event.event_type == "tool_calls":  # type: ignore[union-attr]
-            tc = event.details.tool_calls[0]  # type: ignore[union-attr]
+        if event.event == "status" and event.event_type == "run_begin":
+            run_id = event.details.run_object.id
+        if event.event == "status" and event.event_type == "tool_calls":
+            tc = event.details.tool_calls[0]
             a.threads.runs.submit_tool_outputs(run_id, th2.id, [{"tool_call_id": tc.id, "output": "晴"}])
         last = event
     assert isinstance(last, appbuilder.StreamRunStatus)
@@ -79,8 +79,8 @@ def test_sdk_flow_through_compat(srv: FakeAppBuilderServer, tmp_path: Path) -> N
 
     a.threads.messages.create(th2.id, "hi")
     for event in a.threads.runs.stream_run(weather.id, th2.id):
-        if event.event == "status" and event.event_type == "run_begin":  # type: ignore[union-attr]
-            run_id = event.details.run_object.id  # type: ignore[union-attr]
+        if event.event == "status" and event.event_type == "run_begin":
+            run_id = event.details.run_object.id
         if isinstance(event, appbuilder.StreamRunMessage):
             a.threads.runs.cancel(run_id, th2.id)
         last = event
@@ -113,7 +113,7 @@ def test_sdk_flow_through_compat(srv: FakeAppBuilderServer, tmp_path: Path) -> N
     assert [x.id for x in a.threads.messages.files(thread.id, m.id).data] == [f.id]
     assert a.threads.messages.update(thread.id, m.id, "edited").file_ids == [f.id]
     assert a.threads.messages.list(thread.id, limit=3).data[0].id == m.id
-    assert a.threads.messages.query(thread.id, m.id).content[0].text.value == "edited"  # type: ignore[union-attr]
+    assert a.threads.messages.query(thread.id, m.id).content[0].text.value == "edited"
     assert a.assistants.files.delete(f.id).deleted
     assert a.threads.delete(th2.id).deleted
     assert a.assistants.delete(weather.id).deleted
