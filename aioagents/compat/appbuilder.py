@@ -486,7 +486,13 @@ class _SDKModel:
                         kwargs[f.name] = _coerce(hints[f.name], mapping[name], f)
                         break
                 elif hasattr(obj, name):
-                    kwargs[f.name] = _coerce(hints[f.name], getattr(obj, name), f)
+                    value = getattr(obj, name)
+                    if value is None and type(f.default) is int:
+                        # aioagents' None for an unset timestamp is the service's 0, which the SDK keeps.
+                        value = f.default
+                    elif value is None and "unset" in f.metadata:
+                        value = f.metadata["unset"]
+                    kwargs[f.name] = _coerce(hints[f.name], value, f)
                     break
         return cls(**kwargs)
 
@@ -1158,7 +1164,8 @@ class RunStepResult(_SDKModel):
     cancelled_at: int | None = 0
     failed_at: int | None = 0
     completed_at: int | None = 0
-    last_error: LastError | str | None = None
+    # The service sends "" for no error (aioagents reads it as None); the SDK keeps the "".
+    last_error: LastError | str | None = attrs.field(default=None, metadata={"unset": ""})
     type: str | None = "null"
     step_datail: RunStepDetail | None = attrs.field(default=None, metadata={"source": ("step_details",)})
 

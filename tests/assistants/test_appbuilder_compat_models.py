@@ -505,6 +505,8 @@ def test_every_call_returns_the_sdks_model_with_the_sdks_types(srv: FakeAppBuild
     step = a.threads.runs.steps.query(thread.id, run.id, steps.data[0].id)
     assert_sdk_model(step, "RunStepResult")
     assert step.created_at == wire.steps[0]["created_at"] > 0
+    assert (step.expired_at, step.cancelled_at, step.failed_at) == (0, 0, 0)  # unset: the service's 0, not None
+    assert step.last_error == ""  # the service's "no error", kept as the SDK keeps it
 
     a.threads.messages.create(thread.id, "北京天气")
     first = a.threads.runs.run(created.id, thread.id)
