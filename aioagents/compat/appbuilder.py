@@ -483,7 +483,7 @@ class _SDKModel:
             for name in (f.name, *f.metadata.get("source", ())):
                 if mapping is not None:
                     if name in mapping:
-                        kwargs[f.name] = _coerce(hints[f.name], mapping[name], f)
+                        kwargs[f.name] = mapping[name]
                         break
                 elif hasattr(obj, name):
                     value = getattr(obj, name)
@@ -492,8 +492,11 @@ class _SDKModel:
                         value = f.default
                     elif value is None and "unset" in f.metadata:
                         value = f.metadata["unset"]
-                    kwargs[f.name] = _coerce(hints[f.name], value, f)
+                    kwargs[f.name] = value
                     break
+            if kwargs.get(f.name, ...) is None and not _optional(hints[f.name]) and f.default is not attrs.NOTHING:
+                # A null where the SDK's type takes none: the SDK's default (what the SDK holds when unset).
+                kwargs[f.name] = _default_of(f)
         return cls(**kwargs)
 
     @classmethod
@@ -550,6 +553,21 @@ class _SDKModel:
             return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         return json.dumps(data, ensure_ascii=False, indent=indent)
 
+    def __attrs_post_init__(self) -> None:
+        # Construction converts and checks the values as pydantic does: ``AssistantThread(messages=[{...}])``
+        # holds AssistantMessage objects, ``role="user"`` the enum member; defaults are kept as they are.
+        hints = type(self)._hints()
+        for f in _fields(type(self)):
+            value = getattr(self, f.name)
+            if value is None or value is f.default:
+                continue
+            try:
+                coerced = _coerce(hints[f.name], value)
+            except ValueError as exc:
+                raise ValueError(f"{type(self).__name__}.{f.name}: {exc}") from None
+            if coerced is not value:
+                setattr(self, f.name, coerced)
+
     def __str__(self) -> str:
         # pydantic's str(): the fields as ``name=value`` pairs, space-separated, without the class name.
         return " ".join(f"{f.name}={getattr(self, f.name)!r}" for f in _fields(type(self)))
@@ -585,44 +603,107 @@ def _ms_of(value: datetime) -> int:
     return round((value - _EPOCH) / _MS)
 
 
-def _coerce(tp: Any, value: Any, f: Any = None) -> Any:
-    """``value`` (aioagents' or plain data) as the SDK's field type ``tp`` holds it."""
+def _optional(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp)
+
+
+def _invalid(kind: str, value: Any) -> ValueError:
+    return ValueError(f"input should be a valid {kind}, got {type(value).__name__} {value!r:.60}")
+
+
+def _coerce(tp: Any, value: Any) -> Any:
+    """``value`` as the SDK's field type ``tp`` holds it, converted as pydantic's lax mode does (a mapping or an
+    aioagents model into a model, a string into an enum, an int into a float, …) plus aioagents' ``datetime`` into
+    epoch milliseconds; a ``ValueError`` for what pydantic would refuse. An enum value the SDK does not know is kept
+    as it came (the service may add one)."""
+    if value is None:
+        if tp is Any or _optional(tp):
+            return None
+        raise _invalid("value (not None)", value)
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        for option in options:
-            if option is str and isinstance(value, str):
-                return value
+        if str in options and isinstance(value, str):
+            return value
+        errors = []
         for option in options:
             if option is not str:
-                return _coerce(option, value)
-        return value
-    if value is None:
-        # Null for a field that does not take None: the field's default (what the SDK holds for an unset value).
-        if f is not None and f.default is not attrs.NOTHING:
-            return _default_of(f)
-        return None
+                try:
+                    return _coerce(option, value)
+                except ValueError as exc:
+                    errors.append(str(exc))
+        raise ValueError("; ".join(errors) or str(_invalid("string", value)))
     if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise _invalid("list", value)
         (item,) = typing.get_args(tp)
         return [_coerce(item, v) for v in value]
     if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise _invalid("dictionary", value)
         return dict(value)
-    if isinstance(tp, type):
-        if issubclass(tp, _SDKModel):
-            return tp.model_validate(value)
-        if issubclass(tp, enum.Enum):
+    if not isinstance(tp, type):
+        return value
+    if issubclass(tp, _SDKModel):
+        return tp.model_validate(value)
+    if issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            return value
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _invalid("string", value)
+    if tp is int:
+        if isinstance(value, datetime):
+            return _ms_of(value)
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
             try:
-                return tp(value)
+                return int(value.strip())
             except ValueError:
-                return value
-        if tp is int:
-            if isinstance(value, datetime):
-                return _ms_of(value)
-            if isinstance(value, (bool, float)):
-                return int(value)
+                pass
+        raise _invalid("integer", value)
+    if tp is float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise _invalid("number", value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.lower() in _BOOL_STRINGS:
+            return _BOOL_STRINGS[value.lower()]
+        raise _invalid("boolean", value)
+    if tp is bytes:
+        if isinstance(value, (bytes, bytearray)):
+            return bytes(value)
+        if isinstance(value, str):
+            return value.encode()
+        raise _invalid("bytes", value)
     return value
+
+
+_BOOL_STRINGS = {
+    "true": True,
+    "false": False,
+    "1": True,
+    "0": False,
+    "yes": True,
+    "no": False,
+    "on": True,
+    "off": False,
+}
 
 
 class ResponseFormat(str, enum.Enum):

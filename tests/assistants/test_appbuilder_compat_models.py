@@ -708,3 +708,28 @@ def test_request_models_go_out_as_the_sdk_sends_them(srv: FakeAppBuilderServer) 
     assert body["thread"] == {"messages": [{"content": "hi", "role": "user", "file_ids": []}]}
     assert body["model_parameters"] == appbuilder.AssistantModelParameters().model_dump()
     assert body["user_loc"]["uip"] == "127.0.0.1"  # (the client leaves out the unset keys)
+
+
+def test_construction_converts_and_checks_as_pydantic_does() -> None:
+    # What the SDK's pydantic 2 models hold for the same arguments (run against appbuilder-sdk's type modules).
+    thread = appbuilder.AssistantThread(messages=[{"content": "hi"}])  # type: ignore[list-item]
+    assert thread.messages == [appbuilder.AssistantMessage(content="hi")]
+    assert thread.messages[0].role is appbuilder.AssistantMessageRole.USER
+    assert appbuilder.AssistantMessage(content="hi", role="assistant").role is appbuilder.AssistantMessageRole.ASSISTANT  # type: ignore[arg-type]
+    params = appbuilder.AssistantModelParameters(chat_parameters={"temperature": 1})  # type: ignore[arg-type]
+    assert params.chat_parameters == appbuilder.AssistantChatParameters(temperature=1.0)
+    assert type(params.chat_parameters.temperature) is float
+    top_p = appbuilder.AssistantThoughtParameters().top_p
+    assert (top_p, type(top_p)) == (0, int)  # a default is kept as written, as pydantic does
+    assert appbuilder.RunResult(created_at="5").created_at == 5  # type: ignore[arg-type]
+    assert appbuilder.ToolOutput(tool_call_id="c", output="o").model_dump() == {
+        "tool_call_id": "c",
+        "output": "o",
+        "run_id": "",
+    }
+    with pytest.raises(ValueError, match=r"AssistantMessage\.content: input should be a valid string"):
+        appbuilder.AssistantMessage(content=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"RunResult\.created_at: input should be a valid integer"):
+        appbuilder.RunResult(created_at="soon")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"AssistantThread\.messages"):
+        appbuilder.AssistantThread(messages=["hi"])  # type: ignore[list-item]
