@@ -461,11 +461,11 @@ class _SDKModel:
     __slots__ = ()
 
     @classmethod
-    def _hints(cls) -> builtins.dict[str, Any]:
-        hints = _HINTS.get(cls)
-        if hints is None:
-            hints = _HINTS[cls] = typing.get_type_hints(cls)
-        return hints
+    def _plan(cls) -> tuple[_FieldPlan, ...]:
+        plan = _PLANS.get(cls)
+        if plan is None:
+            plan = _PLANS[cls] = _plan_of(cls)
+        return plan
 
     @classmethod
     def model_validate(cls: type[_M], obj: Any) -> _M:
@@ -474,29 +474,28 @@ class _SDKModel:
             return obj
         if obj is None:
             raise ValueError(f"{cls.__name__}: None is not a valid value")
-        hints = cls._hints()
         mapping = obj if isinstance(obj, Mapping) else None
         if mapping is None and not attrs.has(type(obj)) and not isinstance(obj, _SDKModel):
             raise ValueError(f"{cls.__name__}: cannot build from {type(obj).__name__}")
         kwargs: builtins.dict[str, Any] = {}
-        for f in _fields(cls):
-            for name in (f.name, *f.metadata.get("source", ())):
+        for field in cls._plan():
+            for name in field.names:
                 if mapping is not None:
-                    if name in mapping:
-                        kwargs[f.name] = mapping[name]
-                        break
-                elif hasattr(obj, name):
-                    value = getattr(obj, name)
-                    if value is None and type(f.default) is int:
-                        # aioagents' None for an unset timestamp is the service's 0, which the SDK keeps.
-                        value = f.default
-                    elif value is None and "unset" in f.metadata:
-                        value = f.metadata["unset"]
-                    kwargs[f.name] = value
-                    break
-            if kwargs.get(f.name, ...) is None and not _optional(hints[f.name]) and f.default is not attrs.NOTHING:
-                # A null where the SDK's type takes none: the SDK's default (what the SDK holds when unset).
-                kwargs[f.name] = _default_of(f)
+                    if name not in mapping:
+                        continue
+                    value = mapping[name]
+                else:
+                    value = getattr(obj, name, _ABSENT)
+                    if value is _ABSENT:
+                        continue
+                    if value is None and field.unset is not _ABSENT:
+                        # aioagents' None for the service's "unset" (0 for a timestamp, "" for no step error).
+                        value = field.unset
+                if value is None and not field.optional and field.has_default:
+                    # A null where the SDK's type takes none: the SDK's default (what the SDK holds when unset).
+                    value = field.default()
+                kwargs[field.name] = value
+                break
         return cls(**kwargs)
 
     @classmethod
@@ -556,17 +555,16 @@ class _SDKModel:
     def __attrs_post_init__(self) -> None:
         # Construction converts and checks the values as pydantic does: ``AssistantThread(messages=[{...}])``
         # holds AssistantMessage objects, ``role="user"`` the enum member; defaults are kept as they are.
-        hints = type(self)._hints()
-        for f in _fields(type(self)):
-            value = getattr(self, f.name)
-            if value is None or value is f.default:
+        for field in type(self)._plan():
+            value = getattr(self, field.name)
+            if value is None or value is field.raw_default:
                 continue
             try:
-                coerced = _coerce(hints[f.name], value)
+                coerced = field.coerce(value)
             except ValueError as exc:
-                raise ValueError(f"{type(self).__name__}.{f.name}: {exc}") from None
+                raise ValueError(f"{type(self).__name__}.{field.name}: {exc}") from None
             if coerced is not value:
-                setattr(self, f.name, coerced)
+                setattr(self, field.name, coerced)
 
     def __str__(self) -> str:
         # pydantic's str(): the fields as ``name=value`` pairs, space-separated, without the class name.
@@ -593,7 +591,46 @@ class _SDKModel:
 
 
 _M = TypeVar("_M", bound=_SDKModel)
-_HINTS: dict[type[Any], dict[str, Any]] = {}
+_ABSENT: Any = object()
+
+
+@attrs.frozen
+class _FieldPlan:
+    """How one field of a model is read and converted (computed once per class)."""
+
+    name: str
+    names: tuple[str, ...]  # the keys it is read from: its own name, then the other spellings
+    coerce: Callable[[Any], Any]
+    optional: bool
+    has_default: bool
+    raw_default: Any  # the attrs default (a Factory for list and dict defaults)
+    unset: Any  # what an aioagents None means for it (_ABSENT: None)
+
+    def default(self) -> Any:
+        """A fresh default value."""
+        return self.raw_default.factory() if isinstance(self.raw_default, _FACTORY) else self.raw_default
+
+
+_PLANS: dict[type[Any], tuple[_FieldPlan, ...]] = {}
+
+
+def _plan_of(cls: type[Any]) -> tuple[_FieldPlan, ...]:
+    hints = typing.get_type_hints(cls)
+    plan = []
+    for f in _fields(cls):
+        unset = f.metadata.get("unset", f.default if type(f.default) is int else _ABSENT)
+        plan.append(
+            _FieldPlan(
+                name=f.name,
+                names=(f.name, *f.metadata.get("source", ())),
+                coerce=_coercer(hints[f.name]),
+                optional=_optional(hints[f.name]),
+                has_default=f.default is not attrs.NOTHING,
+                raw_default=f.default,
+                unset=unset,
+            )
+        )
+    return tuple(plan)
 
 
 def _ms_of(value: datetime) -> int:
@@ -609,6 +646,51 @@ def _optional(tp: Any) -> bool:
 
 def _invalid(kind: str, value: Any) -> ValueError:
     return ValueError(f"input should be a valid {kind}, got {type(value).__name__} {value!r:.60}")
+
+
+_COERCERS: dict[Any, Callable[[Any], Any]] = {}
+
+
+def _coercer(tp: Any) -> Callable[[Any], Any]:
+    """The converter for the SDK's field type ``tp`` (made once per type)."""
+    fn = _COERCERS.get(tp)
+    if fn is None:
+        fn = _COERCERS[tp] = functools.partial(_coerce, tp)
+        args = typing.get_args(tp)
+        origin = typing.get_origin(tp)
+        if origin is list:
+            item = _coercer(args[0])
+
+            def fn(value: Any) -> Any:
+                if value is None:
+                    raise _invalid("value (not None)", value)
+                if not isinstance(value, (list, tuple)):
+                    raise _invalid("list", value)
+                return [item(v) for v in value]
+
+        elif origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+            inner = _coercer(args[0] if args[1] is type(None) else args[1])
+
+            def fn(value: Any) -> Any:
+                return None if value is None else inner(value)
+
+        elif isinstance(tp, type) and issubclass(tp, _SDKModel):
+            model = tp
+
+            def fn(value: Any) -> Any:
+                if value is None:
+                    raise _invalid("value (not None)", value)
+                return model.model_validate(value)
+
+        elif tp is str:
+
+            def fn(value: Any) -> Any:
+                if isinstance(value, str):
+                    return value
+                raise _invalid("string", value)
+
+        _COERCERS[tp] = fn
+    return fn
 
 
 def _coerce(tp: Any, value: Any) -> Any:
