@@ -689,6 +689,30 @@ def _coercer(tp: Any) -> Callable[[Any], Any]:
                     return value
                 raise _invalid("string", value)
 
+        elif tp is int:
+            general = fn
+
+            def fn(value: Any) -> Any:
+                return value if type(value) is int else general(value)
+
+        elif tp is dict:
+
+            def fn(value: Any) -> Any:
+                if isinstance(value, Mapping):
+                    return dict(value)
+                raise _invalid("dictionary", value)
+
+        elif isinstance(tp, type) and issubclass(tp, enum.Enum):
+            members = cast(Any, tp)
+
+            def fn(value: Any) -> Any:
+                if isinstance(value, members):
+                    return value
+                try:
+                    return members(value)
+                except ValueError:
+                    return value  # a value the SDK does not know yet: kept as it came
+
         _COERCERS[tp] = fn
     return fn
 
