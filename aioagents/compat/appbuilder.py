@@ -11,10 +11,6 @@ What differs, on purpose:
 
 - one pooled client per token and gateway instead of a new ``requests`` session per attribute access; idempotent
   calls (query, list, download, content) are retried on transient failures, nothing else is;
-- answers are aioagents models (same field names: ``run.final_answer.message.content[0].text.value``), timestamps
-  are ``datetime`` values (``None`` when unset) and errors are the aioagents error tree (a 200 with an ``error``
-  body raises :class:`~aioagents.assistants.AssistantServerError`; bad arguments raise a ``ValueError`` before any
-  request);
 - ``threads.update`` sends ``metadata`` (the SDK drops it), and ``messages.update`` leaves the files alone unless
   ``file_ids`` is given (the SDK's ``[]`` default detaches them);
 - ``stream_run`` yields each event once (``ping`` skipped) as typed events with ``.event``, ``.event_type``,
@@ -30,79 +26,94 @@ Errors are the SDK's classes (:class:`BaseRPCException` and its tree, same names
 usable answer ``HTTPConnectionException``. Each keeps aioagents' error as ``__cause__`` and its ``status`` and
 ``request_id``. Bad arguments stay a ``ValueError`` (the SDK's pydantic errors are ``ValueError`` s too).
 
-The SDK's model class names are exported too (``AssistantThread``, ``AssistantMessage``, ``ToolOutput``,
-``RunResult``, ``StreamRunStatus``, ``StreamRunMessage``, …), as the aioagents models with the same field names;
-timestamps are ``datetime`` values where the SDK has epoch milliseconds.
+Answers are the SDK's models (``appbuilder.core.assistant.type``), same class per call, same field names, types and
+defaults: ``RunResult``, ``RunStepResult``, ``AssistantCreateResponse``, ``ThreadCreateResponse``,
+``AssistantMessageCreateResponse``, the ``…ListResponse`` pages, ``StreamRunStatus`` / ``StreamRunMessage`` events,
+…. Timestamps are the service's epoch milliseconds as ``int`` (``0`` when unset), roles, response formats and audit
+states the SDK's enums, a step's detail is ``step_datail`` (the SDK's spelling; filled here, where the SDK leaves it
+None) with camelCase ``RunActionInfo``. They are thin mutable classes built from aioagents' own models (which keep
+``datetime`` values), with the pydantic 2 methods SDK code calls: ``model_dump`` (``mode``, ``include``, ``exclude``,
+``exclude_none``), ``model_dump_json``, ``model_validate``, ``model_validate_json``, ``model_copy``, and the
+deprecated ``dict`` / ``json`` (with a ``DeprecationWarning``, as pydantic 2). The request models
+(``AssistantMessage``, ``AssistantThread``, ``ToolOutput``, ``AssistantTool``, ``AssistantModelParameters``, …) are
+accepted wherever the SDK takes them, as are their dict forms. The SDK's ``…Request`` models are not provided.
 """
 
 from __future__ import annotations
 
+import builtins
+import copy
 import enum
 import functools
 import json
 import logging
 import os
 import threading
+import types
+import typing
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import attrs
 
 from aioagents._exceptions import AioAgentsError, APIConnectionError, APIStatusError, InvalidRequestError
 from aioagents.assistants import (
-    Assistant,
-    AssistantFile,
     AssistantServerError,
-    DeletedObject,
-    File,
-    FileList,
-    FinalAnswer,
-    FinalAnswerMessage,
-    FunctionCall,
-    LastError,
-    Message,
-    MessageContent,
-    MessageCreation,
     MessageEvent,
-    MessageFile,
     ModelParameters,
-    Page,
-    RequiredAction,
-    Run,
-    RunEvent,
-    RunStep,
     SamplingParameters,
-    StatusDetails,
     StatusEvent,
-    StepDetails,
-    SubmitToolOutputsAction,
-    Thread,
-    ThreadMessage,
-    Tool,
-    ToolCall,
-    ToolInfo,
-    ToolOutput,
     UserInfo,
     UserLocation,
 )
-from aioagents.assistants.models import ActionInfo, converter
+from aioagents.assistants.models import converter
 from aioagents.compat._stream import TranslatedStream
 from aioagents.sync import AssistantsClient
 
 __all__ = [
     "AppBuilderServerException",
+    "AssistantChatParameters",
     "AssistantContent",
+    "AssistantContentFilesData",
+    "AssistantCreateResponse",
+    "AssistantDeleteResponse",
     "AssistantEventHandler",
+    "AssistantExample",
+    "AssistantFilesContentResponse",
+    "AssistantFilesCreateResponse",
+    "AssistantFilesDeleteResponse",
+    "AssistantFilesListData",
+    "AssistantFilesListResponse",
+    "AssistantFilesQueryResponse",
+    "AssistantFilesResponse",
+    "AssistantFunction",
+    "AssistantFunctionCall",
+    "AssistantFunctionJsonSchema",
+    "AssistantListResponse",
     "AssistantMessage",
+    "AssistantMessageCreateResponse",
+    "AssistantMessageFilesResponse",
+    "AssistantMessageListResponse",
+    "AssistantMessageListResponseData",
+    "AssistantMessageQueryResponse",
     "AssistantMessageRole",
+    "AssistantMessageUpdateResponse",
     "AssistantModelParameters",
+    "AssistantMountedFilesListResponse",
+    "AssistantQueryResponse",
     "AssistantServerException",
     "AssistantStreamManager",
+    "AssistantText",
+    "AssistantThoughtParameters",
     "AssistantThread",
     "AssistantTool",
+    "AssistantUpdateResponse",
     "AssistantUserInfo",
     "AssistantUserLoc",
+    "AuditStatus",
     "BadRequestException",
     "BaseRPCException",
     "ConflictException",
@@ -124,15 +135,21 @@ __all__ = [
     "RequiredAction",
     "ResponseFormat",
     "RunActionInfo",
+    "RunListResponse",
     "RunMessageCreation",
     "RunResult",
     "RunStepDetail",
+    "RunStepListResponse",
     "RunStepResult",
     "StreamRunContext",
     "StreamRunDetail",
     "StreamRunMessage",
     "StreamRunStatus",
     "SubmitToolOutput",
+    "ThreadCreateResponse",
+    "ThreadDeleteResponse",
+    "ThreadQueryResponse",
+    "ThreadUpdateResponse",
     "TooManyRequestsException",
     "ToolCall",
     "ToolInfo",
@@ -361,7 +378,7 @@ def _plain(value: Any) -> Any:
         return value
     dump = getattr(value, "model_dump", None)
     if callable(dump):
-        return dump()
+        return dump(mode="json")
     if attrs.has(type(value)):
         return converter.unstructure(value)
     if isinstance(value, Mapping):
@@ -395,12 +412,404 @@ def _model_parameters(value: Any) -> ModelParameters | None:
     return ModelParameters(chat_parameters=part("chat_parameters"), thought_parameters=part("thought_parameters"))
 
 
-# -- the SDK's model names ------------------------------------------------------------------------------------
-class AssistantMessageRole(str, enum.Enum):
-    """Who wrote a thread message."""
+# -- the SDK's models (appbuilder.core.assistant.type), same names, fields and types ----------------------------
+#
+# Thin mutable classes built from aioagents' models (or from plain data): timestamps are the service's epoch
+# milliseconds as ``int`` (``0`` when unset), enums are the SDK's enums, the step detail is ``step_datail`` and the
+# action info camelCase, as in the SDK. Each has the pydantic methods SDK code calls (``model_dump``,
+# ``model_dump_json``, ``model_validate``, ``model_copy`` and pydantic 2's deprecated ``dict`` / ``json``).
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
 
-    USER = "user"
-    ASSISTANT = "assistant"
+
+#: The SDK's bare ``dict`` fields (any keys, any values).
+if typing.TYPE_CHECKING:
+    _AnyDict = dict[str, Any]
+else:
+    _AnyDict = dict
+_FACTORY: type[Any] = type(attrs.Factory(list))
+
+
+def _fields(cls: type[Any]) -> tuple[attrs.Attribute[Any], ...]:
+    return tuple(attrs.fields(cls))
+
+
+def _default_of(f: attrs.Attribute[Any]) -> Any:
+    """A field's default value (a fresh one for a factory)."""
+    default: Any = f.default
+    return default.factory() if isinstance(default, _FACTORY) else default
+
+
+def _dump_value(value: Any, mode: str, exclude_none: bool) -> Any:
+    if isinstance(value, _SDKModel):
+        return value.model_dump(mode=mode, exclude_none=exclude_none)
+    if isinstance(value, list):
+        return [_dump_value(v, mode, exclude_none) for v in value]
+    if isinstance(value, dict):
+        return {k: _dump_value(v, mode, exclude_none) for k, v in value.items()}
+    if mode == "json":
+        if isinstance(value, enum.Enum):
+            return value.value
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+    return value
+
+
+class _SDKModel:
+    """The pydantic surface the SDK's models offer, over attrs fields."""
+
+    __slots__ = ()
+
+    @classmethod
+    def _plan(cls) -> tuple[_FieldPlan, ...]:
+        plan = _PLANS.get(cls)
+        if plan is None:
+            plan = _PLANS[cls] = _plan_of(cls)
+        return plan
+
+    @classmethod
+    def model_validate(cls: type[_M], obj: Any) -> _M:
+        """Build from a mapping with the SDK's keys, an aioagents model, or an instance of this class."""
+        if isinstance(obj, cls):
+            return obj
+        if obj is None:
+            raise ValueError(f"{cls.__name__}: None is not a valid value")
+        mapping = obj if isinstance(obj, Mapping) else None
+        if mapping is None and not attrs.has(type(obj)) and not isinstance(obj, _SDKModel):
+            raise ValueError(f"{cls.__name__}: cannot build from {type(obj).__name__}")
+        kwargs: builtins.dict[str, Any] = {}
+        for field in cls._plan():
+            for name in field.names:
+                if mapping is not None:
+                    if name not in mapping:
+                        continue
+                    value = mapping[name]
+                else:
+                    value = getattr(obj, name, _ABSENT)
+                    if value is _ABSENT:
+                        continue
+                    if value is None and field.unset is not _ABSENT:
+                        # aioagents' None for the service's "unset" (0 for a timestamp, "" for no step error).
+                        value = field.unset
+                if value is None and not field.optional and field.has_default:
+                    # A null where the SDK's type takes none: the SDK's default (what the SDK holds when unset).
+                    value = field.default()
+                kwargs[field.name] = value
+                break
+        return cls(**kwargs)
+
+    @classmethod
+    def _from(cls: type[_M], obj: Any) -> _M:
+        return cls.model_validate(obj)
+
+    @classmethod
+    def model_validate_json(cls: type[_M], data: str | bytes) -> _M:
+        """Build from a JSON document."""
+        return cls.model_validate(json.loads(data))
+
+    def model_dump(
+        self,
+        *,
+        mode: str = "python",
+        include: Any = None,
+        exclude: Any = None,
+        exclude_none: bool = False,
+        exclude_defaults: bool = False,
+        by_alias: bool = False,
+    ) -> builtins.dict[str, Any]:
+        """The fields as a dict (nested models as dicts); ``mode="json"`` gives JSON-ready values (enum values)."""
+        if mode not in ("python", "json"):
+            raise ValueError("mode must be 'python' or 'json'")
+        out: builtins.dict[str, Any] = {}
+        for f in _fields(type(self)):
+            if (include is not None and f.name not in include) or (exclude is not None and f.name in exclude):
+                continue
+            value = getattr(self, f.name)
+            if exclude_none and value is None:
+                continue
+            if exclude_defaults and f.default is not attrs.NOTHING:
+                default = _default_of(f)
+                if value == default:
+                    continue
+            out[f.name] = _dump_value(value, mode, exclude_none)
+        return out
+
+    def model_dump_json(
+        self,
+        *,
+        indent: int | None = None,
+        include: Any = None,
+        exclude: Any = None,
+        exclude_none: bool = False,
+        exclude_defaults: bool = False,
+        by_alias: bool = False,
+    ) -> str:
+        """The fields as a JSON string (compact unless ``indent``; non-ASCII text kept as is)."""
+        data = self.model_dump(
+            mode="json", include=include, exclude=exclude, exclude_none=exclude_none, exclude_defaults=exclude_defaults
+        )
+        if indent is None:
+            return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(data, ensure_ascii=False, indent=indent)
+
+    def __attrs_post_init__(self) -> None:
+        # Construction converts and checks the values as pydantic does: ``AssistantThread(messages=[{...}])``
+        # holds AssistantMessage objects, ``role="user"`` the enum member; defaults are kept as they are.
+        for field in type(self)._plan():
+            value = getattr(self, field.name)
+            if value is None or value is field.raw_default:
+                continue
+            try:
+                coerced = field.coerce(value)
+            except ValueError as exc:
+                raise ValueError(f"{type(self).__name__}.{field.name}: {exc}") from None
+            if coerced is not value:
+                setattr(self, field.name, coerced)
+
+    def __str__(self) -> str:
+        # pydantic's str(): the fields as ``name=value`` pairs, space-separated, without the class name.
+        return " ".join(f"{f.name}={getattr(self, f.name)!r}" for f in _fields(type(self)))
+
+    def model_copy(self: _M, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> _M:
+        """A copy, with ``update`` applied (as pydantic: the values are not validated)."""
+        clone = copy.deepcopy(self) if deep else copy.copy(self)
+        for name, value in (update or {}).items():
+            setattr(clone, name, value)
+        return clone
+
+    def dict(self, **kwargs: Any) -> builtins.dict[str, Any]:
+        """``model_dump`` under pydantic 1's name (deprecated in pydantic 2: a ``DeprecationWarning``)."""
+        warnings.warn("The `dict` method is deprecated; use `model_dump` instead.", DeprecationWarning, stacklevel=2)
+        return self.model_dump(**kwargs)
+
+    def json(self, **kwargs: Any) -> str:
+        """``model_dump_json`` under pydantic 1's name (deprecated in pydantic 2: a ``DeprecationWarning``)."""
+        warnings.warn(
+            "The `json` method is deprecated; use `model_dump_json` instead.", DeprecationWarning, stacklevel=2
+        )
+        return self.model_dump_json(**kwargs)
+
+
+_M = TypeVar("_M", bound=_SDKModel)
+_ABSENT: Any = object()
+
+
+@attrs.frozen
+class _FieldPlan:
+    """How one field of a model is read and converted (computed once per class)."""
+
+    name: str
+    names: tuple[str, ...]  # the keys it is read from: its own name, then the other spellings
+    coerce: Callable[[Any], Any]
+    optional: bool
+    has_default: bool
+    raw_default: Any  # the attrs default (a Factory for list and dict defaults)
+    unset: Any  # what an aioagents None means for it (_ABSENT: None)
+
+    def default(self) -> Any:
+        """A fresh default value."""
+        return self.raw_default.factory() if isinstance(self.raw_default, _FACTORY) else self.raw_default
+
+
+_PLANS: dict[type[Any], tuple[_FieldPlan, ...]] = {}
+
+
+def _plan_of(cls: type[Any]) -> tuple[_FieldPlan, ...]:
+    hints = typing.get_type_hints(cls)
+    plan = []
+    for f in _fields(cls):
+        unset = f.metadata.get("unset", f.default if type(f.default) is int else _ABSENT)
+        plan.append(
+            _FieldPlan(
+                name=f.name,
+                names=(f.name, *f.metadata.get("source", ())),
+                coerce=_coercer(hints[f.name]),
+                optional=_optional(hints[f.name]),
+                has_default=f.default is not attrs.NOTHING,
+                raw_default=f.default,
+                unset=unset,
+            )
+        )
+    return tuple(plan)
+
+
+def _ms_of(value: datetime) -> int:
+    """An aware (or UTC-naive) datetime as epoch milliseconds."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return round((value - _EPOCH) / _MS)
+
+
+def _optional(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp)
+
+
+def _invalid(kind: str, value: Any) -> ValueError:
+    return ValueError(f"input should be a valid {kind}, got {type(value).__name__} {value!r:.60}")
+
+
+_COERCERS: dict[Any, Callable[[Any], Any]] = {}
+
+
+def _coercer(tp: Any) -> Callable[[Any], Any]:
+    """The converter for the SDK's field type ``tp`` (made once per type)."""
+    fn = _COERCERS.get(tp)
+    if fn is None:
+        fn = _COERCERS[tp] = functools.partial(_coerce, tp)
+        args = typing.get_args(tp)
+        origin = typing.get_origin(tp)
+        if origin is list:
+            item = _coercer(args[0])
+
+            def fn(value: Any) -> Any:
+                if value is None:
+                    raise _invalid("value (not None)", value)
+                if not isinstance(value, (list, tuple)):
+                    raise _invalid("list", value)
+                return [item(v) for v in value]
+
+        elif origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+            inner = _coercer(args[0] if args[1] is type(None) else args[1])
+
+            def fn(value: Any) -> Any:
+                return None if value is None else inner(value)
+
+        elif isinstance(tp, type) and issubclass(tp, _SDKModel):
+            model = tp
+
+            def fn(value: Any) -> Any:
+                if value is None:
+                    raise _invalid("value (not None)", value)
+                return model.model_validate(value)
+
+        elif tp is str:
+
+            def fn(value: Any) -> Any:
+                if isinstance(value, str):
+                    return value
+                raise _invalid("string", value)
+
+        elif tp is int:
+            general = fn
+
+            def fn(value: Any) -> Any:
+                return value if type(value) is int else general(value)
+
+        elif tp is dict:
+
+            def fn(value: Any) -> Any:
+                if isinstance(value, Mapping):
+                    return dict(value)
+                raise _invalid("dictionary", value)
+
+        elif isinstance(tp, type) and issubclass(tp, enum.Enum):
+            members = cast(Any, tp)
+
+            def fn(value: Any) -> Any:
+                if isinstance(value, members):
+                    return value
+                try:
+                    return members(value)
+                except ValueError:
+                    return value  # a value the SDK does not know yet: kept as it came
+
+        _COERCERS[tp] = fn
+    return fn
+
+
+def _coerce(tp: Any, value: Any) -> Any:
+    """``value`` as the SDK's field type ``tp`` holds it, converted as pydantic's lax mode does (a mapping or an
+    aioagents model into a model, a string into an enum, an int into a float, …) plus aioagents' ``datetime`` into
+    epoch milliseconds; a ``ValueError`` for what pydantic would refuse. An enum value the SDK does not know is kept
+    as it came (the service may add one)."""
+    if value is None:
+        if tp is Any or _optional(tp):
+            return None
+        raise _invalid("value (not None)", value)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        if str in options and isinstance(value, str):
+            return value
+        errors = []
+        for option in options:
+            if option is not str:
+                try:
+                    return _coerce(option, value)
+                except ValueError as exc:
+                    errors.append(str(exc))
+        raise ValueError("; ".join(errors) or str(_invalid("string", value)))
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise _invalid("list", value)
+        (item,) = typing.get_args(tp)
+        return [_coerce(item, v) for v in value]
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise _invalid("dictionary", value)
+        return dict(value)
+    if not isinstance(tp, type):
+        return value
+    if issubclass(tp, _SDKModel):
+        return tp.model_validate(value)
+    if issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            return value
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _invalid("string", value)
+    if tp is int:
+        if isinstance(value, datetime):
+            return _ms_of(value)
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise _invalid("integer", value)
+    if tp is float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise _invalid("number", value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.lower() in _BOOL_STRINGS:
+            return _BOOL_STRINGS[value.lower()]
+        raise _invalid("boolean", value)
+    if tp is bytes:
+        if isinstance(value, (bytes, bytearray)):
+            return bytes(value)
+        if isinstance(value, str):
+            return value.encode()
+        raise _invalid("bytes", value)
+    return value
+
+
+_BOOL_STRINGS = {
+    "true": True,
+    "false": False,
+    "1": True,
+    "0": False,
+    "yes": True,
+    "no": False,
+    "on": True,
+    "off": False,
+}
 
 
 class ResponseFormat(str, enum.Enum):
@@ -410,32 +819,633 @@ class ResponseFormat(str, enum.Enum):
     JSON_OBJECT = "json_object"
 
 
+class AssistantMessageRole(str, enum.Enum):
+    """Who wrote a thread message."""
+
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class AuditStatus(int, enum.Enum):
+    """A file's audit state (``censored``)."""
+
+    AUDITING = -1
+    NOT_AUDITED = 0
+    APPROVED = 1
+    REJECTED = 2
+    NEEDS_FURTHER_AUDIT = 3
+    AUDIT_FAILED_SERVICE_EXCEPTION = 4
+    AUDIT_FAILED_TIMEOUT = 5
+
+
+# public_type
 @attrs.define(kw_only=True)
-class AssistantThread:
+class AssistantFunctionCall(_SDKModel):
+    """A few-shot example's function call (``arguments`` a JSON string)."""
+
+    name: str
+    arguments: str
+
+
+@attrs.define(kw_only=True)
+class AssistantExample(_SDKModel):
+    """A few-shot example of a function tool."""
+
+    role: str = "user"
+    content: str
+    function_call: AssistantFunctionCall
+
+
+@attrs.define(kw_only=True)
+class AssistantFunctionJsonSchema(_SDKModel):
+    """A function's JSON Schema (``parameters`` or ``responses``)."""
+
+    type: str = "object"
+    properties: _AnyDict | None = None
+    required: list[str] | None = None
+
+
+@attrs.define(kw_only=True)
+class AssistantFunction(_SDKModel):
+    """A function an assistant may call."""
+
+    name: str
+    description: str
+    parameters: AssistantFunctionJsonSchema | None = None
+    responses: AssistantFunctionJsonSchema | None = None
+    examples: list[list[AssistantExample]] | None = None
+
+
+@attrs.define(kw_only=True)
+class AssistantTool(_SDKModel):
+    """A tool of an assistant or a run."""
+
+    type: str = "function"
+    function: AssistantFunction = None  # type: ignore[assignment]  # the SDK's annotation and default, as they are
+
+
+@attrs.define(kw_only=True)
+class AssistantText(_SDKModel):
+    """The text of a content part."""
+
+    value: str = ""
+    annotations: list[str] | None = None
+
+
+@attrs.define(kw_only=True)
+class AssistantContent(_SDKModel):
+    """One content part of a message."""
+
+    type: str = "text"
+    text: AssistantText | None = None
+
+
+@attrs.define(kw_only=True)
+class AssistantChatParameters(_SDKModel):
+    """The chat model's sampling settings (the SDK's defaults)."""
+
+    temperature: float | None = 0.8
+    top_p: float | None = 0.8
+    penalty_score: float | None = 1.0
+
+
+@attrs.define(kw_only=True)
+class AssistantThoughtParameters(_SDKModel):
+    """The thought model's sampling settings (the SDK's defaults)."""
+
+    temperature: float | None = 0.01
+    top_p: float | None = 0
+    penalty_score: float | None = 1.0
+
+
+@attrs.define(kw_only=True)
+class AssistantModelParameters(_SDKModel):
+    """A run's model settings."""
+
+    chat_parameters: AssistantChatParameters | None = attrs.field(factory=AssistantChatParameters)
+    thought_parameters: AssistantThoughtParameters | None = attrs.field(factory=AssistantThoughtParameters)
+
+
+@attrs.define(kw_only=True)
+class AssistantUserInfo(_SDKModel):
+    """Who the end user is."""
+
+    id: str | None = None
+    name: str | None = None
+    nickname: str | None = None
+    watermark: str | None = None
+    intro: str | None = None
+    baidu_id: str | None = None
+
+
+@attrs.define(kw_only=True)
+class AssistantUserLoc(_SDKModel):
+    """Where the end user is (``loc`` a JSON string)."""
+
+    loc: str | None = None
+    uip: str | None = None
+    uipv6: str | None = None
+
+
+# assistant_type: files
+@attrs.define(kw_only=True)
+class AssistantFilesCreateResponse(_SDKModel):
+    """``assistants.files.create``: the uploaded file (``create_at`` in epoch ms)."""
+
+    id: str = ""
+    bytes: int = 0
+    object: str = ""
+    purpose: str = ""
+    create_at: int = attrs.field(default=0, metadata={"source": ("created_at",)})
+    filename: str = ""
+    classification_id: str = ""
+
+
+@attrs.define(kw_only=True)
+class AssistantFilesListData(_SDKModel):
+    """One file of ``assistants.files.list``."""
+
+    id: str = ""
+    bytes: int = 0
+    object: str = ""
+    purpose: str = ""
+    censored: AuditStatus = AuditStatus.NOT_AUDITED
+    create_at: int = attrs.field(default=0, metadata={"source": ("created_at",)})
+    filename: str = ""
+    classification_id: str = ""
+    file_type: str = ""
+
+
+@attrs.define(kw_only=True)
+class AssistantFilesListResponse(_SDKModel):
+    """``assistants.files.list``."""
+
+    object: str = "list"
+    data: list[AssistantFilesListData] = attrs.field(factory=list)
+
+
+@attrs.define(kw_only=True)
+class AssistantFilesQueryResponse(AssistantFilesListData):
+    """``assistants.files.query``."""
+
+
+@attrs.define(kw_only=True)
+class AssistantFilesDeleteResponse(_SDKModel):
+    """``assistants.files.delete`` and ``assistants.unmount_files``."""
+
+    id: str = ""
+    object: str = ""
+    deleted: bool = False
+
+
+@attrs.define(kw_only=True)
+class AssistantFilesContentResponse(_SDKModel):
+    """``assistants.files.content``: the bytes and their content type."""
+
+    content_type: str | None = ""
+    content: bytes | None = b""
+
+
+# assistant_type: assistants
+@attrs.define(kw_only=True)
+class AssistantCreateResponse(_SDKModel):
+    """``assistants.create`` (and each assistant of ``assistants.list``)."""
+
+    id: str | None = ""
+    object: str | None = ""
+    name: str | None = ""
+    description: str | None = ""
+    instructions: str | None
+    tools: list[AssistantTool] | None = attrs.field(factory=list)
+    created_at: int | None = 0
+    thought_instructions: str | None = ""
+    chat_instructions: str | None = ""
+    response_format: ResponseFormat | None = ResponseFormat.TEXT
+    file_ids: list[str] | None = attrs.field(factory=list)
+    metadata: _AnyDict | None = attrs.field(factory=dict)
+
+
+@attrs.define(kw_only=True)
+class AssistantQueryResponse(AssistantCreateResponse):
+    """``assistants.query``."""
+
+
+@attrs.define(kw_only=True)
+class AssistantUpdateResponse(_SDKModel):
+    """``assistants.update`` (``model`` where the others have ``object``)."""
+
+    id: str | None = ""
+    model: str | None = ""
+    name: str | None = ""
+    description: str | None = ""
+    response_format: ResponseFormat | None = ResponseFormat.TEXT
+    instructions: str | None
+    created_at: int | None = 0
+    thought_instructions: str | None = ""
+    chat_instructions: str | None = ""
+    tools: list[AssistantTool] | None = attrs.field(factory=list)
+    file_ids: list[str] | None = attrs.field(factory=list)
+    metadata: _AnyDict | None = attrs.field(factory=dict)
+
+
+@attrs.define(kw_only=True)
+class AssistantListResponse(_SDKModel):
+    """``assistants.list``."""
+
+    object: str = "list"
+    data: list[AssistantCreateResponse] | None = attrs.field(factory=list)
+    first_id: str | None = ""
+    last_id: str | None = ""
+    has_more: bool = False
+
+
+@attrs.define(kw_only=True)
+class AssistantDeleteResponse(_SDKModel):
+    """``assistants.delete``."""
+
+    id: str | None = ""
+    object: str | None = ""
+    deleted: bool = False
+
+
+@attrs.define(kw_only=True)
+class AssistantFilesResponse(_SDKModel):
+    """``assistants.mount_files`` (and each file of ``mounted_files_list``)."""
+
+    id: str | None = ""
+    object: str | None = ""
+    created_at: int | None = 0
+    assistant_id: str | None = ""
+
+
+@attrs.define(kw_only=True)
+class AssistantMountedFilesListResponse(_SDKModel):
+    """``assistants.mounted_files_list``."""
+
+    object: str = "list"
+    data: list[AssistantFilesResponse] | None = attrs.field(factory=list)
+    first_id: str | None = ""
+    last_id: str | None = ""
+    has_more: bool = False
+
+
+# thread_type: messages and threads
+@attrs.define(kw_only=True)
+class AssistantMessage(_SDKModel):
+    """A user turn for a new thread or a run's ``thread``."""
+
+    content: str
+    role: AssistantMessageRole = AssistantMessageRole.USER
+    file_ids: list[str] | None = attrs.field(factory=list)
+
+
+@attrs.define(kw_only=True)
+class AssistantThread(_SDKModel):
     """The messages appended to a thread for one run (``runs.run(..., thread=AssistantThread(messages=[...]))``)."""
 
-    messages: list[Any] = attrs.field(factory=list)
-
-    def model_dump(self) -> dict[str, Any]:
-        """The thread as the request body holds it."""
-        return {"messages": [_plain(m) for m in self.messages]}
+    messages: list[AssistantMessage] = attrs.field(factory=list)
 
 
-AssistantMessage = ThreadMessage
-AssistantContent = MessageContent
-AssistantTool = Tool
-AssistantModelParameters = ModelParameters
-AssistantUserInfo = UserInfo
-AssistantUserLoc = UserLocation
-RunResult = Run
-RunStepResult = RunStep
-RunStepDetail = StepDetails
-RunActionInfo = ActionInfo
-RunMessageCreation = MessageCreation
-SubmitToolOutput = SubmitToolOutputsAction
-StreamRunDetail = StatusDetails
-StreamRunStatus = StatusEvent
-StreamRunMessage = MessageEvent
+@attrs.define(kw_only=True)
+class AssistantMessageCreateResponse(_SDKModel):
+    """``threads.messages.create``."""
+
+    id: str = ""
+    object: str = ""
+    role: AssistantMessageRole = AssistantMessageRole.USER
+    content: list[AssistantContent] | None = attrs.field(factory=list)
+    created_at: int = 0
+    thread_id: str = ""
+    assistant_id: str | None = ""
+    run_id: str | None = ""
+    file_ids: list[str] | None = attrs.field(factory=list)
+
+
+@attrs.define(kw_only=True)
+class AssistantMessageUpdateResponse(AssistantMessageCreateResponse):
+    """``threads.messages.update``."""
+
+
+@attrs.define(kw_only=True)
+class AssistantMessageQueryResponse(AssistantMessageCreateResponse):
+    """``threads.messages.query``."""
+
+
+@attrs.define(kw_only=True)
+class AssistantMessageListResponseData(AssistantMessageCreateResponse):
+    """One message of ``threads.messages.list``."""
+
+
+@attrs.define(kw_only=True)
+class AssistantMessageListResponse(_SDKModel):
+    """``threads.messages.list``."""
+
+    object: str = ""
+    data: list[AssistantMessageListResponseData] = attrs.field(factory=list)
+    first_id: str | None = ""
+    last_id: str | None = ""
+    has_more: bool = False
+
+
+@attrs.define(kw_only=True)
+class AssistantContentFilesData(_SDKModel):
+    """One file of ``threads.messages.files``."""
+
+    id: str = ""
+    object: str = ""
+    created_at: int = 0
+    message_id: str = ""
+
+
+@attrs.define(kw_only=True)
+class AssistantMessageFilesResponse(_SDKModel):
+    """``threads.messages.files``."""
+
+    object: str = ""
+    data: list[AssistantContentFilesData] = attrs.field(factory=list)
+    first_id: str | None = ""
+    last_id: str | None = ""
+    has_more: bool = False
+
+
+@attrs.define(kw_only=True)
+class ThreadCreateResponse(_SDKModel):
+    """``threads.create``."""
+
+    id: str = ""
+    object: str = ""
+    created_at: int = 0
+    metadata: _AnyDict = attrs.field(factory=dict)
+
+
+@attrs.define(kw_only=True)
+class ThreadQueryResponse(ThreadCreateResponse):
+    """``threads.query``."""
+
+
+@attrs.define(kw_only=True)
+class ThreadUpdateResponse(_SDKModel):
+    """``threads.update``."""
+
+    id: str = ""
+    object: str = ""
+    created_at: int | None = 0
+    metadata: _AnyDict | None = attrs.field(factory=dict)
+
+
+@attrs.define(kw_only=True)
+class ThreadDeleteResponse(_SDKModel):
+    """``threads.delete``."""
+
+    id: str = ""
+    object: str = ""
+    deleted: bool = False
+
+
+# thread_type: runs and steps
+@attrs.define(kw_only=True)
+class RunActionInfo(_SDKModel):
+    """What a tool step did (camelCase, as on the wire)."""
+
+    toolName: str = attrs.field(default="", metadata={"source": ("tool_name",)})
+    actionName: str = attrs.field(default="", metadata={"source": ("action_name",)})
+    actionContent: str = attrs.field(default="", metadata={"source": ("action_content",)})
+
+
+@attrs.define(kw_only=True)
+class FunctionCall(_SDKModel):
+    """The function a tool call asks for (``arguments`` a JSON string)."""
+
+    name: str = ""
+    arguments: str = ""
+    output: str = ""
+
+
+@attrs.define(kw_only=True)
+class ToolCall(_SDKModel):
+    """A call the model wants the client to make."""
+
+    id: str = ""
+    type: str = "function"
+    function: FunctionCall | None = None
+
+
+@attrs.define(kw_only=True)
+class SubmitToolOutput(_SDKModel):
+    """The tool calls awaiting outputs."""
+
+    tool_calls: list[ToolCall] | None = None
+
+
+@attrs.define(kw_only=True)
+class RequiredAction(_SDKModel):
+    """What a ``requires_action`` run waits for."""
+
+    type: str = ""
+    submit_tool_outputs: SubmitToolOutput | None = None
+
+
+@attrs.define(kw_only=True)
+class LastError(_SDKModel):
+    """An error reported on a run, a step or a stream."""
+
+    type: str | None = ""
+    message: str | None = ""
+
+
+@attrs.define(kw_only=True)
+class FinalAnswerMessage(_SDKModel):
+    """The answer message of a completed run."""
+
+    message_id: str | None = ""
+    content: list[AssistantContent] | None = attrs.field(factory=list)
+
+
+@attrs.define(kw_only=True)
+class FinalAnswer(_SDKModel):
+    """A completed run's answer."""
+
+    type: str | None = "message"
+    message: FinalAnswerMessage | None = None
+
+
+@attrs.define(kw_only=True)
+class RunResult(_SDKModel):
+    """A run (``runs.run``, ``query``, ``cancel``, ``submit_tool_outputs``); timestamps in epoch ms, 0 unset."""
+
+    id: str = ""
+    object: str = ""
+    assistant_id: str = ""
+    thread_id: str = ""
+    model: str = ""
+    instructions: str = ""
+    thought_instructions: str = ""
+    chat_instructions: str = ""
+    tools: list[AssistantTool] | None = None
+    file_ids: list[str] | None = None
+    status: str = ""
+    required_action: RequiredAction | None = None
+    last_error: LastError | None = None
+    final_answer: FinalAnswer | None = None
+    created_at: int = 0
+    started_at: int = 0
+    expired_at: int = 0
+    cancelled_at: int = 0
+    failed_at: int = 0
+    completed_at: int = 0
+
+
+@attrs.define(kw_only=True)
+class RunListResponse(_SDKModel):
+    """``threads.runs.list``."""
+
+    object: str | None = "list"
+    first_id: str | None = ""
+    last_id: str | None = ""
+    has_more: bool | None = False
+    data: list[RunResult] | None = attrs.field(factory=list)
+
+
+@attrs.define(kw_only=True)
+class RunMessageCreation(_SDKModel):
+    """The message a step (or a stream event) created."""
+
+    message_id: str = ""
+
+
+@attrs.define(kw_only=True)
+class ToolInfo(_SDKModel):
+    """One tool invocation of a step, with its output."""
+
+    type: str = ""
+    name: str = ""
+    arguments: str = ""
+    output: str = ""
+
+
+@attrs.define(kw_only=True)
+class RunStepDetail(_SDKModel):
+    """What a run step did."""
+
+    type: str = ""
+    message_creation: RunMessageCreation | None = None
+    action_info: RunActionInfo | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_info: list[ToolInfo] | None = None
+
+
+@attrs.define(kw_only=True)
+class RunStepResult(_SDKModel):
+    """One step of a run. The detail is ``step_datail`` (the SDK's spelling), filled here from the service's
+    ``step_details`` (the SDK leaves it None)."""
+
+    id: str | None = ""
+    object: str | None = ""
+    assistant_id: str | None = ""
+    thread_id: str | None = ""
+    run_id: str | None = ""
+    status: str | None = ""
+    created_at: int | None = 0
+    started_at: int | None = 0
+    expired_at: int | None = 0
+    cancelled_at: int | None = 0
+    failed_at: int | None = 0
+    completed_at: int | None = 0
+    # The service sends "" for no error (aioagents reads it as None); the SDK keeps the "".
+    last_error: LastError | str | None = attrs.field(default=None, metadata={"unset": ""})
+    type: str | None = "null"
+    step_datail: RunStepDetail | None = attrs.field(default=None, metadata={"source": ("step_details",)})
+
+
+@attrs.define(kw_only=True)
+class RunStepListResponse(_SDKModel):
+    """``threads.runs.steps.list``."""
+
+    object: str | None = "list"
+    first_id: str | None = ""
+    last_id: str | None = ""
+    has_more: bool | None = False
+    data: list[RunStepResult] | None = attrs.field(factory=list)
+
+
+@attrs.define(kw_only=True)
+class StreamRunDetail(_SDKModel):
+    """The details of a stream's ``status`` event."""
+
+    type: str = ""
+    message_creation: RunMessageCreation | None = None
+    run_object: RunResult | None = None
+    run_step_object: RunStepResult | None = None
+    tool_calls: list[ToolCall] | None = None
+    error_info: LastError | None = None
+
+
+@attrs.define(kw_only=True)
+class StreamRunStatus(_SDKModel):
+    """A stream's ``status`` event (``event_type`` says what happened)."""
+
+    event: str = "status"
+    status: str = ""
+    send_id: int = 0
+    message: str = ""
+    event_type: str = ""
+    details: StreamRunDetail | None = None
+
+
+@attrs.define(kw_only=True)
+class StreamRunMessage(_SDKModel):
+    """A stream's ``message`` event (a piece of the answer; ``is_end`` 1 on the last)."""
+
+    event: str = "message"
+    status: str = ""
+    send_id: int = 0
+    is_end: int = 0
+    message_id: str = ""
+    message_index: str = ""
+    content: list[AssistantContent] | None = None
+
+
+@attrs.define(kw_only=True)
+class ToolOutput(_SDKModel):
+    """The output of one tool call, submitted back to the run."""
+
+    tool_call_id: str = ""
+    output: str = ""
+    run_id: str = ""
+
+
+def _sdk_event(event: Any) -> Any:
+    """A stream event as the SDK's model (an event of an unknown kind stays aioagents' ``UnknownEvent``)."""
+    if isinstance(event, StatusEvent):
+        return StreamRunStatus.model_validate(event)
+    if isinstance(event, MessageEvent):
+        return StreamRunMessage.model_validate(event)
+    return event
+
+
+class _SDKEventStream(Iterator[Any]):
+    """``stream_run``'s iterator: the events as the SDK's models; ``close()`` releases the connection."""
+
+    def __init__(self, stream: Iterator[Any]) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> _SDKEventStream:
+        return self
+
+    def __next__(self) -> Any:
+        return _sdk_event(next(self._stream))
+
+    def close(self) -> None:
+        """Stop reading and release the connection."""
+        close: Any = getattr(self._stream, "close", None)
+        if callable(close):
+            close()
+
+    def __enter__(self) -> _SDKEventStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # -- streaming with an event handler (the SDK's stream_helper) --------------------------------------------------
@@ -448,7 +1458,7 @@ class StreamRunContext:
     """
 
     def __init__(self) -> None:
-        self._current_event: StatusEvent | MessageEvent | None = None
+        self._current_event: StreamRunStatus | StreamRunMessage | None = None
         self._current_tool_calls: list[ToolCall] | None = None
         self._current_run_id: str | None = None
         self._current_run_step_id: str | None = None
@@ -460,13 +1470,13 @@ class StreamRunContext:
         return value if isinstance(value, str) and value else None
 
     @property
-    def current_event(self) -> StatusEvent | MessageEvent | None:
+    def current_event(self) -> StreamRunStatus | StreamRunMessage | None:
         """The event being handled."""
         return self._current_event
 
     def set_current_event(self, event: Any) -> None:
         """Set the event being handled (anything but a status or message event clears it)."""
-        self._current_event = event if isinstance(event, (StatusEvent, MessageEvent)) else None
+        self._current_event = event if isinstance(event, (StreamRunStatus, StreamRunMessage)) else None
 
     @property
     def current_tool_calls(self) -> list[ToolCall] | None:
@@ -540,10 +1550,10 @@ class AssistantEventHandler:
             yield self._process(event)
 
     def _process(self, event: Any) -> Any:
-        if isinstance(event, MessageEvent):
+        if isinstance(event, StreamRunMessage):
             self.stream_run_context.set_current_event(event)
             self.messages(event)
-        elif isinstance(event, StatusEvent):
+        elif isinstance(event, StreamRunStatus):
             self.stream_run_context.set_current_event(event)
             details = event.details
             if event.event_type == "run_begin" and details is not None and details.run_object is not None:
@@ -563,7 +1573,7 @@ class AssistantEventHandler:
                 log.warning("unknown status event %r: %r", event.event_type, event)
         return event
 
-    def _callbacks(self) -> dict[str, Callable[[StatusEvent], None]]:
+    def _callbacks(self) -> dict[str, Callable[[StreamRunStatus], None]]:
         return {
             "run_begin": self.run_begin,
             "run_end": self.run_end,
@@ -588,31 +1598,31 @@ class AssistantEventHandler:
         for _ in self:
             pass
 
-    def messages(self, messages_event: MessageEvent) -> None:
+    def messages(self, messages_event: StreamRunMessage) -> None:
         """Called for each assistant text event."""
 
-    def tool_calls(self, status_event: StatusEvent) -> None:
+    def tool_calls(self, status_event: StreamRunStatus) -> None:
         """Called when the run waits for tool outputs (``stream_run_context.current_tool_calls``)."""
 
-    def tool_submitted_output(self, status_event: StatusEvent) -> None:
+    def tool_submitted_output(self, status_event: StreamRunStatus) -> None:
         """Called when submitted tool outputs were taken."""
 
-    def message_creation(self, status_event: StatusEvent) -> None:
+    def message_creation(self, status_event: StreamRunStatus) -> None:
         """Called when the assistant starts a message."""
 
-    def run_begin(self, status_event: StatusEvent) -> None:
+    def run_begin(self, status_event: StreamRunStatus) -> None:
         """Called when the run starts."""
 
-    def run_end(self, status_event: StatusEvent) -> None:
+    def run_end(self, status_event: StreamRunStatus) -> None:
         """Called when the run ends (completed, cancelled, failed)."""
 
-    def tool_step_begin(self, status_event: StatusEvent) -> None:
+    def tool_step_begin(self, status_event: StreamRunStatus) -> None:
         """Called when a tool step starts."""
 
-    def tool_step_end(self, status_event: StatusEvent) -> None:
+    def tool_step_end(self, status_event: StreamRunStatus) -> None:
         """Called when a tool step ends."""
 
-    def run_cancelling(self, status_event: StatusEvent) -> None:
+    def run_cancelling(self, status_event: StreamRunStatus) -> None:
         """Called when a cancel is under way."""
 
 
@@ -636,33 +1646,33 @@ class AssistantStreamManager:
 class Files:
     """``appbuilder.assistant.assistants.files``."""
 
-    def create(self, file_path: str, purpose: str = "assistant") -> File:
+    def create(self, file_path: str, purpose: str = "assistant") -> AssistantFilesCreateResponse:
         """Upload a file (streamed)."""
         if purpose != "assistant":
             raise ValueError("purpose must be 'assistant'")
-        return _client().files.create(file_path)
+        return AssistantFilesCreateResponse._from(_client().files.create(file_path))
 
-    def list(self) -> FileList:
+    def list(self) -> AssistantFilesListResponse:
         """Every uploaded file."""
-        return _client().files.list()
+        return AssistantFilesListResponse._from(_client().files.list())
 
-    def query(self, file_id: str) -> File:
+    def query(self, file_id: str) -> AssistantFilesQueryResponse:
         """One file."""
         if not isinstance(file_id, str):
             raise TypeError("file_id must be str")
-        return _client().files.query(file_id)
+        return AssistantFilesQueryResponse._from(_client().files.query(file_id))
 
-    def delete(self, file_id: str) -> DeletedObject:
+    def delete(self, file_id: str) -> AssistantFilesDeleteResponse:
         """Delete a file."""
-        return _client().files.delete(file_id)
+        return AssistantFilesDeleteResponse._from(_client().files.delete(file_id))
 
     def download(self, file_id: str, file_path: str = "", timeout: float | None = None) -> None:
         """Save a file into the directory ``file_path`` (default: the current one), under the service's name."""
         _client().files.download(file_id, Path(file_path or "."), timeout=timeout)
 
-    def content(self, file_id: str, timeout: float | None = None) -> Any:
+    def content(self, file_id: str, timeout: float | None = None) -> AssistantFilesContentResponse:
         """The file's bytes and content type (``.content``, ``.content_type``)."""
-        return _client().files.content(file_id, timeout=timeout)
+        return AssistantFilesContentResponse._from(_client().files.content(file_id, timeout=timeout))
 
 
 class Assistants:
@@ -685,19 +1695,21 @@ class Assistants:
         tools: Sequence[Any] = (),
         file_ids: Sequence[str] = (),
         metadata: Mapping[str, str] | None = None,
-    ) -> Assistant:
+    ) -> AssistantCreateResponse:
         """Create an assistant."""
-        return _client().assistants.create(
-            name=name,
-            description=description,
-            model=model,
-            response_format=response_format,
-            instructions=instructions,
-            thought_instructions=thought_instructions,
-            chat_instructions=chat_instructions,
-            tools=[_plain(t) for t in tools],
-            file_ids=list(file_ids),
-            metadata=metadata,
+        return AssistantCreateResponse._from(
+            _client().assistants.create(
+                name=name,
+                description=description,
+                model=model,
+                response_format=response_format,
+                instructions=instructions,
+                thought_instructions=thought_instructions,
+                chat_instructions=chat_instructions,
+                tools=[_plain(t) for t in tools],
+                file_ids=list(file_ids),
+                metadata=metadata,
+            )
         )
 
     def update(
@@ -713,73 +1725,87 @@ class Assistants:
         response_format: str = "text",
         file_ids: Sequence[str] = (),
         metadata: Mapping[str, str] | None = None,
-    ) -> Assistant:
+    ) -> AssistantUpdateResponse:
         """Replace an assistant's settings."""
-        return _client().assistants.update(
-            assistant_id,
-            model=model,
-            name=name,
-            description=description,
-            instructions=instructions,
-            tools=[_plain(t) for t in tools],
-            thought_instructions=thought_instructions,
-            chat_instructions=chat_instructions,
-            response_format=response_format,
-            file_ids=list(file_ids),
-            metadata=metadata,
+        return AssistantUpdateResponse._from(
+            _client().assistants.update(
+                assistant_id,
+                model=model,
+                name=name,
+                description=description,
+                instructions=instructions,
+                tools=[_plain(t) for t in tools],
+                thought_instructions=thought_instructions,
+                chat_instructions=chat_instructions,
+                response_format=response_format,
+                file_ids=list(file_ids),
+                metadata=metadata,
+            )
         )
 
-    def list(self, limit: int = 20, order: str = "desc", after: str = "", before: str = "") -> Page[Assistant]:
+    def list(self, limit: int = 20, order: str = "desc", after: str = "", before: str = "") -> AssistantListResponse:
         """One page of assistants."""
-        return _client().assistants.list(limit=limit, order=order, after=after, before=before)
+        return AssistantListResponse._from(
+            _client().assistants.list(limit=limit, order=order, after=after, before=before)
+        )
 
-    def query(self, assistant_id: str) -> Assistant:
+    def query(self, assistant_id: str) -> AssistantQueryResponse:
         """One assistant."""
-        return _client().assistants.query(assistant_id)
+        return AssistantQueryResponse._from(_client().assistants.query(assistant_id))
 
-    def delete(self, assistant_id: str) -> DeletedObject:
+    def delete(self, assistant_id: str) -> AssistantDeleteResponse:
         """Delete an assistant."""
-        return _client().assistants.delete(assistant_id)
+        return AssistantDeleteResponse._from(_client().assistants.delete(assistant_id))
 
-    def mount_files(self, assistant_id: str, file_id: str) -> AssistantFile:
+    def mount_files(self, assistant_id: str, file_id: str) -> AssistantFilesResponse:
         """Mount a file on an assistant."""
-        return _client().assistants.mount_files(assistant_id, file_id)
+        return AssistantFilesResponse._from(_client().assistants.mount_files(assistant_id, file_id))
 
     def mounted_files_list(
         self, assistant_id: str, limit: int = 20, order: str = "desc", after: str = "", before: str = ""
-    ) -> Page[AssistantFile]:
+    ) -> AssistantMountedFilesListResponse:
         """One page of the files mounted on an assistant."""
-        return _client().assistants.mounted_files_list(
-            assistant_id, limit=limit, order=order, after=after, before=before
+        return AssistantMountedFilesListResponse._from(
+            _client().assistants.mounted_files_list(assistant_id, limit=limit, order=order, after=after, before=before)
         )
 
-    def unmount_files(self, assistant_id: str, file_id: str) -> DeletedObject:
+    def unmount_files(self, assistant_id: str, file_id: str) -> AssistantFilesDeleteResponse:
         """Unmount a file from an assistant."""
-        return _client().assistants.unmount_files(assistant_id, file_id)
+        return AssistantFilesDeleteResponse._from(_client().assistants.unmount_files(assistant_id, file_id))
 
 
 class Messages:
     """``appbuilder.assistant.threads.messages``."""
 
-    def create(self, thread_id: str, content: str, role: str = "user", file_ids: Sequence[str] = ()) -> Message:
+    def create(
+        self, thread_id: str, content: str, role: str = "user", file_ids: Sequence[str] = ()
+    ) -> AssistantMessageCreateResponse:
         """Add a user message to a thread."""
         if role != "user":
             raise ValueError("only user messages can be created")
-        return _client().threads.messages.create(thread_id, content, file_ids=list(file_ids))
+        return AssistantMessageCreateResponse._from(
+            _client().threads.messages.create(thread_id, content, file_ids=list(file_ids))
+        )
 
-    def update(self, thread_id: str, message_id: str, content: str, file_ids: Sequence[str] | None = None) -> Message:
+    def update(
+        self, thread_id: str, message_id: str, content: str, file_ids: Sequence[str] | None = None
+    ) -> AssistantMessageUpdateResponse:
         """Change a message's content (and its files when ``file_ids`` is given)."""
-        return _client().threads.messages.update(thread_id, message_id, content=content, file_ids=file_ids)
+        return AssistantMessageUpdateResponse._from(
+            _client().threads.messages.update(thread_id, message_id, content=content, file_ids=file_ids)
+        )
 
     def list(
         self, thread_id: str, limit: int = 20, order: str = "desc", after: str = "", before: str = ""
-    ) -> Page[Message]:
+    ) -> AssistantMessageListResponse:
         """One page of a thread's messages."""
-        return _client().threads.messages.list(thread_id, limit=limit, order=order, after=after, before=before)
+        return AssistantMessageListResponse._from(
+            _client().threads.messages.list(thread_id, limit=limit, order=order, after=after, before=before)
+        )
 
-    def query(self, thread_id: str, message_id: str) -> Message:
+    def query(self, thread_id: str, message_id: str) -> AssistantMessageQueryResponse:
         """One message."""
-        return _client().threads.messages.query(thread_id, message_id)
+        return AssistantMessageQueryResponse._from(_client().threads.messages.query(thread_id, message_id))
 
     def files(
         self,
@@ -789,10 +1815,12 @@ class Messages:
         order: str = "desc",
         after: str = "",
         before: str = "",
-    ) -> Page[MessageFile]:
+    ) -> AssistantMessageFilesResponse:
         """One page of a message's files."""
-        return _client().threads.messages.files(
-            thread_id, message_id, limit=limit, order=order, after=after, before=before
+        return AssistantMessageFilesResponse._from(
+            _client().threads.messages.files(
+                thread_id, message_id, limit=limit, order=order, after=after, before=before
+            )
         )
 
 
@@ -801,15 +1829,15 @@ class Steps:
 
     def list(
         self, thread_id: str, run_id: str, limit: int = 20, order: str = "desc", after: str = "", before: str = ""
-    ) -> Page[RunStep]:
+    ) -> RunStepListResponse:
         """One page of a run's steps."""
-        return _client().threads.runs.steps.list(
-            thread_id, run_id, limit=limit, order=order, after=after, before=before
+        return RunStepListResponse._from(
+            _client().threads.runs.steps.list(thread_id, run_id, limit=limit, order=order, after=after, before=before)
         )
 
-    def query(self, thread_id: str, run_id: str, step_id: str) -> RunStep:
+    def query(self, thread_id: str, run_id: str, step_id: str) -> RunStepResult:
         """One step."""
-        return _client().threads.runs.steps.query(thread_id, run_id, step_id)
+        return RunStepResult._from(_client().threads.runs.steps.query(thread_id, run_id, step_id))
 
 
 def _given(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -879,9 +1907,9 @@ class Runs:
         model_parameters: Any = None,
         user_info: Any = None,
         user_loc: Any = None,
-    ) -> Run:
+    ) -> RunResult:
         """Run the assistant on a thread and wait for the result (``requires_action`` when tools are needed)."""
-        return _client().threads.runs.run(**self._args(**_given(locals())))
+        return RunResult._from(_client().threads.runs.run(**self._args(**_given(locals()))))
 
     def stream_run(
         self,
@@ -899,9 +1927,9 @@ class Runs:
         model_parameters: Any = None,
         user_info: Any = None,
         user_loc: Any = None,
-    ) -> Iterator[RunEvent]:
+    ) -> Iterator[StreamRunStatus | StreamRunMessage | Any]:
         """Run the assistant and yield its events (each once, ``ping`` skipped, the ``run_end`` status last)."""
-        return _client().threads.runs.stream(**self._args(**_given(locals())))
+        return _SDKEventStream(_client().threads.runs.stream(**self._args(**_given(locals()))))
 
     def stream_run_with_handler(
         self,
@@ -928,25 +1956,29 @@ class Runs:
         handler = params.pop("event_handler") or AssistantEventHandler()
         return AssistantStreamManager(self.stream_run(**params), handler)
 
-    def submit_tool_outputs(self, run_id: str, thread_id: str, tool_outputs: Sequence[Any]) -> Run:
+    def submit_tool_outputs(self, run_id: str, thread_id: str, tool_outputs: Sequence[Any]) -> RunResult:
         """Answer the tool calls of a streaming run."""
-        return _client().threads.runs.submit_tool_outputs(thread_id, run_id, [_plain(o) for o in tool_outputs])
+        return RunResult._from(
+            _client().threads.runs.submit_tool_outputs(thread_id, run_id, [_plain(o) for o in tool_outputs])
+        )
 
-    def cancel(self, run_id: str, thread_id: str, sync: bool = False) -> Run:
+    def cancel(self, run_id: str, thread_id: str, sync: bool = False) -> RunResult:
         """Cancel a run (``sync=True`` is not supported by the service and is refused)."""
         if sync:
             raise ValueError("sync cancel is not supported")
-        return _client().threads.runs.cancel(thread_id, run_id)
+        return RunResult._from(_client().threads.runs.cancel(thread_id, run_id))
 
     def list(
         self, thread_id: str, limit: int = 20, order: str = "desc", after: str = "", before: str = ""
-    ) -> Page[Run]:
+    ) -> RunListResponse:
         """One page of a thread's runs."""
-        return _client().threads.runs.list(thread_id, limit=limit, order=order, after=after, before=before)
+        return RunListResponse._from(
+            _client().threads.runs.list(thread_id, limit=limit, order=order, after=after, before=before)
+        )
 
-    def query(self, thread_id: str, run_id: str) -> Run:
+    def query(self, thread_id: str, run_id: str) -> RunResult:
         """One run."""
-        return _client().threads.runs.query(thread_id, run_id)
+        return RunResult._from(_client().threads.runs.query(thread_id, run_id))
 
 
 class Threads:
@@ -962,21 +1994,21 @@ class Threads:
         """A thread's runs."""
         return Runs()
 
-    def create(self, messages: Sequence[Any] = ()) -> Thread:
+    def create(self, messages: Sequence[Any] = ()) -> ThreadCreateResponse:
         """Create a thread, optionally with first messages."""
-        return _client().threads.create(messages=[_plain(m) for m in messages])
+        return ThreadCreateResponse._from(_client().threads.create(messages=[_plain(m) for m in messages]))
 
-    def query(self, thread_id: str) -> Thread:
+    def query(self, thread_id: str) -> ThreadQueryResponse:
         """One thread."""
-        return _client().threads.query(thread_id)
+        return ThreadQueryResponse._from(_client().threads.query(thread_id))
 
-    def delete(self, thread_id: str) -> DeletedObject:
+    def delete(self, thread_id: str) -> ThreadDeleteResponse:
         """Delete a thread."""
-        return _client().threads.delete(thread_id)
+        return ThreadDeleteResponse._from(_client().threads.delete(thread_id))
 
-    def update(self, thread_id: str, metadata: Mapping[str, str] | None = None) -> Thread:
+    def update(self, thread_id: str, metadata: Mapping[str, str] | None = None) -> ThreadUpdateResponse:
         """Set a thread's metadata (sent, unlike the SDK)."""
-        return _client().threads.update(thread_id, metadata=dict(metadata or {}))
+        return ThreadUpdateResponse._from(_client().threads.update(thread_id, metadata=dict(metadata or {})))
 
 
 class _AssistantNamespace:

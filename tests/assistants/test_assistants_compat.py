@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,6 @@ from typing import Any
 import pytest
 
 import aioagents.compat.appbuilder as appbuilder
-from aioagents.assistants import MessageEvent, RunEnd
 from aioagents.testing._appbuilder import FakeAppBuilderServer, RunScript, ToolCallScript
 
 TOKEN = "fake-appbuilder-token"
@@ -41,7 +41,7 @@ def test_missing_token_raises_value_error(monkeypatch: pytest.MonkeyPatch) -> No
 def test_sdk_flow_through_compat(srv: FakeAppBuilderServer, tmp_path: Path) -> None:
     """The calls of the SDK recording (sdk_flow.py), with the SDK's argument orders; bodies keep the SDK's keys."""
     srv.script(RunScript(), RunScript(tool_calls=[WEATHER]), RunScript(tool_calls=[WEATHER]), RunScript(hang=True))
-    a = appbuilder.assistant
+    a: Any = appbuilder.assistant  # SDK-shaped code, as untyped as its users'
     assistant = a.assistants.create("test_assistant", "test assistant", instructions="每句话回复前都加上我是秦始皇")
     thread = a.threads.create()
     a.threads.messages.create(thread.id, "hello world")
@@ -57,7 +57,7 @@ def test_sdk_flow_through_compat(srv: FakeAppBuilderServer, tmp_path: Path) -> N
     th2 = a.threads.create(messages=[{"role": "user", "content": "北京天气", "file_ids": []}])
     first = a.threads.runs.run(assistant_id=weather.id, thread_id=th2.id)
     assert first.status == "requires_action"
-    call = first.required_action.submit_tool_outputs.tool_calls[0]  # type: ignore[union-attr]
+    call = first.required_action.submit_tool_outputs.tool_calls[0]
     second = a.threads.runs.run(
         assistant_id=weather.id,
         thread_id=th2.id,
@@ -68,26 +68,27 @@ def test_sdk_flow_through_compat(srv: FakeAppBuilderServer, tmp_path: Path) -> N
     a.threads.messages.create(th2.id, "北京天气")
     run_id = ""
     for event in a.threads.runs.stream_run(assistant_id=weather.id, thread_id=th2.id):
-        if event.event == "status" and event.event_type == "run_begin":  # type: ignore[union-attr]
-            run_id = event.details.run_object.id  # type: ignore[union-attr]
-        if event.event == "status" and event.event_type == "tool_calls":  # type: ignore[union-attr]
-            tc = event.details.tool_calls[0]  # type: ignore[union-attr]
+        if event.event == "status" and event.event_type == "run_begin":
+            run_id = event.details.run_object.id
+        if event.event == "status" and event.event_type == "tool_calls":
+            tc = event.details.tool_calls[0]
             a.threads.runs.submit_tool_outputs(run_id, th2.id, [{"tool_call_id": tc.id, "output": "晴"}])
         last = event
-    assert isinstance(last, RunEnd)
-    assert last.status == "completed"
+    assert isinstance(last, appbuilder.StreamRunStatus)
+    assert (last.event_type, last.status) == ("run_end", "completed")
 
     a.threads.messages.create(th2.id, "hi")
     for event in a.threads.runs.stream_run(weather.id, th2.id):
-        if event.event == "status" and event.event_type == "run_begin":  # type: ignore[union-attr]
-            run_id = event.details.run_object.id  # type: ignore[union-attr]
-        if isinstance(event, MessageEvent):
+        if event.event == "status" and event.event_type == "run_begin":
+            run_id = event.details.run_object.id
+        if isinstance(event, appbuilder.StreamRunMessage):
             a.threads.runs.cancel(run_id, th2.id)
         last = event
-    assert isinstance(last, RunEnd)
-    assert last.status == "cancelled"
+    assert isinstance(last, appbuilder.StreamRunStatus)
+    assert (last.event_type, last.status) == ("run_end", "cancelled")
+    assert last.details is not None
     assert last.details.run_object is not None
-    assert last.details.run_object.cancelled_at is not None
+    assert last.details.run_object.cancelled_at != 0
 
     path = tmp_path / "hello.txt"
     path.write_text("hello file")
@@ -112,7 +113,7 @@ def test_sdk_flow_through_compat(srv: FakeAppBuilderServer, tmp_path: Path) -> N
     assert [x.id for x in a.threads.messages.files(thread.id, m.id).data] == [f.id]
     assert a.threads.messages.update(thread.id, m.id, "edited").file_ids == [f.id]
     assert a.threads.messages.list(thread.id, limit=3).data[0].id == m.id
-    assert a.threads.messages.query(thread.id, m.id).content[0].text.value == "edited"  # type: ignore[union-attr]
+    assert a.threads.messages.query(thread.id, m.id).content[0].text.value == "edited"
     assert a.assistants.files.delete(f.id).deleted
     assert a.threads.delete(th2.id).deleted
     assert a.assistants.delete(weather.id).deleted
@@ -162,10 +163,12 @@ def run_example(name: str) -> str:
 
 def test_notebook_example_prints_runs_steps_and_answer() -> None:
     out = run_example("assistants_notebook.py").splitlines()
-    runs = [line for line in out if line.startswith("Run(")]
-    steps = [line for line in out if line.startswith("RunStep(")]
+    # print() of an SDK (pydantic) model: the fields as name=value pairs, timestamps as epoch-ms ints.
+    runs = [line for line in out if line.startswith("id='run_")]
+    steps = [line for line in out if line.startswith("id='step")]
     assert len(runs) == 3
     assert "status='completed'" in runs[0]
+    assert re.search(r" created_at=\d{13} ", runs[0])
     assert len(steps) == 2
     assert out[-1] == "answer: 每句话回复前都加上我是秦始皇 | 你说: hello world"
 
