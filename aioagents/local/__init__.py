@@ -51,10 +51,10 @@ Containment (per run)
     below ``full``.
 
     ``full`` (a server running as root on Linux, the default there)
-        * PID namespace: the run is the init (pid 1) of a namespace of its own and sees only its own processes;
-          ending it kills every descendant, whatever it did (``setsid``, double forks). There is no helper process a
-          run could signal or stop. Consequence of being init: signals a run sends to itself with the default
-          action are ignored, and its orphans are reparented to it.
+        * PID namespace: the run is the only child of the init (pid 1, root's) of a namespace of its own and sees
+          only its own processes; ending the init kills every descendant, whatever it did (``setsid``, double
+          forks). There is no helper process a run could signal or stop. The run itself is not the init, so a
+          signal it sends itself (``SIGKILL``, ``abort()``) acts as anywhere else; its orphans go to the init.
         * Mount namespace: the whole host file system is read-only; the run directory is a tmpfs of its own
           (``Limits.max_disk_mb``, 128 Ki inodes: the disk cap), detached in constant time when the run ends; one
           private tmpfs capped at ``max_disk_mb``, seen at ``/tmp``, ``/var/tmp``, ``/dev/shm`` and ``/run/lock``
