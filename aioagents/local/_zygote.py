@@ -584,8 +584,17 @@ def _init(run: int, status_w: int) -> None:
     ``status_w`` for the factory, exit (the kernel then kills whatever the run left in the namespace)."""
     os.closerange(0, status_w)  # the run's pipes reach EOF when the run ends
     os.closerange(status_w + 1, 1 << 16)
-    for sig in (_signal.SIGTERM, _signal.SIGCHLD, _signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT):
-        _signal.signal(sig, _signal.SIG_DFL)
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+
+    def forward(sig: int, _frame: object) -> None:
+        with contextlib.suppress(OSError):
+            os.kill(run, sig)
+
+    # The server signals the run through its init (the pid it knows): SIGINT interrupts a kernel's cell. An init
+    # receives from outside only the signals it handles, so it handles these by passing them on. (From inside the
+    # namespace nothing reaches it: the run's uid may not signal root's init.)
+    for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1, _signal.SIGUSR2):
+        _signal.signal(sig, forward)
     status = 0
     while True:
         try:
