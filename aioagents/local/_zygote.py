@@ -195,13 +195,24 @@ def _child(
     request: dict[str, Any], fds: list[int], iso: _Isolation | None, netns: int, status_w: int = -1
 ) -> None:
     spec: dict[str, Any] = {}
+    if status_w >= 0:
+        # This process is the init of the run's PID namespace, and an init ignores every signal it sends itself
+        # that it has no handler for: a run that killed itself (SIGKILL, abort) would carry on, or end as
+        # "Success". So the run is the init's child, with ordinary signal semantics. The fork comes first, before
+        # this process has written to any page: the init stays a near-empty copy, and the run's setup copies each
+        # page once, as it did when it was the init itself.
+        os.setsid()  # the process group the server kills
+        run = os.fork()
+        if run:
+            _init(run, status_w)  # never returns
+        os.close(status_w)
     try:
         if len(fds) != 4:
             raise ValueError("a spawn carries stdin, stdout, stderr and the payload pipe")
         spec = _read_payload(fds[3])
         fds = fds[:3]
         if iso is not None:
-            iso.enter(request, spec, netns, status_w)
+            iso.enter(request, spec, netns)
         _apply_sandbox(spec, fds)
         if spec.get("mode") == "python":
             _run_python(spec)
@@ -279,6 +290,12 @@ class _Isolation:
             _write("/proc/self/uid_map", f"0 {uid} 1")
             _write("/proc/self/gid_map", f"0 {gid} 1")
         self.own_netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        # The init of each run's PID namespace: a tiny program started with vfork+exec (no copy of this process's
+        # page tables, nothing to tear down), so the run is not the init (see ``fork``). Without one, a forked copy
+        # of this process is the init (``_init``), which costs a page-table copy and teardown of the whole factory.
+        sleep = next((p for p in ("/usr/bin/sleep", "/bin/sleep") if os.access(p, os.X_OK)), None)
+        self.init_exe = _tiny_init() or sleep
+        self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self.free_netns: list[int] = []
         self.all_netns: list[int] = []
         self.private_dirs = tuple(d for d in _PRIVATE_DIRS if os.path.isdir(d))
@@ -341,19 +358,40 @@ class _Isolation:
         if fd >= 0:
             self.free_netns.append(fd)
 
-    def fork(self) -> int:
-        """Fork a child that is the init of a new PID namespace (as root; under ``userns`` the child makes the
-        namespace and forks its init itself: ``setns`` back into the host's PID namespace needs root there)."""
+    def fork(self) -> tuple[int, int]:
+        """Fork a run in a new PID namespace (as root; under ``userns`` the child makes the namespace and forks its
+        init itself: ``setns`` back into the host's PID namespace needs root there). Returns (pid, init pid): the
+        namespace's init is ``sleep infinity``, spawned first, so the run is pid 2 — the init of a PID namespace
+        ignores every default-action signal it sends itself, and a run that killed itself (SIGKILL, abort) would
+        carry on, or end as "Success". Killing the init ends every process of the run; it cannot be signalled from
+        inside (root's). (-1 for the init when there is none: then the child forks a Python init itself.)"""
         if self.userns:
-            return os.fork()
+            return os.fork(), -1
         self._check(self.libc.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+        init = -1
         try:
-            return os.fork()
-        finally:
-            if os.getpid() != 1:  # in the child, nothing to undo (and setns would fail there)
-                self._check(self.libc.setns(self.own_pidns, _CLONE_NEWPID), "setns(own PID namespace)")
+            if self.init_exe is not None:
+                null = self.devnull
+                init = os.posix_spawn(
+                    self.init_exe,
+                    [self.init_exe, "infinity"],
+                    {},
+                    file_actions=[(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1),
+                                  (os.POSIX_SPAWN_DUP2, null, 2)],
+                    setsid=True,
+                )  # fmt: skip
+            pid = os.fork()
+        except BaseException:
+            if init > 0:
+                _kill_and_reap(init)
+            self._check(self.libc.setns(self.own_pidns, _CLONE_NEWPID), "setns(own PID namespace)")
+            raise
+        if pid == 0:
+            return 0, init
+        self._check(self.libc.setns(self.own_pidns, _CLONE_NEWPID), "setns(own PID namespace)")
+        return pid, init
 
-    def enter(self, request: dict[str, Any], spec: dict[str, Any], netns: int, status_w: int = -1) -> None:
+    def enter(self, request: dict[str, Any], spec: dict[str, Any], netns: int) -> None:
         """In the forked child (init of its PID namespace, still root): join the cgroup, leave the host's
         namespaces, make the host read-only, mount the private directories and the run's own /proc."""
         libc = self.libc
@@ -391,17 +429,6 @@ class _Isolation:
             libc.prctl(1, _signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: the relay killed, the run dies with it
         check(libc.mount(b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None), "mount /proc")
         libc.sethostname(b"sandbox", 7)
-        if status_w >= 0:
-            # The init of a PID namespace ignores every signal it sends itself that it has no handler for: a run
-            # that kills itself (SIGKILL, abort) would carry on, or end as "Success". So the run is the init's
-            # child, with ordinary signal semantics; the init (the process group the server kills) reaps and
-            # hands the run's status to the factory.
-            os.setsid()
-            spec["setsid"] = False
-            run = os.fork()
-            if run:
-                _init(run, status_w)  # never returns
-            os.close(status_w)
         if self.userns:
             # Leave our user namespace for a nested one where the run is uid 1000 (our uid outside): it keeps no
             # capability over any namespace we made, so it cannot undo the read-only view or the mounts.
@@ -610,6 +637,49 @@ def _init(run: int, status_w: int) -> None:
     os._exit(0)
 
 
+def _tiny_init() -> str | None:
+    """A path to exec for a PID namespace's init that only waits to be killed, as cheap to start as a program can
+    be: on x86-64 a 129-byte static ELF in a memfd (no loader, no libc; ~0.1 ms to exec where ``sleep`` takes ~0.9),
+    whose whole code is ``loop: pause(); jmp loop`` (an init gets no signal it has no handler for but SIGKILL, so
+    it pauses until the factory kills it). None elsewhere: then ``sleep infinity`` is the init."""
+    if os.uname().machine != "x86_64" or not hasattr(os, "memfd_create"):
+        return None
+    code = bytes.fromhex("b822000000" "0f05" "ebf7")  # mov eax, 34 (pause); syscall; jmp back to the mov
+    base, header = 0x400000, 64 + 56
+    size = header + len(code)
+    elf = (
+        b"\x7fELF\x02\x01\x01" + bytes(9)  # 64-bit, little-endian, ELF version 1, System V ABI
+        + (2).to_bytes(2, "little") + (0x3E).to_bytes(2, "little") + (1).to_bytes(4, "little")  # EXEC, x86-64
+        + (base + header).to_bytes(8, "little")  # entry point: the code right after the headers
+        + (64).to_bytes(8, "little") + bytes(8) + bytes(4)  # program headers at 64, no sections, no flags
+        + (64).to_bytes(2, "little") + (56).to_bytes(2, "little") + (1).to_bytes(2, "little")  # sizes, one phdr
+        + bytes(6)  # no section headers
+        + (1).to_bytes(4, "little") + (5).to_bytes(4, "little")  # PT_LOAD, readable and executable
+        + bytes(8) + base.to_bytes(8, "little") + base.to_bytes(8, "little")  # the whole file, at base
+        + size.to_bytes(8, "little") + size.to_bytes(8, "little") + (0x1000).to_bytes(8, "little")
+        + code
+    )  # fmt: skip
+    try:
+        fd = os.memfd_create("aioagents-init", 0)  # inherited by the init (it is its program); runs close it
+        os.write(fd, elf)
+    except OSError:
+        return None
+    return f"/proc/self/fd/{fd}"
+
+
+def _kill_and_reap(pid: int) -> None:
+    with contextlib.suppress(OSError):
+        os.kill(pid, _signal.SIGKILL)
+    while True:
+        try:
+            os.waitpid(pid, 0)
+            return
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return
+
+
 def _relay(init: int) -> None:
     """Under ``userns``: wait for the run's init and exit as it did, so the factory sees the run's status."""
     os.closerange(0, 1 << 16)  # the run's pipes reach EOF when the run ends, not when we do
@@ -769,6 +839,7 @@ class Zygote:
     def __init__(self, channel_fd: int, root: str, iso: _Isolation | None = None) -> None:
         # Blocking for sends (replies are small and the server always reads); receives use MSG_DONTWAIT.
         self.channel = socket.socket(fileno=channel_fd)
+        self.channel.set_inheritable(False)  # the runs' inits are spawned programs: they must not hold it
         self.channel.setblocking(True)
         self.poller = select.epoll()
         self.wake_r, self.wake_w = socket.socketpair()
@@ -787,6 +858,8 @@ class Zygote:
         self.children: dict[int, int | None] = {}  # a run's pid (its group leader) -> the uid to clear at its exit
         self.netns: dict[int, int] = {}  # a run's pid -> the pooled network namespace it uses
         self.status_pipes: dict[int, int] = {}  # a run's init pid -> the pipe its init writes the run's status to
+        self.inits: dict[int, int] = {}  # a run's pid -> the init of its PID namespace (killed once the run ends)
+        self.init_runs: dict[int, int] = {}  # the reverse
         self.running = True
         self.orphaned = False
         self.root = root
@@ -814,6 +887,9 @@ class Zygote:
         self.killer._stop()
         for pid in list(self.children):
             _killpg(pid)
+        for init in list(self.inits.values()):
+            with contextlib.suppress(OSError):
+                os.kill(init, signal.SIGKILL)  # and with it every process of that run's namespace
         if self.iso is not None:
             # Every run's init is killed: wait for them, so their cgroups are empty and can go.
             deadline = 50
@@ -872,11 +948,11 @@ class Zygote:
             if iso is not None:
                 iso.cgroups.prepare(spec.get("uid"), int(spec.get("memory") or 0), iso.max_pids)
                 netns = iso.take_netns()
-                if not iso.userns:
+                if not iso.userns and iso.init_exe is None:
                     status_r, status_w = os.pipe2(os.O_CLOEXEC)
-                pid = iso.fork()
+                pid, init = iso.fork()
             else:
-                pid = os.fork()
+                pid, init = os.fork(), -1
         except OSError as exc:
             _close_all(fds)
             _close_all([fd for fd in (status_r, status_w) if fd >= 0])
@@ -892,6 +968,9 @@ class Zygote:
         if status_r >= 0:
             os.close(status_w)
             self.status_pipes[pid] = status_r
+        if init > 0:
+            self.inits[pid] = init
+            self.init_runs[init] = pid
         if netns >= 0:
             self.netns[pid] = netns
         reap_uid = spec.get("uid") if spec.get("reap_uid") else None
@@ -911,8 +990,17 @@ class Zygote:
             if pid == 0:
                 return
             if pid not in self.children:
+                run = self.init_runs.pop(pid, None)
+                if run is not None:  # a run's init died first (it never should): nothing of it to kill later
+                    self.inits.pop(run, None)
                 continue
             uid = self.children.pop(pid)
+            init = self.inits.pop(pid, -1)
+            if init > 0:
+                # The run is over: its init goes, and the kernel kills and waits for every process left in the
+                # namespace before the init is reaped.
+                self.init_runs.pop(init, None)
+                _kill_and_reap(init)
             status_r = self.status_pipes.pop(pid, -1)
             if status_r >= 0:  # the run's own status, as its init saw it (none: the init was killed, a time-out)
                 try:
