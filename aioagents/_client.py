@@ -173,7 +173,15 @@ class ServiceClient:
         """
         attempts = resolve_attempts(max_attempts, max_retries)
         clone = copy.copy(self)
-        clone._transport = self._transport.derive(timeout=timeout, max_attempts=attempts, headers=extra_headers)
+        transport = clone._transport = self._transport.derive(
+            timeout=timeout, max_attempts=attempts, headers=extra_headers
+        )
+        # Hooks bound to this client now report to the copy (its own rate-limit facts, its own base URL).
+        hook, factory = transport.response_hook, transport.error_factory
+        if hook is not None and getattr(hook, "__self__", None) is self:
+            transport.response_hook = getattr(clone, hook.__name__)
+        if getattr(factory, "__self__", None) is self:
+            transport.error_factory = getattr(clone, factory.__name__)
         clone._rebind()
         return clone
 
