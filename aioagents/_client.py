@@ -156,17 +156,16 @@ class ServiceClient:
         return self._transport
 
     # -- options ---------------------------------------------------------------------------------------------
-    def with_options(
+    def _with_options(
         self: _C,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        max_attempts: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        timeout: TimeoutLike,
+        max_retries: int | None,
+        max_attempts: int | None,
+        extra_headers: Mapping[str, str] | None,
     ) -> _C:
-        """A copy of this client with other defaults, sharing its connection pool, rate limiter and retry budget.
-
-        >>> fast = client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "abc"})
+        """``with_options`` of every client (each declares the public method only to name its own type, which the
+        generated sync twins need): a copy with other defaults, sharing this client's connection pool, rate limiter
+        and retry budget.
 
         What is not given keeps this client's value. The copy's requests go through this client's connections;
         closing the copy only stops the copy, closing this client closes the pool under every copy.

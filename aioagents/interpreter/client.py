@@ -451,6 +451,19 @@ class InterpreterClient(ServiceClient):
         # An execute of this client timed out: its cell may still be running in the kernel.
         self._maybe_running = False
 
+    def with_options(
+        self,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        max_attempts: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> InterpreterClient:
+        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
+        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
+        Closing the copy leaves the shared connections open; closing this client closes them."""
+        return self._with_options(timeout, max_retries, max_attempts, extra_headers)
+
     def _repr_fields(self) -> str:
         return f", data_dir={self.data_dir!r}"
 

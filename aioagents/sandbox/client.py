@@ -143,6 +143,19 @@ class SandboxClient(ServiceClient):
         self._dataset_endpoint = env_or(dataset_endpoint, "SANDBOX_FUSION_DATASET_ENDPOINT", default=transport.base_url)
         self._timeout_given = timeout is not None
 
+    def with_options(
+        self,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        max_attempts: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> SandboxClient:
+        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
+        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
+        Closing the copy leaves the shared connections open; closing this client closes them."""
+        return self._with_options(timeout, max_retries, max_attempts, extra_headers)
+
     def __repr__(self) -> str:
         return (
             f"SandboxClient(endpoint={_loggable(self.endpoint)!r}, "
