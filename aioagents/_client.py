@@ -13,15 +13,13 @@ Retry knobs, the same on every client and every call: ``max_retries`` counts the
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
-from typing import ClassVar, TypeVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar
 
-import aiohttp
 import attrs
 
 from aioagents._config import Timeout, TimeoutLike, env_or, to_timeout
 from aioagents._exceptions import InvalidRequestError
-from aioagents._ratelimit import RateLimiter
 from aioagents._retry import RetryPolicy
 from aioagents._transport import ErrorFactory, ResponseHook, Transport, _loggable, default_error
 
@@ -119,23 +117,20 @@ class ServiceClient:
     def _connect(
         self,
         base_url: str | None,
+        given: Mapping[str, Any],
         *,
         key: str | None = None,
-        timeout: TimeoutLike = None,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
-        rate_limiter: RateLimiter | None = None,
-        session: aiohttp.ClientSession | None = None,
         error_factory: ErrorFactory = default_error,
         response_hook: ResponseHook | None = None,
-        trust_env: bool = True,
-        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> Transport:
-        """Build this client's Transport from its endpoint spec and the constructor's arguments (once)."""
+        """Build this client's Transport (once) from its endpoint spec and the constructor's arguments: ``given`` is
+        the constructor's ``locals()``, from which the options every client takes are read by name (``timeout``,
+        ``max_attempts``, ``max_retries``, ``rate_limiter``, ``session``, ``trust_env``, ``trace_configs``), so no
+        constructor restates them; ``key``, ``headers``, ``retry`` and the hooks are the client's own."""
         spec = self.endpoint_spec
-        attempts = resolve_attempts(max_attempts, max_retries) or spec.max_attempts
+        attempts = resolve_attempts(given.get("max_attempts"), given.get("max_retries")) or spec.max_attempts
         policy = retry or RetryPolicy()
         if policy.max_attempts != attempts:
             policy = policy.evolve(max_attempts=attempts)
@@ -143,15 +138,15 @@ class ServiceClient:
             spec.url(base_url),
             headers={**spec.headers, **(headers or {})},
             secret_headers=spec.auth(key),
-            timeout=to_timeout(timeout, spec.timeout),
+            timeout=to_timeout(given.get("timeout"), spec.timeout),
             retry=policy,
-            rate_limiter=rate_limiter,
-            session=session,
+            rate_limiter=given.get("rate_limiter"),
+            session=given.get("session"),
             error_factory=error_factory,
             response_hook=response_hook,
             request_id_headers=spec.request_id_headers,
-            trust_env=trust_env,
-            trace_configs=trace_configs,
+            trust_env=given.get("trust_env", True),
+            trace_configs=given.get("trace_configs"),
         )
         return self._transport
 

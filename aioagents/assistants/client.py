@@ -1434,15 +1434,9 @@ class AssistantsClient(ServiceClient):
             url = "https://" + url
         self._connect(
             url,
+            locals(),
             key=secret,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            max_retries=max_retries,
-            rate_limiter=rate_limiter,
-            session=session,
             error_factory=error_from_response,
-            trust_env=trust_env,
-            trace_configs=trace_configs,
         )
         self._rebind()
 

@@ -527,18 +527,12 @@ class ChatClient(ServiceClient):
             headers["OpenAI-Project"] = project
         self._connect(
             base_url,
+            locals(),
             key=self.endpoint_spec.key(api_key),
             headers=headers,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            max_retries=max_retries,
             retry=RetryPolicy(retry_statuses=_RETRY_STATUSES),
-            rate_limiter=rate_limiter,
-            session=session,
             error_factory=_openai_error,
             response_hook=self._on_response,
-            trust_env=trust_env,
-            trace_configs=trace_configs,
         )
 
     def with_options(

@@ -433,16 +433,10 @@ class InterpreterClient(ServiceClient):
         self.confine_paths = confine_paths
         self._connect(
             base_url,
+            locals(),
             key=self.endpoint_spec.key(token),
             headers=headers,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            max_retries=max_retries,
-            rate_limiter=rate_limiter,
-            session=session,
             error_factory=self._error,
-            trust_env=trust_env,
-            trace_configs=trace_configs,
         )
         self.ping_timeout = ping_timeout
         # One execute in flight per client (per event loop): the server's kernel aborts a cell queued behind one

@@ -131,14 +131,8 @@ class SandboxClient(ServiceClient):
     ) -> None:
         transport = self._connect(
             endpoint,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            max_retries=max_retries,
+            locals(),
             retry=RetryPolicy(retry_timeouts=retry_timeouts),
-            rate_limiter=rate_limiter,
-            session=session,
-            trust_env=trust_env,
-            trace_configs=trace_configs,
         )
         self._dataset_endpoint = env_or(dataset_endpoint, "SANDBOX_FUSION_DATASET_ENDPOINT", default=transport.base_url)
         self._timeout_given = timeout is not None

@@ -214,16 +214,10 @@ class WorkflowsClient(ServiceClient):
         self._rate_limit: RateLimitInfo | None = None
         self._connect(
             base_url,
+            locals(),
             key=self.endpoint_spec.key(api_key),
-            timeout=timeout,
-            max_attempts=max_attempts,
-            max_retries=max_retries,
-            rate_limiter=rate_limiter,
-            session=session,
             error_factory=sim_error,
             response_hook=self._on_response,
-            trust_env=trust_env,
-            trace_configs=trace_configs,
         )
 
     def with_options(
