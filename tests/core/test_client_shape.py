@@ -274,3 +274,15 @@ def test_resolve_attempts_table() -> None:
     for bad in [(0, None), (None, -1), (True, None), (None, True), (2, 2)]:
         with pytest.raises(InvalidRequestError):
             resolve_attempts(*bad)
+
+
+def test_the_sync_twin_of_with_options_is_a_sync_client_on_the_same_connections() -> None:
+    from aioagents.sync import SandboxClient as SyncSandboxClient
+
+    with FakeSandboxFusionServer().in_thread() as srv, SyncSandboxClient(srv.url) as client:
+        copy = client.with_options(extra_headers={"X-Tenant": "green"}, max_retries=0)
+        assert type(copy) is SyncSandboxClient
+        assert copy.list_datasets() == client.list_datasets()
+        tagged, plain = _seen(srv, "/list_datasets")[-2:]
+        assert tagged.header("X-Tenant") == "green"
+        assert plain.header("X-Tenant") is None
