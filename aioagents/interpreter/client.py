@@ -654,10 +654,16 @@ class InterpreterClient(ServiceClient):
         return Timeout(total=secs + _HTTP_MARGIN, connect=current.connect, read=None)
 
     # -- files -------------------------------------------------------------------------------------------------
-    async def exists(self, path: str | PurePath) -> bool:
+    async def exists(
+        self,
+        path: str | PurePath,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> bool:
         """Whether ``path`` exists in the sandbox (asked with a download that is closed at its first byte)."""
-        full = self.path(path)
-        stream = self._transport.open("GET", _file_url("download", full), idempotent=True)
+        stream = self.download_stream(path, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers)
         try:
             async with stream:
                 return True
@@ -671,27 +677,34 @@ class InterpreterClient(ServiceClient):
         *,
         overwrite: bool = True,
         chunk_size: int = 1 << 20,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> UploadedFile:
         """Put ``source`` (bytes, a local ``Path``, or an async iterator of bytes, streamed) at ``path``.
 
         ``overwrite=False`` refuses to replace an existing file (:class:`FileExistsInSandboxError`): the client
         checks first, since the original server silently overwrites, and a server that answers 409 is refused too.
         ``overwrite=True`` replaces it; on a server that answers 409 instead, the file is uploaded under a
-        temporary name and moved into place by the kernel.
+        temporary name and moved into place by the kernel. ``timeout`` (default: 300 s between reads, no total),
+        ``max_retries`` and ``extra_headers`` apply to this call only.
         """
         full = self.path(path)
-        if not overwrite and await self.exists(full):
+        opts = (timeout, max_retries, extra_headers)
+        if not overwrite and await self.exists(
+            full, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
+        ):
             raise FileExistsInSandboxError(
                 f"{full} already exists in the sandbox", status=409, method="POST", url=_file_url("upload", full)
             )
         try:
-            return await self._put(full, source, chunk_size=chunk_size, idempotent=overwrite)
+            return await self._put(full, source, opts, chunk_size=chunk_size, idempotent=overwrite)
         except FileExistsInSandboxError:
             if not overwrite or not isinstance(source, (bytes, bytearray, memoryview, PurePath, os.PathLike)):
                 raise
         # The server refuses to overwrite: upload beside the target, then rename inside the sandbox.
         temp = posixpath.join(posixpath.dirname(full), f".aioagents-upload-{os.urandom(6).hex()}")
-        uploaded = await self._put(temp, source, chunk_size=chunk_size, idempotent=False)
+        uploaded = await self._put(temp, source, opts, chunk_size=chunk_size, idempotent=False)
         moved = await self.execute(f"__import__('os').replace({temp!r}, {full!r})", timeout=30)
         if not moved.ok:
             raise FileExistsInSandboxError(
@@ -701,7 +714,16 @@ class InterpreterClient(ServiceClient):
             )
         return UploadedFile(path=full, size=uploaded.size)
 
-    async def _put(self, full: str, source: UploadSource, *, chunk_size: int, idempotent: bool) -> UploadedFile:
+    async def _put(
+        self,
+        full: str,
+        source: UploadSource,
+        opts: tuple[TimeoutLike, int | None, Mapping[str, str] | None],
+        *,
+        chunk_size: int,
+        idempotent: bool,
+    ) -> UploadedFile:
+        timeout, max_retries, extra_headers = opts
         headers: dict[str, str] = {"Content-Type": "application/octet-stream"}
         data: Any
         size: int | None
@@ -739,27 +761,61 @@ class InterpreterClient(ServiceClient):
             _file_url("upload", full),
             idempotent=idempotent,
             data=data,
-            headers=headers,
+            headers=merge_headers(headers, extra_headers),
+            max_attempts=resolve_attempts(None, max_retries),
             # Asked for, and ignored by the original server (it always overwrites); servers that answer 409 by
             # default take it as leave to replace the file.
             params={"overwrite": "true"} if idempotent else None,
-            timeout=Timeout(total=None, connect=self._transport.timeout.connect, read=300.0),
+            timeout=Timeout(total=None, connect=self._transport.timeout.connect, read=300.0)
+            if timeout is None
+            else timeout,
         )
         return UploadedFile(path=full, size=size if size is not None else (counted.size if counted else 0))
 
-    async def download(self, path: str | PurePath, *, max_size: int = 64 * 1024 * 1024) -> bytes:
+    async def download(
+        self,
+        path: str | PurePath,
+        *,
+        max_size: int = 64 * 1024 * 1024,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> bytes:
         """The contents of ``path`` (at most ``max_size`` bytes; use ``download_to`` for big files)."""
-        full = self.path(path)
-        async with self.download_stream(full) as body:
+        stream = self.download_stream(path, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers)
+        async with stream as body:
             return await body.read(max_size)
 
-    def download_stream(self, path: str | PurePath) -> ByteStream:
+    def download_stream(
+        self,
+        path: str | PurePath,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> ByteStream:
         """The contents of ``path`` as a stream of byte chunks (``async with ... as body: async for chunk in
-        body``); ``body.headers`` has the server's headers."""
-        return self._transport.open("GET", _file_url("download", self.path(path)), idempotent=True, idle_timeout=300.0)
+        body``); ``body.headers`` has the server's headers. ``timeout`` bounds the connection set-up (300 s of
+        silence end it); ``max_retries`` and ``extra_headers`` apply to this call only."""
+        return self._transport.open(
+            "GET",
+            _file_url("download", self.path(path)),
+            idempotent=True,
+            idle_timeout=300.0,
+            timeout=timeout,
+            max_attempts=resolve_attempts(None, max_retries),
+            headers=extra_headers,
+        )
 
     async def download_to(
-        self, path: str | PurePath, target: str | os.PathLike[str], *, overwrite: bool = True
+        self,
+        path: str | PurePath,
+        target: str | os.PathLike[str],
+        *,
+        overwrite: bool = True,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Path:
         """Stream ``path`` into a local file and return where it was written.
 
@@ -769,7 +825,8 @@ class InterpreterClient(ServiceClient):
         file, then renamed).
         """
         full = self.path(path)
-        async with self.download_stream(full) as body:
+        stream = self.download_stream(full, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers)
+        async with stream as body:
             name = parse_content_disposition(body.headers.get("Content-Disposition"))
             destination = await asyncio.to_thread(
                 _destination, Path(target), name if name is not None else posixpath.basename(full), overwrite

@@ -219,9 +219,23 @@ class InterpreterClient:
             )
         )
 
-    def exists(self, path: str | PurePath) -> bool:
+    def exists(
+        self,
+        path: str | PurePath,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> bool:
         """Whether ``path`` exists in the sandbox (asked with a download that is closed at its first byte)."""
-        return _bridge.run(self._async.exists(path))
+        return _bridge.run(
+            self._async.exists(
+                path,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
     def upload(
         self,
@@ -230,27 +244,81 @@ class InterpreterClient:
         *,
         overwrite: bool = True,
         chunk_size: int = 1 << 20,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> UploadedFile:
         """Put ``source`` (bytes, a local ``Path``, or an async iterator of bytes, streamed) at ``path``.
 
         ``overwrite=False`` refuses to replace an existing file (:class:`FileExistsInSandboxError`): the client
         checks first, since the original server silently overwrites, and a server that answers 409 is refused too.
         ``overwrite=True`` replaces it; on a server that answers 409 instead, the file is uploaded under a
-        temporary name and moved into place by the kernel.
+        temporary name and moved into place by the kernel. ``timeout`` (default: 300 s between reads, no total),
+        ``max_retries`` and ``extra_headers`` apply to this call only.
         """
-        return _bridge.run(self._async.upload(path, source, overwrite=overwrite, chunk_size=chunk_size))
+        return _bridge.run(
+            self._async.upload(
+                path,
+                source,
+                overwrite=overwrite,
+                chunk_size=chunk_size,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def download(self, path: str | PurePath, *, max_size: int = 64 * 1024 * 1024) -> bytes:
+    def download(
+        self,
+        path: str | PurePath,
+        *,
+        max_size: int = 64 * 1024 * 1024,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> bytes:
         """The contents of ``path`` (at most ``max_size`` bytes; use ``download_to`` for big files)."""
-        return _bridge.run(self._async.download(path, max_size=max_size))
+        return _bridge.run(
+            self._async.download(
+                path,
+                max_size=max_size,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def download_stream(self, path: str | PurePath) -> _bridge.SyncStream[bytes]:
+    def download_stream(
+        self,
+        path: str | PurePath,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> _bridge.SyncStream[bytes]:
         """The contents of ``path`` as a stream of byte chunks (``async with ... as body: async for chunk in
-        body``); ``body.headers`` has the server's headers.
+        body``); ``body.headers`` has the server's headers. ``timeout`` bounds the connection set-up (300 s of
+        silence end it); ``max_retries`` and ``extra_headers`` apply to this call only.
         """
-        return _bridge.SyncStream(self._async.download_stream(path))
+        return _bridge.SyncStream(
+            self._async.download_stream(
+                path,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def download_to(self, path: str | PurePath, target: str | PathLike[str], *, overwrite: bool = True) -> Path:
+    def download_to(
+        self,
+        path: str | PurePath,
+        target: str | PathLike[str],
+        *,
+        overwrite: bool = True,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Path:
         """Stream ``path`` into a local file and return where it was written.
 
         ``target`` is a file path, or an existing directory: then the file is named by the server's
@@ -258,7 +326,16 @@ class InterpreterClient:
         refused with :class:`SandboxPathError`. The file appears complete or not at all (written to a temporary
         file, then renamed).
         """
-        return _bridge.run(self._async.download_to(path, target, overwrite=overwrite))
+        return _bridge.run(
+            self._async.download_to(
+                path,
+                target,
+                overwrite=overwrite,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
     @property
     def base_url(self) -> str:

@@ -286,3 +286,18 @@ def test_the_sync_twin_of_with_options_is_a_sync_client_on_the_same_connections(
         tagged, plain = _seen(srv, "/list_datasets")[-2:]
         assert tagged.header("X-Tenant") == "green"
         assert plain.header("X-Tenant") is None
+
+
+async def test_interpreter_file_calls_take_the_per_call_options(instant_retries: None) -> None:
+    async with FakeInterpreterServer() as srv, InterpreterClient(srv.url) as client:
+        await client.upload("a.txt", b"abc", extra_headers={"X-Trace-Id": "up"})
+        assert await client.download("a.txt", extra_headers={"X-Trace-Id": "down"}) == b"abc"
+        assert await client.exists("a.txt", extra_headers={"X-Trace-Id": "probe"})
+        traced = [r.header("X-Trace-Id") for r in srv.requests if r.path.startswith("/files/")]
+        assert traced == ["up", "down", "probe"]
+        download = next(r.path for r in srv.requests if r.path.startswith("/files/download/"))
+        srv.inject(Fault.status_code(503), path=download, times=1)
+        with pytest.raises(APIError):
+            await client.download("a.txt", max_retries=0)
+        srv.inject(Fault.status_code(503), path=download, times=1)
+        assert await client.download("a.txt") == b"abc"
