@@ -698,15 +698,21 @@ class Files:
             "/v2/storage/files/delete", {"file_id": file_id}, DeletedObject, idempotent=False
         )
 
-    async def _fetch(self, path: str, file_id: str, timeout: TimeoutLike) -> FileContent:
+    async def _fetch(self, path: str, file_id: str, api: _Api) -> FileContent:
         p = _Problems()
         p.id("file_id", file_id)
         p.raise_if_any()
-        rid, headers = self._api.ids()
+        rid, headers = api.ids()
         token = current_request_id.set(rid)
         try:
-            resp = await self._api.transport.request(
-                "POST", path, idempotent=True, json={"file_id": file_id}, headers=headers, timeout=timeout
+            resp = await api.transport.request(
+                "POST",
+                path,
+                idempotent=True,
+                json={"file_id": file_id},
+                headers=api.headers(headers),
+                timeout=api.timeout,
+                max_attempts=api.max_attempts,
             )
         finally:
             current_request_id.reset(token)
@@ -722,19 +728,34 @@ class Files:
             filename=_filename_from(resp.headers.get("Content-Disposition")),
         )
 
-    async def content(self, file_id: str, *, timeout: TimeoutLike = None) -> FileContent:
+    async def content(
+        self,
+        file_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> FileContent:
         """A file's bytes and content type."""
-        return await self._fetch("/v2/storage/files/content", file_id, timeout)
+        api = self._api.call(timeout, max_retries, extra_headers)
+        return await self._fetch("/v2/storage/files/content", file_id, api)
 
     async def download(
-        self, file_id: str, directory: str | os.PathLike[str] = ".", *, timeout: TimeoutLike = None
+        self,
+        file_id: str,
+        directory: str | os.PathLike[str] = ".",
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Path:
         """Save a file into ``directory`` under the name the service gives (reduced to a plain file name, so it
         cannot escape the directory) and return its path."""
         target_dir = Path(directory)
         if not await asyncio.to_thread(target_dir.is_dir):
             raise FileNotFoundError(f"no such directory: {target_dir}")
-        fetched = await self._fetch("/v2/storage/files/download", file_id, timeout)
+        api = self._api.call(timeout, max_retries, extra_headers)
+        fetched = await self._fetch("/v2/storage/files/download", file_id, api)
         target = target_dir / _safe_name(fetched.filename, file_id)
         await asyncio.to_thread(target.write_bytes, fetched.content)
         return target
@@ -1176,6 +1197,8 @@ class Runs:
         model_parameters: ModelParameters | None = None,
         max_tool_calls: int = 32,
         timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Run:
         """Run without streaming and answer every tool call with ``tools[name](**arguments)`` (sync or async;
         a non-string result is sent as JSON), running again with ``tool_output`` until the run finishes.
@@ -1192,6 +1215,8 @@ class Runs:
             instructions=instructions,
             model_parameters=model_parameters,
             timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
         )
         answered = 0
         while run.status == "requires_action" and run.tool_calls:
@@ -1208,6 +1233,8 @@ class Runs:
                 model_parameters=model_parameters,
                 tool_output=ToolOutput(tool_call_id=output.tool_call_id, output=output.output, run_id=run.id),
                 timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
             )
         return run
 
@@ -1222,6 +1249,9 @@ class Runs:
         instructions: str | None = None,
         model_parameters: ModelParameters | None = None,
         idle_timeout: float | None = 120.0,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ToolRunStream:
         """Stream a run and answer its tool calls with ``tools[name](**arguments)`` (sync or async; a non-string
         result is sent as JSON) while the stream stays open. Every event is yielded once: a
@@ -1241,6 +1271,9 @@ class Runs:
             instructions=instructions,
             model_parameters=model_parameters,
             idle_timeout=idle_timeout,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
         )
         return ToolRunStream(self, stream, tools, thread_id=thread_id or "")
 

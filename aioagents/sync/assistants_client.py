@@ -477,15 +477,45 @@ class Files:
             )
         )
 
-    def content(self, file_id: str, *, timeout: TimeoutLike = None) -> FileContent:
+    def content(
+        self,
+        file_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> FileContent:
         """A file's bytes and content type."""
-        return _bridge.run(self._async.content(file_id, timeout=timeout))
+        return _bridge.run(
+            self._async.content(
+                file_id,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def download(self, file_id: str, directory: str | PathLike[str] = ".", *, timeout: TimeoutLike = None) -> Path:
+    def download(
+        self,
+        file_id: str,
+        directory: str | PathLike[str] = ".",
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Path:
         """Save a file into ``directory`` under the name the service gives (reduced to a plain file name, so it
         cannot escape the directory) and return its path.
         """
-        return _bridge.run(self._async.download(file_id, directory, timeout=timeout))
+        return _bridge.run(
+            self._async.download(
+                file_id,
+                directory,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
 
 @_bridge.twin_of(_impl.Threads)
@@ -975,6 +1005,8 @@ class Runs:
         model_parameters: ModelParameters | None = None,
         max_tool_calls: int = 32,
         timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Run:
         """Run without streaming and answer every tool call with ``tools[name](**arguments)`` (sync or async;
         a non-string result is sent as JSON), running again with ``tool_output`` until the run finishes.
@@ -994,6 +1026,8 @@ class Runs:
                 model_parameters=model_parameters,
                 max_tool_calls=max_tool_calls,
                 timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
             )
         )
 
@@ -1008,6 +1042,9 @@ class Runs:
         instructions: str | None = None,
         model_parameters: ModelParameters | None = None,
         idle_timeout: float | None = 120.0,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> _bridge.SyncStream[RunEvent]:
         """Stream a run and answer its tool calls with ``tools[name](**arguments)`` (sync or async; a non-string
         result is sent as JSON) while the stream stays open. Every event is yielded once: a
@@ -1029,6 +1066,9 @@ class Runs:
                 instructions=instructions,
                 model_parameters=model_parameters,
                 idle_timeout=idle_timeout,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
             )
         )
 
