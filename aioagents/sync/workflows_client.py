@@ -170,11 +170,25 @@ class WorkflowsClient:
             )
         )
 
-    def validate_workflow(self, workflow_id: str) -> bool:
+    def validate_workflow(
+        self,
+        workflow_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> bool:
         """Whether a workflow exists and is deployed. A missing workflow is ``False``; a bad key or a network
         failure raises (the original SDK returned ``False`` for those too, hiding the real problem).
         """
-        return _bridge.run(self._async.validate_workflow(workflow_id))
+        return _bridge.run(
+            self._async.validate_workflow(
+                workflow_id,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
     @overload
     def execute(
@@ -338,6 +352,7 @@ class WorkflowsClient:
         initial_delay: float = 1.0,
         max_delay: float = 30.0,
         backoff_multiplier: float = 2.0,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ExecutionResult | _bridge.SyncStream[WorkflowEvent] | Job:
         """:meth:`execute` with the original SDK's retry knobs: up to ``max_retries`` more attempts, waits from
         ``initial_delay`` growing by ``backoff_multiplier`` up to ``max_delay``, ±25 % jitter.
@@ -358,6 +373,7 @@ class WorkflowsClient:
                 initial_delay=initial_delay,
                 max_delay=max_delay,
                 backoff_multiplier=backoff_multiplier,
+                extra_headers=extra_headers,
             )
         )
         return adapted

@@ -296,11 +296,20 @@ class WorkflowsClient(ServiceClient):
         resp = await self._get(f"/api/workflows/{_seg(workflow_id)}/status", None, timeout, max_retries, extra_headers)
         return WorkflowStatus.from_wire(_json(resp))
 
-    async def validate_workflow(self, workflow_id: str) -> bool:
+    async def validate_workflow(
+        self,
+        workflow_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> bool:
         """Whether a workflow exists and is deployed. A missing workflow is ``False``; a bad key or a network
         failure raises (the original SDK returned ``False`` for those too, hiding the real problem)."""
         try:
-            status = await self.get_workflow_status(workflow_id)
+            status = await self.get_workflow_status(
+                workflow_id, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
+            )
         except SimNotFoundError:
             return False
         return status.is_deployed
@@ -525,6 +534,7 @@ class WorkflowsClient(ServiceClient):
         initial_delay: float = 1.0,
         max_delay: float = 30.0,
         backoff_multiplier: float = 2.0,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ExecutionResult | EventStream[WorkflowEvent] | Job:
         """:meth:`execute` with the original SDK's retry knobs: up to ``max_retries`` more attempts, waits from
         ``initial_delay`` growing by ``backoff_multiplier`` up to ``max_delay``, ±25 % jitter.
@@ -535,7 +545,7 @@ class WorkflowsClient(ServiceClient):
             raise SimInvalidRequestError("stream and async_execution cannot be combined")
         _validate_timeout(execution_timeout, async_execution)
         policy = RetryPolicy(
-            max_attempts=max_retries + 1,
+            max_attempts=resolve_attempts(None, max_retries) or 1,
             initial_delay=initial_delay,
             max_delay=max_delay,
             multiplier=backoff_multiplier,
@@ -543,12 +553,16 @@ class WorkflowsClient(ServiceClient):
             max_retry_after=max(max_delay, self._transport.retry.max_retry_after),
         )
         if stream:
-            events = self._stream_on(policy, workflow_id, input, selected_outputs=selected_outputs)
+            events = self._stream_on(
+                policy, workflow_id, input, selected_outputs=selected_outputs, extra_headers=extra_headers
+            )
             await events.__aenter__()
             return events
         if async_execution:
-            return await self._submit(policy, workflow_id, input, execution_timeout, None, timeout)
-        return await self._run(policy, workflow_id, input, selected_outputs, None, timeout)
+            return await self._submit(
+                policy, workflow_id, input, execution_timeout, None, timeout, extra_headers=extra_headers
+            )
+        return await self._run(policy, workflow_id, input, selected_outputs, None, timeout, extra_headers=extra_headers)
 
     # -- jobs and runs --------------------------------------------------------------------------------------
     async def get_job_status(
