@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import errno
 import functools
 import io
@@ -244,6 +245,10 @@ class Transport:
         self._policies: dict[object, RetryPolicy] = {}
         self._urls: dict[str, URL] = {}
         self._closed = False
+        # A Transport made by derive() takes its sessions from the one that owns the pool (``_pool``), whose
+        # sessions carry the owner's headers as defaults: a derived one sends its public headers on each request.
+        self._pool: Transport | None = None
+        self._headers_per_request = session is not None
 
     def __repr__(self) -> str:
         shown = {k: ("***" if k.lower() in self._secret_names else v) for k, v in self._headers.items()}
@@ -286,6 +291,8 @@ class Transport:
             raise ClientClosedError("this client is closed; create a new one")
         if self._user_session is not None:
             return self._user_session
+        if self._pool is not None:
+            return self._pool._session()
         loop = asyncio.get_running_loop()
         last = self._last
         if last is not None and last[0] is loop:
@@ -328,9 +335,37 @@ class Transport:
         self._last = (loop, session)
         return session
 
+    def derive(
+        self,
+        *,
+        timeout: TimeoutLike = None,
+        max_attempts: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Transport:
+        """A Transport with other defaults (``None`` keeps this one's) that shares this one's connection pool,
+        rate limiter and retry budget. Closing it closes nothing shared; closing the pool's owner stops it too."""
+        other = copy.copy(self)
+        other._pool = self._pool or self
+        other._user_session = self._user_session
+        other._headers_per_request = True
+        other._sessions, other._closers, other._last = {}, {}, None
+        other._policies, other._urls = {}, dict(self._urls)
+        other._headers = dict(self._headers)
+        other._secret_names = set(self._secret_names)
+        other._public, other._secrets = dict(self._public), dict(self._secrets)
+        if timeout is not None:
+            other.timeout = to_timeout(timeout, self.timeout)
+        if max_attempts is not None and max_attempts != self.retry.max_attempts:
+            other.retry = self.retry.evolve(max_attempts=max_attempts)
+        for name, value in (headers or {}).items():
+            other.set_header(name, value, secret=name.lower() in self._secret_names)
+        return other
+
     async def aclose(self) -> None:
         """Close the sessions this Transport created (on every loop). A user's session is left open."""
         self._closed = True
+        if self._pool is not None:
+            return  # the pool belongs to the Transport this one was derived from
         self._last = None
         sessions, self._sessions = self._sessions, {}
         try:
@@ -380,7 +415,7 @@ class Transport:
         absolute = path.startswith(("http://", "https://"))
         url = path if absolute else (base_url or self._base_url).rstrip("/") + path
         # Our sessions send the public headers as defaults; a user's session needs them on each request.
-        hdrs: dict[str, str] = dict(self._public) if self._user_session is not None else {}
+        hdrs: dict[str, str] = dict(self._public) if self._headers_per_request else {}
         # Credentials go to the endpoint (or a per-call endpoint the caller named), never to an absolute URL of
         # another origin (a status URL a server handed us, say).
         if self._secrets and (not absolute or _origin(URL(url)) == _origin(URL(self._base_url))):

@@ -33,10 +33,10 @@ from typing import Any, Literal, TypeVar, Union
 import aiohttp
 import attrs
 
-from aioagents._config import Timeout, TimeoutLike, env_or
+from aioagents._client import Endpoint, ServiceClient, resolve_attempts
+from aioagents._config import DEFAULT_TIMEOUT, Timeout, TimeoutLike
 from aioagents._exceptions import AioAgentsError, EventTooLargeError, InvalidRequestError
 from aioagents._ratelimit import RateLimiter
-from aioagents._retry import RetryPolicy
 from aioagents._streaming import EventStream, LineSplitter, ServerSentEvent, SSEDecoder
 from aioagents._transport import Response, Transport
 from aioagents.assistants.errors import (
@@ -250,10 +250,30 @@ class _AppBuilderSSE:
 
 
 class _Api:
-    """One POST with a fresh request id, the 200-with-error check and decoding."""
+    """One POST with a fresh request id, the 200-with-error check and decoding; ``call()`` gives one whose requests
+    carry a call's own options (timeout, retries, extra headers)."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        timeout: TimeoutLike = None,
+        max_attempts: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.transport = transport
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.extra_headers = extra_headers
+
+    def call(self, timeout: TimeoutLike, max_retries: int | None, extra_headers: Mapping[str, str] | None) -> _Api:
+        """This API with one call's options (itself when the call gives none: no work on the common path)."""
+        if timeout is None and max_retries is None and not extra_headers:
+            return self
+        return _Api(self.transport, timeout, resolve_attempts(None, max_retries), extra_headers)
+
+    def headers(self, ids: dict[str, str]) -> dict[str, str]:
+        """A request's headers: the caller's extra ones, then the request ids (which win)."""
+        return {**self.extra_headers, **ids} if self.extra_headers else ids
 
     @staticmethod
     def ids() -> tuple[str, dict[str, str]]:
@@ -273,7 +293,13 @@ class _Api:
         token = current_request_id.set(rid)
         try:
             resp = await self.transport.request(
-                "POST", path, idempotent=idempotent, json=body, headers=headers, timeout=timeout
+                "POST",
+                path,
+                idempotent=idempotent,
+                json=body,
+                headers=self.headers(headers),
+                timeout=self.timeout if timeout is None else timeout,
+                max_attempts=self.max_attempts,
             )
         finally:
             current_request_id.reset(token)
@@ -292,7 +318,9 @@ class _Api:
                 params={"purpose": "assistant"},
                 # A fresh generator per attempt: the file is read in chunks while it is sent, never held in memory.
                 data=lambda: _multipart(source, filename, boundary),
-                headers=headers,
+                headers=self.headers(headers),
+                timeout=self.timeout,
+                max_attempts=self.max_attempts,
             )
         finally:
             current_request_id.reset(token)
@@ -418,6 +446,9 @@ class Assistants:
         tools: Sequence[ToolLike] = (),
         file_ids: Sequence[str] = (),
         metadata: Mapping[str, str] | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Assistant:
         """Create an assistant. ``name``: 1–128 CJK characters, letters, digits, spaces, ``_`` or ``-``."""
         body = self._body(
@@ -432,7 +463,9 @@ class Assistants:
             file_ids=file_ids,
             metadata=metadata,
         )
-        return await self._api.post("/v2/assistants", body, Assistant, idempotent=False)
+        return await self._api.call(timeout, max_retries, extra_headers).post(
+            "/v2/assistants", body, Assistant, idempotent=False
+        )
 
     async def update(
         self,
@@ -448,6 +481,9 @@ class Assistants:
         tools: Sequence[ToolLike] = (),
         file_ids: Sequence[str] = (),
         metadata: Mapping[str, str] | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Assistant:
         """Replace an assistant's settings (every field is sent, as the service expects)."""
         p = _Problems()
@@ -465,18 +501,26 @@ class Assistants:
             file_ids=file_ids,
             metadata=metadata,
         )
-        return await self._api.post(
+        return await self._api.call(timeout, max_retries, extra_headers).post(
             "/v2/assistants/update", {"assistant_id": assistant_id, **body}, Assistant, idempotent=False
         )
 
     async def list(
-        self, *, limit: int = 20, order: str = "desc", after: str | None = None, before: str | None = None
+        self,
+        *,
+        limit: int = 20,
+        order: str = "desc",
+        after: str | None = None,
+        before: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Page[Assistant]:
         """One page of assistants; ``after=page.last_id`` fetches the next one (or use :meth:`iter_all`)."""
         p = _Problems()
         p.page(limit, order)
         p.raise_if_any()
-        return await self._api.post(
+        return await self._api.call(timeout, max_retries, extra_headers).post(
             "/v2/assistants/list", _page_body(limit, order, after, before), Page[Assistant], idempotent=True
         )
 
@@ -484,29 +528,53 @@ class Assistants:
         """Every assistant, page after page."""
         return _every(lambda after: self.list(limit=page_size, order=order, after=after))
 
-    async def query(self, assistant_id: str) -> Assistant:
+    async def query(
+        self,
+        assistant_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Assistant:
         """One assistant."""
         p = _Problems()
         p.id("assistant_id", assistant_id)
         p.raise_if_any()
-        return await self._api.post("/v2/assistants/query", {"assistant_id": assistant_id}, Assistant, idempotent=True)
+        return await self._api.call(timeout, max_retries, extra_headers).post(
+            "/v2/assistants/query", {"assistant_id": assistant_id}, Assistant, idempotent=True
+        )
 
-    async def delete(self, assistant_id: str) -> DeletedObject:
+    async def delete(
+        self,
+        assistant_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> DeletedObject:
         """Delete an assistant."""
         p = _Problems()
         p.id("assistant_id", assistant_id)
         p.raise_if_any()
-        return await self._api.post(
+        return await self._api.call(timeout, max_retries, extra_headers).post(
             "/v2/assistants/delete", {"assistant_id": assistant_id}, DeletedObject, idempotent=False
         )
 
-    async def mount_files(self, assistant_id: str, file_id: str) -> AssistantFile:
+    async def mount_files(
+        self,
+        assistant_id: str,
+        file_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> AssistantFile:
         """Mount an uploaded file on an assistant."""
         p = _Problems()
         p.id("assistant_id", assistant_id)
         p.id("file_id", file_id)
         p.raise_if_any()
-        return await self._api.post(
+        return await self._api.call(timeout, max_retries, extra_headers).post(
             "/v2/assistants/files", {"assistant_id": assistant_id, "file_id": file_id}, AssistantFile, idempotent=False
         )
 
@@ -518,6 +586,9 @@ class Assistants:
         order: str = "desc",
         after: str | None = None,
         before: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Page[AssistantFile]:
         """One page of the files mounted on an assistant."""
         p = _Problems()
@@ -525,7 +596,9 @@ class Assistants:
         p.page(limit, order)
         p.raise_if_any()
         body = {"assistant_id": assistant_id, **_page_body(limit, order, after, before)}
-        return await self._api.post("/v2/assistants/files/list", body, Page[AssistantFile], idempotent=True)
+        return await self._api.call(timeout, max_retries, extra_headers).post(
+            "/v2/assistants/files/list", body, Page[AssistantFile], idempotent=True
+        )
 
     def iter_mounted_files(
         self, assistant_id: str, *, order: str = "desc", page_size: int = 20
@@ -533,13 +606,21 @@ class Assistants:
         """Every file mounted on an assistant, page after page."""
         return _every(lambda after: self.mounted_files_list(assistant_id, limit=page_size, order=order, after=after))
 
-    async def unmount_files(self, assistant_id: str, file_id: str) -> DeletedObject:
+    async def unmount_files(
+        self,
+        assistant_id: str,
+        file_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> DeletedObject:
         """Unmount a file from an assistant (the file itself stays)."""
         p = _Problems()
         p.id("assistant_id", assistant_id)
         p.id("file_id", file_id)
         p.raise_if_any()
-        return await self._api.post(
+        return await self._api.call(timeout, max_retries, extra_headers).post(
             "/v2/assistants/files/delete",
             {"assistant_id": assistant_id, "file_id": file_id},
             DeletedObject,
@@ -553,7 +634,15 @@ class Files:
     def __init__(self, api: _Api) -> None:
         self._api = api
 
-    async def create(self, file: str | os.PathLike[str] | bytes, *, filename: str | None = None) -> File:
+    async def create(
+        self,
+        file: str | os.PathLike[str] | bytes,
+        *,
+        filename: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> File:
         """Upload a file (a path, read in chunks while sending, or bytes with ``filename``) for assistants."""
         if isinstance(file, bytes):
             if not filename:
@@ -563,35 +652,67 @@ class Files:
             if not await asyncio.to_thread(os.path.isfile, file):
                 raise FileNotFoundError(f"no such file: {os.fspath(file)}")
             name = filename or os.path.basename(os.fspath(file))
-        return await self._api.upload("/v2/storage/files", file, name)
+        return await self._api.call(timeout, max_retries, extra_headers).upload("/v2/storage/files", file, name)
 
-    async def list(self) -> FileList:
+    async def list(
+        self,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> FileList:
         """Every uploaded file (the service does not page this list)."""
-        return await self._api.post("/v2/storage/files/list", {}, FileList, idempotent=True)
+        return await self._api.call(timeout, max_retries, extra_headers).post(
+            "/v2/storage/files/list", {}, FileList, idempotent=True
+        )
 
-    async def query(self, file_id: str) -> File:
+    async def query(
+        self,
+        file_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> File:
         """One file, with its audit state (``censored``) and ``file_type``."""
         p = _Problems()
         p.id("file_id", file_id)
         p.raise_if_any()
-        return await self._api.post("/v2/storage/files/query", {"file_id": file_id}, File, idempotent=True)
+        return await self._api.call(timeout, max_retries, extra_headers).post(
+            "/v2/storage/files/query", {"file_id": file_id}, File, idempotent=True
+        )
 
-    async def delete(self, file_id: str) -> DeletedObject:
+    async def delete(
+        self,
+        file_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> DeletedObject:
         """Delete a file."""
         p = _Problems()
         p.id("file_id", file_id)
         p.raise_if_any()
-        return await self._api.post("/v2/storage/files/delete", {"file_id": file_id}, DeletedObject, idempotent=False)
+        return await self._api.call(timeout, max_retries, extra_headers).post(
+            "/v2/storage/files/delete", {"file_id": file_id}, DeletedObject, idempotent=False
+        )
 
-    async def _fetch(self, path: str, file_id: str, timeout: TimeoutLike) -> FileContent:
+    async def _fetch(self, path: str, file_id: str, api: _Api) -> FileContent:
         p = _Problems()
         p.id("file_id", file_id)
         p.raise_if_any()
-        rid, headers = self._api.ids()
+        rid, headers = api.ids()
         token = current_request_id.set(rid)
         try:
-            resp = await self._api.transport.request(
-                "POST", path, idempotent=True, json={"file_id": file_id}, headers=headers, timeout=timeout
+            resp = await api.transport.request(
+                "POST",
+                path,
+                idempotent=True,
+                json={"file_id": file_id},
+                headers=api.headers(headers),
+                timeout=api.timeout,
+                max_attempts=api.max_attempts,
             )
         finally:
             current_request_id.reset(token)
@@ -607,19 +728,34 @@ class Files:
             filename=_filename_from(resp.headers.get("Content-Disposition")),
         )
 
-    async def content(self, file_id: str, *, timeout: TimeoutLike = None) -> FileContent:
+    async def content(
+        self,
+        file_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> FileContent:
         """A file's bytes and content type."""
-        return await self._fetch("/v2/storage/files/content", file_id, timeout)
+        api = self._api.call(timeout, max_retries, extra_headers)
+        return await self._fetch("/v2/storage/files/content", file_id, api)
 
     async def download(
-        self, file_id: str, directory: str | os.PathLike[str] = ".", *, timeout: TimeoutLike = None
+        self,
+        file_id: str,
+        directory: str | os.PathLike[str] = ".",
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Path:
         """Save a file into ``directory`` under the name the service gives (reduced to a plain file name, so it
         cannot escape the directory) and return its path."""
         target_dir = Path(directory)
         if not await asyncio.to_thread(target_dir.is_dir):
             raise FileNotFoundError(f"no such directory: {target_dir}")
-        fetched = await self._fetch("/v2/storage/files/download", file_id, timeout)
+        api = self._api.call(timeout, max_retries, extra_headers)
+        fetched = await self._fetch("/v2/storage/files/download", file_id, api)
         target = target_dir / _safe_name(fetched.filename, file_id)
         await asyncio.to_thread(target.write_bytes, fetched.content)
         return target
@@ -631,7 +767,16 @@ class Messages:
     def __init__(self, api: _Api) -> None:
         self._api = api
 
-    async def create(self, thread_id: str, content: str, *, file_ids: Sequence[str] = ()) -> Message:
+    async def create(
+        self,
+        thread_id: str,
+        content: str,
+        *,
+        file_ids: Sequence[str] = (),
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Message:
         """Add a user message (with up to 10 file ids) to a thread."""
         p = _Problems()
         p.id("thread_id", thread_id)
@@ -639,7 +784,9 @@ class Messages:
         p.count("file_ids", file_ids, 10)
         p.raise_if_any()
         body = {"thread_id": thread_id, "role": "user", "content": content, "file_ids": list(file_ids)}
-        return await self._api.post("/v2/threads/messages", body, Message, idempotent=False)
+        return await self._api.call(timeout, max_retries, extra_headers).post(
+            "/v2/threads/messages", body, Message, idempotent=False
+        )
 
     async def update(
         self,
@@ -648,6 +795,9 @@ class Messages:
         *,
         content: str | None = None,
         file_ids: Sequence[str] | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Message:
         """Change a message's content or files; ``None`` leaves that part alone (the SDK sends ``[]`` files)."""
         p = _Problems()
@@ -662,7 +812,9 @@ class Messages:
             body["content"] = content
         if file_ids is not None:
             body["file_ids"] = list(file_ids)
-        return await self._api.post("/v2/threads/messages/update", body, Message, idempotent=False)
+        return await self._api.call(timeout, max_retries, extra_headers).post(
+            "/v2/threads/messages/update", body, Message, idempotent=False
+        )
 
     async def list(
         self,
@@ -672,6 +824,9 @@ class Messages:
         order: str = "desc",
         after: str | None = None,
         before: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Page[Message]:
         """One page of a thread's messages."""
         p = _Problems()
@@ -679,20 +834,32 @@ class Messages:
         p.page(limit, order)
         p.raise_if_any()
         body = {"thread_id": thread_id, **_page_body(limit, order, after, before)}
-        return await self._api.post("/v2/threads/messages/list", body, Page[Message], idempotent=True)
+        return await self._api.call(timeout, max_retries, extra_headers).post(
+            "/v2/threads/messages/list", body, Page[Message], idempotent=True
+        )
 
     def iter_all(self, thread_id: str, *, order: str = "desc", page_size: int = 20) -> AsyncIterator[Message]:
         """Every message of a thread, page after page."""
         return _every(lambda after: self.list(thread_id, limit=page_size, order=order, after=after))
 
-    async def query(self, thread_id: str, message_id: str) -> Message:
+    async def query(
+        self,
+        thread_id: str,
+        message_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Message:
         """One message."""
         p = _Problems()
         p.id("thread_id", thread_id)
         p.id("message_id", message_id)
         p.raise_if_any()
         body = {"thread_id": thread_id, "message_id": message_id}
-        return await self._api.post("/v2/threads/messages/query", body, Message, idempotent=True)
+        return await self._api.call(timeout, max_retries, extra_headers).post(
+            "/v2/threads/messages/query", body, Message, idempotent=True
+        )
 
     async def files(
         self,
@@ -703,6 +870,9 @@ class Messages:
         order: str = "desc",
         after: str | None = None,
         before: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Page[MessageFile]:
         """One page of the files attached to a message."""
         p = _Problems()
@@ -711,7 +881,9 @@ class Messages:
         p.page(limit, order)
         p.raise_if_any()
         body = {"thread_id": thread_id, "message_id": message_id, **_page_body(limit, order, after, before)}
-        return await self._api.post("/v2/threads/messages/files/list", body, Page[MessageFile], idempotent=True)
+        return await self._api.call(timeout, max_retries, extra_headers).post(
+            "/v2/threads/messages/files/list", body, Page[MessageFile], idempotent=True
+        )
 
     def iter_files(
         self, thread_id: str, message_id: str, *, order: str = "desc", page_size: int = 20
@@ -735,6 +907,9 @@ class Steps:
         order: str = "desc",
         after: str | None = None,
         before: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Page[RunStep]:
         """One page of a run's steps."""
         p = _Problems()
@@ -743,7 +918,9 @@ class Steps:
         p.page(limit, order)
         p.raise_if_any()
         body = {"thread_id": thread_id, "run_id": run_id, **_page_body(limit, order, after, before)}
-        return await self._api.post("/v2/threads/runs/steps/list", body, Page[RunStep], idempotent=True)
+        return await self._api.call(timeout, max_retries, extra_headers).post(
+            "/v2/threads/runs/steps/list", body, Page[RunStep], idempotent=True
+        )
 
     def iter_all(
         self, thread_id: str, run_id: str, *, order: str = "desc", page_size: int = 20
@@ -751,7 +928,16 @@ class Steps:
         """Every step of a run, page after page."""
         return _every(lambda after: self.list(thread_id, run_id, limit=page_size, order=order, after=after))
 
-    async def query(self, thread_id: str, run_id: str, step_id: str) -> RunStep:
+    async def query(
+        self,
+        thread_id: str,
+        run_id: str,
+        step_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> RunStep:
         """One step."""
         p = _Problems()
         p.id("thread_id", thread_id)
@@ -759,7 +945,9 @@ class Steps:
         p.id("step_id", step_id)
         p.raise_if_any()
         body = {"thread_id": thread_id, "run_id": run_id, "step_id": step_id}
-        return await self._api.post("/v2/threads/runs/steps/query", body, RunStep, idempotent=True)
+        return await self._api.call(timeout, max_retries, extra_headers).post(
+            "/v2/threads/runs/steps/query", body, RunStep, idempotent=True
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -850,6 +1038,8 @@ class Runs:
         user_info: UserInfo | None = None,
         user_loc: UserLocation | None = None,
         timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Run:
         """Run the assistant and wait for the result.
 
@@ -858,7 +1048,7 @@ class Runs:
         again with ``tool_output`` (or let :meth:`run_with_tools` do it). Never retried once sent.
         """
         body = _RunRequest.of(locals()).body(stream=False)
-        return await self._api.post(
+        return await self._api.call(timeout, max_retries, extra_headers).post(
             "/v2/threads/runs", body, Run, idempotent=False, timeout=RUN_TIMEOUT if timeout is None else timeout
         )
 
@@ -880,15 +1070,21 @@ class Runs:
         user_info: UserInfo | None = None,
         user_loc: UserLocation | None = None,
         idle_timeout: float | None = 120.0,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> EventStream[RunEvent]:
         """Run the assistant and stream its events (``ping`` keepalives are skipped; :class:`RunEnd` is last).
 
         On a :class:`ToolCallsEvent`, call :meth:`submit_tool_outputs` while the stream stays open, or use
         :meth:`stream_with_tools`. :meth:`cancel` mid-stream ends it with ``RunEnd(status="cancelled")``.
+        ``timeout`` bounds the connection set-up; ``max_retries`` and ``extra_headers`` apply to this call only.
         """
         body = _RunRequest.of(locals()).body(stream=True)
-        rid, headers = self._api.ids()
-        transport = self._api.transport
+        api = self._api.call(timeout, max_retries, extra_headers)
+        rid, ids = api.ids()
+        headers = api.headers(ids)
+        transport = api.transport
         return transport.stream(
             "POST",
             "/v2/threads/runs",
@@ -899,11 +1095,22 @@ class Runs:
             require_terminal=True,
             json=body,
             headers=headers,
+            timeout=api.timeout,
+            max_attempts=api.max_attempts,
             idle_timeout=idle_timeout,
             what="AppBuilder run stream",
         )
 
-    async def submit_tool_outputs(self, thread_id: str, run_id: str, tool_outputs: Sequence[ToolOutputLike]) -> Run:
+    async def submit_tool_outputs(
+        self,
+        thread_id: str,
+        run_id: str,
+        tool_outputs: Sequence[ToolOutputLike],
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Run:
         """Answer the tool calls of a streaming run (the stream goes on). Never retried once sent."""
         p = _Problems()
         p.id("thread_id", thread_id)
@@ -911,16 +1118,28 @@ class Runs:
         p.check(len(tool_outputs) >= 1, "tool_outputs must hold at least one output")
         p.raise_if_any()
         body = {"thread_id": thread_id, "run_id": run_id, "tool_outputs": [_tool_output(o) for o in tool_outputs]}
-        return await self._api.post("/v2/threads/runs/submit_tool_outputs", body, Run, idempotent=False)
+        return await self._api.call(timeout, max_retries, extra_headers).post(
+            "/v2/threads/runs/submit_tool_outputs", body, Run, idempotent=False
+        )
 
-    async def cancel(self, thread_id: str, run_id: str) -> Run:
+    async def cancel(
+        self,
+        thread_id: str,
+        run_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Run:
         """Ask the service to cancel a run; a streaming run then ends with ``RunEnd(status="cancelled")``."""
         p = _Problems()
         p.id("thread_id", thread_id)
         p.id("run_id", run_id)
         p.raise_if_any()
         body = {"thread_id": thread_id, "run_id": run_id, "sync": False}
-        return await self._api.post("/v2/threads/runs/cancel", body, Run, idempotent=False)
+        return await self._api.call(timeout, max_retries, extra_headers).post(
+            "/v2/threads/runs/cancel", body, Run, idempotent=False
+        )
 
     async def list(
         self,
@@ -930,6 +1149,9 @@ class Runs:
         order: str = "desc",
         after: str | None = None,
         before: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Page[Run]:
         """One page of a thread's runs."""
         p = _Problems()
@@ -937,19 +1159,29 @@ class Runs:
         p.page(limit, order)
         p.raise_if_any()
         body = {"thread_id": thread_id, **_page_body(limit, order, after, before)}
-        return await self._api.post("/v2/threads/runs/list", body, Page[Run], idempotent=True)
+        return await self._api.call(timeout, max_retries, extra_headers).post(
+            "/v2/threads/runs/list", body, Page[Run], idempotent=True
+        )
 
     def iter_all(self, thread_id: str, *, order: str = "desc", page_size: int = 20) -> AsyncIterator[Run]:
         """Every run of a thread, page after page."""
         return _every(lambda after: self.list(thread_id, limit=page_size, order=order, after=after))
 
-    async def query(self, thread_id: str, run_id: str) -> Run:
+    async def query(
+        self,
+        thread_id: str,
+        run_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Run:
         """One run."""
         p = _Problems()
         p.id("thread_id", thread_id)
         p.id("run_id", run_id)
         p.raise_if_any()
-        return await self._api.post(
+        return await self._api.call(timeout, max_retries, extra_headers).post(
             "/v2/threads/runs/query", {"thread_id": thread_id, "run_id": run_id}, Run, idempotent=True
         )
 
@@ -965,6 +1197,8 @@ class Runs:
         model_parameters: ModelParameters | None = None,
         max_tool_calls: int = 32,
         timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Run:
         """Run without streaming and answer every tool call with ``tools[name](**arguments)`` (sync or async;
         a non-string result is sent as JSON), running again with ``tool_output`` until the run finishes.
@@ -981,6 +1215,8 @@ class Runs:
             instructions=instructions,
             model_parameters=model_parameters,
             timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
         )
         answered = 0
         while run.status == "requires_action" and run.tool_calls:
@@ -997,6 +1233,8 @@ class Runs:
                 model_parameters=model_parameters,
                 tool_output=ToolOutput(tool_call_id=output.tool_call_id, output=output.output, run_id=run.id),
                 timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
             )
         return run
 
@@ -1011,6 +1249,9 @@ class Runs:
         instructions: str | None = None,
         model_parameters: ModelParameters | None = None,
         idle_timeout: float | None = 120.0,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ToolRunStream:
         """Stream a run and answer its tool calls with ``tools[name](**arguments)`` (sync or async; a non-string
         result is sent as JSON) while the stream stays open. Every event is yielded once: a
@@ -1030,6 +1271,9 @@ class Runs:
             instructions=instructions,
             model_parameters=model_parameters,
             idle_timeout=idle_timeout,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
         )
         return ToolRunStream(self, stream, tools, thread_id=thread_id or "")
 
@@ -1096,7 +1340,14 @@ class Threads:
         self.messages = Messages(api)
         self.runs = Runs(api)
 
-    async def create(self, *, messages: Sequence[MessageLike] = ()) -> Thread:
+    async def create(
+        self,
+        *,
+        messages: Sequence[MessageLike] = (),
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Thread:
         """Create a thread, optionally with first messages (strings are user turns)."""
         bodies = [_message(m) for m in messages]
         p = _Problems()
@@ -1104,34 +1355,64 @@ class Threads:
             p.check(isinstance(m.get("content"), str) and bool(m.get("content")), f"messages[{i}] has no content")
             p.count(f"messages[{i}].file_ids", m.get("file_ids") or [], 10)
         p.raise_if_any()
-        return await self._api.post("/v2/threads", {"messages": bodies}, Thread, idempotent=False)
+        return await self._api.call(timeout, max_retries, extra_headers).post(
+            "/v2/threads", {"messages": bodies}, Thread, idempotent=False
+        )
 
-    async def query(self, thread_id: str) -> Thread:
+    async def query(
+        self,
+        thread_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Thread:
         """One thread."""
         p = _Problems()
         p.id("thread_id", thread_id)
         p.raise_if_any()
-        return await self._api.post("/v2/threads/query", {"thread_id": thread_id}, Thread, idempotent=True)
+        return await self._api.call(timeout, max_retries, extra_headers).post(
+            "/v2/threads/query", {"thread_id": thread_id}, Thread, idempotent=True
+        )
 
-    async def update(self, thread_id: str, *, metadata: Mapping[str, str]) -> Thread:
+    async def update(
+        self,
+        thread_id: str,
+        *,
+        metadata: Mapping[str, str],
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Thread:
         """Set a thread's metadata (≤16 keys, keys ≤64 and values ≤512 characters). Unlike the SDK, it is sent."""
         p = _Problems()
         p.id("thread_id", thread_id)
         p.metadata(metadata)
         p.raise_if_any()
         body = {"thread_id": thread_id, "metadata": dict(metadata)}
-        return await self._api.post("/v2/threads/update", body, Thread, idempotent=False)
+        return await self._api.call(timeout, max_retries, extra_headers).post(
+            "/v2/threads/update", body, Thread, idempotent=False
+        )
 
-    async def delete(self, thread_id: str) -> DeletedObject:
+    async def delete(
+        self,
+        thread_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> DeletedObject:
         """Delete a thread with its messages and runs."""
         p = _Problems()
         p.id("thread_id", thread_id)
         p.raise_if_any()
-        return await self._api.post("/v2/threads/delete", {"thread_id": thread_id}, DeletedObject, idempotent=False)
+        return await self._api.call(timeout, max_retries, extra_headers).post(
+            "/v2/threads/delete", {"thread_id": thread_id}, DeletedObject, idempotent=False
+        )
 
 
 # -- the client -----------------------------------------------------------------------------------------------------
-class AssistantsClient:
+class AssistantsClient(ServiceClient):
     """The AppBuilder Assistants API.
 
     ``token`` defaults to ``APPBUILDER_TOKEN`` (``Bearer `` is added when missing, or the ``SECRET_KEY_PREFIX``
@@ -1141,7 +1422,22 @@ class AssistantsClient:
 
     >>> async with AssistantsClient(token="…") as client:
     ...     thread = await client.threads.create(messages=["hello"])
+
+    ``max_attempts`` counts every attempt (default 3), ``max_retries`` the retries after the first (0: one
+    attempt). Every call takes ``timeout``, ``max_retries`` and ``extra_headers`` for itself; :meth:`with_options`
+    makes a copy with other defaults on the same connections.
     """
+
+    endpoint_spec = Endpoint(
+        url_env=("GATEWAY_URL",),
+        default_url=DEFAULT_GATEWAY,
+        key_env=("APPBUILDER_TOKEN",),
+        auth_headers=("Authorization", "X-Appbuilder-Authorization"),
+        auth_scheme=None,  # the token is sent as the SDK sends it: its prefix is added below when missing
+        timeout=DEFAULT_TIMEOUT,
+        headers={"X-Appbuilder-Origin": "aioagents"},
+        request_id_headers=("x-appbuilder-request-id", "x-bce-request-id", "x-request-id"),
+    )
 
     assistants: Assistants
     files: Files
@@ -1149,57 +1445,49 @@ class AssistantsClient:
 
     def __init__(
         self,
+        base_url: str | None = None,
         *,
         token: str | None = None,
-        base_url: str | None = None,
         timeout: TimeoutLike = None,
         max_attempts: int | None = None,
+        max_retries: int | None = None,
         rate_limiter: RateLimiter | None = None,
         session: aiohttp.ClientSession | None = None,
         trust_env: bool = True,
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
-        secret = env_or(token, "APPBUILDER_TOKEN")
+        secret = self.endpoint_spec.key(token)
         if not secret:
             raise InvalidRequestError("no AppBuilder token: pass token= or set APPBUILDER_TOKEN")
         prefix = os.environ.get("SECRET_KEY_PREFIX") or "Bearer"
         if not secret.startswith(prefix + " "):
             secret = f"{prefix} {secret}"
-        url = env_or(base_url, "GATEWAY_URL", default=DEFAULT_GATEWAY) or DEFAULT_GATEWAY
+        url = self.endpoint_spec.url(base_url)
         if "://" not in url:
             url = "https://" + url
-        self._transport = Transport(
-            url.rstrip("/"),
-            headers={"X-Appbuilder-Origin": "aioagents"},
-            secret_headers={"Authorization": secret, "X-Appbuilder-Authorization": secret},
-            timeout=timeout,
-            retry=RetryPolicy(max_attempts=max_attempts) if max_attempts is not None else None,
-            rate_limiter=rate_limiter,
-            session=session,
+        self._connect(
+            url,
+            locals(),
+            key=secret,
             error_factory=error_from_response,
-            request_id_headers=("x-appbuilder-request-id", "x-bce-request-id", "x-request-id"),
-            trust_env=trust_env,
-            trace_configs=trace_configs,
         )
+        self._rebind()
+
+    def with_options(
+        self,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        max_attempts: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> AssistantsClient:
+        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
+        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
+        Closing the copy leaves the shared connections open; closing this client closes them."""
+        return self._with_options(timeout, max_retries, max_attempts, extra_headers)
+
+    def _rebind(self) -> None:
         api = _Api(self._transport)
         self.assistants = Assistants(api)
         self.files = Files(api)
         self.threads = Threads(api)
-
-    def __repr__(self) -> str:
-        return f"AssistantsClient(base_url={self._transport.base_url!r})"
-
-    @property
-    def base_url(self) -> str:
-        """The gateway URL."""
-        return self._transport.base_url
-
-    async def aclose(self) -> None:
-        """Close the connections (a session passed in is left open)."""
-        await self._transport.aclose()
-
-    async def __aenter__(self) -> AssistantsClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()

@@ -28,7 +28,8 @@ import aiohttp
 import attrs
 
 from aioagents import _json
-from aioagents._config import Timeout, TimeoutLike, env_or
+from aioagents._client import Endpoint, ServiceClient, resolve_attempts
+from aioagents._config import Timeout, TimeoutLike
 from aioagents._converter import structure
 from aioagents._exceptions import (
     APIStatusError,
@@ -40,7 +41,7 @@ from aioagents._exceptions import (
 from aioagents._ratelimit import RateLimiter
 from aioagents._retry import RetryPolicy
 from aioagents._streaming import END, EventStream, ServerSentEvent, SSEDecoder
-from aioagents._transport import Response, Transport, default_error
+from aioagents._transport import Response, default_error
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -464,7 +465,7 @@ class _ChunkParser:
         return chunk
 
 
-class ChatClient:
+class ChatClient(ServiceClient):
     """An async client for ``POST /chat/completions`` of OpenAI or an OpenAI-compatible server.
 
     >>> async with ChatClient(requests_per_minute=500) as client:
@@ -477,18 +478,30 @@ class ChatClient:
     ``api_key`` falls back to ``OPENAI_API_KEY`` (without any, no ``Authorization`` is sent: local servers need
     none); ``base_url`` to ``OPENAI_BASE_URL`` and then ``https://api.openai.com/v1``. ``requests_per_minute`` /
     ``tokens_per_minute`` (or your own :class:`~aioagents._ratelimit.RateLimiter` objects) pace the requests;
-    ``max_attempts`` counts every attempt (default 3, as the openai SDK's two retries).
+    ``max_retries`` counts the retries (default 2, as the openai SDK; 0: one attempt), ``max_attempts`` every
+    attempt (default 3). Every call takes ``timeout``, ``max_retries`` and ``extra_headers`` for itself (as the
+    openai SDK's per-request options); :meth:`with_options` makes a copy with other defaults on the same connections.
     """
+
+    endpoint_spec = Endpoint(
+        url_env=("OPENAI_BASE_URL",),
+        default_url=DEFAULT_BASE_URL,
+        key_env=("OPENAI_API_KEY",),
+        timeout=Timeout(total=600, connect=10),
+        headers={"User-Agent": "aioagents-functions"},
+        request_id_headers=("x-request-id",),
+    )
 
     def __init__(
         self,
+        base_url: str | None = None,
         *,
         api_key: str | None = None,
-        base_url: str | None = None,
         organization: str | None = None,
         project: str | None = None,
         timeout: TimeoutLike = None,
         max_attempts: int | None = None,
+        max_retries: int | None = None,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
         rate_limiter: RateLimiter | None = None,
@@ -497,9 +510,6 @@ class ChatClient:
         trust_env: bool = True,
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
-        key = env_or(api_key, "OPENAI_API_KEY")
-        url = env_or(base_url, "OPENAI_BASE_URL", default=DEFAULT_BASE_URL)
-        assert url is not None
         if rate_limiter is None and requests_per_minute:
             # A tenth of a second of burst: enough to absorb timer lateness, small enough that a long run's average
             # stays on the limit and the server's own short-window limiter never sees a spike.
@@ -510,39 +520,49 @@ class ChatClient:
         self.token_limiter = token_limiter
         #: The ``x-ratelimit-*`` headers of the latest response that carried them.
         self.rate_limits: RateLimitInfo | None = None
-        headers = {"User-Agent": "aioagents-functions"}
+        headers: dict[str, str] = {}
         if organization:
             headers["OpenAI-Organization"] = organization
         if project:
             headers["OpenAI-Project"] = project
-        self._transport = Transport(
-            url,
+        self._connect(
+            base_url,
+            locals(),
+            key=self.endpoint_spec.key(api_key),
             headers=headers,
-            secret_headers={"Authorization": f"Bearer {key}"} if key else None,
-            timeout=timeout if timeout is not None else Timeout(total=600, connect=10),
-            retry=RetryPolicy(max_attempts=max_attempts or 3, retry_statuses=_RETRY_STATUSES),
-            rate_limiter=rate_limiter,
-            session=session,
+            retry=RetryPolicy(retry_statuses=_RETRY_STATUSES),
             error_factory=_openai_error,
             response_hook=self._on_response,
-            request_id_headers=("x-request-id",),
-            trust_env=trust_env,
-            trace_configs=trace_configs,
         )
 
-    def __repr__(self) -> str:
-        return f"ChatClient(base_url={self._transport.base_url!r})"
-
-    @property
-    def base_url(self) -> str:
-        return self._transport.base_url
+    def with_options(
+        self,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        max_attempts: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> ChatClient:
+        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
+        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
+        Closing the copy leaves the shared connections open; closing this client closes them."""
+        return self._with_options(timeout, max_retries, max_attempts, extra_headers)
 
     # -- calls ----------------------------------------------------------------------------------------------------
     async def create(
-        self, *, model: str, messages: Sequence[Any], max_attempts: int | None = None, **options: Any
+        self,
+        *,
+        model: str,
+        messages: Sequence[Any],
+        max_attempts: int | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        **options: Any,
     ) -> ChatCompletion:
         """Create a completion. ``messages`` are :class:`~aioagents.functions.Message` objects or wire dicts;
         ``options`` are request fields (``temperature``, ``n``, ``max_tokens``, ``tools`` …); ``None`` is not sent.
+        ``timeout``, ``max_retries`` and ``extra_headers`` apply to this call only.
         """
         body = self._body(model, messages, options)
         if body.get("stream"):
@@ -552,7 +572,9 @@ class ChatClient:
             _PATH,
             idempotent=True,
             json=body,
-            max_attempts=max_attempts,
+            max_attempts=max_attempts if max_retries is None else resolve_attempts(max_attempts, max_retries),
+            timeout=timeout,
+            headers=extra_headers,
             permits=self._token_permit(body),
         )
         return structure(resp.json(), ChatCompletion)
@@ -565,10 +587,15 @@ class ChatClient:
         include_usage: bool = False,
         idle_timeout: float | None = 60.0,
         max_attempts: int | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
         **options: Any,
     ) -> EventStream[ChatCompletionChunk]:
         """Stream a completion as chunks. ``include_usage`` asks OpenAI for the usage chunk (compatible servers put
-        usage on the finish chunk anyway). Retries happen only before the first event."""
+        usage on the finish chunk anyway). Retries happen only before the first event. ``timeout`` bounds the
+        connection set-up (``idle_timeout`` the silence between chunks); ``max_retries`` and ``extra_headers`` apply
+        to this call only."""
         body = self._body(model, messages, options)
         body["stream"] = True
         if include_usage:
@@ -583,7 +610,9 @@ class ChatClient:
             idempotent=True,
             json=body,
             idle_timeout=idle_timeout,
-            max_attempts=max_attempts,
+            max_attempts=max_attempts if max_retries is None else resolve_attempts(max_attempts, max_retries),
+            timeout=timeout,
+            headers=extra_headers,
             permits=self._token_permit(body),
             what=what,
         )
@@ -610,14 +639,3 @@ class ChatClient:
             self.rate_limiter.pause(info.reset_requests)
         if info.remaining_tokens == 0 and info.reset_tokens and self.token_limiter is not None:
             self.token_limiter.pause(info.reset_tokens)
-
-    # -- lifecycle ----------------------------------------------------------------------------------------------
-    async def aclose(self) -> None:
-        """Close the connections this client opened."""
-        await self._transport.aclose()
-
-    async def __aenter__(self) -> ChatClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()

@@ -37,7 +37,8 @@ import aiohttp
 import attrs
 
 from aioagents import _json
-from aioagents._config import Timeout, TimeoutLike, env_or, to_timeout
+from aioagents._client import Endpoint, ServiceClient, merge_headers, resolve_attempts
+from aioagents._config import Timeout, TimeoutLike
 from aioagents._converter import structure
 from aioagents._exceptions import (
     APIConnectionError,
@@ -51,7 +52,7 @@ from aioagents._polling import poll_until
 from aioagents._ratelimit import RateLimiter
 from aioagents._retry import RetryPolicy
 from aioagents._streaming import EventStream, JSONLinesDecoder, ServerSentEvent, SSEDecoder
-from aioagents._transport import ByteStream, Response, Transport, default_error
+from aioagents._transport import ByteStream, Response, default_error
 from aioagents.interpreter.events import Error, Event, ExecutionEnd, parse_event
 from aioagents.interpreter.models import (
     ExecutionResult,
@@ -87,7 +88,9 @@ ENV_TOKEN = ("AIOAGENTS_INTERPRETER_TOKEN",)
 # never gives up on an answer the server is about to send (it includes waiting behind an earlier, timed-out cell).
 _HTTP_MARGIN = 30.0
 _STREAM_ACCEPT = "application/x-ndjson, text/event-stream;q=0.9, application/json;q=0.5"
+_STREAM_ACCEPT_HEADERS = {"Accept": _STREAM_ACCEPT}
 PING_TIMEOUT = 5.0
+_JSON_ACCEPT = {"Accept": "application/json"}
 """Seconds a health check may take: a sandbox that cannot answer ``GET /`` in that time is not healthy."""
 # A health check is retried once, quickly, when the connection failed (a restarting container), never after a timeout.
 _PING_RETRY = RetryPolicy(max_attempts=2, initial_delay=0.2, max_delay=0.5, retry_timeouts=False)
@@ -372,7 +375,7 @@ class _Counted:
 
 
 # -- the client ---------------------------------------------------------------------------------------------------
-class InterpreterClient:
+class InterpreterClient(ServiceClient):
     """A client of one CodeGeeX4-style interpreter sandbox.
 
     ``base_url`` defaults to ``$AIOAGENTS_INTERPRETER_URL``, then ``http://127.0.0.1:8080``. ``token`` (or
@@ -387,7 +390,20 @@ class InterpreterClient:
             print(result.displays[0].text)      # "2"
             await client.upload("data.csv", Path("local.csv"))
             png = await client.download("plot.png")
+
+    ``max_attempts`` counts every attempt (default 3), ``max_retries`` the retries after the first (0: one
+    attempt). ``ping``, ``execute`` and ``execute_stream`` take ``max_retries`` and ``extra_headers`` for one call
+    (``execute``'s ``timeout`` is the server's wait; the HTTP timeout follows from it); :meth:`with_options` makes
+    a copy with other defaults on the same connections.
     """
+
+    endpoint_spec = Endpoint(
+        url_env=ENV_BASE_URL,
+        default_url=DEFAULT_BASE_URL,
+        key_env=ENV_TOKEN,
+        timeout=Timeout(total=60.0, connect=10.0),
+        headers={"User-Agent": "aioagents-interpreter"},
+    )
 
     data_dir: str
     """The sandbox directory relative paths are taken from (normalised, absolute)."""
@@ -405,6 +421,7 @@ class InterpreterClient:
         confine_paths: bool = True,
         timeout: TimeoutLike = None,
         max_attempts: int | None = None,
+        max_retries: int | None = None,
         rate_limiter: RateLimiter | None = None,
         session: aiohttp.ClientSession | None = None,
         headers: Mapping[str, str] | None = None,
@@ -412,22 +429,14 @@ class InterpreterClient:
         trust_env: bool = True,
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
-        url = env_or(base_url, *ENV_BASE_URL, default=DEFAULT_BASE_URL)
-        assert url is not None
-        secret = env_or(token, *ENV_TOKEN)
         self.data_dir = posixpath.normpath("/" + data_dir.strip("/"))
         self.confine_paths = confine_paths
-        self._transport = Transport(
-            url,
-            headers={"User-Agent": "aioagents-interpreter", **(headers or {})},
-            secret_headers={"Authorization": f"Bearer {secret}"} if secret else None,
-            timeout=to_timeout(timeout, Timeout(total=60.0, connect=10.0)),
-            retry=RetryPolicy(max_attempts=max_attempts or 3),
-            rate_limiter=rate_limiter,
-            session=session,
+        self._connect(
+            base_url,
+            locals(),
+            key=self.endpoint_spec.key(token),
+            headers=headers,
             error_factory=self._error,
-            trust_env=trust_env,
-            trace_configs=trace_configs,
         )
         self.ping_timeout = ping_timeout
         # One execute in flight per client (per event loop): the server's kernel aborts a cell queued behind one
@@ -436,13 +445,21 @@ class InterpreterClient:
         # An execute of this client timed out: its cell may still be running in the kernel.
         self._maybe_running = False
 
-    def __repr__(self) -> str:
-        return f"InterpreterClient({self._transport.base_url!r}, data_dir={self.data_dir!r})"
+    def with_options(
+        self,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        max_attempts: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> InterpreterClient:
+        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
+        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
+        Closing the copy leaves the shared connections open; closing this client closes them."""
+        return self._with_options(timeout, max_retries, max_attempts, extra_headers)
 
-    @property
-    def base_url(self) -> str:
-        """The sandbox's base URL."""
-        return self._transport.base_url
+    def _repr_fields(self) -> str:
+        return f", data_dir={self.data_dir!r}"
 
     # -- errors ------------------------------------------------------------------------------------------------
     def _error(self, response: Response) -> APIStatusError:
@@ -478,14 +495,23 @@ class InterpreterClient:
         return normalize_sandbox_path(path, data_dir=self.data_dir, confine=self.confine_paths)
 
     # -- health ------------------------------------------------------------------------------------------------
-    async def ping(self) -> PingResult:
-        """Check that the sandbox and its kernel are alive. A dead kernel raises :class:`KernelDeadError`."""
+    async def ping(
+        self,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> PingResult:
+        """Check that the sandbox and its kernel are alive. A dead kernel raises :class:`KernelDeadError`.
+        ``timeout`` defaults to ``ping_timeout`` per attempt (two attempts unless ``max_retries`` says otherwise)."""
         resp = await self._transport.request(
             "GET",
             "/",
             idempotent=True,
             retry=_PING_RETRY,
-            timeout=Timeout(total=self.ping_timeout, connect=self.ping_timeout),
+            max_attempts=resolve_attempts(None, max_retries),
+            timeout=Timeout(total=self.ping_timeout, connect=self.ping_timeout) if timeout is None else timeout,
+            headers=extra_headers,
         )
         body = resp.json()
         stamp = body.get("last_activity") if isinstance(body, Mapping) else None
@@ -500,7 +526,14 @@ class InterpreterClient:
         secs = _timeout_secs(timeout)
         return {"code": code, "timeout_secs": secs}, secs
 
-    async def execute(self, code: str, *, timeout: float = 60) -> ExecutionResult:
+    async def execute(
+        self,
+        code: str,
+        *,
+        timeout: float = 60,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> ExecutionResult:
         """Run ``code`` in the sandbox's kernel (state persists between calls) and return its events.
 
         ``timeout`` is the server's wait in seconds, sent as an integer ≥ 1 (rounded up). When it runs out the
@@ -511,12 +544,14 @@ class InterpreterClient:
         One execute of this client is in flight at a time (others wait their turn), and after a timed-out cell the
         next execute first checks that the kernel is free (:class:`KernelBusyError` if it is not): the CodeGeeX4
         server aborts a cell queued behind one that raises and answers it as an empty success.
+        ``max_retries`` (retries only when the request never reached the server) and ``extra_headers`` apply to
+        this call only.
         """
         body, secs = self._execute_body(code, timeout)
         async with self._lock():
             if self._maybe_running:
                 await self._wait_for_idle_kernel(secs)
-            result = await self._execute_once(body, secs)
+            result = await self._execute_once(body, secs, max_retries, extra_headers)
             # A timed-out cell keeps running in the kernel (there is no interrupt): remember it.
             self._maybe_running = result.timed_out
             return result
@@ -544,14 +579,21 @@ class InterpreterClient:
             )
         self._maybe_running = False
 
-    async def _execute_once(self, body: dict[str, Any], secs: int) -> ExecutionResult:
+    async def _execute_once(
+        self,
+        body: dict[str, Any],
+        secs: int,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> ExecutionResult:
         resp = await self._transport.request(
             "POST",
             "/execute",
             idempotent=False,
             json=body,
-            headers={"Accept": "application/json"},
+            headers=merge_headers(_JSON_ACCEPT, extra_headers),
             timeout=self._execute_timeout(secs),
+            max_attempts=resolve_attempts(None, max_retries),
         )
         decoder = _BodyDecoder(self._transport.max_response_size)
         decoder.choose(resp.headers.get("Content-Type", ""))
@@ -567,7 +609,14 @@ class InterpreterClient:
                 events.append(item)
         return _result(events, end)
 
-    def execute_stream(self, code: str, *, timeout: float = 60) -> EventStream[Event | ExecutionEnd]:
+    def execute_stream(
+        self,
+        code: str,
+        *,
+        timeout: float = 60,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> EventStream[Event | ExecutionEnd]:
         """Run ``code`` and yield its events as they arrive, then an :class:`ExecutionEnd` with the status.
 
         A server that streams (``application/x-ndjson`` or ``text/event-stream``) is read as it sends; one that
@@ -575,7 +624,8 @@ class InterpreterClient:
         answered. Use ``async with client.execute_stream(code) as events: async for event in events: ...``.
         A stream cut before its :class:`ExecutionEnd` raises :class:`~aioagents.StreamOutcomeUnknownError` (an
         :class:`~aioagents.OutcomeUnknownError`, as a cut plain ``execute`` does). This raw stream is not serialised
-        with the client's other executes; :meth:`Interpreter.stream` is.
+        with the client's other executes; :meth:`Interpreter.stream` is. ``max_retries`` and ``extra_headers``
+        apply to this call only.
         """
         body, secs = self._execute_body(code, timeout)
         # A non-streaming answer is one document: allow it the size of a whole response, not of one event.
@@ -587,7 +637,8 @@ class InterpreterClient:
             parse=_parse_frame,
             idempotent=False,
             json=body,
-            headers={"Accept": _STREAM_ACCEPT},
+            headers=merge_headers(_STREAM_ACCEPT_HEADERS, extra_headers),
+            max_attempts=resolve_attempts(None, max_retries),
             terminal=lambda item: isinstance(item, ExecutionEnd),
             require_terminal=True,
             timeout=self._execute_timeout(secs),
@@ -603,10 +654,16 @@ class InterpreterClient:
         return Timeout(total=secs + _HTTP_MARGIN, connect=current.connect, read=None)
 
     # -- files -------------------------------------------------------------------------------------------------
-    async def exists(self, path: str | PurePath) -> bool:
+    async def exists(
+        self,
+        path: str | PurePath,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> bool:
         """Whether ``path`` exists in the sandbox (asked with a download that is closed at its first byte)."""
-        full = self.path(path)
-        stream = self._transport.open("GET", _file_url("download", full), idempotent=True)
+        stream = self.download_stream(path, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers)
         try:
             async with stream:
                 return True
@@ -620,27 +677,34 @@ class InterpreterClient:
         *,
         overwrite: bool = True,
         chunk_size: int = 1 << 20,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> UploadedFile:
         """Put ``source`` (bytes, a local ``Path``, or an async iterator of bytes, streamed) at ``path``.
 
         ``overwrite=False`` refuses to replace an existing file (:class:`FileExistsInSandboxError`): the client
         checks first, since the original server silently overwrites, and a server that answers 409 is refused too.
         ``overwrite=True`` replaces it; on a server that answers 409 instead, the file is uploaded under a
-        temporary name and moved into place by the kernel.
+        temporary name and moved into place by the kernel. ``timeout`` (default: 300 s between reads, no total),
+        ``max_retries`` and ``extra_headers`` apply to this call only.
         """
         full = self.path(path)
-        if not overwrite and await self.exists(full):
+        opts = (timeout, max_retries, extra_headers)
+        if not overwrite and await self.exists(
+            full, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
+        ):
             raise FileExistsInSandboxError(
                 f"{full} already exists in the sandbox", status=409, method="POST", url=_file_url("upload", full)
             )
         try:
-            return await self._put(full, source, chunk_size=chunk_size, idempotent=overwrite)
+            return await self._put(full, source, opts, chunk_size=chunk_size, idempotent=overwrite)
         except FileExistsInSandboxError:
             if not overwrite or not isinstance(source, (bytes, bytearray, memoryview, PurePath, os.PathLike)):
                 raise
         # The server refuses to overwrite: upload beside the target, then rename inside the sandbox.
         temp = posixpath.join(posixpath.dirname(full), f".aioagents-upload-{os.urandom(6).hex()}")
-        uploaded = await self._put(temp, source, chunk_size=chunk_size, idempotent=False)
+        uploaded = await self._put(temp, source, opts, chunk_size=chunk_size, idempotent=False)
         moved = await self.execute(f"__import__('os').replace({temp!r}, {full!r})", timeout=30)
         if not moved.ok:
             raise FileExistsInSandboxError(
@@ -650,7 +714,16 @@ class InterpreterClient:
             )
         return UploadedFile(path=full, size=uploaded.size)
 
-    async def _put(self, full: str, source: UploadSource, *, chunk_size: int, idempotent: bool) -> UploadedFile:
+    async def _put(
+        self,
+        full: str,
+        source: UploadSource,
+        opts: tuple[TimeoutLike, int | None, Mapping[str, str] | None],
+        *,
+        chunk_size: int,
+        idempotent: bool,
+    ) -> UploadedFile:
+        timeout, max_retries, extra_headers = opts
         headers: dict[str, str] = {"Content-Type": "application/octet-stream"}
         data: Any
         size: int | None
@@ -688,27 +761,61 @@ class InterpreterClient:
             _file_url("upload", full),
             idempotent=idempotent,
             data=data,
-            headers=headers,
+            headers=merge_headers(headers, extra_headers),
+            max_attempts=resolve_attempts(None, max_retries),
             # Asked for, and ignored by the original server (it always overwrites); servers that answer 409 by
             # default take it as leave to replace the file.
             params={"overwrite": "true"} if idempotent else None,
-            timeout=Timeout(total=None, connect=self._transport.timeout.connect, read=300.0),
+            timeout=Timeout(total=None, connect=self._transport.timeout.connect, read=300.0)
+            if timeout is None
+            else timeout,
         )
         return UploadedFile(path=full, size=size if size is not None else (counted.size if counted else 0))
 
-    async def download(self, path: str | PurePath, *, max_size: int = 64 * 1024 * 1024) -> bytes:
+    async def download(
+        self,
+        path: str | PurePath,
+        *,
+        max_size: int = 64 * 1024 * 1024,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> bytes:
         """The contents of ``path`` (at most ``max_size`` bytes; use ``download_to`` for big files)."""
-        full = self.path(path)
-        async with self.download_stream(full) as body:
+        stream = self.download_stream(path, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers)
+        async with stream as body:
             return await body.read(max_size)
 
-    def download_stream(self, path: str | PurePath) -> ByteStream:
+    def download_stream(
+        self,
+        path: str | PurePath,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> ByteStream:
         """The contents of ``path`` as a stream of byte chunks (``async with ... as body: async for chunk in
-        body``); ``body.headers`` has the server's headers."""
-        return self._transport.open("GET", _file_url("download", self.path(path)), idempotent=True, idle_timeout=300.0)
+        body``); ``body.headers`` has the server's headers. ``timeout`` bounds the connection set-up (300 s of
+        silence end it); ``max_retries`` and ``extra_headers`` apply to this call only."""
+        return self._transport.open(
+            "GET",
+            _file_url("download", self.path(path)),
+            idempotent=True,
+            idle_timeout=300.0,
+            timeout=timeout,
+            max_attempts=resolve_attempts(None, max_retries),
+            headers=extra_headers,
+        )
 
     async def download_to(
-        self, path: str | PurePath, target: str | os.PathLike[str], *, overwrite: bool = True
+        self,
+        path: str | PurePath,
+        target: str | os.PathLike[str],
+        *,
+        overwrite: bool = True,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Path:
         """Stream ``path`` into a local file and return where it was written.
 
@@ -718,7 +825,8 @@ class InterpreterClient:
         file, then renamed).
         """
         full = self.path(path)
-        async with self.download_stream(full) as body:
+        stream = self.download_stream(full, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers)
+        async with stream as body:
             name = parse_content_disposition(body.headers.get("Content-Disposition"))
             destination = await asyncio.to_thread(
                 _destination, Path(target), name if name is not None else posixpath.basename(full), overwrite
@@ -734,17 +842,6 @@ class InterpreterClient:
                     os.unlink(temp_name)
                 raise
         return destination
-
-    # -- lifecycle ---------------------------------------------------------------------------------------------
-    async def aclose(self) -> None:
-        """Close the connections this client opened (a session passed in is left open)."""
-        await self._transport.aclose()
-
-    async def __aenter__(self) -> InterpreterClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
 
 def _local_size(local: Path) -> int:

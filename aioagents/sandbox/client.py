@@ -9,12 +9,13 @@ from typing import Any, TypeVar
 import aiohttp
 
 from aioagents._batch import BatchResult, ProgressCallback, as_completed
-from aioagents._config import Timeout, TimeoutLike, env_or, to_timeout
+from aioagents._client import Endpoint, ServiceClient, resolve_attempts
+from aioagents._config import Timeout, TimeoutLike, env_or
 from aioagents._converter import structure, unstructure
 from aioagents._exceptions import APIError, InvalidRequestError
 from aioagents._ratelimit import RateLimiter
 from aioagents._retry import RetryPolicy
-from aioagents._transport import Response, Transport
+from aioagents._transport import Response, _loggable
 from aioagents.sandbox.models import (
     CommandRunStatus,
     EvalResult,
@@ -89,7 +90,7 @@ def summary_run_code_result(result: RunCodeResponse, mapping: SummaryMapping | N
     return mapping.Success
 
 
-class SandboxClient:
+class SandboxClient(ServiceClient):
     """An async client of the SandboxFusion API.
 
     >>> async with SandboxClient() as sandbox:            # SANDBOX_FUSION_ENDPOINT or http://localhost:8080
@@ -102,7 +103,17 @@ class SandboxClient:
     and — because the server keeps running code after a client gives up — not after a client timeout unless
     ``retry_timeouts=True`` (each such retry is logged as a warning). ``trust_env=False`` ignores proxy and CA-bundle
     environment variables; ``trace_configs`` (aiohttp ``TraceConfig``) see every attempt of every call.
+    ``max_retries`` counts the retries (0: one attempt), ``max_attempts`` every attempt (default 3). Every call
+    takes ``timeout``, ``max_retries`` and ``extra_headers`` for itself; :meth:`with_options` makes a copy with
+    other defaults on the same connections.
     """
+
+    endpoint_spec = Endpoint(
+        url_env=("SANDBOX_FUSION_ENDPOINT",),
+        default_url=DEFAULT_ENDPOINT,
+        auth_headers=(),
+        timeout=Timeout(total=60.0, connect=10.0),
+    )
 
     def __init__(
         self,
@@ -110,29 +121,40 @@ class SandboxClient:
         *,
         dataset_endpoint: str | None = None,
         timeout: TimeoutLike = None,
-        max_attempts: int = 3,
+        max_attempts: int | None = None,
+        max_retries: int | None = None,
         retry_timeouts: bool = False,
         rate_limiter: RateLimiter | None = None,
         session: aiohttp.ClientSession | None = None,
         trust_env: bool = True,
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
-        sandbox = env_or(endpoint, "SANDBOX_FUSION_ENDPOINT", default=DEFAULT_ENDPOINT)
-        assert sandbox is not None
-        self._dataset_endpoint = env_or(dataset_endpoint, "SANDBOX_FUSION_DATASET_ENDPOINT", default=sandbox)
-        self._timeout_given = timeout is not None
-        self._transport = Transport(
-            sandbox,
-            timeout=to_timeout(timeout, Timeout(total=60.0, connect=10.0)),
-            retry=RetryPolicy(max_attempts=max_attempts, retry_timeouts=retry_timeouts),
-            rate_limiter=rate_limiter,
-            session=session,
-            trust_env=trust_env,
-            trace_configs=trace_configs,
+        transport = self._connect(
+            endpoint,
+            locals(),
+            retry=RetryPolicy(retry_timeouts=retry_timeouts),
         )
+        self._dataset_endpoint = env_or(dataset_endpoint, "SANDBOX_FUSION_DATASET_ENDPOINT", default=transport.base_url)
+        self._timeout_given = timeout is not None
+
+    def with_options(
+        self,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        max_attempts: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> SandboxClient:
+        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
+        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
+        Closing the copy leaves the shared connections open; closing this client closes them."""
+        return self._with_options(timeout, max_retries, max_attempts, extra_headers)
 
     def __repr__(self) -> str:
-        return f"SandboxClient(endpoint={self.endpoint!r}, dataset_endpoint={self.dataset_endpoint!r})"
+        return (
+            f"SandboxClient(endpoint={_loggable(self.endpoint)!r}, "
+            f"dataset_endpoint={_loggable(self.dataset_endpoint)!r})"
+        )
 
     @property
     def endpoint(self) -> str:
@@ -152,22 +174,11 @@ class SandboxClient:
     def dataset_endpoint(self, value: str) -> None:
         self._dataset_endpoint = value
 
-    # -- lifecycle -----------------------------------------------------------------------------------------------
-    async def aclose(self) -> None:
-        """Close the connections this client opened."""
-        await self._transport.aclose()
-
-    async def __aenter__(self) -> SandboxClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
     # -- helpers -------------------------------------------------------------------------------------------------
-    def _run_timeout(self, client_timeout: float | None, needed: float) -> Timeout | float:
+    def _run_timeout(self, client_timeout: TimeoutLike, needed: float) -> TimeoutLike:
         if client_timeout is not None:
             return client_timeout
-        if self._timeout_given:
+        if self._timeout_given or self._transport.timeout is not self.endpoint_spec.timeout:
             return self._transport.timeout
         return max(self._transport.timeout.total or 0.0, needed)
 
@@ -180,6 +191,8 @@ class SandboxClient:
         dataset: bool = False,
         timeout: TimeoutLike = None,
         max_attempts: int | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Response:
         base = endpoint or (self.dataset_endpoint if dataset else None)
         return await self._transport.request(
@@ -189,7 +202,8 @@ class SandboxClient:
             idempotent=True,
             base_url=base,
             timeout=timeout,
-            max_attempts=max_attempts,
+            max_attempts=max_attempts if max_retries is None else resolve_attempts(max_attempts, max_retries),
+            headers=extra_headers,
         )
 
     # -- sandbox -------------------------------------------------------------------------------------------------
@@ -207,12 +221,15 @@ class SandboxClient:
         endpoint: str | None = None,
         client_timeout: float | None = None,
         max_attempts: int | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> RunCodeResponse:
         """Run a program. Pass a :class:`RunCodeRequest`, or the code and its options as arguments.
 
         Returns the result whatever the program did (check ``status``); raises :class:`SandboxError` when the sandbox
-        failed, ``UnprocessableEntityError`` for a request the server rejects. ``client_timeout`` defaults to
-        ``compile_timeout + run_timeout`` plus a margin.
+        failed, ``UnprocessableEntityError`` for a request the server rejects. ``client_timeout`` (or ``timeout``, the
+        name every client's calls share) defaults to ``compile_timeout + run_timeout`` plus a margin.
         """
         if isinstance(request, str):
             request = RunCodeRequest(
@@ -230,8 +247,10 @@ class SandboxClient:
             "/run_code",
             request,
             endpoint=endpoint,
-            timeout=self._run_timeout(client_timeout, needed),
+            timeout=self._run_timeout(client_timeout if timeout is None else timeout, needed),
             max_attempts=max_attempts,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
         )
         result = structure(resp.json(), RunCodeResponse)
         if result.status is RunStatus.SandboxError:
@@ -250,6 +269,9 @@ class SandboxClient:
         endpoint: str | None = None,
         client_timeout: float | None = None,
         max_attempts: int | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> RunJupyterResponse:
         """Run notebook cells in a fresh kernel; per-cell stdout, stderr, display bundles and errors."""
         if not isinstance(request, RunJupyterRequest):
@@ -267,40 +289,121 @@ class SandboxClient:
             "/run_jupyter",
             request,
             endpoint=endpoint,
-            timeout=self._run_timeout(client_timeout, request.total_timeout + _JUPYTER_MARGIN),
+            timeout=self._run_timeout(
+                client_timeout if timeout is None else timeout, request.total_timeout + _JUPYTER_MARGIN
+            ),
             max_attempts=max_attempts,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
         )
         result = structure(resp.json(), RunJupyterResponse)
         if result.status is RunStatus.SandboxError:
             raise SandboxError(f"sandbox error: {result.message}", response=result)
         return result
 
-    async def ping(self, *, endpoint: str | None = None) -> bool:
-        """True when the server answers ``GET /v1/ping`` with ``"pong"``; transport failures raise."""
-        resp = await self._transport.request("GET", "/v1/ping", idempotent=True, base_url=endpoint, max_attempts=1)
+    async def ping(
+        self,
+        *,
+        endpoint: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> bool:
+        """True when the server answers ``GET /v1/ping`` with ``"pong"``; transport failures raise (one attempt
+        unless ``max_retries`` says otherwise)."""
+        resp = await self._transport.request(
+            "GET",
+            "/v1/ping",
+            idempotent=True,
+            base_url=endpoint,
+            max_attempts=resolve_attempts(None, max_retries) or 1,
+            timeout=timeout,
+            headers=extra_headers,
+        )
         return bool(resp.json() == "pong")
 
     # -- datasets ------------------------------------------------------------------------------------------------
-    async def list_datasets(self, *, endpoint: str | None = None) -> list[str]:
+    async def list_datasets(
+        self,
+        *,
+        endpoint: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> list[str]:
         """The dataset ids the server knows."""
         resp = await self._transport.request(
-            "GET", "/list_datasets", idempotent=True, base_url=endpoint or self.dataset_endpoint
+            "GET",
+            "/list_datasets",
+            idempotent=True,
+            base_url=endpoint or self.dataset_endpoint,
+            timeout=timeout,
+            max_attempts=resolve_attempts(None, max_retries),
+            headers=extra_headers,
         )
         return structure(resp.json(), list[str])
 
-    async def list_ids(self, request: GetPromptsRequest, *, endpoint: str | None = None) -> list[int | str]:
+    async def list_ids(
+        self,
+        request: GetPromptsRequest,
+        *,
+        endpoint: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> list[int | str]:
         """The row ids of a dataset."""
-        resp = await self._post("/list_ids", request, endpoint=endpoint, dataset=True)
+        resp = await self._post(
+            "/list_ids",
+            request,
+            endpoint=endpoint,
+            dataset=True,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
         return [structure(item, int | str) for item in resp.json()]  # type: ignore[arg-type]
 
-    async def get_prompts(self, request: GetPromptsRequest, *, endpoint: str | None = None) -> list[Prompt]:
+    async def get_prompts(
+        self,
+        request: GetPromptsRequest,
+        *,
+        endpoint: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> list[Prompt]:
         """A dataset's prompts (``offset``/``limit`` page them)."""
-        resp = await self._post("/get_prompts", request, endpoint=endpoint, dataset=True)
+        resp = await self._post(
+            "/get_prompts",
+            request,
+            endpoint=endpoint,
+            dataset=True,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
         return structure(resp.json(), list[Prompt])
 
-    async def get_prompt_by_id(self, request: GetPromptByIdRequest, *, endpoint: str | None = None) -> Prompt:
+    async def get_prompt_by_id(
+        self,
+        request: GetPromptByIdRequest,
+        *,
+        endpoint: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Prompt:
         """One prompt by id."""
-        resp = await self._post("/get_prompt_by_id", request, endpoint=endpoint, dataset=True)
+        resp = await self._post(
+            "/get_prompt_by_id",
+            request,
+            endpoint=endpoint,
+            dataset=True,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
         return structure(resp.json(), Prompt)
 
     async def submit(
@@ -310,6 +413,9 @@ class SandboxClient:
         endpoint: str | None = None,
         client_timeout: float | None = None,
         max_attempts: int | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> EvalResult:
         """Evaluate a completion against a dataset row's tests."""
         resp = await self._post(
@@ -317,8 +423,10 @@ class SandboxClient:
             request,
             endpoint=endpoint,
             dataset=True,
-            timeout=client_timeout,
+            timeout=client_timeout if timeout is None else timeout,
             max_attempts=max_attempts,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
         )
         return structure(resp.json(), EvalResult)
 
@@ -329,6 +437,9 @@ class SandboxClient:
         endpoint: str | None = None,
         client_timeout: float | None = None,
         max_attempts: int | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> EvalResult:
         """Like :meth:`submit`, but a failed evaluation — the service refused it, or no answer came back — becomes a
         rejected result (``accepted=False``, logged as a warning) instead of an error.
@@ -339,7 +450,13 @@ class SandboxClient:
         """
         try:
             return await self.submit(
-                request, endpoint=endpoint, client_timeout=client_timeout, max_attempts=max_attempts
+                request,
+                endpoint=endpoint,
+                client_timeout=client_timeout,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
             )
         except APIError as exc:
             log.warning(
@@ -347,16 +464,46 @@ class SandboxClient:
             )
             return EvalResult(id=request.id, accepted=False, extracted_code="", tests=[])
 
-    async def get_metrics(self, request: GetMetricsRequest, *, endpoint: str | None = None) -> dict[str, Any]:
+    async def get_metrics(
+        self,
+        request: GetMetricsRequest,
+        *,
+        endpoint: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
         """A dataset's aggregate metrics over evaluated results (``{}`` when it defines none)."""
-        resp = await self._post("/get_metrics", request, endpoint=endpoint, dataset=True)
+        resp = await self._post(
+            "/get_metrics",
+            request,
+            endpoint=endpoint,
+            dataset=True,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
         return structure(resp.json(), dict[str, Any])
 
     async def get_metrics_function(
-        self, request: GetMetricsFunctionRequest, *, endpoint: str | None = None
+        self,
+        request: GetMetricsFunctionRequest,
+        *,
+        endpoint: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> str | None:
         """The source of a dataset's metrics function, or None."""
-        resp = await self._post("/get_metrics_function", request, endpoint=endpoint, dataset=True)
+        resp = await self._post(
+            "/get_metrics_function",
+            request,
+            endpoint=endpoint,
+            dataset=True,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
         return structure(resp.json(), GetMetricsFunctionResult).function
 
     # -- batches -------------------------------------------------------------------------------------------------

@@ -50,27 +50,33 @@ class AssistantsClient:
 
     >>> with AssistantsClient(token="…") as client:
     ...     thread = client.threads.create(messages=["hello"])
+
+    ``max_attempts`` counts every attempt (default 3), ``max_retries`` the retries after the first (0: one
+    attempt). Every call takes ``timeout``, ``max_retries`` and ``extra_headers`` for itself; :meth:`with_options`
+    makes a copy with other defaults on the same connections.
     """
 
     _async: _impl.AssistantsClient
 
     def __init__(
         self,
+        base_url: str | None = None,
         *,
         token: str | None = None,
-        base_url: str | None = None,
         timeout: TimeoutLike = None,
         max_attempts: int | None = None,
+        max_retries: int | None = None,
         rate_limiter: RateLimiter | None = None,
         session: ClientSession | None = None,
         trust_env: bool = True,
         trace_configs: Sequence[TraceConfig] | None = None,
     ) -> None:
         self._async = _impl.AssistantsClient(
+            base_url,
             token=token,
-            base_url=base_url,
             timeout=timeout,
             max_attempts=max_attempts,
+            max_retries=max_retries,
             rate_limiter=rate_limiter,
             session=session,
             trust_env=trust_env,
@@ -114,13 +120,41 @@ class AssistantsClient:
         """The async object's ``threads``."""
         return Threads._wrap(self._async.threads)
 
+    def with_options(
+        self,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        max_attempts: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> AssistantsClient:
+        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
+        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
+        Closing the copy leaves the shared connections open; closing this client closes them.
+        """
+        return AssistantsClient._wrap(
+            self._async.with_options(
+                timeout=timeout,
+                max_retries=max_retries,
+                max_attempts=max_attempts,
+                extra_headers=extra_headers,
+            )
+        )
+
     @property
     def base_url(self) -> str:
-        """The gateway URL."""
+        """The service's base URL (no trailing ``/``)."""
         return self._async.base_url
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._async.closed
+
     def close(self) -> None:
-        """Close the connections (a session passed in is left open)."""
+        """Close the connections this client opened (a session passed in is left open; a copy made by
+        :meth:`with_options` leaves the shared pool to its original).
+        """
         _bridge.run(self._async.aclose())
 
 
@@ -156,6 +190,9 @@ class Assistants:
         tools: Sequence[ToolLike] = (),
         file_ids: Sequence[str] = (),
         metadata: Mapping[str, str] | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Assistant:
         """Create an assistant. ``name``: 1–128 CJK characters, letters, digits, spaces, ``_`` or ``-``."""
         return _bridge.run(
@@ -170,6 +207,9 @@ class Assistants:
                 tools=tools,
                 file_ids=file_ids,
                 metadata=metadata,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
             )
         )
 
@@ -187,6 +227,9 @@ class Assistants:
         tools: Sequence[ToolLike] = (),
         file_ids: Sequence[str] = (),
         metadata: Mapping[str, str] | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Assistant:
         """Replace an assistant's settings (every field is sent, as the service expects)."""
         return _bridge.run(
@@ -202,6 +245,9 @@ class Assistants:
                 tools=tools,
                 file_ids=file_ids,
                 metadata=metadata,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
             )
         )
 
@@ -212,25 +258,82 @@ class Assistants:
         order: str = "desc",
         after: str | None = None,
         before: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Page[Assistant]:
         """One page of assistants; ``after=page.last_id`` fetches the next one (or use :meth:`iter_all`)."""
-        return _bridge.run(self._async.list(limit=limit, order=order, after=after, before=before))
+        return _bridge.run(
+            self._async.list(
+                limit=limit,
+                order=order,
+                after=after,
+                before=before,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
     def iter_all(self, *, order: str = "desc", page_size: int = 20) -> _bridge.SyncStream[Assistant]:
         """Every assistant, page after page."""
         return _bridge.SyncStream(self._async.iter_all(order=order, page_size=page_size))
 
-    def query(self, assistant_id: str) -> Assistant:
+    def query(
+        self,
+        assistant_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Assistant:
         """One assistant."""
-        return _bridge.run(self._async.query(assistant_id))
+        return _bridge.run(
+            self._async.query(
+                assistant_id,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def delete(self, assistant_id: str) -> DeletedObject:
+    def delete(
+        self,
+        assistant_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> DeletedObject:
         """Delete an assistant."""
-        return _bridge.run(self._async.delete(assistant_id))
+        return _bridge.run(
+            self._async.delete(
+                assistant_id,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def mount_files(self, assistant_id: str, file_id: str) -> AssistantFile:
+    def mount_files(
+        self,
+        assistant_id: str,
+        file_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> AssistantFile:
         """Mount an uploaded file on an assistant."""
-        return _bridge.run(self._async.mount_files(assistant_id, file_id))
+        return _bridge.run(
+            self._async.mount_files(
+                assistant_id,
+                file_id,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
     def mounted_files_list(
         self,
@@ -240,6 +343,9 @@ class Assistants:
         order: str = "desc",
         after: str | None = None,
         before: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Page[AssistantFile]:
         """One page of the files mounted on an assistant."""
         return _bridge.run(
@@ -249,6 +355,9 @@ class Assistants:
                 order=order,
                 after=after,
                 before=before,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
             )
         )
 
@@ -262,9 +371,25 @@ class Assistants:
         """Every file mounted on an assistant, page after page."""
         return _bridge.SyncStream(self._async.iter_mounted_files(assistant_id, order=order, page_size=page_size))
 
-    def unmount_files(self, assistant_id: str, file_id: str) -> DeletedObject:
+    def unmount_files(
+        self,
+        assistant_id: str,
+        file_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> DeletedObject:
         """Unmount a file from an assistant (the file itself stays)."""
-        return _bridge.run(self._async.unmount_files(assistant_id, file_id))
+        return _bridge.run(
+            self._async.unmount_files(
+                assistant_id,
+                file_id,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
 
 @_bridge.twin_of(_impl.Files)
@@ -286,31 +411,111 @@ class Files:
         self._async = inner
         return self
 
-    def create(self, file: str | PathLike[str] | bytes, *, filename: str | None = None) -> File:
+    def create(
+        self,
+        file: str | PathLike[str] | bytes,
+        *,
+        filename: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> File:
         """Upload a file (a path, read in chunks while sending, or bytes with ``filename``) for assistants."""
-        return _bridge.run(self._async.create(file, filename=filename))
+        return _bridge.run(
+            self._async.create(
+                file,
+                filename=filename,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def list(self) -> FileList:
+    def list(
+        self,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> FileList:
         """Every uploaded file (the service does not page this list)."""
-        return _bridge.run(self._async.list())
+        return _bridge.run(self._async.list(timeout=timeout, max_retries=max_retries, extra_headers=extra_headers))
 
-    def query(self, file_id: str) -> File:
+    def query(
+        self,
+        file_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> File:
         """One file, with its audit state (``censored``) and ``file_type``."""
-        return _bridge.run(self._async.query(file_id))
+        return _bridge.run(
+            self._async.query(
+                file_id,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def delete(self, file_id: str) -> DeletedObject:
+    def delete(
+        self,
+        file_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> DeletedObject:
         """Delete a file."""
-        return _bridge.run(self._async.delete(file_id))
+        return _bridge.run(
+            self._async.delete(
+                file_id,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def content(self, file_id: str, *, timeout: TimeoutLike = None) -> FileContent:
+    def content(
+        self,
+        file_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> FileContent:
         """A file's bytes and content type."""
-        return _bridge.run(self._async.content(file_id, timeout=timeout))
+        return _bridge.run(
+            self._async.content(
+                file_id,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def download(self, file_id: str, directory: str | PathLike[str] = ".", *, timeout: TimeoutLike = None) -> Path:
+    def download(
+        self,
+        file_id: str,
+        directory: str | PathLike[str] = ".",
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Path:
         """Save a file into ``directory`` under the name the service gives (reduced to a plain file name, so it
         cannot escape the directory) and return its path.
         """
-        return _bridge.run(self._async.download(file_id, directory, timeout=timeout))
+        return _bridge.run(
+            self._async.download(
+                file_id,
+                directory,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
 
 @_bridge.twin_of(_impl.Threads)
@@ -342,21 +547,79 @@ class Threads:
         """The async object's ``runs``."""
         return Runs._wrap(self._async.runs)
 
-    def create(self, *, messages: Sequence[MessageLike] = ()) -> Thread:
+    def create(
+        self,
+        *,
+        messages: Sequence[MessageLike] = (),
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Thread:
         """Create a thread, optionally with first messages (strings are user turns)."""
-        return _bridge.run(self._async.create(messages=messages))
+        return _bridge.run(
+            self._async.create(
+                messages=messages,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def query(self, thread_id: str) -> Thread:
+    def query(
+        self,
+        thread_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Thread:
         """One thread."""
-        return _bridge.run(self._async.query(thread_id))
+        return _bridge.run(
+            self._async.query(
+                thread_id,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def update(self, thread_id: str, *, metadata: Mapping[str, str]) -> Thread:
+    def update(
+        self,
+        thread_id: str,
+        *,
+        metadata: Mapping[str, str],
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Thread:
         """Set a thread's metadata (≤16 keys, keys ≤64 and values ≤512 characters). Unlike the SDK, it is sent."""
-        return _bridge.run(self._async.update(thread_id, metadata=metadata))
+        return _bridge.run(
+            self._async.update(
+                thread_id,
+                metadata=metadata,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def delete(self, thread_id: str) -> DeletedObject:
+    def delete(
+        self,
+        thread_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> DeletedObject:
         """Delete a thread with its messages and runs."""
-        return _bridge.run(self._async.delete(thread_id))
+        return _bridge.run(
+            self._async.delete(
+                thread_id,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
 
 @_bridge.twin_of(_impl.Messages)
@@ -378,9 +641,27 @@ class Messages:
         self._async = inner
         return self
 
-    def create(self, thread_id: str, content: str, *, file_ids: Sequence[str] = ()) -> Message:
+    def create(
+        self,
+        thread_id: str,
+        content: str,
+        *,
+        file_ids: Sequence[str] = (),
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Message:
         """Add a user message (with up to 10 file ids) to a thread."""
-        return _bridge.run(self._async.create(thread_id, content, file_ids=file_ids))
+        return _bridge.run(
+            self._async.create(
+                thread_id,
+                content,
+                file_ids=file_ids,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
     def update(
         self,
@@ -389,9 +670,22 @@ class Messages:
         *,
         content: str | None = None,
         file_ids: Sequence[str] | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Message:
         """Change a message's content or files; ``None`` leaves that part alone (the SDK sends ``[]`` files)."""
-        return _bridge.run(self._async.update(thread_id, message_id, content=content, file_ids=file_ids))
+        return _bridge.run(
+            self._async.update(
+                thread_id,
+                message_id,
+                content=content,
+                file_ids=file_ids,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
     def list(
         self,
@@ -401,17 +695,47 @@ class Messages:
         order: str = "desc",
         after: str | None = None,
         before: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Page[Message]:
         """One page of a thread's messages."""
-        return _bridge.run(self._async.list(thread_id, limit=limit, order=order, after=after, before=before))
+        return _bridge.run(
+            self._async.list(
+                thread_id,
+                limit=limit,
+                order=order,
+                after=after,
+                before=before,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
     def iter_all(self, thread_id: str, *, order: str = "desc", page_size: int = 20) -> _bridge.SyncStream[Message]:
         """Every message of a thread, page after page."""
         return _bridge.SyncStream(self._async.iter_all(thread_id, order=order, page_size=page_size))
 
-    def query(self, thread_id: str, message_id: str) -> Message:
+    def query(
+        self,
+        thread_id: str,
+        message_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Message:
         """One message."""
-        return _bridge.run(self._async.query(thread_id, message_id))
+        return _bridge.run(
+            self._async.query(
+                thread_id,
+                message_id,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
     def files(
         self,
@@ -422,6 +746,9 @@ class Messages:
         order: str = "desc",
         after: str | None = None,
         before: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Page[MessageFile]:
         """One page of the files attached to a message."""
         return _bridge.run(
@@ -432,6 +759,9 @@ class Messages:
                 order=order,
                 after=after,
                 before=before,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
             )
         )
 
@@ -489,6 +819,8 @@ class Runs:
         user_info: UserInfo | None = None,
         user_loc: UserLocation | None = None,
         timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Run:
         """Run the assistant and wait for the result.
 
@@ -513,6 +845,8 @@ class Runs:
                 user_info=user_info,
                 user_loc=user_loc,
                 timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
             )
         )
 
@@ -534,11 +868,15 @@ class Runs:
         user_info: UserInfo | None = None,
         user_loc: UserLocation | None = None,
         idle_timeout: float | None = 120.0,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> _bridge.SyncStream[RunEvent]:
         """Run the assistant and stream its events (``ping`` keepalives are skipped; :class:`RunEnd` is last).
 
         On a :class:`ToolCallsEvent`, call :meth:`submit_tool_outputs` while the stream stays open, or use
         :meth:`stream_with_tools`. :meth:`cancel` mid-stream ends it with ``RunEnd(status="cancelled")``.
+        ``timeout`` bounds the connection set-up; ``max_retries`` and ``extra_headers`` apply to this call only.
         """
         return _bridge.SyncStream(
             self._async.stream(
@@ -557,16 +895,53 @@ class Runs:
                 user_info=user_info,
                 user_loc=user_loc,
                 idle_timeout=idle_timeout,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
             )
         )
 
-    def submit_tool_outputs(self, thread_id: str, run_id: str, tool_outputs: Sequence[ToolOutputLike]) -> Run:
+    def submit_tool_outputs(
+        self,
+        thread_id: str,
+        run_id: str,
+        tool_outputs: Sequence[ToolOutputLike],
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Run:
         """Answer the tool calls of a streaming run (the stream goes on). Never retried once sent."""
-        return _bridge.run(self._async.submit_tool_outputs(thread_id, run_id, tool_outputs))
+        return _bridge.run(
+            self._async.submit_tool_outputs(
+                thread_id,
+                run_id,
+                tool_outputs,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def cancel(self, thread_id: str, run_id: str) -> Run:
+    def cancel(
+        self,
+        thread_id: str,
+        run_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Run:
         """Ask the service to cancel a run; a streaming run then ends with ``RunEnd(status="cancelled")``."""
-        return _bridge.run(self._async.cancel(thread_id, run_id))
+        return _bridge.run(
+            self._async.cancel(
+                thread_id,
+                run_id,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
     def list(
         self,
@@ -576,17 +951,47 @@ class Runs:
         order: str = "desc",
         after: str | None = None,
         before: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Page[Run]:
         """One page of a thread's runs."""
-        return _bridge.run(self._async.list(thread_id, limit=limit, order=order, after=after, before=before))
+        return _bridge.run(
+            self._async.list(
+                thread_id,
+                limit=limit,
+                order=order,
+                after=after,
+                before=before,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
     def iter_all(self, thread_id: str, *, order: str = "desc", page_size: int = 20) -> _bridge.SyncStream[Run]:
         """Every run of a thread, page after page."""
         return _bridge.SyncStream(self._async.iter_all(thread_id, order=order, page_size=page_size))
 
-    def query(self, thread_id: str, run_id: str) -> Run:
+    def query(
+        self,
+        thread_id: str,
+        run_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Run:
         """One run."""
-        return _bridge.run(self._async.query(thread_id, run_id))
+        return _bridge.run(
+            self._async.query(
+                thread_id,
+                run_id,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
     def run_with_tools(
         self,
@@ -600,6 +1005,8 @@ class Runs:
         model_parameters: ModelParameters | None = None,
         max_tool_calls: int = 32,
         timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Run:
         """Run without streaming and answer every tool call with ``tools[name](**arguments)`` (sync or async;
         a non-string result is sent as JSON), running again with ``tool_output`` until the run finishes.
@@ -619,6 +1026,8 @@ class Runs:
                 model_parameters=model_parameters,
                 max_tool_calls=max_tool_calls,
                 timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
             )
         )
 
@@ -633,6 +1042,9 @@ class Runs:
         instructions: str | None = None,
         model_parameters: ModelParameters | None = None,
         idle_timeout: float | None = 120.0,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> _bridge.SyncStream[RunEvent]:
         """Stream a run and answer its tool calls with ``tools[name](**arguments)`` (sync or async; a non-string
         result is sent as JSON) while the stream stays open. Every event is yielded once: a
@@ -654,6 +1066,9 @@ class Runs:
                 instructions=instructions,
                 model_parameters=model_parameters,
                 idle_timeout=idle_timeout,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
             )
         )
 
@@ -686,9 +1101,24 @@ class Steps:
         order: str = "desc",
         after: str | None = None,
         before: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Page[RunStep]:
         """One page of a run's steps."""
-        return _bridge.run(self._async.list(thread_id, run_id, limit=limit, order=order, after=after, before=before))
+        return _bridge.run(
+            self._async.list(
+                thread_id,
+                run_id,
+                limit=limit,
+                order=order,
+                after=after,
+                before=before,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
     def iter_all(
         self,
@@ -701,6 +1131,24 @@ class Steps:
         """Every step of a run, page after page."""
         return _bridge.SyncStream(self._async.iter_all(thread_id, run_id, order=order, page_size=page_size))
 
-    def query(self, thread_id: str, run_id: str, step_id: str) -> RunStep:
+    def query(
+        self,
+        thread_id: str,
+        run_id: str,
+        step_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> RunStep:
         """One step."""
-        return _bridge.run(self._async.query(thread_id, run_id, step_id))
+        return _bridge.run(
+            self._async.query(
+                thread_id,
+                run_id,
+                step_id,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -33,20 +33,23 @@ class ChatClient:
     ``api_key`` falls back to ``OPENAI_API_KEY`` (without any, no ``Authorization`` is sent: local servers need
     none); ``base_url`` to ``OPENAI_BASE_URL`` and then ``https://api.openai.com/v1``. ``requests_per_minute`` /
     ``tokens_per_minute`` (or your own :class:`~aioagents._ratelimit.RateLimiter` objects) pace the requests;
-    ``max_attempts`` counts every attempt (default 3, as the openai SDK's two retries).
+    ``max_retries`` counts the retries (default 2, as the openai SDK; 0: one attempt), ``max_attempts`` every
+    attempt (default 3). Every call takes ``timeout``, ``max_retries`` and ``extra_headers`` for itself (as the
+    openai SDK's per-request options); :meth:`with_options` makes a copy with other defaults on the same connections.
     """
 
     _async: _impl.ChatClient
 
     def __init__(
         self,
+        base_url: str | None = None,
         *,
         api_key: str | None = None,
-        base_url: str | None = None,
         organization: str | None = None,
         project: str | None = None,
         timeout: TimeoutLike = None,
         max_attempts: int | None = None,
+        max_retries: int | None = None,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
         rate_limiter: RateLimiter | None = None,
@@ -56,12 +59,13 @@ class ChatClient:
         trace_configs: Sequence[TraceConfig] | None = None,
     ) -> None:
         self._async = _impl.ChatClient(
+            base_url,
             api_key=api_key,
-            base_url=base_url,
             organization=organization,
             project=project,
             timeout=timeout,
             max_attempts=max_attempts,
+            max_retries=max_retries,
             requests_per_minute=requests_per_minute,
             tokens_per_minute=tokens_per_minute,
             rate_limiter=rate_limiter,
@@ -98,10 +102,26 @@ class ChatClient:
         """The async object's ``rate_limits``."""
         return self._async.rate_limits
 
-    @property
-    def base_url(self) -> str:
-        """The async object's ``base_url``."""
-        return self._async.base_url
+    def with_options(
+        self,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        max_attempts: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> ChatClient:
+        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
+        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
+        Closing the copy leaves the shared connections open; closing this client closes them.
+        """
+        return ChatClient._wrap(
+            self._async.with_options(
+                timeout=timeout,
+                max_retries=max_retries,
+                max_attempts=max_attempts,
+                extra_headers=extra_headers,
+            )
+        )
 
     def create(
         self,
@@ -109,12 +129,26 @@ class ChatClient:
         model: str,
         messages: Sequence[Any],
         max_attempts: int | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
         **options: Any,
     ) -> ChatCompletion:
         """Create a completion. ``messages`` are :class:`~aioagents.functions.Message` objects or wire dicts;
         ``options`` are request fields (``temperature``, ``n``, ``max_tokens``, ``tools`` …); ``None`` is not sent.
+        ``timeout``, ``max_retries`` and ``extra_headers`` apply to this call only.
         """
-        return _bridge.run(self._async.create(model=model, messages=messages, max_attempts=max_attempts, **options))
+        return _bridge.run(
+            self._async.create(
+                model=model,
+                messages=messages,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+                **options,
+            )
+        )
 
     def stream(
         self,
@@ -124,10 +158,15 @@ class ChatClient:
         include_usage: bool = False,
         idle_timeout: float | None = 60.0,
         max_attempts: int | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
         **options: Any,
     ) -> _bridge.SyncStream[ChatCompletionChunk]:
         """Stream a completion as chunks. ``include_usage`` asks OpenAI for the usage chunk (compatible servers put
-        usage on the finish chunk anyway). Retries happen only before the first event.
+        usage on the finish chunk anyway). Retries happen only before the first event. ``timeout`` bounds the
+        connection set-up (``idle_timeout`` the silence between chunks); ``max_retries`` and ``extra_headers`` apply
+        to this call only.
         """
         return _bridge.SyncStream(
             self._async.stream(
@@ -136,10 +175,25 @@ class ChatClient:
                 include_usage=include_usage,
                 idle_timeout=idle_timeout,
                 max_attempts=max_attempts,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
                 **options,
             )
         )
 
+    @property
+    def base_url(self) -> str:
+        """The service's base URL (no trailing ``/``)."""
+        return self._async.base_url
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._async.closed
+
     def close(self) -> None:
-        """Close the connections this client opened."""
+        """Close the connections this client opened (a session passed in is left open; a copy made by
+        :meth:`with_options` leaves the shared pool to its original).
+        """
         _bridge.run(self._async.aclose())

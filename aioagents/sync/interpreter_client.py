@@ -46,6 +46,11 @@ class InterpreterClient:
             print(result.displays[0].text)      # "2"
             client.upload("data.csv", Path("local.csv"))
             png = client.download("plot.png")
+
+    ``max_attempts`` counts every attempt (default 3), ``max_retries`` the retries after the first (0: one
+    attempt). ``ping``, ``execute`` and ``execute_stream`` take ``max_retries`` and ``extra_headers`` for one call
+    (``execute``'s ``timeout`` is the server's wait; the HTTP timeout follows from it); :meth:`with_options` makes
+    a copy with other defaults on the same connections.
     """
 
     _async: _impl.InterpreterClient
@@ -59,6 +64,7 @@ class InterpreterClient:
         confine_paths: bool = True,
         timeout: TimeoutLike = None,
         max_attempts: int | None = None,
+        max_retries: int | None = None,
         rate_limiter: RateLimiter | None = None,
         session: ClientSession | None = None,
         headers: Mapping[str, str] | None = None,
@@ -73,6 +79,7 @@ class InterpreterClient:
             confine_paths=confine_paths,
             timeout=timeout,
             max_attempts=max_attempts,
+            max_retries=max_retries,
             rate_limiter=rate_limiter,
             session=session,
             headers=headers,
@@ -118,20 +125,51 @@ class InterpreterClient:
         """The async object's ``confine_paths``."""
         return self._async.confine_paths
 
-    @property
-    def base_url(self) -> str:
-        """The sandbox's base URL."""
-        return self._async.base_url
+    def with_options(
+        self,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        max_attempts: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> InterpreterClient:
+        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
+        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
+        Closing the copy leaves the shared connections open; closing this client closes them.
+        """
+        return InterpreterClient._wrap(
+            self._async.with_options(
+                timeout=timeout,
+                max_retries=max_retries,
+                max_attempts=max_attempts,
+                extra_headers=extra_headers,
+            )
+        )
 
     def path(self, path: str | PurePath) -> str:
         """``path`` as the absolute sandbox path this client would use (or :class:`SandboxPathError`)."""
         return self._async.path(path)
 
-    def ping(self) -> PingResult:
-        """Check that the sandbox and its kernel are alive. A dead kernel raises :class:`KernelDeadError`."""
-        return _bridge.run(self._async.ping())
+    def ping(
+        self,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> PingResult:
+        """Check that the sandbox and its kernel are alive. A dead kernel raises :class:`KernelDeadError`.
+        ``timeout`` defaults to ``ping_timeout`` per attempt (two attempts unless ``max_retries`` says otherwise).
+        """
+        return _bridge.run(self._async.ping(timeout=timeout, max_retries=max_retries, extra_headers=extra_headers))
 
-    def execute(self, code: str, *, timeout: float = 60) -> ExecutionResult:
+    def execute(
+        self,
+        code: str,
+        *,
+        timeout: float = 60,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> ExecutionResult:
         """Run ``code`` in the sandbox's kernel (state persists between calls) and return its events.
 
         ``timeout`` is the server's wait in seconds, sent as an integer ≥ 1 (rounded up). When it runs out the
@@ -142,10 +180,26 @@ class InterpreterClient:
         One execute of this client is in flight at a time (others wait their turn), and after a timed-out cell the
         next execute first checks that the kernel is free (:class:`KernelBusyError` if it is not): the CodeGeeX4
         server aborts a cell queued behind one that raises and answers it as an empty success.
+        ``max_retries`` (retries only when the request never reached the server) and ``extra_headers`` apply to
+        this call only.
         """
-        return _bridge.run(self._async.execute(code, timeout=timeout))
+        return _bridge.run(
+            self._async.execute(
+                code,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def execute_stream(self, code: str, *, timeout: float = 60) -> _bridge.SyncStream[Event | ExecutionEnd]:
+    def execute_stream(
+        self,
+        code: str,
+        *,
+        timeout: float = 60,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> _bridge.SyncStream[Event | ExecutionEnd]:
         """Run ``code`` and yield its events as they arrive, then an :class:`ExecutionEnd` with the status.
 
         A server that streams (``application/x-ndjson`` or ``text/event-stream``) is read as it sends; one that
@@ -153,13 +207,35 @@ class InterpreterClient:
         answered. Use ``async with client.execute_stream(code) as events: async for event in events: ...``.
         A stream cut before its :class:`ExecutionEnd` raises :class:`~aioagents.StreamOutcomeUnknownError` (an
         :class:`~aioagents.OutcomeUnknownError`, as a cut plain ``execute`` does). This raw stream is not serialised
-        with the client's other executes; :meth:`Interpreter.stream` is.
+        with the client's other executes; :meth:`Interpreter.stream` is. ``max_retries`` and ``extra_headers``
+        apply to this call only.
         """
-        return _bridge.SyncStream(self._async.execute_stream(code, timeout=timeout))
+        return _bridge.SyncStream(
+            self._async.execute_stream(
+                code,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def exists(self, path: str | PurePath) -> bool:
+    def exists(
+        self,
+        path: str | PurePath,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> bool:
         """Whether ``path`` exists in the sandbox (asked with a download that is closed at its first byte)."""
-        return _bridge.run(self._async.exists(path))
+        return _bridge.run(
+            self._async.exists(
+                path,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
     def upload(
         self,
@@ -168,27 +244,81 @@ class InterpreterClient:
         *,
         overwrite: bool = True,
         chunk_size: int = 1 << 20,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> UploadedFile:
         """Put ``source`` (bytes, a local ``Path``, or an async iterator of bytes, streamed) at ``path``.
 
         ``overwrite=False`` refuses to replace an existing file (:class:`FileExistsInSandboxError`): the client
         checks first, since the original server silently overwrites, and a server that answers 409 is refused too.
         ``overwrite=True`` replaces it; on a server that answers 409 instead, the file is uploaded under a
-        temporary name and moved into place by the kernel.
+        temporary name and moved into place by the kernel. ``timeout`` (default: 300 s between reads, no total),
+        ``max_retries`` and ``extra_headers`` apply to this call only.
         """
-        return _bridge.run(self._async.upload(path, source, overwrite=overwrite, chunk_size=chunk_size))
+        return _bridge.run(
+            self._async.upload(
+                path,
+                source,
+                overwrite=overwrite,
+                chunk_size=chunk_size,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def download(self, path: str | PurePath, *, max_size: int = 64 * 1024 * 1024) -> bytes:
+    def download(
+        self,
+        path: str | PurePath,
+        *,
+        max_size: int = 64 * 1024 * 1024,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> bytes:
         """The contents of ``path`` (at most ``max_size`` bytes; use ``download_to`` for big files)."""
-        return _bridge.run(self._async.download(path, max_size=max_size))
+        return _bridge.run(
+            self._async.download(
+                path,
+                max_size=max_size,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def download_stream(self, path: str | PurePath) -> _bridge.SyncStream[bytes]:
+    def download_stream(
+        self,
+        path: str | PurePath,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> _bridge.SyncStream[bytes]:
         """The contents of ``path`` as a stream of byte chunks (``async with ... as body: async for chunk in
-        body``); ``body.headers`` has the server's headers.
+        body``); ``body.headers`` has the server's headers. ``timeout`` bounds the connection set-up (300 s of
+        silence end it); ``max_retries`` and ``extra_headers`` apply to this call only.
         """
-        return _bridge.SyncStream(self._async.download_stream(path))
+        return _bridge.SyncStream(
+            self._async.download_stream(
+                path,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def download_to(self, path: str | PurePath, target: str | PathLike[str], *, overwrite: bool = True) -> Path:
+    def download_to(
+        self,
+        path: str | PurePath,
+        target: str | PathLike[str],
+        *,
+        overwrite: bool = True,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Path:
         """Stream ``path`` into a local file and return where it was written.
 
         ``target`` is a file path, or an existing directory: then the file is named by the server's
@@ -196,10 +326,31 @@ class InterpreterClient:
         refused with :class:`SandboxPathError`. The file appears complete or not at all (written to a temporary
         file, then renamed).
         """
-        return _bridge.run(self._async.download_to(path, target, overwrite=overwrite))
+        return _bridge.run(
+            self._async.download_to(
+                path,
+                target,
+                overwrite=overwrite,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The service's base URL (no trailing ``/``)."""
+        return self._async.base_url
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._async.closed
 
     def close(self) -> None:
-        """Close the connections this client opened (a session passed in is left open)."""
+        """Close the connections this client opened (a session passed in is left open; a copy made by
+        :meth:`with_options` leaves the shared pool to its original).
+        """
         _bridge.run(self._async.aclose())
 
 

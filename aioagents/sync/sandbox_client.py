@@ -45,6 +45,9 @@ class SandboxClient:
     and — because the server keeps running code after a client gives up — not after a client timeout unless
     ``retry_timeouts=True`` (each such retry is logged as a warning). ``trust_env=False`` ignores proxy and CA-bundle
     environment variables; ``trace_configs`` (aiohttp ``TraceConfig``) see every attempt of every call.
+    ``max_retries`` counts the retries (0: one attempt), ``max_attempts`` every attempt (default 3). Every call
+    takes ``timeout``, ``max_retries`` and ``extra_headers`` for itself; :meth:`with_options` makes a copy with
+    other defaults on the same connections.
     """
 
     _async: _impl.SandboxClient
@@ -55,7 +58,8 @@ class SandboxClient:
         *,
         dataset_endpoint: str | None = None,
         timeout: TimeoutLike = None,
-        max_attempts: int = 3,
+        max_attempts: int | None = None,
+        max_retries: int | None = None,
         retry_timeouts: bool = False,
         rate_limiter: RateLimiter | None = None,
         session: ClientSession | None = None,
@@ -67,6 +71,7 @@ class SandboxClient:
             dataset_endpoint=dataset_endpoint,
             timeout=timeout,
             max_attempts=max_attempts,
+            max_retries=max_retries,
             retry_timeouts=retry_timeouts,
             rate_limiter=rate_limiter,
             session=session,
@@ -96,6 +101,27 @@ class SandboxClient:
     ) -> None:
         _bridge.run(self._async.__aexit__(exc_type, exc, tb))
 
+    def with_options(
+        self,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        max_attempts: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> SandboxClient:
+        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
+        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
+        Closing the copy leaves the shared connections open; closing this client closes them.
+        """
+        return SandboxClient._wrap(
+            self._async.with_options(
+                timeout=timeout,
+                max_retries=max_retries,
+                max_attempts=max_attempts,
+                extra_headers=extra_headers,
+            )
+        )
+
     @property
     def endpoint(self) -> str:
         """The sandbox endpoint (run_code, run_jupyter, ping)."""
@@ -114,10 +140,6 @@ class SandboxClient:
     def dataset_endpoint(self, value: str) -> None:
         self._async.dataset_endpoint = value
 
-    def close(self) -> None:
-        """Close the connections this client opened."""
-        _bridge.run(self._async.aclose())
-
     def run_code(
         self,
         request: RunCodeRequest | str,
@@ -132,12 +154,15 @@ class SandboxClient:
         endpoint: str | None = None,
         client_timeout: float | None = None,
         max_attempts: int | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> RunCodeResponse:
         """Run a program. Pass a :class:`RunCodeRequest`, or the code and its options as arguments.
 
         Returns the result whatever the program did (check ``status``); raises :class:`SandboxError` when the sandbox
-        failed, ``UnprocessableEntityError`` for a request the server rejects. ``client_timeout`` defaults to
-        ``compile_timeout + run_timeout`` plus a margin.
+        failed, ``UnprocessableEntityError`` for a request the server rejects. ``client_timeout`` (or ``timeout``, the
+        name every client's calls share) defaults to ``compile_timeout + run_timeout`` plus a margin.
         """
         return _bridge.run(
             self._async.run_code(
@@ -152,6 +177,9 @@ class SandboxClient:
                 endpoint=endpoint,
                 client_timeout=client_timeout,
                 max_attempts=max_attempts,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
             )
         )
 
@@ -167,6 +195,9 @@ class SandboxClient:
         endpoint: str | None = None,
         client_timeout: float | None = None,
         max_attempts: int | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> RunJupyterResponse:
         """Run notebook cells in a fresh kernel; per-cell stdout, stderr, display bundles and errors."""
         return _bridge.run(
@@ -180,28 +211,109 @@ class SandboxClient:
                 endpoint=endpoint,
                 client_timeout=client_timeout,
                 max_attempts=max_attempts,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
             )
         )
 
-    def ping(self, *, endpoint: str | None = None) -> bool:
-        """True when the server answers ``GET /v1/ping`` with ``"pong"``; transport failures raise."""
-        return _bridge.run(self._async.ping(endpoint=endpoint))
+    def ping(
+        self,
+        *,
+        endpoint: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> bool:
+        """True when the server answers ``GET /v1/ping`` with ``"pong"``; transport failures raise (one attempt
+        unless ``max_retries`` says otherwise).
+        """
+        return _bridge.run(
+            self._async.ping(
+                endpoint=endpoint,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def list_datasets(self, *, endpoint: str | None = None) -> list[str]:
+    def list_datasets(
+        self,
+        *,
+        endpoint: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> list[str]:
         """The dataset ids the server knows."""
-        return _bridge.run(self._async.list_datasets(endpoint=endpoint))
+        return _bridge.run(
+            self._async.list_datasets(
+                endpoint=endpoint,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def list_ids(self, request: GetPromptsRequest, *, endpoint: str | None = None) -> list[int | str]:
+    def list_ids(
+        self,
+        request: GetPromptsRequest,
+        *,
+        endpoint: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> list[int | str]:
         """The row ids of a dataset."""
-        return _bridge.run(self._async.list_ids(request, endpoint=endpoint))
+        return _bridge.run(
+            self._async.list_ids(
+                request,
+                endpoint=endpoint,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def get_prompts(self, request: GetPromptsRequest, *, endpoint: str | None = None) -> list[Prompt]:
+    def get_prompts(
+        self,
+        request: GetPromptsRequest,
+        *,
+        endpoint: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> list[Prompt]:
         """A dataset's prompts (``offset``/``limit`` page them)."""
-        return _bridge.run(self._async.get_prompts(request, endpoint=endpoint))
+        return _bridge.run(
+            self._async.get_prompts(
+                request,
+                endpoint=endpoint,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def get_prompt_by_id(self, request: GetPromptByIdRequest, *, endpoint: str | None = None) -> Prompt:
+    def get_prompt_by_id(
+        self,
+        request: GetPromptByIdRequest,
+        *,
+        endpoint: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Prompt:
         """One prompt by id."""
-        return _bridge.run(self._async.get_prompt_by_id(request, endpoint=endpoint))
+        return _bridge.run(
+            self._async.get_prompt_by_id(
+                request,
+                endpoint=endpoint,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
     def submit(
         self,
@@ -210,6 +322,9 @@ class SandboxClient:
         endpoint: str | None = None,
         client_timeout: float | None = None,
         max_attempts: int | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> EvalResult:
         """Evaluate a completion against a dataset row's tests."""
         return _bridge.run(
@@ -218,6 +333,9 @@ class SandboxClient:
                 endpoint=endpoint,
                 client_timeout=client_timeout,
                 max_attempts=max_attempts,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
             )
         )
 
@@ -228,6 +346,9 @@ class SandboxClient:
         endpoint: str | None = None,
         client_timeout: float | None = None,
         max_attempts: int | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> EvalResult:
         """Like :meth:`submit`, but a failed evaluation — the service refused it, or no answer came back — becomes a
         rejected result (``accepted=False``, logged as a warning) instead of an error.
@@ -242,16 +363,51 @@ class SandboxClient:
                 endpoint=endpoint,
                 client_timeout=client_timeout,
                 max_attempts=max_attempts,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
             )
         )
 
-    def get_metrics(self, request: GetMetricsRequest, *, endpoint: str | None = None) -> dict[str, Any]:
+    def get_metrics(
+        self,
+        request: GetMetricsRequest,
+        *,
+        endpoint: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
         """A dataset's aggregate metrics over evaluated results (``{}`` when it defines none)."""
-        return _bridge.run(self._async.get_metrics(request, endpoint=endpoint))
+        return _bridge.run(
+            self._async.get_metrics(
+                request,
+                endpoint=endpoint,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def get_metrics_function(self, request: GetMetricsFunctionRequest, *, endpoint: str | None = None) -> str | None:
+    def get_metrics_function(
+        self,
+        request: GetMetricsFunctionRequest,
+        *,
+        endpoint: str | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> str | None:
         """The source of a dataset's metrics function, or None."""
-        return _bridge.run(self._async.get_metrics_function(request, endpoint=endpoint))
+        return _bridge.run(
+            self._async.get_metrics_function(
+                request,
+                endpoint=endpoint,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
     def run_many(
         self,
@@ -276,3 +432,19 @@ class SandboxClient:
                 progress=progress,
             )
         )
+
+    @property
+    def base_url(self) -> str:
+        """The service's base URL (no trailing ``/``)."""
+        return self._async.base_url
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._async.closed
+
+    def close(self) -> None:
+        """Close the connections this client opened (a session passed in is left open; a copy made by
+        :meth:`with_options` leaves the shared pool to its original).
+        """
+        _bridge.run(self._async.aclose())

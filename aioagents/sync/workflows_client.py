@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, overload
 
@@ -37,34 +37,39 @@ class WorkflowsClient:
     ``https://www.sim.ai``. ``timeout`` bounds reads (default 30 s), ``execute_timeout`` a sync run (default 310 s:
     longer than the server's own 300 s limit), ``idle_timeout`` the silence a stream may keep (no total limit on
     streams; default :data:`DEFAULT_STREAM_IDLE_TIMEOUT`, 310 s: the server sends no heartbeats and a block may
-    run 300 s in silence; ``None`` for no limit). ``max_attempts`` counts every attempt of a call, the first included.
+    run 300 s in silence; ``None`` for no limit). ``max_attempts`` counts every attempt of a call, the first included
+    (default 3); ``max_retries`` the retries after it (0: one attempt). The calls take ``timeout``, ``max_retries``
+    and ``extra_headers`` for themselves; :meth:`with_options` makes a copy with other defaults on the same
+    connections (its ``timeout`` is the read timeout; a run keeps ``execute_timeout``).
     """
 
     _async: _impl.WorkflowsClient
 
     def __init__(
         self,
+        base_url: str | None = None,
         *,
         api_key: str | None = None,
-        base_url: str | None = None,
         api_version: ApiVersion = "v1",
         timeout: TimeoutLike = None,
         execute_timeout: TimeoutLike = None,
         idle_timeout: float | None = DEFAULT_STREAM_IDLE_TIMEOUT,
         max_attempts: int | None = None,
+        max_retries: int | None = None,
         rate_limiter: RateLimiter | None = None,
         session: ClientSession | None = None,
         trust_env: bool = True,
         trace_configs: Sequence[TraceConfig] | None = None,
     ) -> None:
         self._async = _impl.WorkflowsClient(
+            base_url,
             api_key=api_key,
-            base_url=base_url,
             api_version=api_version,
             timeout=timeout,
             execute_timeout=execute_timeout,
             idle_timeout=idle_timeout,
             max_attempts=max_attempts,
+            max_retries=max_retries,
             rate_limiter=rate_limiter,
             session=session,
             trust_env=trust_env,
@@ -98,10 +103,26 @@ class WorkflowsClient:
         """The async object's ``api_version``."""
         return self._async.api_version
 
-    @property
-    def base_url(self) -> str:
-        """The server's base URL (no trailing ``/``)."""
-        return self._async.base_url
+    def with_options(
+        self,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        max_attempts: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> WorkflowsClient:
+        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
+        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
+        Closing the copy leaves the shared connections open; closing this client closes them.
+        """
+        return WorkflowsClient._wrap(
+            self._async.with_options(
+                timeout=timeout,
+                max_retries=max_retries,
+                max_attempts=max_attempts,
+                extra_headers=extra_headers,
+            )
+        )
 
     def set_api_key(self, api_key: str | None) -> None:
         """Use another API key from the next request on (``None``: send none, for public workflows)."""
@@ -115,19 +136,59 @@ class WorkflowsClient:
         """The rate-limit facts of the most recent response (``None`` before any, or when it carried none)."""
         return self._async.get_rate_limit_info()
 
-    def get_usage_limits(self) -> UsageLimits:
+    def get_usage_limits(
+        self,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> UsageLimits:
         """The account's rate-limit buckets, spend and storage (``GET /api/users/me/usage-limits``)."""
-        return _bridge.run(self._async.get_usage_limits())
+        return _bridge.run(
+            self._async.get_usage_limits(
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def get_workflow_status(self, workflow_id: str) -> WorkflowStatus:
+    def get_workflow_status(
+        self,
+        workflow_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> WorkflowStatus:
         """Whether a workflow is deployed (``GET /api/workflows/{id}/status``)."""
-        return _bridge.run(self._async.get_workflow_status(workflow_id))
+        return _bridge.run(
+            self._async.get_workflow_status(
+                workflow_id,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def validate_workflow(self, workflow_id: str) -> bool:
+    def validate_workflow(
+        self,
+        workflow_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> bool:
         """Whether a workflow exists and is deployed. A missing workflow is ``False``; a bad key or a network
         failure raises (the original SDK returned ``False`` for those too, hiding the real problem).
         """
-        return _bridge.run(self._async.validate_workflow(workflow_id))
+        return _bridge.run(
+            self._async.validate_workflow(
+                workflow_id,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
     @overload
     def execute(
@@ -141,6 +202,8 @@ class WorkflowsClient:
         execution_timeout: int | None = None,
         execution_id: str | None = None,
         timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ExecutionResult: ...
 
     @overload
@@ -155,6 +218,8 @@ class WorkflowsClient:
         execution_timeout: int | None = None,
         execution_id: str | None = None,
         timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> _bridge.SyncStream[WorkflowEvent]: ...
 
     @overload
@@ -169,6 +234,8 @@ class WorkflowsClient:
         execution_timeout: int | None = None,
         execution_id: str | None = None,
         timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Job: ...
 
     @overload
@@ -183,6 +250,8 @@ class WorkflowsClient:
         execution_timeout: int | None = None,
         execution_id: str | None = None,
         timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ExecutionResult | _bridge.SyncStream[WorkflowEvent] | Job: ...
 
     def execute(
@@ -196,6 +265,8 @@ class WorkflowsClient:
         execution_timeout: int | None = None,
         execution_id: str | None = None,
         timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ExecutionResult | _bridge.SyncStream[WorkflowEvent] | Job:
         """Run a workflow.
 
@@ -208,6 +279,7 @@ class WorkflowsClient:
         ``input``: a dict becomes the workflow's input fields; any other value arrives as ``{"input": value}``.
         File objects inside it are sent as base64 data URLs. ``selected_outputs`` picks block outputs
         (``"agent1.content"``). ``execution_id`` (v1) / run id (v2) is your own id for the run; reusing one is a 409.
+        ``timeout``, ``max_retries`` and ``extra_headers`` apply to this call only.
         """
         adapted: ExecutionResult | _bridge.SyncStream[WorkflowEvent] | Job = _bridge.run_adapted(
             _bridge.untyped(self._async).execute(
@@ -219,6 +291,8 @@ class WorkflowsClient:
                 execution_timeout=execution_timeout,
                 execution_id=execution_id,
                 timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
             )
         )
         return adapted
@@ -233,6 +307,9 @@ class WorkflowsClient:
         include_tool_calls: bool = False,
         execution_id: str | None = None,
         idle_timeout: float | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> _bridge.SyncStream[WorkflowEvent]:
         """Run a workflow and stream its events as they happen (Server-Sent Events, read incrementally).
 
@@ -244,6 +321,7 @@ class WorkflowsClient:
         (a warning), then :class:`Final` or :class:`Error`. ``include_thinking`` / ``include_tool_calls`` ask for the
         agent-events protocol. The stream has no total timeout, only ``idle_timeout`` (default: the client's).
         The request is sent when the stream is entered (or first iterated); it is retried only if nothing ran.
+        ``timeout`` bounds the connection set-up; ``max_retries`` and ``extra_headers`` apply to this call only.
         """
         return _bridge.SyncStream(
             self._async.execute_stream(
@@ -254,6 +332,9 @@ class WorkflowsClient:
                 include_tool_calls=include_tool_calls,
                 execution_id=execution_id,
                 idle_timeout=idle_timeout,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
             )
         )
 
@@ -271,6 +352,7 @@ class WorkflowsClient:
         initial_delay: float = 1.0,
         max_delay: float = 30.0,
         backoff_multiplier: float = 2.0,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ExecutionResult | _bridge.SyncStream[WorkflowEvent] | Job:
         """:meth:`execute` with the original SDK's retry knobs: up to ``max_retries`` more attempts, waits from
         ``initial_delay`` growing by ``backoff_multiplier`` up to ``max_delay``, ±25 % jitter.
@@ -291,13 +373,28 @@ class WorkflowsClient:
                 initial_delay=initial_delay,
                 max_delay=max_delay,
                 backoff_multiplier=backoff_multiplier,
+                extra_headers=extra_headers,
             )
         )
         return adapted
 
-    def get_job_status(self, job_id: str) -> JobStatus:
+    def get_job_status(
+        self,
+        job_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> JobStatus:
         """One poll of a v1 async job (``GET /api/jobs/{id}``)."""
-        return _bridge.run(self._async.get_job_status(job_id))
+        return _bridge.run(
+            self._async.get_job_status(
+                job_id,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        )
 
     def get_run_status(
         self,
@@ -306,6 +403,9 @@ class WorkflowsClient:
         *,
         include_output: bool | None = True,
         selected_outputs: Sequence[str] | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> JobStatus:
         """One poll of a v2 run (``GET /api/v2/workflows/{id}/runs/{runId}``). ``include_output=None`` leaves the
         parameter out (the server's default); ``selected_outputs`` takes block ids only (names are not resolved).
@@ -316,6 +416,9 @@ class WorkflowsClient:
                 run_id,
                 include_output=include_output,
                 selected_outputs=selected_outputs,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
             )
         )
 
@@ -323,6 +426,18 @@ class WorkflowsClient:
         """A handle on an existing job: a v1 job id alone, or a v2 run id with its ``workflow_id``."""
         return Job._wrap(self._async.job(job_id, workflow_id=workflow_id))
 
+    @property
+    def base_url(self) -> str:
+        """The service's base URL (no trailing ``/``)."""
+        return self._async.base_url
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._async.closed
+
     def close(self) -> None:
-        """Close the HTTP sessions this client opened (a session passed in is left open)."""
+        """Close the connections this client opened (a session passed in is left open; a copy made by
+        :meth:`with_options` leaves the shared pool to its original).
+        """
         _bridge.run(self._async.aclose())

@@ -31,12 +31,13 @@ from urllib.parse import quote
 
 import aiohttp
 
-from aioagents._config import Timeout, TimeoutLike, env_or
+from aioagents._client import Endpoint, ServiceClient, resolve_attempts
+from aioagents._config import Timeout, TimeoutLike, to_timeout
 from aioagents._exceptions import ResponseValidationError
 from aioagents._ratelimit import RateLimiter
 from aioagents._retry import RetryPolicy, parse_retry_after
 from aioagents._streaming import EventStream, SSEDecoder
-from aioagents._transport import Response, Transport
+from aioagents._transport import Response
 from aioagents.workflows.errors import (
     FailedRunAnswer,
     SimInvalidRequestError,
@@ -164,26 +165,40 @@ def _validate_timeout(execution_timeout: int | None, async_execution: bool) -> N
         )
 
 
-class WorkflowsClient:
+class WorkflowsClient(ServiceClient):
     """Async client of the Sim Studio workflow API (both generations).
 
     ``api_key`` defaults to ``$SIM_API_KEY`` (``None`` runs public workflows), ``base_url`` to ``$SIM_BASE_URL`` or
     ``https://www.sim.ai``. ``timeout`` bounds reads (default 30 s), ``execute_timeout`` a sync run (default 310 s:
     longer than the server's own 300 s limit), ``idle_timeout`` the silence a stream may keep (no total limit on
     streams; default :data:`DEFAULT_STREAM_IDLE_TIMEOUT`, 310 s: the server sends no heartbeats and a block may
-    run 300 s in silence; ``None`` for no limit). ``max_attempts`` counts every attempt of a call, the first included.
+    run 300 s in silence; ``None`` for no limit). ``max_attempts`` counts every attempt of a call, the first included
+    (default 3); ``max_retries`` the retries after it (0: one attempt). The calls take ``timeout``, ``max_retries``
+    and ``extra_headers`` for themselves; :meth:`with_options` makes a copy with other defaults on the same
+    connections (its ``timeout`` is the read timeout; a run keeps ``execute_timeout``).
     """
+
+    endpoint_spec = Endpoint(
+        url_env=("SIM_BASE_URL",),
+        default_url=DEFAULT_BASE_URL,
+        key_env=("SIM_API_KEY",),
+        auth_headers=("X-API-Key",),
+        auth_scheme=None,
+        timeout=DEFAULT_READ_TIMEOUT,
+        headers={"User-Agent": _user_agent(), "X-Sim-Client-Info": _user_agent()},
+    )
 
     def __init__(
         self,
+        base_url: str | None = None,
         *,
         api_key: str | None = None,
-        base_url: str | None = None,
         api_version: ApiVersion = "v1",
         timeout: TimeoutLike = None,
         execute_timeout: TimeoutLike = None,
         idle_timeout: float | None = DEFAULT_STREAM_IDLE_TIMEOUT,
         max_attempts: int | None = None,
+        max_retries: int | None = None,
         rate_limiter: RateLimiter | None = None,
         session: aiohttp.ClientSession | None = None,
         trust_env: bool = True,
@@ -191,53 +206,39 @@ class WorkflowsClient:
     ) -> None:
         if api_version not in ("v1", "v2", "auto"):
             raise SimInvalidRequestError(f"api_version must be 'v1', 'v2' or 'auto', not {api_version!r}")
-        key = env_or(api_key, "SIM_API_KEY")
-        # Kept only to give execute_with_retry's Transports the same key; never shown (see __repr__).
-        self._api_key = key
         self.api_version: ApiVersion = api_version
         # "auto" settles on the first execute; until then v2 is tried.
         self._generation: Literal["v1", "v2"] | None = None if api_version == "auto" else api_version
-        self._read_timeout = DEFAULT_READ_TIMEOUT if timeout is None else _as_timeout(timeout)
-        self._execute_timeout = DEFAULT_EXECUTE_TIMEOUT if execute_timeout is None else _as_timeout(execute_timeout)
+        self._execute_timeout = DEFAULT_EXECUTE_TIMEOUT if execute_timeout is None else to_timeout(execute_timeout)
         self.idle_timeout = idle_timeout
         self._rate_limit: RateLimitInfo | None = None
-        self._base_retry = RetryPolicy() if max_attempts is None else RetryPolicy(max_attempts=max_attempts)
-        self._rate_limiter = rate_limiter
-        self._session = session
-        self._trust_env = trust_env
-        self._trace_configs = trace_configs
-        self._transport = self._make_transport(
-            env_or(base_url, "SIM_BASE_URL", default=DEFAULT_BASE_URL) or "", key, self._base_retry
-        )
-
-    def _make_transport(self, base_url: str, key: str | None, retry: RetryPolicy) -> Transport:
-        ua = _user_agent()
-        return Transport(
+        self._connect(
             base_url,
-            headers={"User-Agent": ua, "X-Sim-Client-Info": ua},
-            secret_headers={"X-API-Key": key} if key else None,
-            timeout=self._read_timeout,
-            retry=retry,
-            rate_limiter=self._rate_limiter,
-            session=self._session,
+            locals(),
+            key=self.endpoint_spec.key(api_key),
             error_factory=sim_error,
             response_hook=self._on_response,
-            trust_env=self._trust_env,
-            trace_configs=self._trace_configs,
         )
 
-    def __repr__(self) -> str:
-        return f"WorkflowsClient(base_url={self.base_url!r}, api_version={self.api_version!r})"
+    def with_options(
+        self,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        max_attempts: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> WorkflowsClient:
+        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
+        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
+        Closing the copy leaves the shared connections open; closing this client closes them."""
+        return self._with_options(timeout, max_retries, max_attempts, extra_headers)
+
+    def _repr_fields(self) -> str:
+        return f", api_version={self.api_version!r}"
 
     # -- configuration --------------------------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        """The server's base URL (no trailing ``/``)."""
-        return self._transport.base_url
-
     def set_api_key(self, api_key: str | None) -> None:
         """Use another API key from the next request on (``None``: send none, for public workflows)."""
-        self._api_key = api_key
         self._transport.set_header("X-API-Key", api_key, secret=True)
 
     def set_base_url(self, base_url: str) -> None:
@@ -253,22 +254,62 @@ class WorkflowsClient:
         """The rate-limit facts of the most recent response (``None`` before any, or when it carried none)."""
         return self._rate_limit
 
-    async def get_usage_limits(self) -> UsageLimits:
+    async def _get(
+        self,
+        path: str,
+        params: Mapping[str, str] | None,
+        timeout: TimeoutLike,
+        max_retries: int | None,
+        extra_headers: Mapping[str, str] | None,
+    ) -> Response:
+        return await self._transport.request(
+            "GET",
+            path,
+            idempotent=True,
+            params=params,
+            timeout=timeout,
+            max_attempts=resolve_attempts(None, max_retries),
+            headers=extra_headers,
+        )
+
+    async def get_usage_limits(
+        self,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> UsageLimits:
         """The account's rate-limit buckets, spend and storage (``GET /api/users/me/usage-limits``)."""
-        resp = await self._transport.request("GET", "/api/users/me/usage-limits", idempotent=True)
+        resp = await self._get("/api/users/me/usage-limits", None, timeout, max_retries, extra_headers)
         return UsageLimits.from_wire(_json(resp))
 
     # -- workflows ------------------------------------------------------------------------------------------
-    async def get_workflow_status(self, workflow_id: str) -> WorkflowStatus:
+    async def get_workflow_status(
+        self,
+        workflow_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> WorkflowStatus:
         """Whether a workflow is deployed (``GET /api/workflows/{id}/status``)."""
-        resp = await self._transport.request("GET", f"/api/workflows/{_seg(workflow_id)}/status", idempotent=True)
+        resp = await self._get(f"/api/workflows/{_seg(workflow_id)}/status", None, timeout, max_retries, extra_headers)
         return WorkflowStatus.from_wire(_json(resp))
 
-    async def validate_workflow(self, workflow_id: str) -> bool:
+    async def validate_workflow(
+        self,
+        workflow_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> bool:
         """Whether a workflow exists and is deployed. A missing workflow is ``False``; a bad key or a network
         failure raises (the original SDK returned ``False`` for those too, hiding the real problem)."""
         try:
-            status = await self.get_workflow_status(workflow_id)
+            status = await self.get_workflow_status(
+                workflow_id, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
+            )
         except SimNotFoundError:
             return False
         return status.is_deployed
@@ -286,6 +327,8 @@ class WorkflowsClient:
         execution_timeout: int | None = None,
         execution_id: str | None = None,
         timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ExecutionResult: ...
 
     @overload
@@ -300,6 +343,8 @@ class WorkflowsClient:
         execution_timeout: int | None = None,
         execution_id: str | None = None,
         timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> EventStream[WorkflowEvent]: ...
 
     @overload
@@ -314,6 +359,8 @@ class WorkflowsClient:
         execution_timeout: int | None = None,
         execution_id: str | None = None,
         timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Job: ...
 
     @overload
@@ -328,6 +375,8 @@ class WorkflowsClient:
         execution_timeout: int | None = None,
         execution_id: str | None = None,
         timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ExecutionResult | EventStream[WorkflowEvent] | Job: ...
 
     async def execute(
@@ -341,6 +390,8 @@ class WorkflowsClient:
         execution_timeout: int | None = None,
         execution_id: str | None = None,
         timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ExecutionResult | EventStream[WorkflowEvent] | Job:
         """Run a workflow.
 
@@ -353,19 +404,35 @@ class WorkflowsClient:
         ``input``: a dict becomes the workflow's input fields; any other value arrives as ``{"input": value}``.
         File objects inside it are sent as base64 data URLs. ``selected_outputs`` picks block outputs
         (``"agent1.content"``). ``execution_id`` (v1) / run id (v2) is your own id for the run; reusing one is a 409.
+        ``timeout``, ``max_retries`` and ``extra_headers`` apply to this call only.
         """
         if stream and async_execution:
             raise SimInvalidRequestError("stream and async_execution cannot be combined")
         _validate_timeout(execution_timeout, async_execution)
+        retry = self._call_retry(max_retries)
         if stream:
-            events = self.execute_stream(
-                workflow_id, input, selected_outputs=selected_outputs, execution_id=execution_id
+            events = self._stream_on(
+                retry,
+                workflow_id,
+                input,
+                selected_outputs=selected_outputs,
+                execution_id=execution_id,
+                extra_headers=extra_headers,
             )
             await events.__aenter__()
             return events
         if async_execution:
-            return await self._submit(None, workflow_id, input, execution_timeout, execution_id, timeout)
-        return await self._run(None, workflow_id, input, selected_outputs, execution_id, timeout)
+            return await self._submit(
+                retry, workflow_id, input, execution_timeout, execution_id, timeout, extra_headers=extra_headers
+            )
+        return await self._run(
+            retry, workflow_id, input, selected_outputs, execution_id, timeout, extra_headers=extra_headers
+        )
+
+    def _call_retry(self, max_retries: int | None) -> RetryPolicy | None:
+        if max_retries is None:
+            return None
+        return self._transport.retry.evolve(max_attempts=resolve_attempts(None, max_retries))
 
     def execute_stream(
         self,
@@ -377,6 +444,9 @@ class WorkflowsClient:
         include_tool_calls: bool = False,
         execution_id: str | None = None,
         idle_timeout: float | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> EventStream[WorkflowEvent]:
         """Run a workflow and stream its events as they happen (Server-Sent Events, read incrementally).
 
@@ -388,9 +458,10 @@ class WorkflowsClient:
         (a warning), then :class:`Final` or :class:`Error`. ``include_thinking`` / ``include_tool_calls`` ask for the
         agent-events protocol. The stream has no total timeout, only ``idle_timeout`` (default: the client's).
         The request is sent when the stream is entered (or first iterated); it is retried only if nothing ran.
+        ``timeout`` bounds the connection set-up; ``max_retries`` and ``extra_headers`` apply to this call only.
         """
         return self._stream_on(
-            None,
+            self._call_retry(max_retries),
             workflow_id,
             input,
             selected_outputs=selected_outputs,
@@ -398,6 +469,8 @@ class WorkflowsClient:
             include_tool_calls=include_tool_calls,
             execution_id=execution_id,
             idle_timeout=idle_timeout,
+            timeout=timeout,
+            extra_headers=extra_headers,
         )
 
     def _stream_on(
@@ -411,6 +484,8 @@ class WorkflowsClient:
         include_tool_calls: bool = False,
         execution_id: str | None = None,
         idle_timeout: float | None = None,
+        timeout: TimeoutLike = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> EventStream[WorkflowEvent]:
         generation = self._generation or "v1"  # a stream cannot fall back once opened: "auto" streams on v1
         body, headers = self._encode(
@@ -421,6 +496,7 @@ class WorkflowsClient:
             selected_outputs=selected_outputs,
             execution_timeout=None,
             execution_id=execution_id,
+            extra_headers=extra_headers,
         )
         if include_thinking:
             body["includeThinking"] = True
@@ -439,7 +515,7 @@ class WorkflowsClient:
             require_terminal=True,
             json=body,
             headers=headers,
-            timeout=self._execute_timeout,
+            timeout=self._execute_timeout if timeout is None else timeout,
             idle_timeout=self.idle_timeout if idle_timeout is None else idle_timeout,
             what=f"workflow {workflow_id} stream",
         )
@@ -458,6 +534,7 @@ class WorkflowsClient:
         initial_delay: float = 1.0,
         max_delay: float = 30.0,
         backoff_multiplier: float = 2.0,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ExecutionResult | EventStream[WorkflowEvent] | Job:
         """:meth:`execute` with the original SDK's retry knobs: up to ``max_retries`` more attempts, waits from
         ``initial_delay`` growing by ``backoff_multiplier`` up to ``max_delay``, ±25 % jitter.
@@ -468,25 +545,36 @@ class WorkflowsClient:
             raise SimInvalidRequestError("stream and async_execution cannot be combined")
         _validate_timeout(execution_timeout, async_execution)
         policy = RetryPolicy(
-            max_attempts=max_retries + 1,
+            max_attempts=resolve_attempts(None, max_retries) or 1,
             initial_delay=initial_delay,
             max_delay=max_delay,
             multiplier=backoff_multiplier,
             jitter=0.25,
-            max_retry_after=max(max_delay, self._base_retry.max_retry_after),
+            max_retry_after=max(max_delay, self._transport.retry.max_retry_after),
         )
         if stream:
-            events = self._stream_on(policy, workflow_id, input, selected_outputs=selected_outputs)
+            events = self._stream_on(
+                policy, workflow_id, input, selected_outputs=selected_outputs, extra_headers=extra_headers
+            )
             await events.__aenter__()
             return events
         if async_execution:
-            return await self._submit(policy, workflow_id, input, execution_timeout, None, timeout)
-        return await self._run(policy, workflow_id, input, selected_outputs, None, timeout)
+            return await self._submit(
+                policy, workflow_id, input, execution_timeout, None, timeout, extra_headers=extra_headers
+            )
+        return await self._run(policy, workflow_id, input, selected_outputs, None, timeout, extra_headers=extra_headers)
 
     # -- jobs and runs --------------------------------------------------------------------------------------
-    async def get_job_status(self, job_id: str) -> JobStatus:
+    async def get_job_status(
+        self,
+        job_id: str,
+        *,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> JobStatus:
         """One poll of a v1 async job (``GET /api/jobs/{id}``)."""
-        resp = await self._transport.request("GET", f"/api/jobs/{_seg(job_id)}", idempotent=True)
+        resp = await self._get(f"/api/jobs/{_seg(job_id)}", None, timeout, max_retries, extra_headers)
         return JobStatus.from_wire(_json(resp), fallback_id=job_id)
 
     async def get_run_status(
@@ -496,6 +584,9 @@ class WorkflowsClient:
         *,
         include_output: bool | None = True,
         selected_outputs: Sequence[str] | None = None,
+        timeout: TimeoutLike = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> JobStatus:
         """One poll of a v2 run (``GET /api/v2/workflows/{id}/runs/{runId}``). ``include_output=None`` leaves the
         parameter out (the server's default); ``selected_outputs`` takes block ids only (names are not resolved)."""
@@ -504,11 +595,12 @@ class WorkflowsClient:
             params["includeOutput"] = "true" if include_output else "false"
         if selected_outputs:
             params["selectedOutputs"] = ",".join(selected_outputs)
-        resp = await self._transport.request(
-            "GET",
+        resp = await self._get(
             f"/api/v2/workflows/{_seg(workflow_id)}/runs/{_seg(run_id)}",
-            idempotent=True,
-            params=params or None,
+            params or None,
+            timeout,
+            max_retries,
+            extra_headers,
         )
         return JobStatus.from_wire(_json(resp), fallback_id=run_id)
 
@@ -516,17 +608,6 @@ class WorkflowsClient:
         """A handle on an existing job: a v1 job id alone, or a v2 run id with its ``workflow_id``."""
         kind: Literal["job", "run"] = "run" if workflow_id is not None else "job"
         return Job(self, Submission(id=job_id, kind=kind, workflow_id=workflow_id or ""))
-
-    # -- lifecycle ------------------------------------------------------------------------------------------
-    async def aclose(self) -> None:
-        """Close the HTTP sessions this client opened (a session passed in is left open)."""
-        await self._transport.aclose()
-
-    async def __aenter__(self) -> WorkflowsClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # -- internals ------------------------------------------------------------------------------------------
     @staticmethod
@@ -544,6 +625,7 @@ class WorkflowsClient:
         selected_outputs: Sequence[str] | None,
         execution_timeout: int | None,
         execution_id: str | None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """The body and headers of an execute in one generation's dialect (contract §3.1, §3.2, §7)."""
         if input is None:
@@ -553,7 +635,8 @@ class WorkflowsClient:
         else:
             fields = {"input": input}
         fields = encode_files(fields)
-        headers: dict[str, str] = {}
+        # The caller's extra headers first: the protocol's own control headers win over them.
+        headers: dict[str, str] = dict(extra_headers) if extra_headers else {}
         if async_execution and selected_outputs:
             raise SimInvalidRequestError("selected_outputs cannot be combined with async_execution")
         if generation == "v2":
@@ -599,7 +682,7 @@ class WorkflowsClient:
         """POST an execute in the current generation; under "auto", fall back to v1 on v2's switched-off 404."""
         generation = self._generation or "v2"
         body, headers = self._encode(generation, input, stream=False, **options)
-        tmo = self._execute_timeout if timeout is None else _as_timeout(timeout)
+        tmo = self._execute_timeout if timeout is None else to_timeout(timeout)
         if self._generation is not None:
             return await self._transport.request(
                 "POST",
@@ -646,6 +729,8 @@ class WorkflowsClient:
         selected_outputs: Sequence[str] | None,
         execution_id: str | None,
         timeout: TimeoutLike,
+        *,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ExecutionResult:
         try:
             resp = await self._post_execute(
@@ -657,6 +742,7 @@ class WorkflowsClient:
                 selected_outputs=selected_outputs,
                 execution_timeout=None,
                 execution_id=execution_id,
+                extra_headers=extra_headers,
             )
         except FailedRunAnswer as failed:
             # v1 answers a failed or timed-out run with 500/408 and the run's envelope: that is data, not an error.
@@ -671,17 +757,20 @@ class WorkflowsClient:
         execution_timeout: int | None,
         execution_id: str | None,
         timeout: TimeoutLike,
+        *,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Job:
         try:
             resp = await self._post_execute(
                 retry,
                 workflow_id,
                 input,
-                timeout if timeout is not None else self._read_timeout,
+                timeout if timeout is not None else self._transport.timeout,
                 async_execution=True,
                 selected_outputs=None,
                 execution_timeout=execution_timeout,
                 execution_id=execution_id,
+                extra_headers=extra_headers,
             )
         except FailedRunAnswer as failed:
             return Job(
@@ -706,12 +795,6 @@ class WorkflowsClient:
                 url=resp.url,
             )
         return Job(self, submission)
-
-
-def _as_timeout(value: TimeoutLike) -> Timeout:
-    if isinstance(value, Timeout):
-        return value
-    return Timeout(total=None if value is None else float(value), connect=10.0)
 
 
 def _seg(value: str) -> str:
