@@ -518,7 +518,8 @@ class LocalSandbox:
                 self._sock = socket.create_server((self.host, self._port), family=family, backlog=1024)
             if self._sock is not None:
                 assert runner.server is not None
-                self._acceptor = Acceptor(self._sock, runner.server)
+                web_server = runner.server
+                self._acceptor = Acceptor(self._sock, web_server, lambda: len(web_server.connections))
                 self._acceptor.start()
                 self._bound_port = int(self._sock.getsockname()[1])
             else:

@@ -83,23 +83,48 @@ def forward_to(upstream: str) -> tuple[Handler, ClientSession]:
 
 
 class Acceptor:
-    """Accepts connections from a listening socket shared with other processes: one connection per wake-up.
+    """Accepts connections from a listening socket shared with other processes, least-loaded worker first.
 
     asyncio's own server accepts up to its backlog in one go, so with a shared socket the first process to wake would
-    take a whole burst of new connections (and their requests, for as long as they are kept alive). Taking one per
-    wake-up lets every idle worker take its turn, and a busy one (not waiting in its loop) takes fewer.
+    take a whole burst of new connections (and their requests, for as long as they are kept alive). Here a worker
+    takes one connection per wake-up, and one that already serves connections waits a little before it tries
+    (``_DEFER_PER_CONNECTION`` per open connection, at most ``_DEFER_MAX``): every worker is woken by a new
+    connection, so the one with the fewest takes it, and keep-alive clients end up spread evenly.
     """
 
-    def __init__(self, sock: socket.socket, factory: Callable[[], asyncio.Protocol]) -> None:
+    _DEFER_PER_CONNECTION = 0.0002
+    _DEFER_MAX = 0.002
+
+    def __init__(self, sock: socket.socket, factory: Callable[[], asyncio.Protocol], load: Callable[[], int]) -> None:
         self._sock = sock
         self._factory = factory
+        self._load = load
         self._loop = asyncio.get_running_loop()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._waiting: asyncio.TimerHandle | None = None
+        self._stopped = False
 
     def start(self) -> None:
         """Start accepting (the socket already listens)."""
         self._sock.setblocking(False)
-        self._loop.add_reader(self._sock.fileno(), self._accept)
+        self._loop.add_reader(self._sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        open_connections = self._load()
+        if open_connections == 0:
+            self._accept()
+            return
+        # Let a less loaded worker take it: stop watching for a moment, then try (it may be gone by then).
+        self._loop.remove_reader(self._sock.fileno())
+        delay = min(self._DEFER_MAX, open_connections * self._DEFER_PER_CONNECTION)
+        self._waiting = self._loop.call_later(delay, self._resume)
+
+    def _resume(self) -> None:
+        self._waiting = None
+        if self._stopped:
+            return
+        self._accept()
+        self._loop.add_reader(self._sock.fileno(), self._readable)
 
     def _accept(self) -> None:
         try:
@@ -116,6 +141,9 @@ class Acceptor:
 
     async def stop(self) -> None:
         """Stop accepting; connections already made are the server's to close."""
+        self._stopped = True
+        if self._waiting is not None:
+            self._waiting.cancel()
         with contextlib.suppress(ValueError, OSError):
             self._loop.remove_reader(self._sock.fileno())
         for task in list(self._tasks):
