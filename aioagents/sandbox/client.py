@@ -32,6 +32,7 @@ from aioagents.sandbox.models import (
     RunStatus,
     SubmitRequest,
     SummaryMapping,
+    fast_run_code_response,
 )
 
 __all__ = ["DEFAULT_ENDPOINT", "SandboxClient", "SandboxError", "summary_run_code_result"]
@@ -252,7 +253,8 @@ class SandboxClient(ServiceClient):
             max_retries=max_retries,
             extra_headers=extra_headers,
         )
-        result = structure(resp.json(), RunCodeResponse)
+        body = resp.json()
+        result = fast_run_code_response(body) or structure(body, RunCodeResponse)
         if result.status is RunStatus.SandboxError:
             raise SandboxError(f"sandbox error: {result.message}", response=result)
         return result

@@ -279,6 +279,72 @@ class RunCodeResponse:
         return base64.b64decode(self.files[path])
 
 
+_RESPONSE_KEYS = frozenset(("status", "message", "compile_result", "run_result", "executor_pod_name", "files"))
+_STEP_KEYS = frozenset(("status", "execution_time", "return_code", "stdout", "stderr"))
+_STEP_KEYS_CPU = _STEP_KEYS | {"cpu_time"}  # the embedded server also says how much CPU the run took
+
+
+def _fast_step(step: Any) -> CommandRunResult | bool | None:
+    """A command result of the common shape, built directly; False for anything else."""
+    if step is None:
+        return None
+    if type(step) is not dict:
+        return False
+    keys = step.keys()
+    if keys != _STEP_KEYS and keys != _STEP_KEYS_CPU:
+        return False
+    code, elapsed, out, err = step["return_code"], step["execution_time"], step["stdout"], step["stderr"]
+    cpu = step.get("cpu_time")
+    if (
+        (cpu is not None and type(cpu) is not float)
+        or (code is not None and type(code) is not int)
+        or (elapsed is not None and type(elapsed) is not float)
+        or (out is not None and type(out) is not str)
+        or (err is not None and type(err) is not str)
+    ):
+        return False
+    try:
+        status = CommandRunStatus(step["status"])
+    except ValueError:
+        return False
+    return CommandRunResult(
+        status=status, execution_time=elapsed, return_code=code, stdout=out, stderr=err, cpu_time=cpu
+    )
+
+
+def fast_run_code_response(body: Any) -> RunCodeResponse | None:
+    """``/run_code``'s answer of the exact common shape (every key, nothing else, every value of its type) built
+    without the converter: the answer of every run goes through here, and the general path costs ~5 µs of a ~100 µs
+    call. None for anything else — an extra key, an int where a float belongs, an unknown status — which then takes
+    the converter's path with all its rules."""
+    if type(body) is not dict or body.keys() != _RESPONSE_KEYS:
+        return None
+    compile_result = _fast_step(body["compile_result"])
+    run_result = _fast_step(body["run_result"])
+    message, pod, files = body["message"], body["executor_pod_name"], body["files"]
+    if (
+        compile_result is False
+        or run_result is False
+        or type(message) is not str
+        or (pod is not None and type(pod) is not str)
+        or type(files) is not dict
+        or not all(type(k) is str and type(v) is str for k, v in files.items())
+    ):
+        return None
+    try:
+        status = RunStatus(body["status"])
+    except ValueError:
+        return None
+    return RunCodeResponse(
+        status=status,
+        message=message,
+        compile_result=compile_result,
+        run_result=run_result,
+        executor_pod_name=pod,
+        files=files,
+    )
+
+
 @attrs.frozen(kw_only=True)
 class RunJupyterRequest:
     """``POST /run_jupyter``: cells run in order in a fresh kernel."""
