@@ -325,9 +325,25 @@ class _Isolation:
         if all(p.startswith("/sys/fs/cgroup/") for p in self.cgroups.parents):
             self.libc.umount2(b"/sys/fs/cgroup", 2)  # MNT_DETACH; best effort
         self.tmp_opts = f"size={self.tmp_size},nr_inodes={1 << 17},mode=1777".encode()
+        self.hidden = self._hidden_paths()
         self.shared_tmp = [d.encode() for d in ("/var/tmp", "/dev/shm", "/run/lock") if d in self.private_dirs]
         if not self.network:
             self.free_netns.append(self._new_netns())
+
+    def _hidden_paths(self) -> list[str]:
+        """The directories runs read (this interpreter, its ``sys.path``, the lent PYTHONPATH) that lie under one of
+        the per-run private directories, which would hide them (bound back into each run's view)."""
+        private = tuple(d.rstrip("/") + "/" for d in self.private_dirs)
+        wanted = [*sys.path, *os.environ.get(_PATH_VAR, "").split(os.pathsep)]
+        wanted += [os.path.dirname(sys.executable), sys.prefix, sys.exec_prefix]
+        found = set()
+        for entry in wanted:
+            if entry:
+                real = os.path.realpath(entry)
+                if real.startswith(private) and os.path.isdir(real):
+                    found.add(real)
+        tops = [p for p in sorted(found) if not any(p.startswith(q + "/") for q in found)]
+        return tops
 
     def _check(self, rc: int, what: str) -> None:
         if rc != 0:
@@ -410,11 +426,20 @@ class _Isolation:
         if netns >= 0:
             check(libc.setns(netns, _CLONE_NEWNET), "setns(network)")
         rw = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) for path in spec.get("rw", ())]
+        # (Opened here, in this run's mount namespace: a mount of another namespace cannot be bound.)
+        hidden = [(seen, os.open(seen, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) for seen in self.hidden]
         # One tmpfs per run, at /tmp and also seen at /var/tmp, /dev/shm and /run/lock: a tmpfs costs ~0.08 ms to
         # make and tear down, a bind of one a fraction of that.
         check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", _MS_NOSUID | _MS_NODEV, self.tmp_opts), "mount /tmp")
         for path in self.shared_tmp:
             check(libc.mount(b"/tmp", path, None, _MS_BIND, None), "bind /tmp")
+        for seen, fd in hidden:
+            # What runs read from under a private directory (a virtualenv in /tmp lending its site-packages, say):
+            # seen through the private tmpfs as it is on the host, read-only like the rest of the host.
+            with contextlib.suppress(FileExistsError):
+                os.makedirs(seen, 0o755)
+            check(libc.mount(f"/proc/self/fd/{fd}".encode(), seen.encode(), None, _MS_BIND | _MS_REC, None), "bind")
+            os.close(fd)
         for path, fd in rw:
             target = path.encode()
             if not os.path.isdir(path):  # hidden under a private tmpfs: recreate the mount point there
