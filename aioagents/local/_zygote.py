@@ -191,21 +191,8 @@ def _read_payload(fd: int) -> dict[str, Any]:
     return payload
 
 
-def _child(
-    request: dict[str, Any], fds: list[int], iso: _Isolation | None, netns: int, status_w: int = -1
-) -> None:
+def _child(request: dict[str, Any], fds: list[int], iso: _Isolation | None, netns: int) -> None:
     spec: dict[str, Any] = {}
-    if status_w >= 0:
-        # This process is the init of the run's PID namespace, and an init ignores every signal it sends itself
-        # that it has no handler for: a run that killed itself (SIGKILL, abort) would carry on, or end as
-        # "Success". So the run is the init's child, with ordinary signal semantics. The fork comes first, before
-        # this process has written to any page: the init stays a near-empty copy, and the run's setup copies each
-        # page once, as it did when it was the init itself.
-        os.setsid()  # the process group the server kills
-        run = os.fork()
-        if run:
-            _init(run, status_w)  # never returns
-        os.close(status_w)
     try:
         if len(fds) != 4:
             raise ValueError("a spawn carries stdin, stdout, stderr and the payload pipe")
@@ -291,10 +278,13 @@ class _Isolation:
             _write("/proc/self/gid_map", f"0 {gid} 1")
         self.own_netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         # The init of each run's PID namespace: a tiny program started with vfork+exec (no copy of this process's
-        # page tables, nothing to tear down), so the run is not the init (see ``fork``). Without one, a forked copy
-        # of this process is the init (``_init``), which costs a page-table copy and teardown of the whole factory.
+        # page tables, nothing to tear down), so the run is not the init (see ``fork``). A forked copy of this
+        # process as init cost a page-table copy and teardown of the whole factory: +1.3 ms of CPU per run.
         sleep = next((p for p in ("/usr/bin/sleep", "/bin/sleep") if os.access(p, os.X_OK)), None)
-        self.init_exe = _tiny_init() or sleep
+        init_exe = _tiny_init() or sleep
+        if init_exe is None:  # (no x86-64 and no sleep: then this level is not offered; uid mode, said so)
+            raise OSError("no program to be the init of each run's PID namespace (sleep is not installed)")
+        self.init_exe = init_exe
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self.free_netns: list[int] = []
         self.all_netns: list[int] = []
@@ -375,27 +365,28 @@ class _Isolation:
             self.free_netns.append(fd)
 
     def fork(self) -> tuple[int, int]:
-        """Fork a run in a new PID namespace (as root; under ``userns`` the child makes the namespace and forks its
-        init itself: ``setns`` back into the host's PID namespace needs root there). Returns (pid, init pid): the
-        namespace's init is ``sleep infinity``, spawned first, so the run is pid 2 — the init of a PID namespace
-        ignores every default-action signal it sends itself, and a run that killed itself (SIGKILL, abort) would
-        carry on, or end as "Success". Killing the init ends every process of the run; it cannot be signalled from
-        inside (root's). (-1 for the init when there is none: then the child forks a Python init itself.)"""
+        """Fork a run in a new PID namespace; return (pid, init pid).
+
+        The namespace's init (``_tiny_init``, else ``sleep infinity``) is spawned first, so the run is pid 2: the init
+        of a PID namespace ignores every default-action signal it sends itself, and a run that killed itself
+        (SIGKILL, abort) would carry on, or end as "Success". Killing the init ends every process of the run; nothing
+        inside can signal it (it is root's). Under ``userns`` the child makes the namespace and forks its init
+        itself (``setns`` back into the host's PID namespace needs root there): the init pid is then -1.
+        """
         if self.userns:
             return os.fork(), -1
         self._check(self.libc.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
         init = -1
+        null = self.devnull
         try:
-            if self.init_exe is not None:
-                null = self.devnull
-                init = os.posix_spawn(
-                    self.init_exe,
-                    [self.init_exe, "infinity"],
-                    {},
-                    file_actions=[(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1),
-                                  (os.POSIX_SPAWN_DUP2, null, 2)],
-                    setsid=True,
-                )  # fmt: skip
+            init = os.posix_spawn(
+                self.init_exe,
+                [self.init_exe, "infinity"],
+                {},
+                file_actions=[(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1),
+                              (os.POSIX_SPAWN_DUP2, null, 2)],
+                setsid=True,
+            )  # fmt: skip
             pid = os.fork()
         except BaseException:
             if init > 0:
@@ -631,37 +622,6 @@ class _Cgroups:
                 os.rmdir(parent)
 
 
-def _init(run: int, status_w: int) -> None:
-    """The init of a run's PID namespace (root mode): reap until the run ends, write its raw wait status to
-    ``status_w`` for the factory, exit (the kernel then kills whatever the run left in the namespace)."""
-    os.closerange(0, status_w)  # the run's pipes reach EOF when the run ends
-    os.closerange(status_w + 1, 1 << 16)
-    _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
-
-    def forward(sig: int, _frame: object) -> None:
-        with contextlib.suppress(OSError):
-            os.kill(run, sig)
-
-    # The server signals the run through its init (the pid it knows): SIGINT interrupts a kernel's cell. An init
-    # receives from outside only the signals it handles, so it handles these by passing them on. (From inside the
-    # namespace nothing reaches it: the run's uid may not signal root's init.)
-    for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1, _signal.SIGUSR2):
-        _signal.signal(sig, forward)
-    status = 0
-    while True:
-        try:
-            pid, status = os.waitpid(-1, 0)
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            break
-        if pid == run:
-            break
-    with contextlib.suppress(OSError):
-        os.write(status_w, str(status).encode())
-    os._exit(0)
-
-
 def _tiny_init() -> str | None:
     """A path to exec for a PID namespace's init that only waits to be killed, as cheap to start as a program can
     be: on x86-64 a 129-byte static ELF in a memfd (no loader, no libc; ~0.1 ms to exec where ``sleep`` takes ~0.9),
@@ -882,7 +842,6 @@ class Zygote:
         self.iso = iso
         self.children: dict[int, int | None] = {}  # a run's pid (its group leader) -> the uid to clear at its exit
         self.netns: dict[int, int] = {}  # a run's pid -> the pooled network namespace it uses
-        self.status_pipes: dict[int, int] = {}  # a run's init pid -> the pipe its init writes the run's status to
         self.inits: dict[int, int] = {}  # a run's pid -> the init of its PID namespace (killed once the run ends)
         self.init_runs: dict[int, int] = {}  # the reverse
         self.running = True
@@ -968,31 +927,22 @@ class Zygote:
             return
         iso = self.iso
         netns = -1
-        status_r = status_w = -1
         try:
             if iso is not None:
                 iso.cgroups.prepare(spec.get("uid"), int(spec.get("memory") or 0), iso.max_pids)
                 netns = iso.take_netns()
-                if not iso.userns and iso.init_exe is None:
-                    status_r, status_w = os.pipe2(os.O_CLOEXEC)
                 pid, init = iso.fork()
             else:
                 pid, init = os.fork(), -1
         except OSError as exc:
             _close_all(fds)
-            _close_all([fd for fd in (status_r, status_w) if fd >= 0])
             if iso is not None:
                 iso.give_netns(netns)
             self._send({"id": rid, "error": f"fork failed: {exc}"})
             return
         if pid == 0:
-            if status_r >= 0:
-                os.close(status_r)
-            _child(spec, fds, iso, netns, status_w)
+            _child(spec, fds, iso, netns)
         _close_all(fds)
-        if status_r >= 0:
-            os.close(status_w)
-            self.status_pipes[pid] = status_r
         if init > 0:
             self.inits[pid] = init
             self.init_runs[init] = pid
@@ -1026,15 +976,6 @@ class Zygote:
                 # namespace before the init is reaped.
                 self.init_runs.pop(init, None)
                 _kill_and_reap(init)
-            status_r = self.status_pipes.pop(pid, -1)
-            if status_r >= 0:  # the run's own status, as its init saw it (none: the init was killed, a time-out)
-                try:
-                    reported = os.read(status_r, 32)
-                except OSError:
-                    reported = b""
-                os.close(status_r)
-                if reported.isdigit():
-                    status = int(reported)
             code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
             answer: dict[str, Any] = {"pid": pid, "exit": code, "cpu": usage.ru_utime + usage.ru_stime}
             if self.iso is not None:
