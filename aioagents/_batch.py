@@ -57,6 +57,36 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
+class _Tally:
+    """Counts finished items and reports them: a tqdm bar (``progress``) and/or ``on_progress`` callbacks."""
+
+    __slots__ = ("bar", "done", "failed", "on_progress", "total")
+
+    def __init__(self, total: int | None, on_progress: ProgressCallback | None, progress: bool, desc: str) -> None:
+        self.total = total
+        self.on_progress = on_progress
+        self.bar = _tqdm_bar(total, desc) if progress else None
+        self.done = 0
+        self.failed = 0
+
+    def count(self, failed: bool) -> None:
+        """One more item finished (``failed``: with an error)."""
+        self.done += 1
+        if failed:
+            self.failed += 1
+        bar = self.bar
+        if bar is not None:
+            bar.update(1)
+            if self.failed:
+                bar.set_postfix(failed=self.failed, refresh=False)
+        if self.on_progress is not None:
+            self.on_progress(Progress(done=self.done, failed=self.failed, total=self.total))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _tqdm_bar(total: int | None, desc: str) -> Any:
     try:
         from tqdm.auto import tqdm
@@ -122,7 +152,7 @@ class BatchIterator(AsyncIterator[BatchResult[T, R]]):
         self._total = total
         self._progress = progress
         self._desc = desc
-        self._bar: Any = None
+        self._tally: _Tally | None = None
         self._results: asyncio.Queue[BatchResult[T, R] | None] = asyncio.Queue()
         # Backpressure: an item holds a slot from the moment its input is taken until the consumer takes its result,
         # so a slow consumer holds the workers back instead of results piling up for every input. Counted here with
@@ -136,8 +166,6 @@ class BatchIterator(AsyncIterator[BatchResult[T, R]]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._finished = False  # every result has been handed out
         self._closed = False
-        self._done = 0
-        self._failed = 0
 
     def __aiter__(self) -> BatchIterator[T, R]:
         return self
@@ -180,8 +208,7 @@ class BatchIterator(AsyncIterator[BatchResult[T, R]]):
 
     def _start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        if self._progress:
-            self._bar = _tqdm_bar(self._total, self._desc)
+        self._tally = _Tally(self._total, self._on_progress, self._progress, self._desc)
         self._runner = asyncio.ensure_future(self._supervise())
 
     async def _supervise(self) -> None:
@@ -238,17 +265,10 @@ class BatchIterator(AsyncIterator[BatchResult[T, R]]):
     def _account(self, batch: list[BatchResult[T, R]]) -> None:
         """The consumer took ``batch``: free its slots, count it, draw and report progress."""
         self._release(len(batch))
-        bar, on_progress = self._bar, self._on_progress
+        tally = self._tally
+        assert tally is not None
         for result in batch:
-            self._done += 1
-            if result.error is not None:
-                self._failed += 1
-            if bar is not None:
-                bar.update(1)
-                if self._failed:
-                    bar.set_postfix(failed=self._failed, refresh=False)
-            if on_progress is not None:
-                on_progress(Progress(done=self._done, failed=self._failed, total=self._total))
+            tally.count(result.error is not None)
 
     async def _end(self) -> None:
         """Finish: re-raise an error of the input iterator itself (once), then StopAsyncIteration."""
@@ -269,8 +289,8 @@ class BatchIterator(AsyncIterator[BatchResult[T, R]]):
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
-        if self._bar is not None:
-            self._bar.close()
+        if self._tally is not None:
+            self._tally.close()
 
     def __del__(self) -> None:
         # Dropped mid-way without aclose() (a `break`, then garbage collection): stop the workers, as the loop's

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 
-from aioagents._batch import BatchResult, Progress, ProgressCallback, _tqdm_bar
+from aioagents._batch import BatchResult, ProgressCallback, _Tally
 from aioagents._exceptions import AioAgentsError
 
 if TYPE_CHECKING:
@@ -246,8 +246,7 @@ async def ray_as_completed(
     requeues: dict[int, int] = {}
     running: dict[asyncio.Future[Any], _Chunk[T]] = {}
     unsendable: deque[tuple[int, T, BaseException]] = deque()
-    bar = _tqdm_bar(total, desc) if progress else None
-    done = failed = 0
+    tally = _Tally(total, on_progress, progress, desc)
     last_refresh = -float("inf")
     no_node_since: float | None = None
 
@@ -297,16 +296,7 @@ async def ray_as_completed(
                 ray.kill(actor.handle, no_restart=True)
 
     def result(index: int, item: T, ok: bool, value: Any) -> BatchResult[T, R]:
-        nonlocal done, failed
-        done += 1
-        if not ok:
-            failed += 1
-        if bar is not None:
-            bar.update(1)
-            if failed:
-                bar.set_postfix(failed=failed, refresh=False)
-        if on_progress is not None:
-            on_progress(Progress(done=done, failed=failed, total=total))
+        tally.count(not ok)
         if ok:
             return BatchResult(index=index, input=item, value=value)
         return BatchResult(index=index, input=item, error=value)
@@ -368,8 +358,7 @@ async def ray_as_completed(
                 await asyncio.wait_for(asyncio.wrap_future(actor.handle.close.remote().future()), 30)
             with contextlib.suppress(Exception):
                 ray.kill(actor.handle, no_restart=True)
-        if bar is not None:
-            bar.close()
+        tally.close()
         if connected_here:
             ray.shutdown()
 
