@@ -81,7 +81,7 @@ class Evaluator:
 
     @property
     def endpoint(self) -> str | None:
-        """The server's URL (the embedded sandbox's once started; None before that)."""
+        """The server's URL; None when scoring on the embedded sandbox (in this process, no server)."""
         return self._async.endpoint
 
     def close(self) -> None:
