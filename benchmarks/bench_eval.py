@@ -14,6 +14,7 @@ samples per second, best of ``--rounds``; the verdicts of both are compared samp
 and so are pass@1/pass@5. Target (issue 13): ``aioagents eval`` ≥ 5× the harness's throughput on a 2-core machine.
 Each row also gives the CPU time per sample of each command over all its processes (``getrusage`` of the children,
 best of ``--rounds``): on a shared machine that ratio says more than the wall-clock one, which the load moves.
+``--bare`` also runs the same programs straight on the engine (no eval machinery) and says what eval adds on top.
 Writes ``benchmarks/results/eval.json``; the exit status is 1 when the verdicts differ or the target is missed.
 """
 
@@ -46,6 +47,31 @@ def _samples(per_task: int) -> list[dict[str, str]]:
     return rows
 
 
+# ``--bare``: the programs /submit would run for the same samples, run straight on the embedded sandbox's engine (the
+# one ``aioagents eval`` makes) at the same concurrency: no samples file reading, no scoring, no result rows. What
+# ``aioagents eval`` costs beyond this is what the eval path adds on top of bare sandboxed runs.
+_BARE = """
+import asyncio, json, sys
+from aioagents._batch import as_completed
+from aioagents.local import _datasets as d
+from aioagents.local._validate import RunCodeRequest
+from aioagents.sandbox.evaluation import Evaluator
+
+async def main(path, c):
+    rows = {r["task_id"]: r for r in d.load_rows(d.humaneval_data_file())[1]}
+    with open(path) as f:
+        samples = [json.loads(line) for line in f]
+    programs = [d._harness_runner(rows[s["task_id"]], s["completion"]) for s in samples]
+    requests = [RunCodeRequest(code=p, language="python", run_timeout=3.0, compile_timeout=20.0) for p in programs]
+    async with Evaluator(concurrency=c) as ev:
+        engine = await ev._ensure_engine()
+        async for item in as_completed(engine.run_code, requests, concurrency=c):
+            assert item.value is not None and item.value["status"] != "SandboxError", item
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
 def _children_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
@@ -68,6 +94,7 @@ def main() -> int:
     ap.add_argument("-s", "--samples-per-task", type=int, default=5)
     ap.add_argument("-c", "--concurrency", type=int, nargs="+", default=[4])
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--bare", action="store_true", help="also time bare sandboxed runs of the same programs")
     args = ap.parse_args()
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_FUSION")}
@@ -77,7 +104,7 @@ def main() -> int:
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
         for c in args.concurrency:
-            best_ours = best_theirs = cpu_ours = cpu_theirs = float("inf")
+            best_ours = best_theirs = cpu_ours = cpu_theirs = cpu_bare = float("inf")
             load = os.getloadavg()[0]
             for r in range(args.rounds):
                 samples = Path(tmp, f"samples-{c}-{r}.jsonl")
@@ -96,6 +123,8 @@ def main() -> int:
                 theirs_t, theirs_cpu, theirs = _timed([sys.executable, "-c", code], env)
                 best_ours, best_theirs = min(best_ours, ours_t), min(best_theirs, theirs_t)
                 cpu_ours, cpu_theirs = min(cpu_ours, ours_cpu), min(cpu_theirs, theirs_cpu)
+                if args.bare:
+                    cpu_bare = min(cpu_bare, _timed([sys.executable, "-c", _BARE, str(samples), str(c)], env)[1])
                 # Verdicts, sample by sample (their results file is in input order).
                 their_rows = [json.loads(x) for x in Path(f"{samples}_results.jsonl").read_text().splitlines()]
                 mine = {row["sample_id"]: row for row in map(json.loads, out.read_text().splitlines())}
@@ -138,6 +167,12 @@ def main() -> int:
                 f"ratio {cpu_theirs / cpu_ours:.2f}x   (load average "
                 f"{load:.1f} at the start)"
             )
+            if args.bare:
+                results[-1]["bare_runs_cpu_ms_per_sample"] = round(cpu_bare / n * 1000, 2)
+                print(
+                    f"      bare sandboxed runs of the same programs: {cpu_bare / n * 1000:.2f} ms CPU per sample; "
+                    f"aioagents eval adds {(cpu_ours - cpu_bare) / n * 1000:+.2f} ms ({cpu_ours / cpu_bare - 1:+.1%})"
+                )
             ok = ok and ratio >= TARGET
     out_dir = ROOT / "benchmarks" / "results"
     out_dir.mkdir(exist_ok=True)
