@@ -43,7 +43,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -51,6 +51,9 @@ from aioagents import _json as fast_json
 from aioagents._batch import BatchResult, ProgressCallback, as_completed
 from aioagents.sandbox.client import SandboxClient
 from aioagents.sandbox.models import SubmitRequest, TestConfig
+
+if TYPE_CHECKING:
+    from aioagents.local._engine import Engine
 
 _log = logging.getLogger(__name__)
 
@@ -329,7 +332,7 @@ async def _score(client: SandboxClient, job: _Job) -> SampleResult:
     )
 
 
-async def _score_in_process(engine: Any, job: _Job) -> SampleResult:
+async def _score_in_process(engine: Engine, job: _Job) -> SampleResult:
     """Score one sample on an embedded engine in this process: the same scoring the server's ``/submit`` does
     (``score_submission``), without the HTTP round trip and the models' conversions."""
     from aioagents.local._datasets import SubmitError, score_submission
@@ -395,7 +398,7 @@ class Evaluator:
         self.harness: Harness = harness
         self._max_attempts = max_attempts
         self.ray = ray
-        self._engine: Any = None
+        self._engine: Engine | None = None
         self._client: SandboxClient | None = None
 
     def __repr__(self) -> str:
@@ -414,7 +417,7 @@ class Evaluator:
             self._client = SandboxClient(endpoint, dataset_endpoint=endpoint, max_attempts=self._max_attempts)
         return self._client
 
-    async def _ensure_engine(self) -> Any:
+    async def _ensure_engine(self) -> Engine:
         """The embedded sandbox's engine, in this process: what ``aioagents serve`` runs code with, minus its HTTP
         server and worker processes (for this job they only add a round trip and a process per sample)."""
         if self._engine is None:
@@ -527,6 +530,7 @@ class Evaluator:
                 engine = await self._ensure_engine() if todo else None
 
                 async def score(item: _Job) -> SampleResult:
+                    assert engine is not None
                     return await _score_in_process(engine, item)
 
                 scored_items = as_completed(
