@@ -173,8 +173,8 @@ def _read_samples(samples: str | os.PathLike[str] | Iterable[Mapping[str, Any]])
                 if not line.strip():
                     continue
                 try:
-                    yield lineno, json.loads(line)
-                except json.JSONDecodeError as exc:
+                    yield lineno, fast_json.loads(line)
+                except ValueError as exc:  # the stdlib's JSONDecodeError, as fast_json raises it
                     yield lineno, exc
     else:
         yield from enumerate(samples, 1)
@@ -271,8 +271,8 @@ def _done_ids(out: Path) -> tuple[set[str], list[dict[str, Any]]]:
     with out.open(encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
+                row = fast_json.loads(line)
+            except ValueError:
                 continue  # a line cut short by an interrupted run: that sample runs again
             if not isinstance(row, dict) or not isinstance(row.get("sample_id"), str):
                 continue
