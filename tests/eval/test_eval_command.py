@@ -245,3 +245,15 @@ async def test_the_precompiled_harness_judges_like_its_source(url: str, problems
         ("Failed", "failed: "),
         ("Failed", "failed: 'NoneType' object is not callable"),
     ]
+
+
+async def test_a_completion_with_a_lone_surrogate_is_written_and_resumed(tmp_path: Path) -> None:
+    samples = _write(tmp_path / "s.jsonl", ['{"task_id": "HumanEval/0", "completion": "    return \'\\ud800\'\\n"}'])
+    out = tmp_path / "out.jsonl"
+    report = await evaluate(samples, "humaneval_python", k=(1,), out=out)
+    assert [(r.sample_id, r.passed, r.extracted_code) for r in report.results] == [
+        ("HumanEval/0#0", False, "    return '\ud800'\n")
+    ]
+    assert _rows(out)[0]["extracted_code"] == "    return '\ud800'\n"
+    again = await evaluate(samples, "humaneval_python", k=(1,), out=out)
+    assert (again.results, again.skipped, again.scored) == ([], 1, 1)
