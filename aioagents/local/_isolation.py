@@ -47,6 +47,7 @@ __all__ = [
     "mount_root",
     "mount_tmpfs",
     "parse_cgroups",
+    "record_name",
     "release_root",
     "remove_cgroups",
     "sweep",
@@ -333,8 +334,11 @@ def _registry(create: bool) -> Path | None:
     return REGISTRY
 
 
-def _record_name(root: Path, pid: int, start: int) -> str:
-    return f"{pid}-{start}-{hashlib.sha256(os.fsencode(root)).hexdigest()[:16]}"
+def record_name(root: str | os.PathLike[str]) -> str:
+    """The name of the record of ``root`` in :data:`REGISTRY` (a root belongs to one server at a time, so its path
+    names the record; the process factory, which knows only the root, removes it after cleaning up for a dead
+    server)."""
+    return hashlib.sha256(os.fsencode(root)).hexdigest()[:32]
 
 
 def claim(root: Path, cgroups: str = "") -> None:
@@ -346,7 +350,7 @@ def claim(root: Path, cgroups: str = "") -> None:
     if directory is None or start is None:
         return
     record = {"pid": os.getpid(), "start": start, "boot": _boot_id(), "root": str(root), "cgroups": cgroups}
-    name = _record_name(root, os.getpid(), start)
+    name = record_name(root)
     try:
         tmp = directory / f".{name}.tmp"
         tmp.write_text(json.dumps(record))
@@ -358,10 +362,9 @@ def claim(root: Path, cgroups: str = "") -> None:
 def unclaim(root: Path) -> None:
     """Drop this process's record of ``root`` (everything it named is released)."""
     directory = _registry(create=False)
-    start = _process_start(os.getpid())
-    if directory is not None and start is not None:
+    if directory is not None:
         with contextlib.suppress(OSError):
-            os.unlink(directory / _record_name(root, os.getpid(), start))
+            os.unlink(directory / record_name(root))
 
 
 def _unescape(field: str) -> str:

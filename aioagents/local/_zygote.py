@@ -488,7 +488,8 @@ class _Isolation:
                 self.libc.umount2(os.path.join(root, name).encode(), 2)  # MNT_DETACH
         self.libc.umount2(root.encode(), 2)
 
-    def close(self) -> None:
+    def close(self) -> bool:
+        """Let go of the pooled namespaces and remove the cgroups; True when they are gone."""
         for fd in self.all_netns:
             _close_all([fd])
         self.all_netns.clear()
@@ -496,7 +497,7 @@ class _Isolation:
         # Back in the host's mount namespace (we are exiting): there the cgroup directories are writable and
         # no bind mount of ours sits on them.
         self.libc.setns(self.host_mntns, _CLONE_NEWNS)
-        self.cgroups.close()
+        return self.cgroups.close()
 
 
 class _Cgroups:
@@ -615,11 +616,11 @@ class _Cgroups:
         self.ooms[uid] = count
         return count > before
 
-    def close(self) -> None:
-        """Remove every cgroup. The zygote has killed its runs by now; whatever is still in a slot (a process
-        that has not left yet, or one that escaped its run's PID namespace) is killed first: ``cgroup.kill`` where
-        v2 offers it, else each process listed in ``cgroup.procs``. A few rounds: a killed process takes a moment
-        to leave its cgroup."""
+    def close(self) -> bool:
+        """Remove every cgroup; True when they are gone. The zygote has killed its runs by now; whatever is still in
+        a slot (a process that has not left yet, or one that escaped its run's PID namespace) is killed first:
+        ``cgroup.kill`` where v2 offers it, else each process listed in ``cgroup.procs``. A few rounds: a killed
+        process takes a moment to leave its cgroup."""
         _close_all([*self.held, *self.oom_fds.values()])
         self.held = []
         self.oom_fds.clear()
@@ -646,8 +647,9 @@ class _Cgroups:
                         left = True
                         _kill_cgroup(path, version)
             if not left:
-                return
+                return True
             select.select([], [], [], 0.05)
+        return False
 
 
 def _kill_cgroup(path: str, version: str) -> None:
@@ -931,7 +933,9 @@ class Zygote:
                 if self.children:
                     select.select([], [], [], 0.1)
                     deadline -= 1
-            self.iso.close()
+            released = self.iso.close()
+        else:
+            released = True
         if self.orphaned and os.path.basename(self.root).startswith("aioagents-local-"):
             # The server died without cleaning up (SIGKILL, crash): remove its run directories for it.
             if self.iso is not None:
@@ -941,6 +945,8 @@ class Zygote:
             import subprocess
 
             subprocess.run(["rm", "-rf", "--one-file-system", "--", self.root], check=False, capture_output=True)
+            if released and not os.path.lexists(self.root):
+                _drop_record(self.root)
 
     def _receive(self) -> None:
         while self.running:
@@ -1062,6 +1068,18 @@ class Zygote:
         except ChildProcessError:
             return False
         return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+#: Where the server recorded what it holds on the host (``_isolation.REGISTRY``; named by ``record_name``).
+_REGISTRY = "/run/aioagents-owners"
+
+
+def _drop_record(root: str) -> None:
+    """Everything the dead server held is released: its record goes too (else the next server's sweep drops it)."""
+    import hashlib  # here, not at the top: nothing extra mapped in every child
+
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(_REGISTRY, hashlib.sha256(os.fsencode(root)).hexdigest()[:32]))
 
 
 def _recv_packet(sock: socket.socket) -> tuple[bytes, list[int], int]:

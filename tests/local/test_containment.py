@@ -38,6 +38,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from aioagents.local._isolation import REGISTRY, record_name
 from tests.local.conftest import is_root
 
 pytestmark = [
@@ -906,6 +907,8 @@ class Footprint:
         found += [f"mount {line.split()[4]}" for line in table.splitlines() if self.root.name in line]
         found += [f"cgroup {c}" for c in sorted(cgroup_dirs(self.server_pid, self.root))]
         found += [f"SysV {k}" for k in sorted(sysv_objects() - self.ipc_before)]
+        if (REGISTRY / record_name(self.root)).exists():
+            found.append(f"the record of {self.root} in {REGISTRY}")
         return found
 
     def processes_left(self) -> list[str]:

@@ -21,7 +21,15 @@ import aiohttp
 import pytest
 
 from aioagents.local import Limits, LocalSandbox
-from aioagents.local._isolation import Hierarchy, cgroup_parent, format_cgroups, parse_cgroups, remove_cgroups
+from aioagents.local._isolation import (
+    REGISTRY,
+    Hierarchy,
+    cgroup_parent,
+    format_cgroups,
+    parse_cgroups,
+    record_name,
+    remove_cgroups,
+)
 from aioagents.local._validate import RunCodeRequest
 from tests.local.conftest import is_root, sandbox_processes, server_uids
 
@@ -407,6 +415,7 @@ async def test_close_leaves_no_mount_cgroup_or_directory() -> None:
         assert mounts_under(root)  # the root's own bind mount
     assert not root.exists()
     assert mounts_under(root) == []
+    assert not await asyncio.to_thread((REGISTRY / record_name(root)).exists)  # all it held is released
     assert parse_cgroups(parent)  # this host has cgroups: the check below is not vacuous
     left = await asyncio.to_thread(lambda: [h.path for h in parse_cgroups(parent) if os.path.exists(h.path)])
     assert left == []
