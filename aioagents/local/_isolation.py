@@ -402,7 +402,7 @@ class _Process(NamedTuple):
 
 
 def _processes() -> dict[int, _Process]:
-    """Every process's parent, name and (for the few this module looks for) command line."""
+    """Every process's parent, name and command line."""
     table: dict[int, _Process] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -412,10 +412,10 @@ def _processes() -> dict[int, _Process]:
                 raw = f.read()
             comm = raw[raw.index(b"(") + 1 : raw.rindex(b")")].decode(errors="replace")
             ppid = int(raw[raw.rindex(b")") + 2 :].split()[1])
-            argv: tuple[str, ...] = ()
-            if comm.startswith("python") or comm.isdigit():
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    argv = tuple(a.decode(errors="replace") for a in f.read().split(b"\0") if a)
+            # Every command line, whatever the process is called: an interpreter of any name may run a factory, and
+            # taking a live factory for a dead one would kill its runs.
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = tuple(a.decode(errors="replace") for a in f.read().split(b"\0") if a)
         except (OSError, ValueError):
             continue
         table[int(entry)] = _Process(ppid, comm, argv)
