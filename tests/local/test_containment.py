@@ -929,17 +929,22 @@ async def busy_server() -> tuple[Server, Footprint, list[asyncio.Future[Any]]]:
     """``aioagents serve`` with its default root under /run, four programs of :data:`BUSY` running in it."""
     ipc_before = await asyncio.to_thread(sysv_objects)
     srv = await asyncio.to_thread(Server, None)
-    assert srv.root.parent == Path("/run"), srv.root
     runs = [asyncio.ensure_future(run_code(srv, code, run_timeout=150)) for code in BUSY]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # every run started: its directory is there, its programs run
-        # the factory, each run's init and program, and the daemon of one
-        if sum(1 for _ in srv.root.glob("run-*")) >= len(BUSY) and len(descendants(srv.pid)) >= 2 * len(BUSY) + 2:
-            break
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(1.0)
-    footprint = await asyncio.to_thread(Footprint, srv, ipc_before)
-    assert len(footprint.procs) >= 2 * len(BUSY) + 3, footprint.procs  # and the server
+    try:
+        assert srv.root.parent == Path("/run"), srv.root
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # every run started: its directory is there, its programs run
+            # the factory, each run's init and program, and the daemon of one
+            if sum(1 for _ in srv.root.glob("run-*")) >= len(BUSY) and len(descendants(srv.pid)) >= 2 * len(BUSY) + 2:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        footprint = await asyncio.to_thread(Footprint, srv, ipc_before)
+        assert len(footprint.procs) >= 2 * len(BUSY) + 3, footprint.procs  # and the server
+    except BaseException:
+        await asyncio.to_thread(srv.stop)
+        await reap(srv, runs)
+        raise
     return srv, footprint, runs
 
 
