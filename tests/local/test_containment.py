@@ -64,7 +64,7 @@ class Server:
     multi-process server's own lifecycle is tested in test_local_workers.py.
     """
 
-    def __init__(self, work_dir: Path | None, *extra: str) -> None:
+    def __init__(self, work_dir: Path | None, *extra: str, new_session: bool = False) -> None:
         self.work_dir = work_dir
         env = dict(os.environ)
         env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
@@ -77,6 +77,7 @@ class Server:
             stderr=subprocess.PIPE,
             env=env,
             text=True,
+            start_new_session=new_session,  # a process group of its own, for a test to kill
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -925,10 +926,10 @@ async def wait_until(check: Any, deadline: float) -> list[str]:
         await asyncio.sleep(0.1)
 
 
-async def busy_server() -> tuple[Server, Footprint, list[asyncio.Future[Any]]]:
+async def busy_server(*, new_session: bool = False) -> tuple[Server, Footprint, list[asyncio.Future[Any]]]:
     """``aioagents serve`` with its default root under /run, four programs of :data:`BUSY` running in it."""
     ipc_before = await asyncio.to_thread(sysv_objects)
-    srv = await asyncio.to_thread(Server, None)
+    srv = await asyncio.to_thread(lambda: Server(None, new_session=new_session))
     runs = [asyncio.ensure_future(run_code(srv, code, run_timeout=150)) for code in BUSY]
     try:
         assert srv.root.parent == Path("/run"), srv.root
@@ -957,12 +958,17 @@ async def reap(srv: Server, runs: list[asyncio.Future[Any]]) -> None:
     await asyncio.to_thread(srv.proc.communicate)
 
 
-async def test_a_server_killed_alone_leaves_nothing_once_its_factory_has_cleaned_up() -> None:
-    """SIGKILL of the server only: its process factory sees the channel close and releases everything itself,
-    within a bounded wait (20 s here; ~1 s on an idle machine)."""
-    srv, footprint, runs = await busy_server()
+@pytest.mark.parametrize("group", [False, True], ids=["the-server", "its-process-group"])
+async def test_a_server_killed_alone_leaves_nothing_once_its_factory_has_cleaned_up(group: bool) -> None:
+    """SIGKILL of the server, or of its process group (the factory has a session of its own, so it lives on):
+    the factory sees the channel close and releases everything itself, within a bounded wait (20 s here; about a
+    second on an idle machine)."""
+    srv, footprint, runs = await busy_server(new_session=group)
     try:
-        os.kill(srv.pid, signal.SIGKILL)
+        if group:
+            os.killpg(srv.pid, signal.SIGKILL)
+        else:
+            os.kill(srv.pid, signal.SIGKILL)
         await reap(srv, runs)
         left = await wait_until(footprint.left, 20)
         assert left == [], left
