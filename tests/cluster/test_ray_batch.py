@@ -214,7 +214,12 @@ def test_a_killed_sandbox_actor_leaves_nothing_once_a_sandbox_starts_on_the_host
 
     ray.init(address=ray_cluster.address, log_to_driver=False)
     try:
-        actor = ray.remote(num_cpus=0, max_restarts=0)(_NodeWorker).options(max_concurrency=10).remote(None, {})
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # On the driver's node (the head): a node that an earlier test removed may not be known dead yet.
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        worker = ray.remote(num_cpus=0, max_restarts=0)(_NodeWorker)
+        actor = worker.options(max_concurrency=10, scheduling_strategy=here).remote(None, {})
         where = RunCodeRequest(code="import os; print(os.getcwd())", language="python")
         [(_, ok, value)] = ray.get(actor.run.remote(cwd_and_pid, [(0, where)]), timeout=120)
         assert ok, value
