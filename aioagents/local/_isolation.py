@@ -655,11 +655,13 @@ def _sweep(cgroup_root: Path, grace: float, done: list[str]) -> None:
     for root in sorted(candidates):
         if root in claimed or root in referenced:
             continue
-        if os.path.basename(root) not in stale_roots:
-            try:
-                if now - os.lstat(root).st_mtime < grace:
-                    continue
-            except OSError:
-                continue
+        try:
+            st = os.lstat(root)
+        except OSError:
+            continue
+        if st.st_uid != 0 or not stat.S_ISDIR(st.st_mode):
+            continue  # a root server's roots are root's: anyone may make a directory of that name in /tmp
+        if os.path.basename(root) not in stale_roots and now - st.st_mtime < grace:
+            continue
         if release_root(root):
             done.append(f"released {root}")
