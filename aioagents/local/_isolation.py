@@ -36,6 +36,7 @@ __all__ = [
     "ISOLATION_LEVELS",
     "LEGACY_GRACE_S",
     "REGISTRY",
+    "RUN_UIDS",
     "Hierarchy",
     "IsolationLevel",
     "cgroup_parent",
