@@ -7,8 +7,10 @@ directories, joining the run's cgroup). The server's part is small and runs on t
   mounts for each run appears in the factory's mount namespace (a slave of the host's, made before any run);
 * per run, a size-capped tmpfs is mounted on the run directory (``mount``, ~30 µs) and, when the run ends, lazily
   detached (``umount2(MNT_DETACH)``) and its mount point removed: no recursive deletion, whatever the run left;
-* the cgroup parent directories are chosen here: cgroup v2 where a writable cgroup2 hierarchy offers the memory
-  controller, else v1 ``memory`` and ``pids``.
+* the cgroup parent directories are chosen here, per controller: ``memory`` and ``pids`` each from cgroup v2 where
+  it is enabled there, else from v1; plus a v2 group per run wherever a writable cgroup2 hierarchy exists;
+* what a server holds on the host is recorded (:func:`claim`), and every root server's start releases what dead
+  servers left (:func:`sweep`), however they died.
 """
 
 from __future__ import annotations
