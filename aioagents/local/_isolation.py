@@ -444,16 +444,22 @@ def _kill(pid: int) -> bool:
 
 
 def _orphaned_inits(table: dict[int, _Process]) -> list[int]:
-    """The inits of runs' PID namespaces whose process factory is gone (each waits, forever, to be killed)."""
+    """The inits of runs' PID namespaces whose process factory is gone (each waits, forever, to be killed): the
+    factory's tiny program (its executable a memfd named ``aioagents-init``) or ``sleep``, started as
+    ``aioagents-init infinity``, whose parent is no process factory."""
     found = []
     for pid, proc in table.items():
-        if not proc.comm.isdigit() or _is_factory(table.get(proc.ppid)):
+        if proc.argv != ("aioagents-init", "infinity") and not proc.comm.isdigit():
+            continue
+        if _is_factory(table.get(proc.ppid)):
             continue
         try:
             exe = os.readlink(f"/proc/{pid}/exe")
         except OSError:
             continue
-        if exe.startswith("/memfd:aioagents-init"):
+        if exe.startswith("/memfd:aioagents-init") or (
+            proc.argv == ("aioagents-init", "infinity") and os.path.basename(exe) == "sleep"
+        ):
             found.append(pid)
     return found
 

@@ -381,7 +381,7 @@ class _Isolation:
         try:
             init = os.posix_spawn(
                 self.init_exe,
-                [self.init_exe, "infinity"],
+                [_INIT_NAME, "infinity"],  # the name by which a later sweep knows one whose factory died
                 {},
                 file_actions=[(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1),
                               (os.POSIX_SPAWN_DUP2, null, 2)],
@@ -668,13 +668,19 @@ def _kill_cgroup(path: str, version: str) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+#: ``argv[0]`` of every run's init (the tiny program's or ``sleep``'s): ``_isolation.sweep`` finds by it an init whose
+#: factory is gone.
+_INIT_NAME = "aioagents-init"
+
+
 def _tiny_init() -> str | None:
     """A path to exec for a PID namespace's init that only waits to be killed, as cheap to start as a program can
     be: on x86-64 a 144-byte static ELF in a memfd (no loader, no libc; ~0.1 ms to exec where ``sleep`` takes ~0.9),
     whose whole code is ``prctl(PR_SET_PDEATHSIG, SIGKILL); loop: pause(); jmp loop`` (an init gets no signal it
     has no handler for but SIGKILL, so it pauses until the factory kills it, or until the factory dies: then the
     kernel kills it, and with it every process of the run, instead of leaving it paused forever). None elsewhere:
-    then ``sleep infinity`` is the init (one a killed factory leaves, the next server's start-up sweep ends)."""
+    then ``sleep infinity`` is the init (one a killed factory leaves, the next root server's start-up sweep ends,
+    knowing it by its ``argv[0]``)."""
     if os.uname().machine != "x86_64" or not hasattr(os, "memfd_create"):
         return None
     code = bytes.fromhex(
