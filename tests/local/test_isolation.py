@@ -848,3 +848,26 @@ def test_the_sweep_removes_sysv_objects_of_run_uids_no_server_holds() -> None:
         os.close(fd)
     sweep()
     assert not _segment_exists(held)
+
+
+async def test_the_sweep_kills_an_init_whose_factory_is_gone_and_no_live_run(sb: LocalSandbox) -> None:
+    """An init (``aioagents-init infinity``) whose parent is no process factory is left over and killed; the inits
+    of a live server's runs (their parent is its factory) are not touched: its run finishes."""
+    import shutil
+    import subprocess
+
+    from aioagents.local._isolation import sweep
+
+    sleep = shutil.which("sleep")
+    assert sleep is not None
+    orphan = await asyncio.to_thread(subprocess.Popen, ["aioagents-init", "infinity"], executable=sleep)
+    try:
+        pending = asyncio.ensure_future(run(sb, "import time\ntime.sleep(2)\nprint('alive')"))
+        await asyncio.sleep(1.0)
+        done = await asyncio.to_thread(sweep)
+        assert await asyncio.to_thread(orphan.wait, 10) == -9, done
+        assert f"killed the orphaned run init {orphan.pid}" in done
+        assert out(await pending) == "alive\n"
+    finally:
+        orphan.kill()
+        orphan.wait()
