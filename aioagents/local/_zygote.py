@@ -381,7 +381,7 @@ class _Isolation:
         try:
             init = os.posix_spawn(
                 self.init_exe,
-                [_INIT_NAME, "infinity"],  # the name by which a later sweep knows one whose factory died
+                [self.init_exe, "infinity"],
                 {},
                 file_actions=[(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1),
                               (os.POSIX_SPAWN_DUP2, null, 2)],
@@ -550,7 +550,7 @@ class _Cgroups:
         return self.slots.get(uid, []) if uid is not None else []
 
     def prepare(self, uid: Any, memory: int, pids: int) -> None:
-        """Before the fork: make the slot's cgroups (once) and give them this run's memory limit."""
+        """Before the fork: make the slot's cgroup (once) and give it this run's memory limit."""
         if not self.kind or uid is None:
             return
         dirs = self._dirs(uid)
@@ -571,9 +571,10 @@ class _Cgroups:
             if "pids" in self.where:
                 _write(os.path.join(dirs[self.where["pids"]], "pids.max"), str(pids) if pids > 0 else "max")
             self.ooms[uid] = self.oom_kills(uid)
-        if "memory" in self.where and self.limits.get(uid) != memory:
-            at = self.where["memory"]
-            self._set_memory(dirs[at], memory, self.hierarchies[at][0])
+        if self.limits.get(uid) != memory:
+            if "memory" in self.where:
+                at = self.where["memory"]
+                self._set_memory(dirs[at], memory, self.hierarchies[at][0])
             self.limits[uid] = memory
 
     def _set_memory(self, path: str, memory: int, version: str) -> None:
@@ -668,9 +669,16 @@ def _kill_cgroup(path: str, version: str) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-#: ``argv[0]`` of every run's init (the tiny program's or ``sleep``'s): ``_isolation.sweep`` finds by it an init whose
-#: factory is gone.
-_INIT_NAME = "aioagents-init"
+#: Where the server recorded what it holds on the host (``_isolation.REGISTRY``; named by ``record_name``).
+_REGISTRY = "/run/aioagents-owners"
+
+
+def _drop_record(root: str) -> None:
+    """Everything the dead server held is released: its record goes too (else the next server's sweep drops it)."""
+    import hashlib  # here, not at the top: nothing extra mapped in every child
+
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(_REGISTRY, hashlib.sha256(os.fsencode(root)).hexdigest()[:32]))
 
 
 def _tiny_init() -> str | None:
@@ -679,8 +687,7 @@ def _tiny_init() -> str | None:
     whose whole code is ``prctl(PR_SET_PDEATHSIG, SIGKILL); loop: pause(); jmp loop`` (an init gets no signal it
     has no handler for but SIGKILL, so it pauses until the factory kills it, or until the factory dies: then the
     kernel kills it, and with it every process of the run, instead of leaving it paused forever). None elsewhere:
-    then ``sleep infinity`` is the init (one a killed factory leaves, the next root server's start-up sweep ends,
-    knowing it by its ``argv[0]``)."""
+    then ``sleep infinity`` is the init, and one that a killed factory leaves stays until it is killed by hand."""
     if os.uname().machine != "x86_64" or not hasattr(os, "memfd_create"):
         return None
     code = bytes.fromhex(
@@ -1074,18 +1081,6 @@ class Zygote:
         except ChildProcessError:
             return False
         return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-
-
-#: Where the server recorded what it holds on the host (``_isolation.REGISTRY``; named by ``record_name``).
-_REGISTRY = "/run/aioagents-owners"
-
-
-def _drop_record(root: str) -> None:
-    """Everything the dead server held is released: its record goes too (else the next server's sweep drops it)."""
-    import hashlib  # here, not at the top: nothing extra mapped in every child
-
-    with contextlib.suppress(OSError):
-        os.unlink(os.path.join(_REGISTRY, hashlib.sha256(os.fsencode(root)).hexdigest()[:32]))
 
 
 def _recv_packet(sock: socket.socket) -> tuple[bytes, list[int], int]:

@@ -851,23 +851,22 @@ def test_the_sweep_removes_sysv_objects_of_run_uids_no_server_holds() -> None:
 
 
 async def test_the_sweep_kills_an_init_whose_factory_is_gone_and_no_live_run(sb: LocalSandbox) -> None:
-    """An init (``aioagents-init infinity``) whose parent is no process factory is left over and killed; the inits
-    of a live server's runs (their parent is its factory) are not touched: its run finishes."""
-    import shutil
-    import subprocess
-
+    """A run's init (the factory's tiny program) whose parent is no process factory is left over and killed; the
+    inits of a live server's runs (their parent is its factory) are not touched: its run finishes."""
     from aioagents.local._isolation import sweep
+    from aioagents.local._zygote import _tiny_init
 
-    sleep = shutil.which("sleep")
-    assert sleep is not None
-    orphan = await asyncio.to_thread(subprocess.Popen, ["aioagents-init", "infinity"], executable=sleep)
+    init = _tiny_init()
+    if init is None:
+        pytest.skip("the tiny init exists on x86-64 only")
+    fd = int(init.rsplit("/", 1)[1])
     try:
+        orphan = await asyncio.create_subprocess_exec(init, "infinity", pass_fds=(fd,))
         pending = asyncio.ensure_future(run(sb, "import time\ntime.sleep(2)\nprint('alive')"))
         await asyncio.sleep(1.0)
         done = await asyncio.to_thread(sweep)
-        assert await asyncio.to_thread(orphan.wait, 10) == -9, done
+        assert await asyncio.wait_for(orphan.wait(), 10) == -9, done
         assert f"killed the orphaned run init {orphan.pid}" in done
         assert out(await pending) == "alive\n"
     finally:
-        orphan.kill()
-        orphan.wait()
+        os.close(fd)
