@@ -34,9 +34,21 @@ Fetched files
     (32 MiB before base64, each name counted): over it the answer is ``SandboxError`` with a message that says so,
     and the run's own results. Files are base64-encoded piece by piece as the answer is written.
 
-Stopping
-    ``aioagents serve`` stops on SIGINT or SIGTERM: every run's processes are killed, every directory is removed,
-    and it exits 0.
+Stopping, and being killed
+    ``aioagents serve`` stops on SIGINT or SIGTERM: every run's processes are killed, every directory, mount and
+    cgroup is removed, and it exits 0. A server killed outright leaves nothing behind for long (root on Linux):
+
+    * the server alone (SIGKILL, a crash, the OOM killer): its process factory sees the server's end close and
+      kills every run, removes the cgroups, detaches the mounts and removes the root itself (about a second);
+    * the process factory alone: each run's PID-namespace init dies with it (``PR_SET_PDEATHSIG``), taking the run
+      along; the server starts a new factory and removes the cgroups at close;
+    * both at once (a killed process tree or cgroup, the end of a session, Ray killing a dead worker's children):
+      no process is left (as above), and the root, its mounts and the cgroups are released by the next server
+      that starts on the host. Each root server records what it holds in ``/run/aioagents-owners`` (its pid and
+      start time, root and cgroups); every root server's start sweeps the records whose owner is gone (a reused
+      pid does not pass for it), orphaned run inits, SysV IPC objects of run uids no server holds, and the state
+      of servers from before these records (cgroups named after a dead pid, unclaimed roots untouched for an
+      hour). Nothing a live server holds is touched.
 
 Containment (per run)
     Every level: a fresh directory that is the cwd, HOME and TMPDIR; a scrubbed environment; its own session and
@@ -66,10 +78,12 @@ Containment (per run)
           ``LocalSandbox(network=True)`` / ``aioagents serve --network`` gives runs the host's network instead —
           loopback and this server's API included: only for trusted code that needs it.
         * IPC namespace (SysV and POSIX IPC die with the run) and UTS namespace (hostname ``sandbox``).
-        * A cgroup per run (v2 where a writable cgroup2 hierarchy has the memory controller, else v1 ``memory`` and
-          ``pids``): the memory limit bounds the whole run — every process, tmpfs, memfd and shared memory
-          together, swap included where accounted — and ``Limits.max_processes`` bounds its tasks. A run killed
-          for memory gets status ``Failed`` and ``sandbox: memory limit of N MB exceeded`` in its stderr.
+        * A cgroup per run, each controller from cgroup v2 where it is enabled there, else from v1 (``memory``
+          and ``pids``), plus a v2 group wherever a writable cgroup2 hierarchy exists (its ``cgroup.kill`` ends
+          whatever is left of a run): the memory limit bounds the whole run — every process, tmpfs, memfd and
+          shared memory together, swap included where accounted — and ``Limits.max_processes`` bounds its tasks.
+          A run killed for memory gets status ``Failed`` and ``sandbox: memory limit of N MB exceeded`` in its
+          stderr.
         * A uid of its own (as in ``uid``).
         Not contained: reading the host file system (read-only, but whatever an unprivileged uid may read is
         readable), the host's kernel (shared: no seccomp filter, no VM), CPU time beyond the rlimit and timeouts

@@ -139,8 +139,12 @@ class Engine:
             # Run directories are tmpfs mounts of their own: the parent's speed does not matter, and under /run no
             # run's private /tmp or /dev/shm hides them (which would cost every run a bind mount to undo).
             parent = "/run"
+        if is_linux_root():
+            # What dead servers left (killed with their process factory, say) goes before this one adds its own.
+            await asyncio.to_thread(_isolation.sweep)
         root = await asyncio.to_thread(_make_root, parent, self.drop_privileges)
         self.root = root
+        _isolation.claim(root)
         self._rw_bind = str(root).startswith(tuple(d + "/" for d in (*SHARED_TMP_DIRS, "/run/lock")))
         config: dict[str, Any] = {"isolation": "none"}
         if not is_linux_root() and self._isolation_asked in ("auto", "userns") and sys.platform.startswith("linux"):
@@ -150,6 +154,7 @@ class Engine:
                 _isolation.mount_root(root)
                 self._root_bound = True
                 self._cgroup_parent = _isolation.cgroup_parent(f"aioagents-{os.getpid()}-{root.name}")
+                _isolation.claim(root, self._cgroup_parent)
                 config = {
                     "isolation": "full",
                     "network": self.network,
@@ -197,7 +202,8 @@ class Engine:
             if self._root_bound:
                 self._root_bound = False
                 _isolation.detach_only(root)
-            await asyncio.to_thread(remove_tree, root, log=_log)
+            if await asyncio.to_thread(remove_tree, root, log=_log):
+                _isolation.unclaim(root)
         if self._uids is not None:
             await self._uids.aclose()
 

@@ -349,7 +349,7 @@ class ZygoteClient:
         self._config = dict(config or {"isolation": "none"})
         #: The isolation level the factory put in force (``full`` or ``uid``/``none``), known once started.
         self.isolation = "none"
-        #: ``v1``, ``v2`` or ``""``: the cgroup hierarchy runs are placed in.
+        #: ``v1``, ``v2``, ``v1+v2`` or ``""``: the cgroup hierarchies runs are placed in (chosen per controller).
         self.cgroup = ""
         #: Why the factory could not give the level asked for (empty when it could).
         self.reason = ""

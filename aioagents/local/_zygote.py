@@ -488,7 +488,8 @@ class _Isolation:
                 self.libc.umount2(os.path.join(root, name).encode(), 2)  # MNT_DETACH
         self.libc.umount2(root.encode(), 2)
 
-    def close(self) -> None:
+    def close(self) -> bool:
+        """Let go of the pooled namespaces and remove the cgroups; True when they are gone."""
         for fd in self.all_netns:
             _close_all([fd])
         self.all_netns.clear()
@@ -496,20 +497,30 @@ class _Isolation:
         # Back in the host's mount namespace (we are exiting): there the cgroup directories are writable and
         # no bind mount of ours sits on them.
         self.libc.setns(self.host_mntns, _CLONE_NEWNS)
-        self.cgroups.close()
+        return self.cgroups.close()
 
 
 class _Cgroups:
-    """One cgroup per uid slot (a uid serves one run at a time), made on first use and reset per run.
+    """One cgroup per uid slot (a uid serves one run at a time) in each hierarchy, made on first use, reset per run.
 
-    ``parent`` is ``"v2:<dir>"`` (a cgroup2 directory whose children get memory and pids) or ``"v1:<memory
-    dir>:<pids dir>"``; empty: no cgroups. A slot's ``cgroup.procs`` stay open so a child joins with one write.
+    ``parent`` names the hierarchies (``_isolation.format_cgroups``: ``version:controllers:path`` joined by ``;``),
+    chosen per controller by the server: ``memory`` and ``pids`` each in cgroup v2 where it is enabled there, else
+    in v1; a v2 hierarchy without either still gets a group per run, whose ``cgroup.kill`` ends every process of the
+    run. Empty: no cgroups. A slot's ``cgroup.procs`` stay open so a child joins each hierarchy with one write.
     """
 
     def __init__(self, parent: str) -> None:
-        kind, _, rest = parent.partition(":")
-        self.kind = kind if kind in ("v1", "v2") else ""
-        self.parents = rest.split(":") if self.kind else []
+        self.hierarchies: list[tuple[str, tuple[str, ...], str]] = []
+        for item in parent.split(";") if parent else []:
+            kind, _, rest = item.partition(":")
+            names, _, where = rest.partition(":")
+            if kind in ("v1", "v2") and where.startswith("/"):
+                self.hierarchies.append((kind, tuple(c for c in names.split(",") if c), where))
+        self.parents = [path for _, _, path in self.hierarchies]
+        versions = sorted({version for version, _, _ in self.hierarchies})
+        self.kind = "+".join(versions)  # "v1", "v2", "v1+v2" or ""
+        #: index in ``hierarchies`` of the one holding each controller
+        self.where = {c: i for i, (_, controllers, _) in enumerate(self.hierarchies) for c in controllers}
         self.slots: dict[int, list[int]] = {}
         self.oom_fds: dict[int, int] = {}
         self.access = list(self.parents)  # how the factory reaches them (see hold)
@@ -517,14 +528,14 @@ class _Cgroups:
         self.limits: dict[int, int] = {}
         self.ooms: dict[int, int] = {}
         self.max_pids = 0
-        for parent_dir in self.parents:
+        for version, controllers, path in self.hierarchies:
             with contextlib.suppress(FileExistsError):
-                os.mkdir(parent_dir, 0o755)
-        if self.kind == "v2":
-            top = os.path.dirname(self.parents[0])
-            with contextlib.suppress(OSError):  # the hierarchy's root may hold processes and still delegate
-                _write(os.path.join(top, "cgroup.subtree_control"), "+memory +pids")
-            _write(os.path.join(self.parents[0], "cgroup.subtree_control"), "+memory +pids")
+                os.mkdir(path, 0o755)
+            if version == "v2" and controllers:
+                enable = " ".join("+" + c for c in controllers)
+                with contextlib.suppress(OSError):  # the hierarchy's root may hold processes and still delegate
+                    _write(os.path.join(os.path.dirname(path), "cgroup.subtree_control"), enable)
+                _write(os.path.join(path, "cgroup.subtree_control"), enable)
 
     def hold(self) -> None:
         """Keep the parent directories open and reach them through those descriptors from now on, so that
@@ -550,23 +561,24 @@ class _Cgroups:
                     os.mkdir(path, 0o755)
                 fds.append(os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC))
             self.slots[uid] = fds
-            events = "memory.events" if self.kind == "v2" else "memory.oom_control"
-            self.oom_fds[uid] = os.open(os.path.join(dirs[0], events), os.O_RDONLY | os.O_CLOEXEC)
-            if self.kind == "v1":
-                _write(os.path.join(dirs[1], "pids.max"), str(pids) if pids > 0 else "max")
+            if "memory" in self.where:
+                at = self.where["memory"]
+                events = "memory.events" if self.hierarchies[at][0] == "v2" else "memory.oom_control"
+                self.oom_fds[uid] = os.open(os.path.join(dirs[at], events), os.O_RDONLY | os.O_CLOEXEC)
+                swap = "memory.swap.max" if self.hierarchies[at][0] == "v2" else "memory.swappiness"
                 with contextlib.suppress(OSError):
-                    _write(os.path.join(dirs[0], "memory.swappiness"), "0")
-            else:
-                _write(os.path.join(dirs[0], "pids.max"), str(pids) if pids > 0 else "max")
-                with contextlib.suppress(OSError):
-                    _write(os.path.join(dirs[0], "memory.swap.max"), "0")
+                    _write(os.path.join(dirs[at], swap), "0")
+            if "pids" in self.where:
+                _write(os.path.join(dirs[self.where["pids"]], "pids.max"), str(pids) if pids > 0 else "max")
             self.ooms[uid] = self.oom_kills(uid)
         if self.limits.get(uid) != memory:
-            self._set_memory(dirs[0], memory)
+            if "memory" in self.where:
+                at = self.where["memory"]
+                self._set_memory(dirs[at], memory, self.hierarchies[at][0])
             self.limits[uid] = memory
 
-    def _set_memory(self, path: str, memory: int) -> None:
-        if self.kind == "v2":
+    def _set_memory(self, path: str, memory: int, version: str) -> None:
+        if version == "v2":
             _write(os.path.join(path, "memory.max"), str(memory))
             return
         limit = os.path.join(path, "memory.limit_in_bytes")
@@ -587,7 +599,7 @@ class _Cgroups:
                     _write(os.path.join(path, "memory.force_empty"), "0")  # charges left by the last run
 
     def oom_kills(self, uid: Any) -> int:
-        if not self.kind or uid not in self.slots:
+        if uid not in self.oom_fds:
             return 0
         try:
             for line in os.pread(self.oom_fds[uid], 4096, 0).splitlines():
@@ -598,38 +610,90 @@ class _Cgroups:
         return 0
 
     def oom_since_last(self, uid: Any) -> bool:
-        if not self.kind or uid not in self.slots:
+        if uid not in self.oom_fds:
             return False
         count = self.oom_kills(uid)
         before = self.ooms.get(uid, 0)
         self.ooms[uid] = count
         return count > before
 
-    def close(self) -> None:
-        """Remove every cgroup (the zygote has killed and reaped every run by now)."""
+    def close(self) -> bool:
+        """Remove every cgroup; True when they are gone. The zygote has killed its runs by now; whatever is still in
+        a slot (a process that has not left yet, or one that escaped its run's PID namespace) is killed first:
+        ``cgroup.kill`` where v2 offers it, else each process listed in ``cgroup.procs``. A few rounds: a killed
+        process takes a moment to leave its cgroup."""
         _close_all([*self.held, *self.oom_fds.values()])
         self.held = []
         self.oom_fds.clear()
         self.access = list(self.parents)
-        for uid, fds in self.slots.items():
+        for fds in self.slots.values():
             _close_all(fds)
-            for path in self._dirs(uid):
-                with contextlib.suppress(OSError):
-                    os.rmdir(path)
         self.slots.clear()
-        for parent in self.parents:
-            with contextlib.suppress(OSError):
-                os.rmdir(parent)
+        for _ in range(40):
+            left = False
+            for version, _controllers, parent in self.hierarchies:
+                try:
+                    children = [e.path for e in os.scandir(parent) if e.is_dir(follow_symlinks=False)]
+                except FileNotFoundError:
+                    continue
+                except OSError:
+                    left = True
+                    continue
+                for path in [*children, parent]:
+                    try:
+                        os.rmdir(path)
+                    except FileNotFoundError:
+                        pass
+                    except OSError:
+                        left = True
+                        _kill_cgroup(path, version)
+            if not left:
+                return True
+            select.select([], [], [], 0.05)
+        return False
+
+
+def _kill_cgroup(path: str, version: str) -> None:
+    """SIGKILL every process still in the cgroup ``path`` (only runs' processes are ever placed there)."""
+    if version == "v2":
+        with contextlib.suppress(OSError):
+            _write(os.path.join(path, "cgroup.kill"), "1")
+            return
+    try:
+        with open(os.path.join(path, "cgroup.procs")) as f:
+            pids = [int(p) for p in f.read().split()]
+    except (OSError, ValueError):
+        return
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+#: Where the server recorded what it holds on the host (``_isolation.REGISTRY``; named by ``record_name``).
+_REGISTRY = "/run/aioagents-owners"
+
+
+def _drop_record(root: str) -> None:
+    """Everything the dead server held is released: its record goes too (else the next server's sweep drops it)."""
+    import hashlib  # here, not at the top: nothing extra mapped in every child
+
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(_REGISTRY, hashlib.sha256(os.fsencode(root)).hexdigest()[:32]))
 
 
 def _tiny_init() -> str | None:
     """A path to exec for a PID namespace's init that only waits to be killed, as cheap to start as a program can
-    be: on x86-64 a 129-byte static ELF in a memfd (no loader, no libc; ~0.1 ms to exec where ``sleep`` takes ~0.9),
-    whose whole code is ``loop: pause(); jmp loop`` (an init gets no signal it has no handler for but SIGKILL, so
-    it pauses until the factory kills it). None elsewhere: then ``sleep infinity`` is the init."""
+    be: on x86-64 a 144-byte static ELF in a memfd (no loader, no libc; ~0.1 ms to exec where ``sleep`` takes ~0.9),
+    whose whole code is ``prctl(PR_SET_PDEATHSIG, SIGKILL); loop: pause(); jmp loop`` (an init gets no signal it
+    has no handler for but SIGKILL, so it pauses until the factory kills it, or until the factory dies: then the
+    kernel kills it, and with it every process of the run, instead of leaving it paused forever). None elsewhere:
+    then ``sleep infinity`` is the init, and one that a killed factory leaves stays until it is killed by hand."""
     if os.uname().machine != "x86_64" or not hasattr(os, "memfd_create"):
         return None
-    code = bytes.fromhex("b822000000" "0f05" "ebf7")  # mov eax, 34 (pause); syscall; jmp back to the mov
+    code = bytes.fromhex(
+        "bf01000000" "be09000000" "b89d000000" "0f05"  # prctl(PR_SET_PDEATHSIG=1, SIGKILL=9): rdi, rsi, eax=157
+        "b822000000" "0f05" "ebf7"  # loop: mov eax, 34 (pause); syscall; jmp back to the mov
+    )  # fmt: skip
     base, header = 0x400000, 64 + 56
     size = header + len(code)
     elf = (
@@ -882,7 +946,9 @@ class Zygote:
                 if self.children:
                     select.select([], [], [], 0.1)
                     deadline -= 1
-            self.iso.close()
+            released = self.iso.close()
+        else:
+            released = True
         if self.orphaned and os.path.basename(self.root).startswith("aioagents-local-"):
             # The server died without cleaning up (SIGKILL, crash): remove its run directories for it.
             if self.iso is not None:
@@ -892,6 +958,8 @@ class Zygote:
             import subprocess
 
             subprocess.run(["rm", "-rf", "--one-file-system", "--", self.root], check=False, capture_output=True)
+            if released and not os.path.lexists(self.root):
+                _drop_record(self.root)
 
     def _receive(self) -> None:
         while self.running:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -169,3 +170,92 @@ def test_eval_command_on_ray_survives_a_lost_node_and_matches_the_local_run(ray_
     pass_lines = [line for line in stdout.splitlines() if "pass@" in line]
     assert pass_lines
     assert pass_lines == [line for line in local.stdout.splitlines() if "pass@" in line]
+
+
+async def cwd_and_pid(client: SandboxClient, request: RunCodeRequest) -> tuple[int, str]:
+    result = await client.run_code(request)
+    return os.getpid(), result.run_result.stdout if result.run_result else ""
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        return None
+
+
+def _descendants(pid: int) -> dict[int, str | None]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found: dict[int, str | None] = {}
+    todo = list(children.get(pid, ()))
+    while todo:
+        p = todo.pop()
+        found[p] = _start_time(p)
+        todo.extend(children.get(p, ()))
+    return found
+
+
+@pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0, reason="host state is a root server's")
+def test_a_killed_sandbox_actor_leaves_nothing_once_a_sandbox_starts_on_the_host(ray_cluster: Any) -> None:
+    """Ray kills an actor's worker and, with it, the worker's children (``RAY_kill_child_processes_on_worker_exit``):
+    the embedded sandbox's server and its process factory die at once, mid-run. No process of it is left (each
+    run's init dies with the factory); its root, mounts and cgroups go at the next sandbox start on the host."""
+    from aioagents.cluster import _NodeWorker
+    from aioagents.local import LocalSandbox
+
+    ray.init(address=ray_cluster.address, log_to_driver=False)
+    try:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # On the driver's node (the head): a node that an earlier test removed may not be known dead yet.
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        worker = ray.remote(num_cpus=0, max_restarts=0)(_NodeWorker)
+        actor = worker.options(max_concurrency=10, scheduling_strategy=here).remote(None, {})
+        where = RunCodeRequest(code="import os; print(os.getcwd())", language="python")
+        [(_, ok, value)] = ray.get(actor.run.remote(cwd_and_pid, [(0, where)]), timeout=120)
+        assert ok, value
+        actor_pid, cwd = value
+        root = Path(cwd.strip()).parent
+        assert root.name.startswith("aioagents-local-"), cwd
+        sleeper = RunCodeRequest(code="import time; time.sleep(120)", language="python", run_timeout=150)
+        busy = actor.run.remote(cwd_and_pid, [(1, sleeper)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not list(root.glob("run-*")):
+            time.sleep(0.1)
+        time.sleep(1.0)
+        before = _descendants(actor_pid)
+        assert len(before) >= 3, before  # the process factory, the run's init and the run
+        ray.kill(actor, no_restart=True)
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(busy, timeout=60)
+        deadline = time.monotonic() + 20
+        left = before
+        while time.monotonic() < deadline:
+            left = {pid: start for pid, start in before.items() if _start_time(pid) == start}
+            if not left:
+                break
+            time.sleep(0.1)
+        assert left == {}
+        with LocalSandbox().in_thread():
+            pass
+        assert not root.exists()
+        assert root.name not in Path("/proc/self/mountinfo").read_text()
+        cgroups = [
+            os.path.join(base, d)
+            for top in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified")
+            for base, dirs, _ in os.walk(top)
+            for d in dirs
+            if d.endswith(root.name)
+        ]
+        assert cgroups == []
+    finally:
+        ray.shutdown()

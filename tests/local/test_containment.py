@@ -38,6 +38,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from aioagents.local._isolation import REGISTRY, record_name
 from tests.local.conftest import is_root
 
 pytestmark = [
@@ -63,17 +64,20 @@ class Server:
     multi-process server's own lifecycle is tested in test_local_workers.py.
     """
 
-    def __init__(self, work_dir: Path, *extra: str) -> None:
+    def __init__(self, work_dir: Path | None, *extra: str, new_session: bool = False) -> None:
         self.work_dir = work_dir
         env = dict(os.environ)
         env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
         argv = [sys.executable, "-m", "aioagents.cli", "serve", "--port", "0", "--workers", "1"]
+        if work_dir is not None:  # else the default: a root under /run
+            argv += ["--work-dir", str(work_dir)]
         self.proc = subprocess.Popen(
-            [*argv, "--work-dir", str(work_dir), *extra],
+            [*argv, *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
             text=True,
+            start_new_session=new_session,  # a process group of its own, for a test to kill
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -84,7 +88,10 @@ class Server:
             raise RuntimeError(f"aioagents serve did not start: {line!r} {err[-2000:]!r}")
         self.port = int(found.group(1))
         self.url = f"http://127.0.0.1:{self.port}"
-        roots = [p for p in work_dir.iterdir() if p.name.startswith("aioagents-local-")]
+        if work_dir is not None:
+            roots = [p for p in work_dir.iterdir() if p.name.startswith("aioagents-local-")]
+        else:  # the process factory is told the root on its command line
+            roots = [Path(info[3].split()[3]) for info in descendants(self.pid).values() if is_factory(info)]
         assert len(roots) == 1, roots
         self.root = roots[0]
         # The server's threads (niceness is per thread on Linux; threads started later inherit it) run ahead of the
@@ -660,14 +667,17 @@ async def test_the_server_closes_cleanly_on_a_signal_after_deep_trees(sig: int) 
 
 
 # == Limits are per process ==========================================================================================
+# The issue's figures: 5 x 400 MB resident, memfd 4 x 200 MB and SysV segments of 2 x 400 MB, all under
+# memory_limit_MB=512. The run's cgroup (memory and swap) caps each attack at the limit, so the host never holds more
+# than ~512 MB for one.
 async def test_memory_limit_bounds_the_whole_run_not_each_process(server: Server) -> None:
     code = (
         "import os, sys, time\n"
         "r, w = os.pipe()\n"
-        "for _ in range(4):\n"
+        "for _ in range(5):\n"
         "    if os.fork() == 0:\n"
         "        try:\n"
-        "            block = b'\\x01' * (200 << 20)\n"
+        "            block = b'\\x01' * (400 << 20)\n"
         "            os.write(w, b'+')\n"
         "            time.sleep(3)\n"
         "        finally:\n"
@@ -679,8 +689,8 @@ async def test_memory_limit_bounds_the_whole_run_not_each_process(server: Server
         "print('held', held)\n"
     )
     async with attack(server) as (_watch, _token):
-        body = await run_code(server, code, memory_limit_MB=256, run_timeout=30)
-        assert body["run_result"]["stdout"] != "held 4\n", body
+        body = await run_code(server, code, memory_limit_MB=512, run_timeout=30)
+        assert body["run_result"]["stdout"] != "held 5\n", body
         assert body["status"] == "Failed", body
         assert "memory" in body["run_result"]["stderr"].lower(), body
 
@@ -700,9 +710,10 @@ async def test_memfd_counts_against_the_memory_limit(server: Server) -> None:
         "    print('written', written >> 20, flush=True)\n"
     )
     async with attack(server) as (_watch, _token):
-        body = await run_code(server, code, memory_limit_MB=256, run_timeout=30)
+        body = await run_code(server, code, memory_limit_MB=512, run_timeout=30)
         assert body["run_result"]["stdout"] != "written 800\n", body
         assert body["status"] == "Failed", body
+        assert "memory" in body["run_result"]["stderr"].lower(), body
 
 
 SHM = """
@@ -712,22 +723,25 @@ libc.shmat.restype = ctypes.c_void_p
 libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
 libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
 size = 400 << 20
-shmid = libc.shmget({key}, size, 0o1000 | 0o600)  # IPC_CREAT
-print('shmid', shmid, flush=True)
-addr = libc.shmat(shmid, None, 0)
-ctypes.memset(addr, 1, size)
+for key in ({key}, {key} + 1):
+    shmid = libc.shmget(key, size, 0o1000 | 0o600)  # IPC_CREAT
+    print('shmid', shmid, flush=True)
+    addr = libc.shmat(shmid, None, 0)
+    ctypes.memset(addr, 1, size)
 print('TOUCHED', flush=True)
 """
 
 
 async def test_sysv_shared_memory_is_limited_and_dies_with_the_run(server: Server) -> None:
-    key = secrets.randbelow(1 << 30) + 1
+    key = secrets.randbelow(1 << 30) + 2
     async with attack(server) as (_watch, _token):
-        body = await run_code(server, SHM.format(key=key), memory_limit_MB=256, run_timeout=30)
+        body = await run_code(server, SHM.format(key=key), memory_limit_MB=512, run_timeout=30)
         assert "TOUCHED" not in body["run_result"]["stdout"], body
-    # attack() found no SysV object of a run uid left; the key, whoever created it, is gone too.
+        assert body["status"] == "Failed", body
+        assert "memory" in body["run_result"]["stderr"].lower(), body
+    # attack() found no SysV object of a run uid left; the keys, whoever created them, are gone too.
     rows = (await asyncio.to_thread(Path("/proc/sysvipc/shm").read_text)).splitlines()[1:]
-    assert not any(row.split()[0] == str(key) for row in rows)
+    assert not any(row.split()[0] in (str(key), str(key + 1)) for row in rows)
 
 
 async def test_run_lock_is_private_to_the_run(server: Server) -> None:
@@ -848,3 +862,162 @@ async def test_fetching_one_big_file_under_many_spellings_is_bounded(server: Ser
         grown = await asyncio.to_thread(peak) - before
         # 5 MB read once: base64 (7 MB), six copies in the JSON (40 MB) and what is sent. Far from 2 GB.
         assert grown < 256 << 20, f"the server grew by {grown >> 20} MB"
+
+
+# == Nothing is left when the server is killed =======================================================================
+# Busy runs when the kill comes: one sleeping, one with a daemon in a session of its own, one holding SysV shared
+# memory and a file in /dev/shm (its private one), one writing to its run directory.
+BUSY = (
+    "import time\ntime.sleep(120)",
+    "import subprocess, time\nsubprocess.Popen(['sleep', '300'], start_new_session=True)\ntime.sleep(120)",
+    "import ctypes, time\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "libc.shmget.restype = ctypes.c_int\n"
+    "assert libc.shmget(0x5eed, 1 << 20, 0o1600) >= 0\n"
+    "open('/dev/shm/busy', 'w').write('x')\n"
+    "time.sleep(120)",
+    "import time\nwhile True:\n    open('out', 'a').write('x' * 4096)\n    time.sleep(0.01)",
+)
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        return None
+
+
+class Footprint:
+    """Everything of one server on the host, taken while it runs: its processes (the server, its process factory,
+    every run's init and processes; each by pid *and* start time, so a reused pid is not mistaken for them), its
+    root directory and the mounts and cgroups named after it or under it, and the SysV objects of run uids."""
+
+    def __init__(self, server: Server, ipc_before: set[tuple[str, str, int]]) -> None:
+        self.server_pid = server.pid
+        self.root = server.root
+        self.procs = {pid: (_start_time(pid), info[3][:100]) for pid, info in descendants(server.pid).items()}
+        self.procs[server.pid] = (_start_time(server.pid), "the server")
+        self.ipc_before = ipc_before
+
+    def left(self) -> list[str]:
+        found = [f"process {pid} {what}" for pid, (start, what) in self.procs.items() if _start_time(pid) == start]
+        if self.root.exists():
+            found.append(f"directory {self.root}")
+        table = Path("/proc/self/mountinfo").read_text()
+        found += [f"mount {line.split()[4]}" for line in table.splitlines() if self.root.name in line]
+        found += [f"cgroup {c}" for c in sorted(cgroup_dirs(self.server_pid, self.root))]
+        found += [f"SysV {k}" for k in sorted(sysv_objects() - self.ipc_before)]
+        if (REGISTRY / record_name(self.root)).exists():
+            found.append(f"the record of {self.root} in {REGISTRY}")
+        return found
+
+    def processes_left(self) -> list[str]:
+        return [f for f in self.left() if f.startswith("process ")]
+
+
+async def wait_until(check: Any, deadline: float) -> list[str]:
+    """``check()`` (a list of what is left) once it is empty, or when ``deadline`` seconds have passed."""
+    end = time.monotonic() + deadline
+    while True:
+        left: list[str] = await asyncio.to_thread(check)
+        if not left or time.monotonic() > end:
+            return left
+        await asyncio.sleep(0.1)
+
+
+async def busy_server(*, new_session: bool = False) -> tuple[Server, Footprint, list[asyncio.Future[Any]]]:
+    """``aioagents serve`` with its default root under /run, four programs of :data:`BUSY` running in it."""
+    ipc_before = await asyncio.to_thread(sysv_objects)
+    srv = await asyncio.to_thread(lambda: Server(None, new_session=new_session))
+    runs = [asyncio.ensure_future(run_code(srv, code, run_timeout=150)) for code in BUSY]
+    try:
+        assert srv.root.parent == Path("/run"), srv.root
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # every run started: its directory is there, its programs run
+            # the factory, each run's init and program, and the daemon of one
+            if sum(1 for _ in srv.root.glob("run-*")) >= len(BUSY) and len(descendants(srv.pid)) >= 2 * len(BUSY) + 2:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        footprint = await asyncio.to_thread(Footprint, srv, ipc_before)
+        assert len(footprint.procs) >= 2 * len(BUSY) + 3, footprint.procs  # and the server
+    except BaseException:
+        await asyncio.to_thread(srv.stop)
+        await reap(srv, runs)
+        raise
+    return srv, footprint, runs
+
+
+async def reap(srv: Server, runs: list[asyncio.Future[Any]]) -> None:
+    for run in runs:
+        with contextlib.suppress(aiohttp.ClientError, AssertionError, asyncio.TimeoutError):
+            await run
+    if srv.proc.poll() is None:
+        kill_tree(srv.pid)
+    await asyncio.to_thread(srv.proc.communicate)
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["the-server", "its-process-group"])
+async def test_a_server_killed_alone_leaves_nothing_once_its_factory_has_cleaned_up(group: bool) -> None:
+    """SIGKILL of the server, or of its process group (the factory has a session of its own, so it lives on):
+    the factory sees the channel close and releases everything itself, within a bounded wait (20 s here; about a
+    second on an idle machine)."""
+    srv, footprint, runs = await busy_server(new_session=group)
+    try:
+        if group:
+            os.killpg(srv.pid, signal.SIGKILL)
+        else:
+            os.kill(srv.pid, signal.SIGKILL)
+        await reap(srv, runs)
+        left = await wait_until(footprint.left, 20)
+        assert left == [], left
+    finally:
+        await reap(srv, runs)
+
+
+async def test_a_server_killed_with_every_process_of_it_leaves_nothing_after_the_next_start() -> None:
+    """SIGKILL of the server, its process factory and every run at once (what a session's end, a cgroup kill or Ray
+    killing a dead worker's children do): no process is left within a bounded wait (each run's init dies with the
+    factory, and the run with it); the root, its mounts and its cgroups, which nothing was left to release, go at
+    the next start of a server on this host."""
+    srv, footprint, runs = await busy_server()
+    try:
+        kill_tree(srv.pid)
+        await reap(srv, runs)
+        assert await wait_until(footprint.processes_left, 20) == []
+        assert footprint.root.exists()  # nothing was left to release it: the next server's start does
+        after = await asyncio.to_thread(Server, None)
+        try:
+            left = await asyncio.to_thread(footprint.left)
+        finally:
+            code, err = await asyncio.to_thread(after.stop)
+        assert left == [], left
+        assert code == 0, err[-3000:]
+    finally:
+        await reap(srv, runs)
+
+
+async def test_a_killed_process_factory_takes_its_runs_with_it_and_is_replaced() -> None:
+    """SIGKILL of the process factory alone: every run's init dies with it (no init left pausing forever, no run
+    left in its cgroup), the runs answer at once, and the server goes on with a new factory and closes cleanly."""
+    srv, footprint, runs = await busy_server()
+    try:
+        factory = next(pid for pid, info in descendants(srv.pid).items() if is_factory(info))
+        os.kill(factory, signal.SIGKILL)
+        bodies = await asyncio.wait_for(asyncio.gather(*runs), 30)
+        assert all(b["status"] == "SandboxError" for b in bodies), bodies
+        of_factory = {pid: v for pid, v in footprint.procs.items() if pid != srv.pid}
+
+        def factory_left() -> list[str]:
+            return [f"process {pid} {what}" for pid, (start, what) in of_factory.items() if _start_time(pid) == start]
+
+        assert await wait_until(factory_left, 20) == []
+        body = await run_code(srv, "print(6 * 7)")
+        assert body["run_result"]["stdout"] == "42\n", body
+        code, err = await asyncio.to_thread(srv.stop)
+        assert code == 0, err[-3000:]
+        left = await wait_until(footprint.left, 20)
+        assert left == [], left
+    finally:
+        await reap(srv, runs)

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +21,15 @@ import aiohttp
 import pytest
 
 from aioagents.local import Limits, LocalSandbox
-from aioagents.local._isolation import cgroup_parent
+from aioagents.local._isolation import (
+    REGISTRY,
+    Hierarchy,
+    cgroup_parent,
+    format_cgroups,
+    parse_cgroups,
+    record_name,
+    remove_cgroups,
+)
 from aioagents.local._validate import RunCodeRequest
 from tests.local.conftest import is_root, sandbox_processes, server_uids
 
@@ -406,14 +415,122 @@ async def test_close_leaves_no_mount_cgroup_or_directory() -> None:
         assert mounts_under(root)  # the root's own bind mount
     assert not root.exists()
     assert mounts_under(root) == []
-    if parent:
-        left = await asyncio.to_thread(lambda: [p for p in parent.split(":")[1:] if os.path.exists(p)])
-        assert left == []
+    assert not await asyncio.to_thread((REGISTRY / record_name(root)).exists)  # all it held is released
+    assert parse_cgroups(parent)  # this host has cgroups: the check below is not vacuous
+    left = await asyncio.to_thread(lambda: [h.path for h in parse_cgroups(parent) if os.path.exists(h.path)])
+    assert left == []
 
 
-def test_the_cgroup_hierarchy_is_found() -> None:
-    parent = cgroup_parent("probe")
-    assert parent.startswith(("v1:", "v2:")), parent
+def test_the_cgroup_hierarchies_are_found_per_controller() -> None:
+    """On this host memory and pids are v1 controllers, and a cgroup2 hierarchy (``unified``) offers neither:
+    each run still gets a v2 group there, for ``cgroup.kill`` and ``cgroup.events``."""
+    found = {c: h.version for h in parse_cgroups(cgroup_parent("probe")) for c in h.controllers}
+    assert set(found) == {"memory", "pids"}, found
+    v2 = Path("/sys/fs/cgroup/unified")
+    if (v2 / "cgroup.controllers").is_file():
+        enabled = (v2 / "cgroup.controllers").read_text().split()
+        assert found == {c: "v2" if c in enabled else "v1" for c in ("memory", "pids")}
+        assert any(h.version == "v2" and h.path == f"{v2}/probe" for h in parse_cgroups(cgroup_parent("probe")))
+
+
+def _fake_cgroup_fs(top: Path, v2: str | None, v2_controllers: str, v1: tuple[str, ...]) -> None:
+    """A directory tree laid out like a cgroup mount point: a cgroup2 hierarchy (at the top or at ``unified``) with
+    the given ``cgroup.controllers``, and v1 controller directories down to this process's own cgroup in each."""
+    if v2 is not None:
+        (top / v2).mkdir(parents=True, exist_ok=True)
+        (top / v2 / "cgroup.controllers").write_text(v2_controllers + "\n")
+    for controller in v1:
+        own = next(
+            line.split(":", 2)[2]
+            for line in Path("/proc/self/cgroup").read_text().splitlines()
+            if controller in line.split(":")[1].split(",")
+        )
+        (top / controller / own.lstrip("/")).mkdir(parents=True, exist_ok=True)
+
+
+@pytest.mark.parametrize(
+    ("v2", "v2_controllers", "v1", "expected"),
+    [
+        # a v2-only host with both controllers enabled: both in v2
+        (".", "cpu memory pids", (), [("v2", ("memory", "pids"))]),
+        # a v2-only host without pids enabled at the top: memory in v2, no pids limit (no v1 either)
+        (".", "cpu memory", (), [("v2", ("memory",))]),
+        # this project's CI host: unified offers only hugetlb; memory and pids in v1, a bare v2 group per run
+        ("unified", "hugetlb", ("memory", "pids"), [("v1", ("memory",)), ("v1", ("pids",)), ("v2", ())]),
+        # a hybrid host that moved pids to v2
+        ("unified", "pids", ("memory", "pids"), [("v1", ("memory",)), ("v2", ("pids",))]),
+        # v1 only
+        (None, "", ("memory", "pids"), [("v1", ("memory",)), ("v1", ("pids",))]),
+    ],
+)
+def test_each_controller_comes_from_v2_where_it_is_enabled_else_from_v1(
+    tmp_path: Path, v2: str | None, v2_controllers: str, v1: tuple[str, ...], expected: list[tuple[str, Any]]
+) -> None:
+    if any(c not in Path("/proc/self/cgroup").read_text() for c in v1):
+        pytest.skip("this host has no v1 hierarchy for these controllers")
+    _fake_cgroup_fs(tmp_path, v2, v2_controllers, v1)
+    found = parse_cgroups(cgroup_parent("tag", cgroup_root=tmp_path))
+    assert [(h.version, h.controllers) for h in found] == expected
+    assert all(h.path.startswith(str(tmp_path)) and h.path.endswith("/tag") for h in found)
+    assert parse_cgroups(format_cgroups(found)) == found
+
+
+V2 = Path("/sys/fs/cgroup/unified")
+needs_v2 = pytest.mark.skipif(
+    not (V2 / "cgroup.controllers").is_file() or not os.access(V2, os.W_OK), reason="no writable cgroup2 hierarchy"
+)
+
+
+@needs_v2
+async def test_a_run_lives_in_its_own_v2_group_which_is_empty_after_it_and_gone_after_close() -> None:
+    """The v2 mechanics for real on this hybrid host: the per-run group is made, the run is moved in (its own
+    ``/proc/self/cgroup`` says so, and ``cgroup.procs`` lists it), ``cgroup.events`` says ``populated 1`` while it
+    runs and ``populated 0`` after, and close removes the groups."""
+    async with LocalSandbox(isolation="full") as server:
+        parent = server.engine._cgroup_parent
+        v2 = next(h for h in parse_cgroups(parent) if h.version == "v2")
+        assert v2.path.startswith(f"{V2}/aioagents-{os.getpid()}-")
+        code = "import time\nprint(open('/proc/self/cgroup').read(), flush=True)\ntime.sleep(3)"
+        pending = asyncio.ensure_future(run(server, code))
+        deadline = time.monotonic() + 20
+        groups: list[Path] = []
+        while time.monotonic() < deadline and not groups:
+            groups = await asyncio.to_thread(_occupied_groups, Path(v2.path))
+            await asyncio.sleep(0.05)
+        assert len(groups) == 1, "the run never appeared in a v2 group"
+        group = groups[0]
+        assert "populated 1" in await asyncio.to_thread((group / "cgroup.events").read_text)
+        body = await pending
+        relative = str(group)[len(str(V2)) :]
+        assert f"0::{relative}\n" in out(body), out(body)
+        assert await asyncio.to_thread((group / "cgroup.procs").read_text) == ""
+        assert "populated 0" in await asyncio.to_thread((group / "cgroup.events").read_text)
+    assert not await asyncio.to_thread(os.path.exists, v2.path)
+
+
+def _occupied_groups(parent: Path) -> list[Path]:
+    return [g for g in parent.glob("run-*") if (g / "cgroup.procs").read_text().split()]
+
+
+@needs_v2
+def test_removing_the_cgroups_kills_what_is_left_in_them_through_cgroup_kill() -> None:
+    import subprocess
+
+    tag = f"aioagents-{os.getpid()}-aioagents-local-{secrets.token_hex(4)}"
+    parent = format_cgroups([Hierarchy("v2", (), f"{V2}/{tag}")])
+    os.mkdir(f"{V2}/{tag}")
+    os.mkdir(f"{V2}/{tag}/run-1")
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        Path(f"{V2}/{tag}/run-1/cgroup.procs").write_text(str(sleeper.pid))
+        assert Path(f"{V2}/{tag}/run-1/cgroup.kill").exists()
+        assert remove_cgroups(parent)
+        assert sleeper.wait(timeout=10) == -9
+        assert not os.path.exists(f"{V2}/{tag}")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        remove_cgroups(parent)
 
 
 async def test_uid_isolation_is_still_available_and_warned_about(caplog: pytest.LogCaptureFixture) -> None:
@@ -474,7 +591,7 @@ def test_a_killed_server_leaves_no_mount_or_cgroup() -> None:
         proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
-    dirs = [root, f"/proc/{zygote_pid}", *(parent.split(":")[1:] if parent != "-" else [])]
+    dirs = [root, f"/proc/{zygote_pid}", *(h.path for h in parse_cgroups(parent if parent != "-" else ""))]
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(os.path.exists(d) for d in dirs):
         time.sleep(0.05)
@@ -583,3 +700,173 @@ async def test_a_kernel_that_nests_a_thousand_directories_leaves_nothing(sb: Loc
     left = await asyncio.to_thread(os.listdir, sb.engine.root)
     assert [name for name in left if name != sb.data_dir.name] == []  # the interpreter's data directory stays
     await no_leftovers(sb)
+
+
+# -- the start-up sweep ---------------------------------------------------------------------------------------------
+def _dead_pid() -> int:
+    """The pid of a process that has exited (if the kernel hands it out again, the new process started later than
+    anything made here, which the sweep tells apart)."""
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def _name() -> str:
+    return "aioagents-local-" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789_") for _ in range(8))
+
+
+def _mount_tmpfs(path: str) -> None:
+    from aioagents.local._isolation import mount_tmpfs
+
+    os.mkdir(path, 0o711)
+    mount_tmpfs(Path(path), size_mb=1, inodes=64, uid=None)
+
+
+def _mounted(path: str) -> bool:
+    return any(line.split()[4] == path for line in Path("/proc/self/mountinfo").read_text().splitlines())
+
+
+def test_the_sweep_releases_the_old_naming_of_a_dead_server_and_nothing_of_a_live_one() -> None:
+    """State made before servers kept records: a cgroup ``aioagents-<pid>-<root name>`` whose pid is dead, its
+    root under /run with a run's tmpfs mounted in it, and an old unclaimed root in /dev/shm go; a cgroup whose
+    owner lives, and a root in /dev/shm that changed recently, stay."""
+    from aioagents.local._isolation import sweep
+
+    pids = Path("/sys/fs/cgroup/pids")
+    if not pids.is_dir():
+        pytest.skip("no v1 pids hierarchy here")
+    dead_name, live_name, old_shm, new_shm = _name(), _name(), _name(), _name()
+    dead_cgroup = pids / f"aioagents-{_dead_pid()}-{dead_name}"
+    live_cgroup = pids / f"aioagents-{os.getpid()}-{live_name}"
+    dead_root = f"/run/{dead_name}"
+    made: list[Path] = []
+    try:
+        for cgroup in (dead_cgroup, live_cgroup):
+            cgroup.mkdir()
+            (cgroup / "run-204000").mkdir()
+            made.append(cgroup)
+        _mount_tmpfs(dead_root)
+        _mount_tmpfs(f"{dead_root}/run-abc")
+        Path(f"{dead_root}/run-abc/left").write_text("x")
+        for name in (old_shm, new_shm):
+            os.makedirs(f"/dev/shm/{name}/run-xyz/deep")
+        hours_ago = time.time() - 2 * 3600
+        os.utime(f"/dev/shm/{old_shm}", (hours_ago, hours_ago))
+        done = sweep()
+        assert not dead_cgroup.exists(), done
+        assert not os.path.exists(dead_root)
+        assert not _mounted(dead_root)
+        assert not _mounted(f"{dead_root}/run-abc")
+        assert not os.path.exists(f"/dev/shm/{old_shm}")
+        assert (live_cgroup / "run-204000").is_dir()  # its owner (this process) lives
+        assert os.path.isdir(f"/dev/shm/{new_shm}/run-xyz/deep")  # changed within the grace period
+        assert f"released {dead_root}" in done
+    finally:
+        for cgroup in made:
+            with contextlib.suppress(OSError):
+                (cgroup / "run-204000").rmdir()
+            with contextlib.suppress(OSError):
+                cgroup.rmdir()
+        from aioagents.local._isolation import release_root
+
+        for path in (dead_root, f"/dev/shm/{old_shm}", f"/dev/shm/{new_shm}"):
+            release_root(path)
+
+
+def test_the_sweep_releases_what_a_record_of_a_dead_owner_names_wherever_it_is(tmp_path: Path) -> None:
+    """A record names a root anywhere (a ``work_dir`` of the user's) and its cgroups: both go once its owner is
+    dead, and so does the record; a record whose owner lives is left with all it names."""
+    import json
+
+    from aioagents.local import _isolation
+
+    root = str(tmp_path / _name())
+    _mount_tmpfs(root)
+    Path(root, "run-1").mkdir()
+    tag = f"aioagents-{os.getpid()}-{Path(root).name}"
+    cgroups = _isolation.cgroup_parent(tag)
+    for h in _isolation.parse_cgroups(cgroups):
+        os.makedirs(f"{h.path}/run-204001")
+    live_root = str(tmp_path / _name())
+    os.mkdir(live_root)
+    record = _isolation.REGISTRY / f"test-{secrets.token_hex(4)}"
+    try:
+        _isolation.claim(Path(live_root))  # this process: alive
+        record.write_text(json.dumps({"pid": _dead_pid(), "start": 1, "boot": "", "root": root, "cgroups": cgroups}))
+        done = _isolation.sweep()
+        assert not os.path.exists(root), done
+        assert not _mounted(root)
+        assert [h.path for h in _isolation.parse_cgroups(cgroups) if os.path.exists(h.path)] == []
+        assert not record.exists()
+        assert os.path.isdir(live_root)
+    finally:
+        _isolation.unclaim(Path(live_root))
+        with contextlib.suppress(OSError):
+            record.unlink()
+        _isolation.remove_cgroups(cgroups)
+        _isolation.release_root(root)
+
+
+def _sysv_segment(uid: int) -> int:
+    """A SysV shared memory segment created (and left) by a process of ``uid``; its id."""
+    import subprocess
+
+    code = (
+        "import ctypes, os, sys\n"
+        f"os.setgid({uid}); os.setuid({uid})\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(libc.shmget(0, 1 << 16, 0o1600))\n"
+    )
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
+def _segment_exists(ident: int) -> bool:
+    rows = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+    return any(int(row.split()[1]) == ident for row in rows)
+
+
+def test_the_sweep_removes_sysv_objects_of_run_uids_no_server_holds() -> None:
+    """A uid-mode run's SysV segment outlives it in the host's IPC namespace: the sweep removes it once no server
+    holds its uid (a held uid may have a run using it), and leaves a held uid's."""
+    import fcntl
+
+    from aioagents.local._isolation import sweep
+    from aioagents.local._process import UidPool
+
+    free_uid, held_uid = 204_094, 204_095
+    lock_dir = UidPool.default_lock_dir()
+    fd = os.open(lock_dir / f"uid-{held_uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        free, held = _sysv_segment(free_uid), _sysv_segment(held_uid)
+        done = sweep()
+        assert not _segment_exists(free), done
+        assert _segment_exists(held)
+    finally:
+        os.close(fd)
+    sweep()
+    assert not _segment_exists(held)
+
+
+async def test_the_sweep_kills_an_init_whose_factory_is_gone_and_no_live_run(sb: LocalSandbox) -> None:
+    """A run's init (the factory's tiny program) whose parent is no process factory is left over and killed; the
+    inits of a live server's runs (their parent is its factory) are not touched: its run finishes."""
+    from aioagents.local._isolation import sweep
+    from aioagents.local._zygote import _tiny_init
+
+    init = _tiny_init()
+    if init is None:
+        pytest.skip("the tiny init exists on x86-64 only")
+    fd = int(init.rsplit("/", 1)[1])
+    try:
+        orphan = await asyncio.create_subprocess_exec(init, "infinity", pass_fds=(fd,))
+        pending = asyncio.ensure_future(run(sb, "import time\ntime.sleep(2)\nprint('alive')"))
+        await asyncio.sleep(1.0)
+        done = await asyncio.to_thread(sweep)
+        assert await asyncio.wait_for(orphan.wait(), 10) == -9, done
+        assert f"killed the orphaned run init {orphan.pid}" in done
+        assert out(await pending) == "alive\n"
+    finally:
+        os.close(fd)
