@@ -1097,11 +1097,16 @@ def generate(registry: Mapping[str, Sequence[str]] | None = None, *, package: st
     return files
 
 
+#: The bridge's public names, re-exported by ``aioagents.sync``: the stream and context-manager wrappers the twins
+#: return, and the calls a hand-written blocking layer (``aioagents.compat``) needs.
+BRIDGE_EXPORTS = ("SyncContextManager", "SyncStream", "on_loop_close", "open_stream", "run")
+
+
 def _package_init(exports: Mapping[str, str], package: str) -> str:
     imports = Imports(first_party=package.split(".")[0])
-    names = ["SyncContextManager", "SyncStream", *exports]
-    imports.add_name("aioagents.sync._bridge", "SyncContextManager", "SyncContextManager")
-    imports.add_name("aioagents.sync._bridge", "SyncStream", "SyncStream")
+    names = [*BRIDGE_EXPORTS, *exports]
+    for name in BRIDGE_EXPORTS:
+        imports.add_name("aioagents.sync._bridge", name, name)
     for name, module in exports.items():
         imports.add_name(module, name, name)
     doc = '''"""The blocking API: same class names as the async one, generated from it by ``scripts/gen_sync.py``.
@@ -1116,6 +1121,10 @@ the calling thread already runs a loop, as in Jupyter, on a shared loop thread) 
 
 Async streams become iterators (closed when the loop is left early) and async context managers become context
 managers. One object may be shared by many threads.
+
+The same machinery is public for blocking layers of one's own (``aioagents.compat`` is built on it): :func:`run`
+runs a coroutine, :func:`open_stream` opens an async stream as a blocking :class:`SyncStream`, and
+:func:`on_loop_close` registers a closer for what a call left open on the loop it ran on.
 """'''
     all_line = _wrap_list("__all__ = [", [_quote(n) for n in sorted(names)], "]")
     return "\n".join([HEADER, doc, "", imports.render(), "", all_line]) + "\n"

@@ -15,13 +15,15 @@ Endpoints are read from ``SANDBOX_FUSION_ENDPOINT`` / ``SANDBOX_FUSION_DATASET_E
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import attrs
 
-from aioagents._batch import run_concurrent as _run_concurrent
+from aioagents import amap, sync
 from aioagents.sandbox.client import DEFAULT_ENDPOINT, SandboxClient, summary_run_code_result
 from aioagents.sandbox.models import (
     CommandRunResult,
@@ -43,7 +45,6 @@ from aioagents.sandbox.models import (
     TestConfig,
     _model,
 )
-from aioagents.sync import _bridge
 
 __all__ = [
     "CommandRunResult",
@@ -181,7 +182,7 @@ def run_code(
     request: RunCodeRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
 ) -> RunCodeResponse:
     """Run code (blocking); default 5 attempts."""
-    return _bridge.run(_run_code_shared(request, endpoint, max_attempts, client_timeout))
+    return sync.run(_run_code_shared(request, endpoint, max_attempts, client_timeout))
 
 
 run_code.__aioagents_async__ = _run_code_shared  # type: ignore[attr-defined]
@@ -213,7 +214,7 @@ def run_jupyter(
     request: RunJupyterRequest, endpoint: str = "", max_attempts: int = 3, client_timeout: float | None = None
 ) -> RunJupyterResponse:
     """Run notebook cells (blocking); default 3 attempts."""
-    return _bridge.run(_run_jupyter_shared(request, endpoint, max_attempts, client_timeout))
+    return sync.run(_run_jupyter_shared(request, endpoint, max_attempts, client_timeout))
 
 
 run_jupyter.__aioagents_async__ = _run_jupyter_shared  # type: ignore[attr-defined]
@@ -233,7 +234,7 @@ async def get_prompts_async(request: GetPromptsRequest, endpoint: str = "") -> l
 
 def get_prompts(request: GetPromptsRequest, endpoint: str = "") -> list[Prompt]:
     """A dataset's prompts (blocking)."""
-    return _bridge.run(_get_prompts_shared(request, endpoint))
+    return sync.run(_get_prompts_shared(request, endpoint))
 
 
 get_prompts.__aioagents_async__ = _get_prompts_shared  # type: ignore[attr-defined]
@@ -252,7 +253,7 @@ async def get_prompt_by_id_async(request: GetPromptByIdRequest, endpoint: str = 
 
 def get_prompt_by_id(request: GetPromptByIdRequest, endpoint: str = "") -> Prompt:
     """One prompt by id (blocking)."""
-    return _bridge.run(_get_prompt_by_id_shared(request, endpoint))
+    return sync.run(_get_prompt_by_id_shared(request, endpoint))
 
 
 get_prompt_by_id.__aioagents_async__ = _get_prompt_by_id_shared  # type: ignore[attr-defined]
@@ -283,7 +284,7 @@ def submit(
     request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
 ) -> EvalResult:
     """Evaluate a completion (blocking)."""
-    return _bridge.run(_submit_shared(request, endpoint, max_attempts, client_timeout))
+    return sync.run(_submit_shared(request, endpoint, max_attempts, client_timeout))
 
 
 submit.__aioagents_async__ = _submit_shared  # type: ignore[attr-defined]
@@ -314,7 +315,7 @@ def submit_safe(
     request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
 ) -> EvalResult:
     """Evaluate a completion (blocking); any failure becomes a rejected result."""
-    return _bridge.run(_submit_safe_shared(request, endpoint, max_attempts, client_timeout))
+    return sync.run(_submit_safe_shared(request, endpoint, max_attempts, client_timeout))
 
 
 submit_safe.__aioagents_async__ = _submit_safe_shared  # type: ignore[attr-defined]
@@ -327,14 +328,39 @@ def run_concurrent(
     kwargs: list[dict[str, Any]] | None = None,
     concurrency: int = 20,
 ) -> list[Any]:
-    """Call ``func`` once per args/kwargs entry, ``concurrency`` at a time; results in input order.
+    """Call ``func(*args[i], **kwargs[i])`` for every i, at most ``concurrency`` at a time; results in input order.
 
-    The functions of this module (and any coroutine function) run on one event loop; other callables on threads.
+    A coroutine function — or a sync function that names its async twin in ``__aioagents_async__``, as every
+    function of this module does — runs on one event loop; any other callable runs in a thread pool. As in the SDK,
+    the first error is raised after every call has finished.
     """
-    return _run_concurrent(func, args, kwargs, concurrency)
+    if args is None and kwargs is None:
+        raise ValueError("give args or kwargs")
+    if args is not None and kwargs is not None and len(args) != len(kwargs):
+        raise ValueError("args and kwargs must have the same length")
+    n = len(args) if args is not None else len(kwargs or ())
+    call_args = args if args is not None else [[] for _ in range(n)]
+    call_kwargs = kwargs if kwargs is not None else [{} for _ in range(n)]
+
+    target = getattr(func, "__aioagents_async__", func)
+    if inspect.iscoroutinefunction(target):
+        async_func = target
+    else:
+
+        async def async_func(*a: Any, **kw: Any) -> Any:
+            return await asyncio.to_thread(func, *a, **kw)
+
+    async def call(i: int) -> Any:
+        return await async_func(*call_args[i], **call_kwargs[i])
+
+    items = sync.run(amap(call, range(n), concurrency=concurrency))
+    for item in items:
+        if item.error is not None:
+            raise item.error
+    return [item.value for item in items]
 
 
 def run_concurrent_pure(funcs: Iterable[Callable[[], Any]], concurrency: int = 20) -> list[Any]:
     """Call each zero-argument function (any iterable of them, as the SDK), ``concurrency`` at a time; results in
     input order."""
-    return _run_concurrent(lambda thunk: thunk(), args=[[f] for f in funcs], concurrency=concurrency)
+    return run_concurrent(lambda thunk: thunk(), args=[[f] for f in funcs], concurrency=concurrency)

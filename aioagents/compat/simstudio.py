@@ -38,9 +38,9 @@ from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from aioagents import sync
 from aioagents._config import env_or
 from aioagents._exceptions import AioAgentsError, ClientClosedError, IncompleteStreamError
-from aioagents.sync import _bridge
 from aioagents.workflows.client import DEFAULT_BASE_URL, DEFAULT_STREAM_IDLE_TIMEOUT, WorkflowsClient
 from aioagents.workflows.errors import (
     SimAPIStatusError,
@@ -213,7 +213,7 @@ class StreamingExecution:
     block) drops the connection.
     """
 
-    def __init__(self, events: _bridge.SyncStream[WorkflowEvent]) -> None:
+    def __init__(self, events: sync.SyncStream[WorkflowEvent]) -> None:
         self._events = events
         self._collector = StreamCollector()
         self._result: WorkflowExecutionResult | None = None
@@ -314,7 +314,7 @@ class SimStudioClient:
     def _call(coro: Awaitable[T], failure: str, code: str) -> T:
         """Run a coroutine of the async client; every failure becomes the SDK's ``SimStudioError`` (its codes)."""
         try:
-            return _bridge.run(coro)
+            return sync.run(coro)
         except SimStudioError:
             raise
         except AioAgentsError as exc:
@@ -345,7 +345,7 @@ class SimStudioClient:
         if stream:
             opening = self._client.execute(workflow_id, data, stream=True, selected_outputs=selected_outputs)
             try:
-                events = _bridge.open_stream(opening)
+                events = sync.open_stream(opening)
             except AioAgentsError as exc:
                 raise _sim_error(exc, "Failed to execute workflow", "EXECUTION_ERROR") from exc
             return StreamingExecution(events)
@@ -603,7 +603,7 @@ class SimStudioClient:
 
     def close(self) -> None:
         """Close the underlying HTTP sessions."""
-        _bridge.run(self._client.aclose())
+        sync.run(self._client.aclose())
 
     def __enter__(self) -> SimStudioClient:
         return self

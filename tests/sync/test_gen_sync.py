@@ -142,7 +142,14 @@ def test_every_generated_file_carries_the_header(generated_dir: Path) -> None:
 def test_package_reexports_every_twin_with_a_sorted_all(generated_dir: Path, toysync: ModuleType) -> None:
     package = sys.modules[TOY_PACKAGE]
     assert package.__all__ == sorted(package.__all__)
-    assert set(package.__all__) == {*TOY_CLASSES, "SyncContextManager", "SyncStream"}
+    assert set(package.__all__) == {
+        *TOY_CLASSES,
+        "SyncContextManager",
+        "SyncStream",
+        "on_loop_close",
+        "open_stream",
+        "run",
+    }
     assert package.ToyClient is toysync.ToyClient
 
 
@@ -358,7 +365,7 @@ def test_repository_sync_package_exports_every_registered_class() -> None:
 
     registered = {name for names in gen_sync.SYNC_CLASSES.values() for name in names}
     assert aioagents.sync.__all__ == sorted(aioagents.sync.__all__)
-    assert set(aioagents.sync.__all__) == registered | {"SyncContextManager", "SyncStream"}
+    assert set(aioagents.sync.__all__) == registered | set(gen_sync.BRIDGE_EXPORTS)
     for module, names in gen_sync.SYNC_CLASSES.items():
         for name in names:
             twin = getattr(aioagents.sync, name)
