@@ -1099,7 +1099,7 @@ def generate(registry: Mapping[str, Sequence[str]] | None = None, *, package: st
 
 #: The bridge's public names, re-exported by ``aioagents.sync``: the stream and context-manager wrappers the twins
 #: return, and the calls a hand-written blocking layer (``aioagents.compat``) needs.
-BRIDGE_EXPORTS = ("SyncContextManager", "SyncStream", "on_loop_close", "open_stream", "run")
+BRIDGE_EXPORTS = ("SyncContextManager", "SyncStream", "on_loop_close", "open_stream", "owns", "run")
 
 
 def _package_init(exports: Mapping[str, str], package: str) -> str:
@@ -1124,7 +1124,8 @@ managers. One object may be shared by many threads.
 
 The same machinery is public for blocking layers of one's own (``aioagents.compat`` is built on it): :func:`run`
 runs a coroutine, :func:`open_stream` opens an async stream as a blocking :class:`SyncStream`, and
-:func:`on_loop_close` registers a closer for what a call left open on the loop it ran on.
+:func:`on_loop_close` registers a closer for what a call left open on the loop it ran on (:func:`owns` tells whether
+a loop is one of the bridge's, which live until it closes them).
 """'''
     all_line = _wrap_list("__all__ = [", [_quote(n) for n in sorted(names)], "]")
     return "\n".join([HEADER, doc, "", imports.render(), "", all_line]) + "\n"

@@ -16,10 +16,11 @@ Endpoints are read from ``SANDBOX_FUSION_ENDPOINT`` / ``SANDBOX_FUSION_DATASET_E
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import os
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import attrs
 
@@ -86,6 +87,7 @@ __all__ = [
 
 T = TypeVar("T")
 M = TypeVar("M")
+P = ParamSpec("P")
 
 
 def _sdk_id(value: Any) -> Any:
@@ -139,62 +141,48 @@ def _dataset(endpoint: str) -> str:
     return (endpoint or _Config.dataset_endpoint).rstrip("/")
 
 
-# The sync functions share one client; its connections live on the sync bridge's loops, which close them at exit.
+# The blocking functions share one client; its connections live on the sync bridge's loops, which close them at exit.
 _shared: SandboxClient | None = None
 
 
-def _client() -> SandboxClient:
+async def _using(use: Callable[[SandboxClient], Awaitable[T]]) -> T:
+    """``use(client)`` with the client a call may take: on a loop of the sync bridge (a blocking function,
+    ``run_concurrent``) the one shared, pooled client; on a caller's own loop, whose lifetime is unknown, a client for
+    this call only, as the SDK."""
     global _shared
-    if _shared is None:
-        _shared = SandboxClient(DEFAULT_ENDPOINT)
-    return _shared
-
-
-async def _with_client(use: Callable[[SandboxClient], Awaitable[T]]) -> T:
-    # An *_async function runs on the caller's loop, whose lifetime we do not know: a client per call, as the SDK.
+    if sync.owns(asyncio.get_running_loop()):
+        if _shared is None:
+            _shared = SandboxClient(DEFAULT_ENDPOINT)
+        return await use(_shared)
     async with SandboxClient(DEFAULT_ENDPOINT) as client:
         return await use(client)
 
 
-# -- run_code --------------------------------------------------------------------------------------------------
-async def _run_code_shared(
-    request: RunCodeRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
-) -> RunCodeResponse:
-    request = _as_model(request, RunCodeRequest)
-    return await _client().run_code(
-        request, endpoint=_sandbox(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
-    )
+def _blocking(async_fn: Callable[P, Awaitable[T]], doc: str) -> Callable[P, T]:
+    """The blocking twin of one of this module's ``*_async`` functions: same parameters, run through the sync
+    bridge. ``__aioagents_async__`` names the async function, so ``run_concurrent`` runs it on one loop."""
+    name = async_fn.__name__.removesuffix("_async")
+
+    @functools.wraps(async_fn)
+    def blocking(*args: P.args, **kwargs: P.kwargs) -> T:
+        return sync.run(async_fn(*args, **kwargs))
+
+    blocking.__name__ = blocking.__qualname__ = name
+    blocking.__doc__ = doc
+    blocking.__aioagents_async__ = async_fn  # type: ignore[attr-defined]
+    return blocking
 
 
+# -- run_code, run_jupyter ---------------------------------------------------------------------------------------
 async def run_code_async(
     request: RunCodeRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
 ) -> RunCodeResponse:
     """Run code; returns the result (``Failed`` included), raises on a sandbox or transport failure."""
     request = _as_model(request, RunCodeRequest)
-    return await _with_client(
+    return await _using(
         lambda c: c.run_code(
             request, endpoint=_sandbox(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
         )
-    )
-
-
-def run_code(
-    request: RunCodeRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
-) -> RunCodeResponse:
-    """Run code (blocking); default 5 attempts."""
-    return sync.run(_run_code_shared(request, endpoint, max_attempts, client_timeout))
-
-
-run_code.__aioagents_async__ = _run_code_shared  # type: ignore[attr-defined]
-
-
-# -- run_jupyter -----------------------------------------------------------------------------------------------
-async def _run_jupyter_shared(
-    request: RunJupyterRequest, endpoint: str = "", max_attempts: int = 3, client_timeout: float | None = None
-) -> RunJupyterResponse:
-    request = _as_model(request, RunJupyterRequest)
-    return await _client().run_jupyter(
-        request, endpoint=_sandbox(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
     )
 
 
@@ -203,122 +191,57 @@ async def run_jupyter_async(
 ) -> RunJupyterResponse:
     """Run notebook cells in a fresh kernel."""
     request = _as_model(request, RunJupyterRequest)
-    return await _with_client(
+    return await _using(
         lambda c: c.run_jupyter(
             request, endpoint=_sandbox(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
         )
     )
 
 
-def run_jupyter(
-    request: RunJupyterRequest, endpoint: str = "", max_attempts: int = 3, client_timeout: float | None = None
-) -> RunJupyterResponse:
-    """Run notebook cells (blocking); default 3 attempts."""
-    return sync.run(_run_jupyter_shared(request, endpoint, max_attempts, client_timeout))
-
-
-run_jupyter.__aioagents_async__ = _run_jupyter_shared  # type: ignore[attr-defined]
-
-
 # -- datasets --------------------------------------------------------------------------------------------------
-async def _get_prompts_shared(request: GetPromptsRequest, endpoint: str = "") -> list[Prompt]:
-    request = _as_model(request, GetPromptsRequest)
-    return await _client().get_prompts(request, endpoint=_dataset(endpoint))
-
-
 async def get_prompts_async(request: GetPromptsRequest, endpoint: str = "") -> list[Prompt]:
     """A dataset's prompts."""
     request = _as_model(request, GetPromptsRequest)
-    return await _with_client(lambda c: c.get_prompts(request, endpoint=_dataset(endpoint)))
-
-
-def get_prompts(request: GetPromptsRequest, endpoint: str = "") -> list[Prompt]:
-    """A dataset's prompts (blocking)."""
-    return sync.run(_get_prompts_shared(request, endpoint))
-
-
-get_prompts.__aioagents_async__ = _get_prompts_shared  # type: ignore[attr-defined]
-
-
-async def _get_prompt_by_id_shared(request: GetPromptByIdRequest, endpoint: str = "") -> Prompt:
-    request = _as_model(request, GetPromptByIdRequest)
-    return await _client().get_prompt_by_id(request, endpoint=_dataset(endpoint))
+    return await _using(lambda c: c.get_prompts(request, endpoint=_dataset(endpoint)))
 
 
 async def get_prompt_by_id_async(request: GetPromptByIdRequest, endpoint: str = "") -> Prompt:
     """One prompt by id."""
     request = _as_model(request, GetPromptByIdRequest)
-    return await _with_client(lambda c: c.get_prompt_by_id(request, endpoint=_dataset(endpoint)))
-
-
-def get_prompt_by_id(request: GetPromptByIdRequest, endpoint: str = "") -> Prompt:
-    """One prompt by id (blocking)."""
-    return sync.run(_get_prompt_by_id_shared(request, endpoint))
-
-
-get_prompt_by_id.__aioagents_async__ = _get_prompt_by_id_shared  # type: ignore[attr-defined]
-
-
-async def _submit_shared(
-    request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
-) -> EvalResult:
-    request = _as_model(request, SubmitRequest)
-    return await _client().submit(
-        request, endpoint=_dataset(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
-    )
+    return await _using(lambda c: c.get_prompt_by_id(request, endpoint=_dataset(endpoint)))
 
 
 async def submit_async(
     request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
 ) -> EvalResult:
     """Evaluate a completion."""
-    request = _as_model(request, SubmitRequest)
-    return await _with_client(
-        lambda c: c.submit(
-            request, endpoint=_dataset(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
-        )
-    )
-
-
-def submit(
-    request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
-) -> EvalResult:
-    """Evaluate a completion (blocking)."""
-    return sync.run(_submit_shared(request, endpoint, max_attempts, client_timeout))
-
-
-submit.__aioagents_async__ = _submit_shared  # type: ignore[attr-defined]
-
-
-async def _submit_safe_shared(
-    request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
-) -> EvalResult:
-    request = _as_model(request, SubmitRequest)
-    return await _client().submit_safe(
-        request, endpoint=_dataset(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
-    )
+    return await _submit(request, endpoint, max_attempts, client_timeout, safe=False)
 
 
 async def submit_safe_async(
     request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
 ) -> EvalResult:
     """Evaluate a completion; any failure becomes a rejected result."""
+    return await _submit(request, endpoint, max_attempts, client_timeout, safe=True)
+
+
+async def _submit(
+    request: SubmitRequest, endpoint: str, max_attempts: int, client_timeout: float | None, *, safe: bool
+) -> EvalResult:
     request = _as_model(request, SubmitRequest)
-    return await _with_client(
-        lambda c: c.submit_safe(
+    return await _using(
+        lambda c: (c.submit_safe if safe else c.submit)(
             request, endpoint=_dataset(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
         )
     )
 
 
-def submit_safe(
-    request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
-) -> EvalResult:
-    """Evaluate a completion (blocking); any failure becomes a rejected result."""
-    return sync.run(_submit_safe_shared(request, endpoint, max_attempts, client_timeout))
-
-
-submit_safe.__aioagents_async__ = _submit_safe_shared  # type: ignore[attr-defined]
+run_code = _blocking(run_code_async, "Run code (blocking); default 5 attempts.")
+run_jupyter = _blocking(run_jupyter_async, "Run notebook cells (blocking); default 3 attempts.")
+get_prompts = _blocking(get_prompts_async, "A dataset's prompts (blocking).")
+get_prompt_by_id = _blocking(get_prompt_by_id_async, "One prompt by id (blocking).")
+submit = _blocking(submit_async, "Evaluate a completion (blocking).")
+submit_safe = _blocking(submit_safe_async, "Evaluate a completion (blocking); any failure becomes a rejected result.")
 
 
 # -- concurrency -----------------------------------------------------------------------------------------------

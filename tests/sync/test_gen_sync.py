@@ -148,6 +148,7 @@ def test_package_reexports_every_twin_with_a_sorted_all(generated_dir: Path, toy
         "SyncStream",
         "on_loop_close",
         "open_stream",
+        "owns",
         "run",
     }
     assert package.ToyClient is toysync.ToyClient
