@@ -320,6 +320,11 @@ class SimStudioClient:
         except AioAgentsError as exc:
             raise _sim_error(exc, failure, code) from exc
 
+    @classmethod
+    def _execute(cls, coro: Awaitable[T]) -> T:
+        """:meth:`_call` for an execution: a failure is ``EXECUTION_ERROR``."""
+        return cls._call(coro, "Failed to execute workflow", "EXECUTION_ERROR")
+
     # -- execution ------------------------------------------------------------------------------------------
     def execute_workflow(
         self,
@@ -350,23 +355,19 @@ class SimStudioClient:
                 raise _sim_error(exc, "Failed to execute workflow", "EXECUTION_ERROR") from exc
             return StreamingExecution(events)
         if async_execution:
-            job = self._call(
+            job = self._execute(
                 self._client.execute(
                     workflow_id,
                     data,
                     async_execution=True,
                     execution_timeout=execution_timeout_seconds,
                     timeout=timeout,
-                ),
-                "Failed to execute workflow",
-                "EXECUTION_ERROR",
+                )
             )
             return self._async_result(job)
         self._check_timeout(execution_timeout_seconds)
-        result = self._call(
-            self._client.execute(workflow_id, data, selected_outputs=selected_outputs, timeout=timeout),
-            "Failed to execute workflow",
-            "EXECUTION_ERROR",
+        result = self._execute(
+            self._client.execute(workflow_id, data, selected_outputs=selected_outputs, timeout=timeout)
         )
         return _to_result(result)
 
@@ -383,7 +384,7 @@ class SimStudioClient:
             return _to_result(job)  # pragma: no cover - execute(async_execution=True) always gives a Job
         if job.kind == "finished":
             # The server ran it right away (it ignored the async request): that is the result.
-            return _to_result(self._call(job.result(), "Failed to execute workflow", "EXECUTION_ERROR"))
+            return _to_result(self._execute(job.result()))
         if job.kind == "run":
             self._runs[job.id] = job.workflow_id
         else:
@@ -444,7 +445,7 @@ class SimStudioClient:
             self._check_timeout(execution_timeout_seconds)
         if stream:
             return self.execute_workflow(workflow_id, data, stream=True, selected_outputs=selected_outputs)
-        outcome = self._call(
+        outcome = self._execute(
             self._client.execute_with_retry(
                 workflow_id,
                 data,
@@ -456,9 +457,7 @@ class SimStudioClient:
                 initial_delay=initial_delay,
                 max_delay=max_delay,
                 backoff_multiplier=backoff_multiplier,
-            ),
-            "Failed to execute workflow",
-            "EXECUTION_ERROR",
+            )
         )
         if isinstance(outcome, Job):
             return self._async_result(outcome)
