@@ -6,6 +6,7 @@ rate-limit policies, event streams and batch helpers. Blocking twins of every cl
 """
 
 from aioagents._batch import BatchResult, Progress, ProgressCallback, amap, as_completed
+from aioagents._client import RequestOptions
 from aioagents._config import Timeout, TimeoutLike
 from aioagents._exceptions import (
     AioAgentsError,
@@ -72,6 +73,7 @@ __all__ = [
     "RateLimiter",
     "RateLimiterUnavailableError",
     "RedirectError",
+    "RequestOptions",
     "RequestTooLargeError",
     "ResponseTooLargeError",
     "ResponseValidationError",
