@@ -45,6 +45,7 @@ import builtins
 import copy
 import enum
 import functools
+import inspect
 import json
 import logging
 import os
@@ -55,7 +56,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 import attrs
 
@@ -64,6 +65,7 @@ from aioagents.assistants import (
     AssistantServerError,
     MessageEvent,
     ModelParameters,
+    RunParameters,
     SamplingParameters,
     StatusEvent,
     UserInfo,
@@ -591,6 +593,8 @@ class _SDKModel:
 
 
 _M = TypeVar("_M", bound=_SDKModel)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 _ABSENT: Any = object()
 
 
@@ -1423,31 +1427,6 @@ def _sdk_event(event: Any) -> Any:
     return event
 
 
-class _SDKEventStream(Iterator[Any]):
-    """``stream_run``'s iterator: the events as the SDK's models; ``close()`` releases the connection."""
-
-    def __init__(self, stream: Iterator[Any]) -> None:
-        self._stream = stream
-
-    def __iter__(self) -> _SDKEventStream:
-        return self
-
-    def __next__(self) -> Any:
-        return _sdk_event(next(self._stream))
-
-    def close(self) -> None:
-        """Stop reading and release the connection."""
-        close: Any = getattr(self._stream, "close", None)
-        if callable(close):
-            close()
-
-    def __enter__(self) -> _SDKEventStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 # -- streaming with an event handler (the SDK's stream_helper) --------------------------------------------------
 class StreamRunContext:
     """What a streaming run is at: the current event, tool calls, run, step, thread and assistant ids.
@@ -1841,9 +1820,29 @@ class Steps:
 
 
 def _given(arguments: dict[str, Any]) -> dict[str, Any]:
-    """A method's arguments (its ``locals()`` on entry) without ``self``. The run methods take the SDK's 14 run
-    parameters in the SDK's positional order; they hand them on with this instead of restating them a second time."""
+    """A method's arguments (its ``locals()`` on entry) without ``self``."""
     return {name: value for name, value in arguments.items() if name != "self"}
+
+
+def _parameters_of(template: Callable[_P, Any]) -> Callable[[Callable[[Any, dict[str, Any]], _R]], Callable[_P, _R]]:
+    """Give a method the parameters of ``template``, which declares them once (the SDK's ``run`` and
+    ``stream_run`` take the same 14, in the same order): its signature, for callers, type checkers and ``inspect``;
+    the method receives them bound to their names, defaults applied, as one dict."""
+    signature = inspect.signature(template)
+
+    def decorate(method: Callable[[Any, dict[str, Any]], _R]) -> Callable[_P, _R]:
+        @functools.wraps(method)
+        def bound(*args: Any, **kwargs: Any) -> _R:
+            arguments = signature.bind(*args, **kwargs)
+            arguments.apply_defaults()
+            params = dict(arguments.arguments)
+            return method(params.pop("self"), params)
+
+        returns = inspect.signature(method).return_annotation
+        bound.__signature__ = signature.replace(return_annotation=returns)  # type: ignore[attr-defined]
+        return cast(Callable[_P, _R], bound)
+
+    return decorate
 
 
 class Runs:
@@ -1855,41 +1854,28 @@ class Runs:
         return Steps()
 
     @staticmethod
-    def _args(
-        assistant_id: str,
-        thread_id: str,
-        thread: Any,
-        model: str | None,
-        response_format: str,
-        instructions: str | None,
-        thought_instructions: str | None,
-        chat_instructions: str | None,
-        tools: Sequence[Any],
-        metadata: Mapping[str, str] | None,
-        tool_output: Any,
-        model_parameters: Any,
-        user_info: Any,
-        user_loc: Any,
-    ) -> dict[str, Any]:
-        if not thread_id and thread is None:
+    def _args(params: dict[str, Any]) -> RunParameters:
+        """The SDK's run parameters as the native client takes them."""
+        if not params["thread_id"] and params["thread"] is None:
             raise ValueError("thread_id and thread can't be empty at the same time")
-        info, loc = _plain(user_info), _plain(user_loc)
-        return {
-            "assistant_id": assistant_id,
-            "thread_id": thread_id or None,
-            "thread": _thread_messages(thread),
-            "model": model,
-            "response_format": response_format,
-            "instructions": instructions,
-            "thought_instructions": thought_instructions,
-            "chat_instructions": chat_instructions,
-            "tools": [_plain(t) for t in tools],
-            "metadata": metadata,
-            "tool_output": _plain(tool_output),
-            "model_parameters": _model_parameters(model_parameters),
+        info, loc = _plain(params["user_info"]), _plain(params["user_loc"])
+        native: RunParameters = {
+            "assistant_id": params["assistant_id"],
+            "thread_id": params["thread_id"] or None,
+            "thread": _thread_messages(params["thread"]),
+            "model": params["model"],
+            "response_format": params["response_format"],
+            "instructions": params["instructions"],
+            "thought_instructions": params["thought_instructions"],
+            "chat_instructions": params["chat_instructions"],
+            "tools": [_plain(t) for t in params["tools"]],
+            "metadata": params["metadata"],
+            "tool_output": _plain(params["tool_output"]),
+            "model_parameters": _model_parameters(params["model_parameters"]),
             "user_info": None if info is None else UserInfo(**info),
             "user_loc": None if loc is None else UserLocation(**loc),
         }
+        return native
 
     def run(
         self,
@@ -1909,27 +1895,13 @@ class Runs:
         user_loc: Any = None,
     ) -> RunResult:
         """Run the assistant on a thread and wait for the result (``requires_action`` when tools are needed)."""
-        return RunResult._from(_client().threads.runs.run(**self._args(**_given(locals()))))
+        return RunResult._from(_client().threads.runs.run(**self._args(_given(locals()))))
 
-    def stream_run(
-        self,
-        assistant_id: str,
-        thread_id: str = "",
-        thread: Any = None,
-        model: str | None = None,
-        response_format: str = "text",
-        instructions: str | None = None,
-        thought_instructions: str | None = None,
-        chat_instructions: str | None = None,
-        tools: Sequence[Any] = (),
-        metadata: Mapping[str, str] | None = None,
-        tool_output: Any = None,
-        model_parameters: Any = None,
-        user_info: Any = None,
-        user_loc: Any = None,
-    ) -> Iterator[StreamRunStatus | StreamRunMessage | Any]:
-        """Run the assistant and yield its events (each once, ``ping`` skipped, the ``run_end`` status last)."""
-        return _SDKEventStream(_client().threads.runs.stream(**self._args(**_given(locals()))))
+    @_parameters_of(run)
+    def stream_run(self, params: dict[str, Any]) -> Iterator[StreamRunStatus | StreamRunMessage | Any]:
+        """Run the assistant and yield its events (each once, ``ping`` skipped, the ``run_end`` status last); the
+        parameters of :meth:`run`."""
+        return TranslatedStream(_client().threads.runs.stream(**self._args(params)), _sdk_error, _sdk_event)
 
     def stream_run_with_handler(
         self,
