@@ -1654,6 +1654,11 @@ class Files:
         return AssistantFilesContentResponse._from(_client().files.content(file_id, timeout=timeout))
 
 
+def _settings(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's assistant settings (``create``'s or ``update``'s arguments) as the native client takes them."""
+    return {**arguments, "tools": [_plain(t) for t in arguments["tools"]], "file_ids": list(arguments["file_ids"])}
+
+
 class Assistants:
     """``appbuilder.assistant.assistants``."""
 
@@ -1676,20 +1681,7 @@ class Assistants:
         metadata: Mapping[str, str] | None = None,
     ) -> AssistantCreateResponse:
         """Create an assistant."""
-        return AssistantCreateResponse._from(
-            _client().assistants.create(
-                name=name,
-                description=description,
-                model=model,
-                response_format=response_format,
-                instructions=instructions,
-                thought_instructions=thought_instructions,
-                chat_instructions=chat_instructions,
-                tools=[_plain(t) for t in tools],
-                file_ids=list(file_ids),
-                metadata=metadata,
-            )
-        )
+        return AssistantCreateResponse._from(_client().assistants.create(**_settings(_given(locals()))))
 
     def update(
         self,
@@ -1706,27 +1698,12 @@ class Assistants:
         metadata: Mapping[str, str] | None = None,
     ) -> AssistantUpdateResponse:
         """Replace an assistant's settings."""
-        return AssistantUpdateResponse._from(
-            _client().assistants.update(
-                assistant_id,
-                model=model,
-                name=name,
-                description=description,
-                instructions=instructions,
-                tools=[_plain(t) for t in tools],
-                thought_instructions=thought_instructions,
-                chat_instructions=chat_instructions,
-                response_format=response_format,
-                file_ids=list(file_ids),
-                metadata=metadata,
-            )
-        )
+        settings = _settings(_given(locals()))
+        return AssistantUpdateResponse._from(_client().assistants.update(settings.pop("assistant_id"), **settings))
 
     def list(self, limit: int = 20, order: str = "desc", after: str = "", before: str = "") -> AssistantListResponse:
         """One page of assistants."""
-        return AssistantListResponse._from(
-            _client().assistants.list(limit=limit, order=order, after=after, before=before)
-        )
+        return AssistantListResponse._from(_client().assistants.list(**_given(locals())))
 
     def query(self, assistant_id: str) -> AssistantQueryResponse:
         """One assistant."""
@@ -1744,9 +1721,7 @@ class Assistants:
         self, assistant_id: str, limit: int = 20, order: str = "desc", after: str = "", before: str = ""
     ) -> AssistantMountedFilesListResponse:
         """One page of the files mounted on an assistant."""
-        return AssistantMountedFilesListResponse._from(
-            _client().assistants.mounted_files_list(assistant_id, limit=limit, order=order, after=after, before=before)
-        )
+        return AssistantMountedFilesListResponse._from(_client().assistants.mounted_files_list(**_given(locals())))
 
     def unmount_files(self, assistant_id: str, file_id: str) -> AssistantFilesDeleteResponse:
         """Unmount a file from an assistant."""
@@ -1778,9 +1753,7 @@ class Messages:
         self, thread_id: str, limit: int = 20, order: str = "desc", after: str = "", before: str = ""
     ) -> AssistantMessageListResponse:
         """One page of a thread's messages."""
-        return AssistantMessageListResponse._from(
-            _client().threads.messages.list(thread_id, limit=limit, order=order, after=after, before=before)
-        )
+        return AssistantMessageListResponse._from(_client().threads.messages.list(**_given(locals())))
 
     def query(self, thread_id: str, message_id: str) -> AssistantMessageQueryResponse:
         """One message."""
@@ -1796,11 +1769,7 @@ class Messages:
         before: str = "",
     ) -> AssistantMessageFilesResponse:
         """One page of a message's files."""
-        return AssistantMessageFilesResponse._from(
-            _client().threads.messages.files(
-                thread_id, message_id, limit=limit, order=order, after=after, before=before
-            )
-        )
+        return AssistantMessageFilesResponse._from(_client().threads.messages.files(**_given(locals())))
 
 
 class Steps:
@@ -1810,9 +1779,7 @@ class Steps:
         self, thread_id: str, run_id: str, limit: int = 20, order: str = "desc", after: str = "", before: str = ""
     ) -> RunStepListResponse:
         """One page of a run's steps."""
-        return RunStepListResponse._from(
-            _client().threads.runs.steps.list(thread_id, run_id, limit=limit, order=order, after=after, before=before)
-        )
+        return RunStepListResponse._from(_client().threads.runs.steps.list(**_given(locals())))
 
     def query(self, thread_id: str, run_id: str, step_id: str) -> RunStepResult:
         """One step."""
@@ -1944,9 +1911,7 @@ class Runs:
         self, thread_id: str, limit: int = 20, order: str = "desc", after: str = "", before: str = ""
     ) -> RunListResponse:
         """One page of a thread's runs."""
-        return RunListResponse._from(
-            _client().threads.runs.list(thread_id, limit=limit, order=order, after=after, before=before)
-        )
+        return RunListResponse._from(_client().threads.runs.list(**_given(locals())))
 
     def query(self, thread_id: str, run_id: str) -> RunResult:
         """One run."""
