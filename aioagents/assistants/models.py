@@ -14,7 +14,6 @@ Decoding rules (all in :func:`configure`, none in the classes):
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Generic, Optional, TypeVar, Union
@@ -26,11 +25,6 @@ from cattrs.gen import make_dict_structure_fn
 from aioagents._client import RequestOptions
 from aioagents._converter import make_converter
 from aioagents._converter import structure as _structure
-
-if sys.version_info >= (3, 11):
-    from typing import Required
-else:  # pragma: no cover - exercised on Python 3.10 only
-    from typing_extensions import Required
 
 __all__ = [
     "ActionInfo",
@@ -514,12 +508,15 @@ class PageQuery(RequestOptions, total=False):
     """End before this id."""
 
 
-class AssistantSettings(RequestOptions, total=False):
-    """An assistant's settings, the keywords of ``assistants.create`` and ``assistants.update`` (which sends every
-    one, defaults included, as the service expects), plus the per-call options."""
-
-    name: Required[str]
+class _Named(RequestOptions):
+    # The one required key of AssistantSettings (a TypedDict's totality is per class body).
+    name: str
     """1–128 CJK characters, letters, digits, spaces, ``_`` or ``-``."""
+
+
+class AssistantSettings(_Named, total=False):
+    """An assistant's settings, the keywords of ``assistants.create`` and ``assistants.update`` (which sends every
+    one, defaults included, as the service expects), plus the per-call options. ``name`` is required."""
 
     description: str
     """Up to 512 characters (default ``""``)."""
@@ -549,16 +546,19 @@ class AssistantSettings(RequestOptions, total=False):
     """Up to 16 keys of at most 64 characters, values of at most 512."""
 
 
-class ToolRunParameters(RequestOptions, total=False):
+class _ForAssistant(RequestOptions):
+    # The one required key of a run's parameters.
+    assistant_id: str
+    """The assistant to run."""
+
+
+class ToolRunParameters(_ForAssistant, total=False):
     """A run's parameters but its tool definitions, the keywords of ``threads.runs.run_with_tools`` and
     ``stream_with_tools`` (whose ``tools`` are the functions that answer the calls; the definitions are the
     assistant's), plus the per-call options. :class:`RunParameters` adds ``tools``.
 
     >>> run = await client.threads.runs.run_with_tools(assistant_id=a.id, thread_id=t.id, tools={"add": add})
     """
-
-    assistant_id: Required[str]
-    """The assistant to run."""
 
     thread_id: str | None
     """The thread to run on; empty to start a new one from ``thread``."""
