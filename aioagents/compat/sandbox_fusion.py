@@ -173,16 +173,28 @@ def _blocking(async_fn: Callable[P, Awaitable[T]], doc: str) -> Callable[P, T]:
     return blocking
 
 
+async def _call(
+    method: Callable[..., Awaitable[T]],
+    request: Any,
+    model: type[Any],
+    endpoint: str,
+    max_attempts: int | None = None,
+    client_timeout: float | None = None,
+) -> T:
+    """``method`` (of :class:`SandboxClient`) on the client a call takes, with the request as our model; the SDK's
+    ``max_attempts`` and ``client_timeout`` go to the calls that have them (run and submit: ``max_attempts`` given)."""
+    request = _as_model(request, model)
+    limits = {} if max_attempts is None else {"max_attempts": max_attempts, "client_timeout": client_timeout}
+    return await _using(lambda client: method(client, request, endpoint=endpoint, **limits))
+
+
 # -- run_code, run_jupyter ---------------------------------------------------------------------------------------
 async def run_code_async(
     request: RunCodeRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
 ) -> RunCodeResponse:
     """Run code; returns the result (``Failed`` included), raises on a sandbox or transport failure."""
-    request = _as_model(request, RunCodeRequest)
-    return await _using(
-        lambda c: c.run_code(
-            request, endpoint=_sandbox(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
-        )
+    return await _call(
+        SandboxClient.run_code, request, RunCodeRequest, _sandbox(endpoint), max_attempts, client_timeout
     )
 
 
@@ -190,49 +202,35 @@ async def run_jupyter_async(
     request: RunJupyterRequest, endpoint: str = "", max_attempts: int = 3, client_timeout: float | None = None
 ) -> RunJupyterResponse:
     """Run notebook cells in a fresh kernel."""
-    request = _as_model(request, RunJupyterRequest)
-    return await _using(
-        lambda c: c.run_jupyter(
-            request, endpoint=_sandbox(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
-        )
+    return await _call(
+        SandboxClient.run_jupyter, request, RunJupyterRequest, _sandbox(endpoint), max_attempts, client_timeout
     )
 
 
 # -- datasets --------------------------------------------------------------------------------------------------
 async def get_prompts_async(request: GetPromptsRequest, endpoint: str = "") -> list[Prompt]:
     """A dataset's prompts."""
-    request = _as_model(request, GetPromptsRequest)
-    return await _using(lambda c: c.get_prompts(request, endpoint=_dataset(endpoint)))
+    return await _call(SandboxClient.get_prompts, request, GetPromptsRequest, _dataset(endpoint))
 
 
 async def get_prompt_by_id_async(request: GetPromptByIdRequest, endpoint: str = "") -> Prompt:
     """One prompt by id."""
-    request = _as_model(request, GetPromptByIdRequest)
-    return await _using(lambda c: c.get_prompt_by_id(request, endpoint=_dataset(endpoint)))
+    return await _call(SandboxClient.get_prompt_by_id, request, GetPromptByIdRequest, _dataset(endpoint))
 
 
 async def submit_async(
     request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
 ) -> EvalResult:
     """Evaluate a completion."""
-    return await _submit(request, endpoint, max_attempts, client_timeout, safe=False)
+    return await _call(SandboxClient.submit, request, SubmitRequest, _dataset(endpoint), max_attempts, client_timeout)
 
 
 async def submit_safe_async(
     request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
 ) -> EvalResult:
     """Evaluate a completion; any failure becomes a rejected result."""
-    return await _submit(request, endpoint, max_attempts, client_timeout, safe=True)
-
-
-async def _submit(
-    request: SubmitRequest, endpoint: str, max_attempts: int, client_timeout: float | None, *, safe: bool
-) -> EvalResult:
-    request = _as_model(request, SubmitRequest)
-    return await _using(
-        lambda c: (c.submit_safe if safe else c.submit)(
-            request, endpoint=_dataset(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
-        )
+    return await _call(
+        SandboxClient.submit_safe, request, SubmitRequest, _dataset(endpoint), max_attempts, client_timeout
     )
 
 
