@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from aioagents._exceptions import AioAgentsError
+from aioagents import AioAgentsError
 
 __all__ = ["TranslatedStream"]
 

@@ -60,7 +60,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import attrs
 
-from aioagents._exceptions import AioAgentsError, APIConnectionError, APIStatusError, InvalidRequestError
+from aioagents import AioAgentsError, APIConnectionError, APIStatusError, InvalidRequestError
 from aioagents.assistants import (
     AssistantServerError,
     MessageEvent,

@@ -38,9 +38,8 @@ from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from aioagents import sync
+from aioagents import AioAgentsError, ClientClosedError, IncompleteStreamError, sync
 from aioagents._config import env_or
-from aioagents._exceptions import AioAgentsError, ClientClosedError, IncompleteStreamError
 from aioagents.workflows.client import DEFAULT_BASE_URL, DEFAULT_STREAM_IDLE_TIMEOUT, WorkflowsClient
 from aioagents.workflows.errors import (
     SimAPIStatusError,

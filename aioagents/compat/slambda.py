@@ -40,16 +40,16 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 import attrs
 
-from aioagents import sync
-from aioagents._exceptions import (
+from aioagents import (
     AioAgentsError,
     APIConnectionError,
     APIError,
     APIStatusError,
     APITimeoutError,
+    EventStream,
     ResponseValidationError,
+    sync,
 )
-from aioagents._streaming import EventStream
 from aioagents.compat._stream import TranslatedStream
 from aioagents.functions import function as _function
 from aioagents.functions import models as _models
