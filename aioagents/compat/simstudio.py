@@ -34,12 +34,12 @@ unchanged. What differs, on purpose:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aioagents import AioAgentsError, ClientClosedError, IncompleteStreamError, sync
-from aioagents._config import env_or
 from aioagents.workflows.client import DEFAULT_BASE_URL, DEFAULT_STREAM_IDLE_TIMEOUT, WorkflowsClient
 from aioagents.workflows.errors import (
     SimAPIStatusError,
@@ -296,7 +296,7 @@ class SimStudioClient:
         idle_timeout: float | None = DEFAULT_STREAM_IDLE_TIMEOUT,
     ) -> None:
         self.api_key = api_key
-        self.base_url = (env_or(base_url, "SIM_BASE_URL", default=DEFAULT_BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
+        self.base_url = (base_url or os.environ.get("SIM_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self._client = WorkflowsClient(
             api_key=api_key, base_url=self.base_url, api_version=api_version, idle_timeout=idle_timeout
         )
