@@ -313,14 +313,12 @@ class _Api:
         options: RequestOptions,
         *,
         idempotent: bool,
-        ids: Sequence[str] = (),
         problems: _Problems | None = None,
-        timeout: TimeoutLike = None,
     ) -> T:
-        """Check the ``ids`` in ``body`` (non-empty strings) and what ``problems`` found, POST the body and decode
-        the answer as ``cls``."""
-        _check(body, ids, problems)
-        resp, rid = await self.send(path, options, idempotent=idempotent, timeout=timeout, json=body)
+        """Check ``body`` (every ``*_id`` key must be a non-empty string) and what ``problems`` found, POST it and
+        decode the answer as ``cls``."""
+        _check(body, problems)
+        resp, rid = await self.send(path, options, idempotent=idempotent, json=body)
         return structure(self.checked(resp, rid), cls)
 
     async def page(self, path: str, body: dict[str, Any], cls: type[T], query: PageQuery) -> Page[T]:
@@ -329,17 +327,11 @@ class _Api:
         limit, order = page.get("limit", 20), page.get("order", "desc")
         p = _Problems()
         p.page(limit, order)
-        # Every key of a list call's own body is an id; the page keys go after them, unset ones as "".
-        ids = list(body)
-        body = {
-            **body,
-            "limit": limit,
-            "order": order,
-            "after": page.get("after") or "",
-            "before": page.get("before") or "",
-        }
+        # The page keys go after the call's ids; an unset cursor is sent as "".
+        after, before = page.get("after") or "", page.get("before") or ""
+        body = {**body, "limit": limit, "order": order, "after": after, "before": before}
         paged: type[Page[T]] = Page[cls]  # type: ignore[valid-type]
-        return await self.post(path, body, paged, options, idempotent=True, ids=ids, problems=p)
+        return await self.post(path, body, paged, options, idempotent=True, problems=p)
 
 
 _PAGE_KEYS = frozenset({"limit", "order", "after", "before"})
@@ -353,12 +345,13 @@ def _split(params: Mapping[str, Any], own: frozenset[str]) -> tuple[dict[str, An
     return mine, cast(RequestOptions, options)
 
 
-def _check(body: Mapping[str, Any], ids: Sequence[str], problems: _Problems | None = None) -> None:
-    """Raise one :class:`AssistantValidationError` naming every problem: an id of ``body`` that is not a non-empty
-    string, then what ``problems`` found."""
+def _check(body: Mapping[str, Any], problems: _Problems | None = None) -> None:
+    """Raise one :class:`AssistantValidationError` naming every problem: an id of ``body`` (a ``*_id`` key: the
+    service names every id so) that is not a non-empty string, then what ``problems`` found."""
     p = _Problems()
-    for name in ids:
-        p.id(name, body.get(name))
+    for name, value in body.items():
+        if name.endswith("_id"):
+            p.id(name, value)
     if problems is not None:
         p.errors.extend(problems.errors)
     p.raise_if_any()
@@ -485,15 +478,8 @@ class Assistants:
         """Replace an assistant's settings (every field is sent, defaults included, as the service expects)."""
         p = _Problems()
         body, options = _assistant_body(settings, p)
-        return await self._api.post(
-            "/v2/assistants/update",
-            {"assistant_id": assistant_id, **body},
-            Assistant,
-            options,
-            idempotent=False,
-            ids=["assistant_id"],
-            problems=p,
-        )
+        body = {"assistant_id": assistant_id, **body}
+        return await self._api.post("/v2/assistants/update", body, Assistant, options, idempotent=False, problems=p)
 
     async def list(self, **query: Unpack[PageQuery]) -> Page[Assistant]:
         """One page of assistants (:class:`PageQuery`); ``after=page.last_id`` fetches the next one (or use
@@ -506,22 +492,20 @@ class Assistants:
 
     async def query(self, assistant_id: str, **options: Unpack[RequestOptions]) -> Assistant:
         """One assistant."""
-        body = {"assistant_id": assistant_id}
-        return await self._api.post("/v2/assistants/query", body, Assistant, options, idempotent=True, ids=list(body))
+        return await self._api.post(
+            "/v2/assistants/query", {"assistant_id": assistant_id}, Assistant, options, idempotent=True
+        )
 
     async def delete(self, assistant_id: str, **options: Unpack[RequestOptions]) -> DeletedObject:
         """Delete an assistant."""
-        body = {"assistant_id": assistant_id}
         return await self._api.post(
-            "/v2/assistants/delete", body, DeletedObject, options, idempotent=False, ids=list(body)
+            "/v2/assistants/delete", {"assistant_id": assistant_id}, DeletedObject, options, idempotent=False
         )
 
     async def mount_files(self, assistant_id: str, file_id: str, **options: Unpack[RequestOptions]) -> AssistantFile:
         """Mount an uploaded file on an assistant."""
         body = {"assistant_id": assistant_id, "file_id": file_id}
-        return await self._api.post(
-            "/v2/assistants/files", body, AssistantFile, options, idempotent=False, ids=list(body)
-        )
+        return await self._api.post("/v2/assistants/files", body, AssistantFile, options, idempotent=False)
 
     async def mounted_files_list(self, assistant_id: str, **query: Unpack[PageQuery]) -> Page[AssistantFile]:
         """One page of the files mounted on an assistant (:class:`PageQuery`)."""
@@ -536,9 +520,7 @@ class Assistants:
     async def unmount_files(self, assistant_id: str, file_id: str, **options: Unpack[RequestOptions]) -> DeletedObject:
         """Unmount a file from an assistant (the file itself stays)."""
         body = {"assistant_id": assistant_id, "file_id": file_id}
-        return await self._api.post(
-            "/v2/assistants/files/delete", body, DeletedObject, options, idempotent=False, ids=list(body)
-        )
+        return await self._api.post("/v2/assistants/files/delete", body, DeletedObject, options, idempotent=False)
 
 
 class Files:
@@ -581,19 +563,17 @@ class Files:
 
     async def query(self, file_id: str, **options: Unpack[RequestOptions]) -> File:
         """One file, with its audit state (``censored``) and ``file_type``."""
-        body = {"file_id": file_id}
-        return await self._api.post("/v2/storage/files/query", body, File, options, idempotent=True, ids=list(body))
+        return await self._api.post("/v2/storage/files/query", {"file_id": file_id}, File, options, idempotent=True)
 
     async def delete(self, file_id: str, **options: Unpack[RequestOptions]) -> DeletedObject:
         """Delete a file."""
-        body = {"file_id": file_id}
         return await self._api.post(
-            "/v2/storage/files/delete", body, DeletedObject, options, idempotent=False, ids=list(body)
+            "/v2/storage/files/delete", {"file_id": file_id}, DeletedObject, options, idempotent=False
         )
 
     async def _fetch(self, path: str, file_id: str, options: RequestOptions) -> FileContent:
         body = {"file_id": file_id}
-        _check(body, list(body))
+        _check(body)
         resp, rid = await self._api.send(path, options, idempotent=True, json=body)
         ctype = resp.headers.get("Content-Type", "")
         if ctype.startswith("application/json"):
@@ -639,9 +619,7 @@ class Messages:
         p.check(isinstance(content, str) and bool(content), "content must be a non-empty string")
         p.count("file_ids", file_ids, 10)
         body = {"thread_id": thread_id, "role": "user", "content": content, "file_ids": list(file_ids)}
-        return await self._api.post(
-            "/v2/threads/messages", body, Message, options, idempotent=False, ids=["thread_id"], problems=p
-        )
+        return await self._api.post("/v2/threads/messages", body, Message, options, idempotent=False, problems=p)
 
     async def update(
         self,
@@ -658,14 +636,11 @@ class Messages:
         if file_ids is not None:
             p.count("file_ids", file_ids, 10)
         body: dict[str, Any] = {"thread_id": thread_id, "message_id": message_id}
-        ids = list(body)
         if content is not None:
             body["content"] = content
         if file_ids is not None:
             body["file_ids"] = list(file_ids)
-        return await self._api.post(
-            "/v2/threads/messages/update", body, Message, options, idempotent=False, ids=ids, problems=p
-        )
+        return await self._api.post("/v2/threads/messages/update", body, Message, options, idempotent=False, problems=p)
 
     async def list(self, thread_id: str, **query: Unpack[PageQuery]) -> Page[Message]:
         """One page of a thread's messages (:class:`PageQuery`)."""
@@ -678,9 +653,7 @@ class Messages:
     async def query(self, thread_id: str, message_id: str, **options: Unpack[RequestOptions]) -> Message:
         """One message."""
         body = {"thread_id": thread_id, "message_id": message_id}
-        return await self._api.post(
-            "/v2/threads/messages/query", body, Message, options, idempotent=True, ids=list(body)
-        )
+        return await self._api.post("/v2/threads/messages/query", body, Message, options, idempotent=True)
 
     async def files(self, thread_id: str, message_id: str, **query: Unpack[PageQuery]) -> Page[MessageFile]:
         """One page of the files attached to a message (:class:`PageQuery`)."""
@@ -714,9 +687,7 @@ class Steps:
     async def query(self, thread_id: str, run_id: str, step_id: str, **options: Unpack[RequestOptions]) -> RunStep:
         """One step."""
         body = {"thread_id": thread_id, "run_id": run_id, "step_id": step_id}
-        return await self._api.post(
-            "/v2/threads/runs/steps/query", body, RunStep, options, idempotent=True, ids=list(body)
-        )
+        return await self._api.post("/v2/threads/runs/steps/query", body, RunStep, options, idempotent=True)
 
 
 _RUN_DEFAULTS: dict[str, Any] = {
@@ -836,16 +807,13 @@ class Runs:
             Run,
             options,
             idempotent=False,
-            ids=["thread_id", "run_id"],
             problems=p,
         )
 
     async def cancel(self, thread_id: str, run_id: str, **options: Unpack[RequestOptions]) -> Run:
         """Ask the service to cancel a run; a streaming run then ends with ``RunEnd(status="cancelled")``."""
         body = {"thread_id": thread_id, "run_id": run_id, "sync": False}
-        return await self._api.post(
-            "/v2/threads/runs/cancel", body, Run, options, idempotent=False, ids=["thread_id", "run_id"]
-        )
+        return await self._api.post("/v2/threads/runs/cancel", body, Run, options, idempotent=False)
 
     async def list(self, thread_id: str, **query: Unpack[PageQuery]) -> Page[Run]:
         """One page of a thread's runs (:class:`PageQuery`)."""
@@ -857,8 +825,9 @@ class Runs:
 
     async def query(self, thread_id: str, run_id: str, **options: Unpack[RequestOptions]) -> Run:
         """One run."""
-        body = {"thread_id": thread_id, "run_id": run_id}
-        return await self._api.post("/v2/threads/runs/query", body, Run, options, idempotent=True, ids=list(body))
+        return await self._api.post(
+            "/v2/threads/runs/query", {"thread_id": thread_id, "run_id": run_id}, Run, options, idempotent=True
+        )
 
     async def run_with_tools(
         self, *, tools: Mapping[str, ToolFunction], max_tool_calls: int = 32, **params: Unpack[ToolRunParameters]
@@ -980,23 +949,19 @@ class Threads:
 
     async def query(self, thread_id: str, **options: Unpack[RequestOptions]) -> Thread:
         """One thread."""
-        body = {"thread_id": thread_id}
-        return await self._api.post("/v2/threads/query", body, Thread, options, idempotent=True, ids=list(body))
+        return await self._api.post("/v2/threads/query", {"thread_id": thread_id}, Thread, options, idempotent=True)
 
     async def update(self, thread_id: str, *, metadata: Mapping[str, str], **options: Unpack[RequestOptions]) -> Thread:
         """Set a thread's metadata (≤16 keys, keys ≤64 and values ≤512 characters). Unlike the SDK, it is sent."""
         p = _Problems()
         p.metadata(metadata)
         body = {"thread_id": thread_id, "metadata": dict(metadata)}
-        return await self._api.post(
-            "/v2/threads/update", body, Thread, options, idempotent=False, ids=["thread_id"], problems=p
-        )
+        return await self._api.post("/v2/threads/update", body, Thread, options, idempotent=False, problems=p)
 
     async def delete(self, thread_id: str, **options: Unpack[RequestOptions]) -> DeletedObject:
         """Delete a thread with its messages and runs."""
-        body = {"thread_id": thread_id}
         return await self._api.post(
-            "/v2/threads/delete", body, DeletedObject, options, idempotent=False, ids=list(body)
+            "/v2/threads/delete", {"thread_id": thread_id}, DeletedObject, options, idempotent=False
         )
 
 
