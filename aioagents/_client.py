@@ -37,6 +37,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     from typing_extensions import Self, Unpack
 
 __all__ = [
+    "CallOptions",
     "Endpoint",
     "RequestOptions",
     "Self",
@@ -122,8 +123,20 @@ def merge_headers(base: Mapping[str, str] | None, extra: Mapping[str, str] | Non
     return {**base, **extra}
 
 
-class RequestOptions(TypedDict, total=False):
-    """The options every call of every client accepts, declared once (``**options: Unpack[RequestOptions]``).
+class CallOptions(TypedDict, total=False):
+    """The per-call options of a call whose own ``timeout`` means something else (an interpreter execute's
+    server-side wait): :class:`RequestOptions` without ``timeout``."""
+
+    max_retries: int | None
+    """Retries after the first attempt: ``0`` is one attempt, no retry."""
+
+    extra_headers: Mapping[str, str] | None
+    """Headers sent on this call only, on top of the client's (a secret value is never logged)."""
+
+
+class RequestOptions(CallOptions, total=False):
+    """The options every call of every client accepts, declared once (``**options: Unpack[RequestOptions]``):
+    ``timeout``, ``max_retries`` and ``extra_headers``.
 
     >>> await sandbox.run_code("print(1)", timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})
 
@@ -134,12 +147,6 @@ class RequestOptions(TypedDict, total=False):
 
     timeout: TimeoutLike
     """Seconds for the whole call (every attempt), or a :class:`~aioagents.Timeout` with its parts."""
-
-    max_retries: int | None
-    """Retries after the first attempt: ``0`` is one attempt, no retry."""
-
-    extra_headers: Mapping[str, str] | None
-    """Headers sent on this call only, on top of the client's (a secret value is never logged)."""
 
 
 _OPTION_NAMES = frozenset(RequestOptions.__annotations__)
@@ -155,13 +162,14 @@ class SentOptions(TypedDict):
 
 
 def resolve_options(
-    options: RequestOptions,
+    options: Mapping[str, Any],
     *,
     headers: Mapping[str, str] | None = None,
     timeout: TimeoutLike = None,
     max_attempts: int | None = None,
 ) -> SentOptions:
-    """The one place that reads a call's :class:`RequestOptions`: checks them and returns the Transport keywords.
+    """The one place that reads a call's :class:`RequestOptions` (or :class:`CallOptions`): checks them and returns
+    the Transport keywords.
 
     ``headers``, ``timeout`` and ``max_attempts`` are the call's own defaults (its own headers, a timeout it needs,
     ``1`` for a probe that must fail fast); the caller's options win over them, ``extra_headers`` on top of
@@ -172,7 +180,7 @@ def resolve_options(
     if not _OPTION_NAMES.issuperset(options):
         unknown = ", ".join(sorted(set(options) - _OPTION_NAMES))
         raise TypeError(f"unexpected keyword argument(s) {unknown}; the per-call options are {sorted(_OPTION_NAMES)}")
-    given_timeout = options.get("timeout")
+    given_timeout: TimeoutLike = options.get("timeout")
     retries = options.get("max_retries")
     extra = options.get("extra_headers")
     if extra is not None and not isinstance(extra, Mapping):

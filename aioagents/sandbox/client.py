@@ -198,6 +198,13 @@ class SandboxClient(ServiceClient):
             "POST", path, json=unstructure(body), idempotent=True, base_url=base, **sent
         )
 
+    async def _dataset(
+        self, path: str, request: Any, endpoint: str | None, options: RequestOptions, into: type[T]
+    ) -> T:
+        """A dataset call: POST ``request`` to the dataset endpoint, the answer structured as ``into``."""
+        resp = await self._post(path, request, resolve_options(options), endpoint=endpoint, dataset=True)
+        return structure(resp.json(), into)
+
     # -- sandbox -------------------------------------------------------------------------------------------------
     async def run_code(
         self,
@@ -319,8 +326,7 @@ class SandboxClient(ServiceClient):
         **options: Unpack[RequestOptions],
     ) -> list[Prompt]:
         """A dataset's prompts (``offset``/``limit`` page them)."""
-        resp = await self._post("/get_prompts", request, resolve_options(options), endpoint=endpoint, dataset=True)
-        return structure(resp.json(), list[Prompt])
+        return await self._dataset("/get_prompts", request, endpoint, options, list[Prompt])
 
     async def get_prompt_by_id(
         self,
@@ -330,8 +336,7 @@ class SandboxClient(ServiceClient):
         **options: Unpack[RequestOptions],
     ) -> Prompt:
         """One prompt by id."""
-        resp = await self._post("/get_prompt_by_id", request, resolve_options(options), endpoint=endpoint, dataset=True)
-        return structure(resp.json(), Prompt)
+        return await self._dataset("/get_prompt_by_id", request, endpoint, options, Prompt)
 
     async def submit(
         self,
@@ -381,8 +386,7 @@ class SandboxClient(ServiceClient):
         **options: Unpack[RequestOptions],
     ) -> dict[str, Any]:
         """A dataset's aggregate metrics over evaluated results (``{}`` when it defines none)."""
-        resp = await self._post("/get_metrics", request, resolve_options(options), endpoint=endpoint, dataset=True)
-        return structure(resp.json(), dict[str, Any])
+        return await self._dataset("/get_metrics", request, endpoint, options, dict[str, Any])
 
     async def get_metrics_function(
         self,
@@ -392,10 +396,8 @@ class SandboxClient(ServiceClient):
         **options: Unpack[RequestOptions],
     ) -> str | None:
         """The source of a dataset's metrics function, or None."""
-        resp = await self._post(
-            "/get_metrics_function", request, resolve_options(options), endpoint=endpoint, dataset=True
-        )
-        return structure(resp.json(), GetMetricsFunctionResult).function
+        result = await self._dataset("/get_metrics_function", request, endpoint, options, GetMetricsFunctionResult)
+        return result.function
 
     # -- batches -------------------------------------------------------------------------------------------------
     def run_many(
