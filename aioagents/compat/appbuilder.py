@@ -1866,8 +1866,10 @@ class Runs:
 
     @_parameters_of(run)
     def stream_run(self, params: dict[str, Any]) -> Iterator[StreamRunStatus | StreamRunMessage | Any]:
-        """Run the assistant and yield its events (each once, ``ping`` skipped, the ``run_end`` status last); the
-        parameters of :meth:`run`."""
+        """Run the assistant and yield its events (each once, ``ping`` skipped, the ``run_end`` status last).
+
+        Takes :meth:`run`'s parameters, in the SDK's order (``assistant_id, thread_id="", thread=None, …``); they
+        arrive here bound, as ``params``."""
         return TranslatedStream(_client().threads.runs.stream(**self._args(params)), _sdk_error, _sdk_event)
 
     def stream_run_with_handler(

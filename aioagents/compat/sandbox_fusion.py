@@ -158,9 +158,10 @@ async def _using(use: Callable[[SandboxClient], Awaitable[T]]) -> T:
         return await use(client)
 
 
-def _blocking(async_fn: Callable[P, Awaitable[T]], doc: str) -> Callable[P, T]:
-    """The blocking twin of one of this module's ``*_async`` functions: same parameters, run through the sync
-    bridge. ``__aioagents_async__`` names the async function, so ``run_concurrent`` runs it on one loop."""
+def _blocking(async_fn: Callable[P, Awaitable[T]]) -> Callable[P, T]:
+    """The blocking twin of one of this module's ``*_async`` functions: same parameters and documentation, run
+    through the sync bridge. ``__aioagents_async__`` names the async function, so ``run_concurrent`` runs it on one
+    loop."""
     name = async_fn.__name__.removesuffix("_async")
 
     @functools.wraps(async_fn)
@@ -168,7 +169,7 @@ def _blocking(async_fn: Callable[P, Awaitable[T]], doc: str) -> Callable[P, T]:
         return sync.run(async_fn(*args, **kwargs))
 
     blocking.__name__ = blocking.__qualname__ = name
-    blocking.__doc__ = doc
+    blocking.__doc__ = f"{async_fn.__doc__} Blocking: :func:`{async_fn.__name__}` run to its end."
     blocking.__aioagents_async__ = async_fn  # type: ignore[attr-defined]
     return blocking
 
@@ -234,12 +235,19 @@ async def submit_safe_async(
     )
 
 
-run_code = _blocking(run_code_async, "Run code (blocking); default 5 attempts.")
-run_jupyter = _blocking(run_jupyter_async, "Run notebook cells (blocking); default 3 attempts.")
-get_prompts = _blocking(get_prompts_async, "A dataset's prompts (blocking).")
-get_prompt_by_id = _blocking(get_prompt_by_id_async, "One prompt by id (blocking).")
-submit = _blocking(submit_async, "Evaluate a completion (blocking).")
-submit_safe = _blocking(submit_safe_async, "Evaluate a completion (blocking); any failure becomes a rejected result.")
+# The blocking functions (the SDK's): each its async twin's parameters, run to the end on the sync bridge.
+run_code = _blocking(run_code_async)
+"""``run_code(request, endpoint="", max_attempts=5, client_timeout=None)``: :func:`run_code_async`, blocking."""
+run_jupyter = _blocking(run_jupyter_async)
+"""``run_jupyter(request, endpoint="", max_attempts=3, client_timeout=None)``: :func:`run_jupyter_async`, blocking."""
+get_prompts = _blocking(get_prompts_async)
+"""``get_prompts(request, endpoint="")``: :func:`get_prompts_async`, blocking."""
+get_prompt_by_id = _blocking(get_prompt_by_id_async)
+"""``get_prompt_by_id(request, endpoint="")``: :func:`get_prompt_by_id_async`, blocking."""
+submit = _blocking(submit_async)
+"""``submit(request, endpoint="", max_attempts=5, client_timeout=None)``: :func:`submit_async`, blocking."""
+submit_safe = _blocking(submit_safe_async)
+"""``submit_safe(request, endpoint="", max_attempts=5, client_timeout=None)``: :func:`submit_safe_async`, blocking."""
 
 
 # -- concurrency -----------------------------------------------------------------------------------------------
