@@ -337,11 +337,20 @@ class _Api:
 _PAGE_KEYS = frozenset({"limit", "order", "after", "before"})
 
 
+_OPTION_KEYS = RequestOptions.__required_keys__ | RequestOptions.__optional_keys__
+
+
 def _split(params: Mapping[str, Any], own: frozenset[str]) -> tuple[dict[str, Any], RequestOptions]:
-    """A call's keywords split into its own parameters and the per-call options (an unknown name stays with the
-    options, where :func:`resolve_options` refuses it as a misspelt keyword)."""
+    """A call's keywords split into its own parameters and the per-call options; an unknown name is a
+    ``TypeError``, as a misspelt keyword argument is."""
     mine = {k: v for k, v in params.items() if k in own}
     options = {k: v for k, v in params.items() if k not in own}
+    unknown = options.keys() - _OPTION_KEYS
+    if unknown:
+        raise TypeError(
+            f"unexpected keyword argument(s) {', '.join(sorted(unknown))}: this call takes {', '.join(sorted(own))} "
+            f"and the per-call options {', '.join(sorted(_OPTION_KEYS))}"
+        )
     return mine, cast(RequestOptions, options)
 
 
