@@ -330,12 +330,11 @@ def test_every_call_takes_the_options_from_their_one_declaration(cls: type[Servi
             name,
         )
         # Only a call whose own `timeout` means something else (the interpreter's server wait) names it.
-        assert restated <= {"timeout"} and (not restated or options.annotation == "Unpack[CallOptions]"), (
-            cls.__name__,
-            name,
-        )
+        assert restated <= {"timeout"}, (cls.__name__, name)
+        assert not restated or options.annotation == "Unpack[CallOptions]", (cls.__name__, name)
     assert "with_options" not in vars(cls), "with_options is declared once, on ServiceClient"
-    assert "__init__" in vars(cls) and "options" in inspect.signature(cls.__init__).parameters
+    assert "__init__" in vars(cls)
+    assert "options" in inspect.signature(cls.__init__).parameters
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.name != "assistants"], ids=lambda c: c.name)
