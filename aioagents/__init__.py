@@ -6,7 +6,7 @@ rate-limit policies, event streams and batch helpers. Blocking twins of every cl
 """
 
 from aioagents._batch import BatchResult, Progress, ProgressCallback, amap, as_completed
-from aioagents._client import RequestOptions
+from aioagents._client import CallOptions, ClientOptions, RequestOptions
 from aioagents._config import Timeout, TimeoutLike
 from aioagents._exceptions import (
     AioAgentsError,
@@ -55,7 +55,9 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchResult",
+    "CallOptions",
     "ClientClosedError",
+    "ClientOptions",
     "ConflictError",
     "EventStream",
     "EventTooLargeError",

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import copy
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, TypedDict
 
+import aiohttp
 import attrs
 
 from aioagents._config import Timeout, TimeoutLike, env_or, to_timeout
 from aioagents._exceptions import InvalidRequestError
+from aioagents._ratelimit import RateLimiter
 from aioagents._retry import RetryPolicy
 from aioagents._transport import ErrorFactory, ResponseHook, Transport, _loggable, default_error
 
@@ -38,6 +40,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = [
     "CallOptions",
+    "ClientOptions",
     "Endpoint",
     "RequestOptions",
     "Self",
@@ -121,6 +124,37 @@ def merge_headers(base: Mapping[str, str] | None, extra: Mapping[str, str] | Non
     if not base:
         return extra
     return {**base, **extra}
+
+
+class ClientOptions(TypedDict, total=False):
+    """The constructor options every client takes, declared once (``**options: Unpack[ClientOptions]``).
+
+    >>> SandboxClient("http://sandbox:8080", timeout=30, max_retries=5, session=shared, trust_env=False)
+    """
+
+    timeout: TimeoutLike
+    """The default timeout of a call: seconds, or a :class:`~aioagents.Timeout` (default: the service's)."""
+
+    max_attempts: int | None
+    """Every attempt of a call counted, the first included (default 3); pass this or ``max_retries``."""
+
+    max_retries: int | None
+    """The retries after a call's first attempt (``0``: one attempt)."""
+
+    rate_limiter: RateLimiter | None
+    """Paces every request of this client (and of its copies); share one between clients to share a limit."""
+
+    session: aiohttp.ClientSession | None
+    """An aiohttp session to send through (left open by ``aclose``); default: one of the client's own."""
+
+    trust_env: bool
+    """Honour ``HTTP(S)_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE`` and friends (default ``True``)."""
+
+    trace_configs: Sequence[aiohttp.TraceConfig] | None
+    """aiohttp ``TraceConfig`` objects that see every attempt of every call."""
+
+
+_CLIENT_OPTION_NAMES = frozenset(ClientOptions.__annotations__)
 
 
 class CallOptions(TypedDict, total=False):
@@ -218,10 +252,16 @@ class ServiceClient:
         error_factory: ErrorFactory = default_error,
         response_hook: ResponseHook | None = None,
     ) -> Transport:
-        """Build this client's Transport (once) from its endpoint spec and the constructor's arguments: ``given`` is
-        the constructor's ``locals()``, from which the options every client takes are read by name (``timeout``,
-        ``max_attempts``, ``max_retries``, ``rate_limiter``, ``session``, ``trust_env``, ``trace_configs``), so no
-        constructor restates them; ``key``, ``headers``, ``retry`` and the hooks are the client's own."""
+        """Build this client's Transport (once) from its endpoint spec and the constructor's :class:`ClientOptions`
+        (``given``; an unknown name raises ``TypeError``, as a misspelt keyword would); ``key``, ``headers``,
+        ``retry`` and the hooks are the client's own. A constructor not yet on ``ClientOptions`` may pass its
+        ``locals()``: the options are then read by name and the rest is ignored."""
+        if "self" not in given and not _CLIENT_OPTION_NAMES.issuperset(given):
+            unknown = ", ".join(sorted(set(given) - _CLIENT_OPTION_NAMES))
+            raise TypeError(
+                f"{type(self).__name__}() got unexpected keyword argument(s) {unknown}; "
+                f"the client options are {sorted(_CLIENT_OPTION_NAMES)}"
+            )
         spec = self.endpoint_spec
         attempts = resolve_attempts(given.get("max_attempts"), given.get("max_retries")) or spec.max_attempts
         policy = retry or RetryPolicy()

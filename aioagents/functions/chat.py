@@ -24,15 +24,16 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import aiohttp
 import attrs
 
 from aioagents import _json
 from aioagents._client import (
+    ClientOptions,
     Endpoint,
     RequestOptions,
     SentOptions,
     ServiceClient,
+    Unpack,
     resolve_attempts,
     resolve_options,
 )
@@ -506,17 +507,12 @@ class ChatClient(ServiceClient):
         api_key: str | None = None,
         organization: str | None = None,
         project: str | None = None,
-        timeout: TimeoutLike = None,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
-        rate_limiter: RateLimiter | None = None,
         token_limiter: RateLimiter | None = None,
-        session: aiohttp.ClientSession | None = None,
-        trust_env: bool = True,
-        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
+        rate_limiter = options.get("rate_limiter")
         if rate_limiter is None and requests_per_minute:
             # A tenth of a second of burst: enough to absorb timer lateness, small enough that a long run's average
             # stays on the limit and the server's own short-window limiter never sees a spike.
@@ -534,7 +530,7 @@ class ChatClient(ServiceClient):
             headers["OpenAI-Project"] = project
         self._connect(
             base_url,
-            locals(),
+            {**options, "rate_limiter": rate_limiter},
             key=self.endpoint_spec.key(api_key),
             headers=headers,
             retry=RetryPolicy(retry_statuses=_RETRY_STATUSES),

@@ -38,7 +38,15 @@ import aiohttp
 import attrs
 
 from aioagents import _json
-from aioagents._client import CallOptions, Endpoint, RequestOptions, ServiceClient, Unpack, resolve_options
+from aioagents._client import (
+    CallOptions,
+    ClientOptions,
+    Endpoint,
+    RequestOptions,
+    ServiceClient,
+    Unpack,
+    resolve_options,
+)
 from aioagents._config import Timeout, TimeoutLike
 from aioagents._converter import structure
 from aioagents._exceptions import (
@@ -50,7 +58,6 @@ from aioagents._exceptions import (
     ResponseValidationError,
 )
 from aioagents._polling import poll_until
-from aioagents._ratelimit import RateLimiter
 from aioagents._retry import RetryPolicy
 from aioagents._streaming import EventStream, JSONLinesDecoder, ServerSentEvent, SSEDecoder
 from aioagents._transport import ByteStream, Response, default_error
@@ -420,25 +427,14 @@ class InterpreterClient(ServiceClient):
         token: str | None = None,
         data_dir: str = DEFAULT_DATA_DIR,
         confine_paths: bool = True,
-        timeout: TimeoutLike = None,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
-        rate_limiter: RateLimiter | None = None,
-        session: aiohttp.ClientSession | None = None,
         headers: Mapping[str, str] | None = None,
         ping_timeout: float = PING_TIMEOUT,
-        trust_env: bool = True,
-        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         self.data_dir = posixpath.normpath("/" + data_dir.strip("/"))
         self.confine_paths = confine_paths
-        self._connect(
-            base_url,
-            locals(),
-            key=self.endpoint_spec.key(token),
-            headers=headers,
-            error_factory=self._error,
-        )
+        key = self.endpoint_spec.key(token)
+        self._connect(base_url, options, key=key, headers=headers, error_factory=self._error)
         self.ping_timeout = ping_timeout
         # One execute in flight per client (per event loop): the server's kernel aborts a cell queued behind one
         # that raises and reports it as an empty success, so this client never queues two of its own.

@@ -6,10 +6,9 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-import aiohttp
-
 from aioagents._batch import BatchResult, ProgressCallback, as_completed
 from aioagents._client import (
+    ClientOptions,
     Endpoint,
     RequestOptions,
     SentOptions,
@@ -18,10 +17,9 @@ from aioagents._client import (
     resolve_attempts,
     resolve_options,
 )
-from aioagents._config import Timeout, TimeoutLike, env_or
+from aioagents._config import Timeout, env_or
 from aioagents._converter import structure, unstructure
 from aioagents._exceptions import APIError, InvalidRequestError
-from aioagents._ratelimit import RateLimiter
 from aioagents._retry import RetryPolicy
 from aioagents._transport import Response, _loggable
 from aioagents.sandbox.models import (
@@ -129,22 +127,12 @@ class SandboxClient(ServiceClient):
         endpoint: str | None = None,
         *,
         dataset_endpoint: str | None = None,
-        timeout: TimeoutLike = None,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
         retry_timeouts: bool = False,
-        rate_limiter: RateLimiter | None = None,
-        session: aiohttp.ClientSession | None = None,
-        trust_env: bool = True,
-        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        transport = self._connect(
-            endpoint,
-            locals(),
-            retry=RetryPolicy(retry_timeouts=retry_timeouts),
-        )
+        transport = self._connect(endpoint, options, retry=RetryPolicy(retry_timeouts=retry_timeouts))
         self._dataset_endpoint = env_or(dataset_endpoint, "SANDBOX_FUSION_DATASET_ENDPOINT", default=transport.base_url)
-        self._timeout_given = timeout is not None
+        self._timeout_given = options.get("timeout") is not None
 
     def __repr__(self) -> str:
         return (

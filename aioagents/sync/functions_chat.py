@@ -7,10 +7,8 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from aiohttp import ClientSession, TraceConfig
-
 import aioagents.functions.chat as _impl
-from aioagents import RateLimiter, RequestOptions, TimeoutLike
+from aioagents import ClientOptions, RateLimiter, RequestOptions, TimeoutLike
 from aioagents._client import Unpack
 from aioagents.functions import ChatCompletion, ChatCompletionChunk, RateLimitInfo
 from aioagents.sync import _bridge
@@ -48,32 +46,20 @@ class ChatClient:
         api_key: str | None = None,
         organization: str | None = None,
         project: str | None = None,
-        timeout: TimeoutLike = None,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
-        rate_limiter: RateLimiter | None = None,
         token_limiter: RateLimiter | None = None,
-        session: ClientSession | None = None,
-        trust_env: bool = True,
-        trace_configs: Sequence[TraceConfig] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         self._async = _impl.ChatClient(
             base_url,
             api_key=api_key,
             organization=organization,
             project=project,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            max_retries=max_retries,
             requests_per_minute=requests_per_minute,
             tokens_per_minute=tokens_per_minute,
-            rate_limiter=rate_limiter,
             token_limiter=token_limiter,
-            session=session,
-            trust_env=trust_env,
-            trace_configs=trace_configs,
+            **options,
         )
 
     @classmethod

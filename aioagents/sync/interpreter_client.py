@@ -12,8 +12,8 @@ from types import TracebackType
 from aiohttp import ClientSession, TraceConfig
 
 import aioagents.interpreter.client as _impl
-from aioagents import RateLimiter, RequestOptions, TimeoutLike
-from aioagents._client import CallOptions, Unpack
+from aioagents import CallOptions, ClientOptions, RequestOptions, TimeoutLike
+from aioagents._client import Unpack
 from aioagents.interpreter import (
     DEFAULT_DATA_DIR,
     Event,
@@ -63,30 +63,18 @@ class InterpreterClient:
         token: str | None = None,
         data_dir: str = DEFAULT_DATA_DIR,
         confine_paths: bool = True,
-        timeout: TimeoutLike = None,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
-        rate_limiter: RateLimiter | None = None,
-        session: ClientSession | None = None,
         headers: Mapping[str, str] | None = None,
         ping_timeout: float = PING_TIMEOUT,
-        trust_env: bool = True,
-        trace_configs: Sequence[TraceConfig] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         self._async = _impl.InterpreterClient(
             base_url,
             token=token,
             data_dir=data_dir,
             confine_paths=confine_paths,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            max_retries=max_retries,
-            rate_limiter=rate_limiter,
-            session=session,
             headers=headers,
             ping_timeout=ping_timeout,
-            trust_env=trust_env,
-            trace_configs=trace_configs,
+            **options,
         )
 
     @classmethod

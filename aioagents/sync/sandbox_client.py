@@ -7,10 +7,8 @@ from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from aiohttp import ClientSession, TraceConfig
-
 import aioagents.sandbox.client as _impl
-from aioagents import BatchResult, ProgressCallback, RateLimiter, RequestOptions, TimeoutLike
+from aioagents import BatchResult, ClientOptions, ProgressCallback, RequestOptions
 from aioagents._client import Unpack
 from aioagents.sandbox import (
     EvalResult,
@@ -58,26 +56,14 @@ class SandboxClient:
         endpoint: str | None = None,
         *,
         dataset_endpoint: str | None = None,
-        timeout: TimeoutLike = None,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
         retry_timeouts: bool = False,
-        rate_limiter: RateLimiter | None = None,
-        session: ClientSession | None = None,
-        trust_env: bool = True,
-        trace_configs: Sequence[TraceConfig] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         self._async = _impl.SandboxClient(
             endpoint,
             dataset_endpoint=dataset_endpoint,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            max_retries=max_retries,
             retry_timeouts=retry_timeouts,
-            rate_limiter=rate_limiter,
-            session=session,
-            trust_env=trust_env,
-            trace_configs=trace_configs,
+            **options,
         )
 
     @classmethod

@@ -7,10 +7,8 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, overload
 
-from aiohttp import ClientSession, TraceConfig
-
 import aioagents.workflows.client as _impl
-from aioagents import RateLimiter, RequestOptions, TimeoutLike
+from aioagents import ClientOptions, RequestOptions, TimeoutLike
 from aioagents._client import Unpack
 from aioagents.sync import _bridge
 from aioagents.sync.workflows_jobs import Job
@@ -52,29 +50,17 @@ class WorkflowsClient:
         *,
         api_key: str | None = None,
         api_version: ApiVersion = "v1",
-        timeout: TimeoutLike = None,
         execute_timeout: TimeoutLike = None,
         idle_timeout: float | None = DEFAULT_STREAM_IDLE_TIMEOUT,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
-        rate_limiter: RateLimiter | None = None,
-        session: ClientSession | None = None,
-        trust_env: bool = True,
-        trace_configs: Sequence[TraceConfig] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         self._async = _impl.WorkflowsClient(
             base_url,
             api_key=api_key,
             api_version=api_version,
-            timeout=timeout,
             execute_timeout=execute_timeout,
             idle_timeout=idle_timeout,
-            max_attempts=max_attempts,
-            max_retries=max_retries,
-            rate_limiter=rate_limiter,
-            session=session,
-            trust_env=trust_env,
-            trace_configs=trace_configs,
+            **options,
         )
 
     @classmethod

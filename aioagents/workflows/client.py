@@ -29,9 +29,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 from urllib.parse import quote
 
-import aiohttp
-
 from aioagents._client import (
+    ClientOptions,
     Endpoint,
     RequestOptions,
     SentOptions,
@@ -42,7 +41,6 @@ from aioagents._client import (
 )
 from aioagents._config import Timeout, TimeoutLike, to_timeout
 from aioagents._exceptions import ResponseValidationError
-from aioagents._ratelimit import RateLimiter
 from aioagents._retry import RetryPolicy, parse_retry_after
 from aioagents._streaming import EventStream, SSEDecoder
 from aioagents._transport import Response
@@ -202,15 +200,9 @@ class WorkflowsClient(ServiceClient):
         *,
         api_key: str | None = None,
         api_version: ApiVersion = "v1",
-        timeout: TimeoutLike = None,
         execute_timeout: TimeoutLike = None,
         idle_timeout: float | None = DEFAULT_STREAM_IDLE_TIMEOUT,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
-        rate_limiter: RateLimiter | None = None,
-        session: aiohttp.ClientSession | None = None,
-        trust_env: bool = True,
-        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         if api_version not in ("v1", "v2", "auto"):
             raise SimInvalidRequestError(f"api_version must be 'v1', 'v2' or 'auto', not {api_version!r}")
@@ -220,13 +212,8 @@ class WorkflowsClient(ServiceClient):
         self._execute_timeout = DEFAULT_EXECUTE_TIMEOUT if execute_timeout is None else to_timeout(execute_timeout)
         self.idle_timeout = idle_timeout
         self._rate_limit: RateLimitInfo | None = None
-        self._connect(
-            base_url,
-            locals(),
-            key=self.endpoint_spec.key(api_key),
-            error_factory=sim_error,
-            response_hook=self._on_response,
-        )
+        key = self.endpoint_spec.key(api_key)
+        self._connect(base_url, options, key=key, error_factory=sim_error, response_hook=self._on_response)
 
     def _repr_fields(self) -> str:
         return f", api_version={self.api_version!r}"
