@@ -30,9 +30,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
-import aiohttp
-
 from aioagents._client import (
+    ClientOptions,
     Endpoint,
     RequestOptions,
     SentOptions,
@@ -43,7 +42,6 @@ from aioagents._client import (
 )
 from aioagents._config import DEFAULT_TIMEOUT, Timeout, TimeoutLike
 from aioagents._exceptions import AioAgentsError, EventTooLargeError, InvalidRequestError
-from aioagents._ratelimit import RateLimiter
 from aioagents._streaming import EventStream, LineSplitter, ServerSentEvent, SSEDecoder
 from aioagents._transport import Response, Transport
 from aioagents.assistants.errors import (
@@ -986,9 +984,10 @@ class AssistantsClient(ServiceClient):
     >>> async with AssistantsClient(token="…") as client:
     ...     thread = await client.threads.create(messages=["hello"])
 
-    ``max_attempts`` counts every attempt (default 3), ``max_retries`` the retries after the first (0: one
-    attempt). Every call takes ``timeout``, ``max_retries`` and ``extra_headers`` for itself; :meth:`with_options`
-    makes a copy with other defaults on the same connections.
+    The other keywords are the client options every client takes (:class:`~aioagents.ClientOptions`: ``timeout``,
+    ``max_attempts`` counting every attempt (default 3) or ``max_retries`` the retries after the first, ``session``,
+    ``rate_limiter``, ``trust_env``, ``trace_configs``). Every call takes ``timeout``, ``max_retries`` and
+    ``extra_headers`` for itself; :meth:`with_options` makes a copy with other defaults on the same connections.
     """
 
     endpoint_spec = Endpoint(
@@ -1011,13 +1010,7 @@ class AssistantsClient(ServiceClient):
         base_url: str | None = None,
         *,
         token: str | None = None,
-        timeout: TimeoutLike = None,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
-        rate_limiter: RateLimiter | None = None,
-        session: aiohttp.ClientSession | None = None,
-        trust_env: bool = True,
-        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         secret = self.endpoint_spec.key(token)
         if not secret:
@@ -1028,12 +1021,7 @@ class AssistantsClient(ServiceClient):
         url = self.endpoint_spec.url(base_url)
         if "://" not in url:
             url = "https://" + url
-        self._connect(
-            url,
-            locals(),
-            key=secret,
-            error_factory=error_from_response,
-        )
+        self._connect(url, options, key=secret, error_factory=error_from_response)
         self._rebind()
 
     def _rebind(self) -> None:

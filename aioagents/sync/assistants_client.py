@@ -9,10 +9,8 @@ from os import PathLike
 from pathlib import Path
 from types import TracebackType
 
-from aiohttp import ClientSession, TraceConfig
-
 import aioagents.assistants.client as _impl
-from aioagents import RateLimiter, RequestOptions, TimeoutLike
+from aioagents import ClientOptions, RequestOptions
 from aioagents._client import Unpack
 from aioagents.assistants import (
     Assistant,
@@ -55,9 +53,10 @@ class AssistantsClient:
     >>> with AssistantsClient(token="…") as client:
     ...     thread = client.threads.create(messages=["hello"])
 
-    ``max_attempts`` counts every attempt (default 3), ``max_retries`` the retries after the first (0: one
-    attempt). Every call takes ``timeout``, ``max_retries`` and ``extra_headers`` for itself; :meth:`with_options`
-    makes a copy with other defaults on the same connections.
+    The other keywords are the client options every client takes (:class:`~aioagents.ClientOptions`: ``timeout``,
+    ``max_attempts`` counting every attempt (default 3) or ``max_retries`` the retries after the first, ``session``,
+    ``rate_limiter``, ``trust_env``, ``trace_configs``). Every call takes ``timeout``, ``max_retries`` and
+    ``extra_headers`` for itself; :meth:`with_options` makes a copy with other defaults on the same connections.
     """
 
     _async: _impl.AssistantsClient
@@ -67,25 +66,9 @@ class AssistantsClient:
         base_url: str | None = None,
         *,
         token: str | None = None,
-        timeout: TimeoutLike = None,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
-        rate_limiter: RateLimiter | None = None,
-        session: ClientSession | None = None,
-        trust_env: bool = True,
-        trace_configs: Sequence[TraceConfig] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        self._async = _impl.AssistantsClient(
-            base_url,
-            token=token,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            max_retries=max_retries,
-            rate_limiter=rate_limiter,
-            session=session,
-            trust_env=trust_env,
-            trace_configs=trace_configs,
-        )
+        self._async = _impl.AssistantsClient(base_url, token=token, **options)
 
     @classmethod
     def _wrap(cls, inner: _impl.AssistantsClient) -> AssistantsClient:

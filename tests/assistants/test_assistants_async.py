@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from aioagents import RequestOptions
 from aioagents import _exceptions as exc
 from aioagents.assistants import (
+    Assistants,
     AssistantsClient,
     AssistantServerError,
     AssistantValidationError,
+    Files,
     MessageCreationEvent,
     MessageEvent,
+    Messages,
     ModelParameters,
     RunBegin,
     RunCancelling,
     RunEnd,
+    Runs,
     SamplingParameters,
     StatusEvent,
+    Steps,
     ThreadMessage,
+    Threads,
     Tool,
     ToolCallError,
     ToolCallsEvent,
@@ -29,6 +37,7 @@ from aioagents.assistants import (
     ToolStepBegin,
     ToolStepEnd,
     ToolSubmittedOutput,
+    models,
 )
 from aioagents.testing import Fault
 from aioagents.testing._appbuilder import FakeAppBuilderServer, RunScript, ToolCallScript
@@ -773,3 +782,18 @@ async def test_run_with_tools_resumes_with_every_run_parameter_but_the_new_messa
     assert resumed["thread_id"] == run.thread_id
     assert resumed["tool_output"]["run_id"] == run.id
     assert (resumed["metadata"], resumed["instructions"]) == ({"k": "v"}, "short")
+
+
+RESOURCES = [Assistants, Files, Messages, Runs, Steps, Threads]
+
+
+@pytest.mark.parametrize("cls", RESOURCES, ids=lambda c: c.__name__)
+def test_every_call_takes_its_keywords_from_one_declaration_over_the_request_options(cls: type) -> None:
+    for name, method in inspect.getmembers(cls, inspect.isfunction):
+        if name.startswith("_") or name.startswith("iter_"):
+            continue
+        params = inspect.signature(method).parameters
+        assert not {"timeout", "max_retries", "extra_headers", "limit", "order"} & set(params), (cls.__name__, name)
+        (kwargs,) = [p for p in params.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
+        declared = getattr(models, kwargs.annotation.removeprefix("Unpack[").removesuffix("]"), None) or RequestOptions
+        assert {"timeout", "max_retries", "extra_headers"} <= declared.__required_keys__ | declared.__optional_keys__

@@ -310,7 +310,7 @@ async def test_interpreter_file_calls_take_the_per_call_options(instant_retries:
 # Calls whose ``**`` is taken by something else name the options instead: ChatClient.create/stream (``**`` holds the
 # request's fields) and WorkflowsClient.execute_with_retry (the original SDK's own max_retries).
 NAMED_OPTIONS = {(ChatClient, "create"), (ChatClient, "stream"), (WorkflowsClient, "execute_with_retry")}
-ON_THE_SHAPE = [SandboxClient, WorkflowsClient, InterpreterClient, ChatClient]
+ON_THE_SHAPE = [SandboxClient, WorkflowsClient, InterpreterClient, ChatClient, AssistantsClient]
 
 
 @pytest.mark.parametrize("cls", ON_THE_SHAPE, ids=lambda c: c.__name__)
@@ -337,7 +337,7 @@ def test_every_call_takes_the_options_from_their_one_declaration(cls: type[Servi
     assert "options" in inspect.signature(cls.__init__).parameters
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.name != "assistants"], ids=lambda c: c.name)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_a_misspelt_client_option_is_a_type_error(case: Case) -> None:
     with pytest.raises(TypeError, match="timout"):
         case.make("http://127.0.0.1:9", timout=5)
