@@ -332,10 +332,13 @@ class _Api:
         return await self.post(path, body, paged, options, idempotent=True, problems=p)
 
 
-_PAGE_KEYS = frozenset({"limit", "order", "after", "before"})
+def _keys(declaration: Any) -> frozenset[str]:
+    """The keywords a TypedDict declares."""
+    return frozenset(declaration.__required_keys__ | declaration.__optional_keys__)
 
 
-_OPTION_KEYS = RequestOptions.__required_keys__ | RequestOptions.__optional_keys__
+_OPTION_KEYS = _keys(RequestOptions)
+_PAGE_KEYS = _keys(PageQuery) - _OPTION_KEYS
 
 
 def _split(params: Mapping[str, Any], own: frozenset[str]) -> tuple[dict[str, Any], RequestOptions]:
@@ -419,13 +422,12 @@ async def _call_tool(tools: Mapping[str, ToolFunction], call: ToolCall) -> ToolO
 
 
 # -- resources ------------------------------------------------------------------------------------------------------
+_ASSISTANT_KEYS = _keys(AssistantSettings) - _OPTION_KEYS
+#: What the service is sent for a setting not given (every one is sent).
 _ASSISTANT_DEFAULTS: dict[str, Any] = {
-    "description": "",
-    "instructions": "",
+    **dict.fromkeys(_ASSISTANT_KEYS, ""),
     "model": DEFAULT_MODEL,
     "response_format": "text",
-    "thought_instructions": "",
-    "chat_instructions": "",
     "tools": (),
     "file_ids": (),
     "metadata": None,
@@ -463,9 +465,6 @@ def _assistant_body(settings: AssistantSettings, p: _Problems) -> tuple[dict[str
         "metadata": dict(a["metadata"] or {}),
     }
     return body, options
-
-
-_ASSISTANT_KEYS = frozenset({"name", *_ASSISTANT_DEFAULTS})
 
 
 class Assistants:
@@ -697,22 +696,9 @@ class Steps:
         return await self._api.post("/v2/threads/runs/steps/query", body, RunStep, options, idempotent=True)
 
 
-_RUN_DEFAULTS: dict[str, Any] = {
-    "thread_id": None,
-    "thread": None,
-    "model": None,
-    "metadata": None,
-    "response_format": "text",
-    "instructions": None,
-    "thought_instructions": None,
-    "chat_instructions": None,
-    "model_parameters": None,
-    "tools": (),
-    "tool_output": None,
-    "user_info": None,
-    "user_loc": None,
-}
-_RUN_KEYS = frozenset({"assistant_id", *_RUN_DEFAULTS})
+_RUN_KEYS = _keys(RunParameters) - _OPTION_KEYS
+#: A run parameter not given is null on the wire (the service's model takes every key), but for these.
+_RUN_DEFAULTS: dict[str, Any] = {**dict.fromkeys(_RUN_KEYS), "response_format": "text", "tools": ()}
 
 
 def _run_body(params: RunParameters | ToolRunParameters, *, stream: bool) -> tuple[dict[str, Any], RequestOptions]:
