@@ -174,18 +174,22 @@ def _blocking(async_fn: Callable[P, Awaitable[T]]) -> Callable[P, T]:
     return blocking
 
 
+#: ``max_attempts`` of a call that has no limits (the dataset reads); ``None`` is a value the SDK's calls accept.
+_NO_LIMITS: Any = object()
+
+
 async def _call(
     method: Callable[..., Awaitable[T]],
     request: Any,
     model: type[Any],
     endpoint: str,
-    max_attempts: int | None = None,
+    max_attempts: int | None = _NO_LIMITS,
     client_timeout: float | None = None,
 ) -> T:
     """``method`` (of :class:`SandboxClient`) on the client a call takes, with the request as our model; the SDK's
-    ``max_attempts`` and ``client_timeout`` go to the calls that have them (run and submit: ``max_attempts`` given)."""
+    ``max_attempts`` and ``client_timeout`` go to the calls that have them (run and submit), as given."""
     request = _as_model(request, model)
-    limits = {} if max_attempts is None else {"max_attempts": max_attempts, "client_timeout": client_timeout}
+    limits = {} if max_attempts is _NO_LIMITS else {"max_attempts": max_attempts, "client_timeout": client_timeout}
     return await _using(lambda client: method(client, request, endpoint=endpoint, **limits))
 
 

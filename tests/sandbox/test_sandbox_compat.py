@@ -409,3 +409,12 @@ def test_each_blocking_function_names_its_async_twin_and_shares_its_signature() 
         assert inspect.signature(blocking) == inspect.signature(twin)
         assert blocking.__name__ == name
         assert inspect.getdoc(blocking)
+
+
+def test_max_attempts_none_still_sends_the_client_timeout(srv: FakeSandboxFusionServer) -> None:
+    with pytest.raises(APITimeoutError):
+        run_code(
+            RunCodeRequest(code="import time; time.sleep(4); print(123)", language="python"),
+            max_attempts=None,  # type: ignore[arg-type]
+            client_timeout=1,
+        )
