@@ -47,7 +47,6 @@ __all__ = [
     "SentOptions",
     "ServiceClient",
     "Unpack",
-    "call_attempts",
     "merge_headers",
     "resolve_attempts",
     "resolve_options",
@@ -350,8 +349,3 @@ class ServiceClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def call_attempts(max_retries: int | None) -> int | None:
-    """A call's ``max_retries`` as the Transport's ``max_attempts`` (``None``: the client's default)."""
-    return None if max_retries is None else resolve_attempts(None, max_retries)
