@@ -656,152 +656,154 @@ _COERCERS: dict[Any, Callable[[Any], Any]] = {}
 
 
 def _coercer(tp: Any) -> Callable[[Any], Any]:
-    """The converter for the SDK's field type ``tp`` (made once per type)."""
+    """The converter for the SDK's field type ``tp``, made once per type: it returns a value as that type holds it,
+    converted as pydantic's lax mode does (a mapping or an aioagents model into a model, a string into an enum, an int
+    into a float, …) plus aioagents' ``datetime`` into epoch milliseconds, and raises ``ValueError`` for what pydantic
+    would refuse. An enum value the SDK does not know is kept as it came (the service may add one)."""
     fn = _COERCERS.get(tp)
     if fn is None:
-        fn = _COERCERS[tp] = functools.partial(_coerce, tp)
-        args = typing.get_args(tp)
-        origin = typing.get_origin(tp)
-        if origin is list:
-            item = _coercer(args[0])
-
-            def fn(value: Any) -> Any:
-                if value is None:
-                    raise _invalid("value (not None)", value)
-                if not isinstance(value, (list, tuple)):
-                    raise _invalid("list", value)
-                return [item(v) for v in value]
-
-        elif origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
-            inner = _coercer(args[0] if args[1] is type(None) else args[1])
-
-            def fn(value: Any) -> Any:
-                return None if value is None else inner(value)
-
-        elif isinstance(tp, type) and issubclass(tp, _SDKModel):
-            model = tp
-
-            def fn(value: Any) -> Any:
-                if value is None:
-                    raise _invalid("value (not None)", value)
-                return model.model_validate(value)
-
-        elif tp is str:
-
-            def fn(value: Any) -> Any:
-                if isinstance(value, str):
-                    return value
-                raise _invalid("string", value)
-
-        elif tp is int:
-            general = fn
-
-            def fn(value: Any) -> Any:
-                return value if type(value) is int else general(value)
-
-        elif tp is dict:
-
-            def fn(value: Any) -> Any:
-                if isinstance(value, Mapping):
-                    return dict(value)
-                raise _invalid("dictionary", value)
-
-        elif isinstance(tp, type) and issubclass(tp, enum.Enum):
-            members = cast(Any, tp)
-
-            def fn(value: Any) -> Any:
-                if isinstance(value, members):
-                    return value
-                try:
-                    return members(value)
-                except ValueError:
-                    return value  # a value the SDK does not know yet: kept as it came
-
-        _COERCERS[tp] = fn
+        fn = _COERCERS[tp] = _make_coercer(tp)
     return fn
 
 
-def _coerce(tp: Any, value: Any) -> Any:
-    """``value`` as the SDK's field type ``tp`` holds it, converted as pydantic's lax mode does (a mapping or an
-    aioagents model into a model, a string into an enum, an int into a float, …) plus aioagents' ``datetime`` into
-    epoch milliseconds; a ``ValueError`` for what pydantic would refuse. An enum value the SDK does not know is kept
-    as it came (the service may add one)."""
-    if value is None:
-        if tp is Any or _optional(tp):
-            return None
-        raise _invalid("value (not None)", value)
-    origin = typing.get_origin(tp)
+def _make_coercer(tp: Any) -> Callable[[Any], Any]:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(tp) if a is not type(None)]
-        if str in options and isinstance(value, str):
+        return _union_coercer([a for a in args if a is not type(None)], optional=type(None) in args)
+    if origin is list:
+        item = _coercer(args[0]) if args else _same
+
+        def coerce_list(value: Any) -> Any:
+            if value is None:
+                raise _invalid("value (not None)", value)
+            if not isinstance(value, (list, tuple)):
+                raise _invalid("list", value)
+            return [item(v) for v in value]
+
+        return coerce_list
+    if origin is dict or tp is dict:
+        return _to_dict
+    if not isinstance(tp, type):
+        return _same
+    if issubclass(tp, _SDKModel):
+        model = tp
+
+        def coerce_model(value: Any) -> Any:
+            if value is None:
+                raise _invalid("value (not None)", value)
+            return model.model_validate(value)
+
+        return coerce_model
+    if issubclass(tp, enum.Enum):
+        members = cast(Any, tp)
+
+        def coerce_enum(value: Any) -> Any:
+            if isinstance(value, members):
+                return value
+            try:
+                return members(value)
+            except ValueError:
+                return value  # a value the SDK does not know yet: kept as it came
+
+        return coerce_enum
+    return _SCALARS.get(tp, _same)
+
+
+def _union_coercer(options: list[Any], *, optional: bool) -> Callable[[Any], Any]:
+    if len(options) == 1:
+        inner = _coercer(options[0])
+        return (lambda value: None if value is None else inner(value)) if optional else inner
+    takes_str = str in options
+    # A string stays a string when the union has str; anything else takes the first option that converts it.
+    others = [_coercer(a) for a in options if a is not str]
+
+    def coerce_union(value: Any) -> Any:
+        if value is None:
+            if optional:
+                return None
+            raise _invalid("value (not None)", value)
+        if takes_str and isinstance(value, str):
             return value
         errors = []
-        for option in options:
-            if option is not str:
-                try:
-                    return _coerce(option, value)
-                except ValueError as exc:
-                    errors.append(str(exc))
+        for coerce in others:
+            try:
+                return coerce(value)
+            except ValueError as exc:
+                errors.append(str(exc))
         raise ValueError("; ".join(errors) or str(_invalid("string", value)))
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise _invalid("list", value)
-        (item,) = typing.get_args(tp)
-        return [_coerce(item, v) for v in value]
-    if origin is dict or tp is dict:
-        if not isinstance(value, Mapping):
-            raise _invalid("dictionary", value)
-        return dict(value)
-    if not isinstance(tp, type):
-        return value
-    if issubclass(tp, _SDKModel):
-        return tp.model_validate(value)
-    if issubclass(tp, enum.Enum):
-        try:
-            return tp(value)
-        except ValueError:
-            return value
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise _invalid("string", value)
-    if tp is int:
-        if isinstance(value, datetime):
-            return _ms_of(value)
-        if isinstance(value, int):
-            return int(value)
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise _invalid("integer", value)
-    if tp is float:
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise _invalid("number", value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if value in (0, 1):
-            return bool(value)
-        if isinstance(value, str) and value.lower() in _BOOL_STRINGS:
-            return _BOOL_STRINGS[value.lower()]
-        raise _invalid("boolean", value)
-    if tp is bytes:
-        if isinstance(value, (bytes, bytearray)):
-            return bytes(value)
-        if isinstance(value, str):
-            return value.encode()
-        raise _invalid("bytes", value)
+
+    return coerce_union
+
+
+def _same(value: Any) -> Any:
     return value
+
+
+def _to_dict(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise _invalid("dictionary", value)
+
+
+def _to_str(value: Any) -> Any:
+    if isinstance(value, str):
+        return value
+    raise _invalid("string", value)
+
+
+def _to_int(value: Any) -> Any:
+    if type(value) is int:
+        return value
+    if isinstance(value, datetime):
+        return _ms_of(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise _invalid("value (not None)" if value is None else "integer", value)
+
+
+def _to_float(value: Any) -> Any:
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise _invalid("value (not None)" if value is None else "number", value)
+
+
+def _to_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in _BOOL_STRINGS:
+        return _BOOL_STRINGS[value.lower()]
+    raise _invalid("value (not None)" if value is None else "boolean", value)
+
+
+def _to_bytes(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode()
+    raise _invalid("value (not None)" if value is None else "bytes", value)
+
+
+_SCALARS: dict[type, Callable[[Any], Any]] = {
+    str: _to_str,
+    int: _to_int,
+    float: _to_float,
+    bool: _to_bool,
+    bytes: _to_bytes,
+}
 
 
 _BOOL_STRINGS = {
