@@ -5,7 +5,8 @@ Every service has its own package (``aioagents.sandbox``, ``aioagents.interprete
 rate-limit policies, event streams and batch helpers. Blocking twins of every client live in ``aioagents.sync``.
 """
 
-from aioagents._batch import BatchResult, Progress, ProgressCallback, amap, as_completed, run_concurrent
+from aioagents._batch import BatchResult, Progress, ProgressCallback, amap, as_completed
+from aioagents._client import CallOptions, ClientOptions, RequestOptions
 from aioagents._config import Timeout, TimeoutLike
 from aioagents._exceptions import (
     AioAgentsError,
@@ -54,7 +55,9 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchResult",
+    "CallOptions",
     "ClientClosedError",
+    "ClientOptions",
     "ConflictError",
     "EventStream",
     "EventTooLargeError",
@@ -72,6 +75,7 @@ __all__ = [
     "RateLimiter",
     "RateLimiterUnavailableError",
     "RedirectError",
+    "RequestOptions",
     "RequestTooLargeError",
     "ResponseTooLargeError",
     "ResponseValidationError",
@@ -87,8 +91,24 @@ __all__ = [
     "__version__",
     "amap",
     "as_completed",
-    "run_concurrent",
     "setup_logging",
 ]
 
 _setup_from_env()
+
+
+def __getattr__(name: str) -> object:
+    # ``aioagents.run_concurrent`` was documented before it moved to the compat layer it belongs to: still served,
+    # with a warning that names the new home.
+    if name == "run_concurrent":
+        import warnings
+
+        from aioagents.compat.sandbox_fusion import run_concurrent
+
+        warnings.warn(
+            "aioagents.run_concurrent moved to aioagents.compat.sandbox_fusion.run_concurrent",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return run_concurrent
+    raise AttributeError(f"module 'aioagents' has no attribute {name!r}")
