@@ -853,25 +853,35 @@ class Transport:
         idle_timeout: float | None = 60.0,
         cost: float = 1.0,
         permits: Iterable[tuple[RateLimiter, float]] = (),
-        json: Any = MISSING,
-        data: Any = None,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: TimeoutLike = None,
-        max_attempts: int | None = None,
-        retry: RetryPolicy | None = None,
-        base_url: str | None = None,
+        **request: Unpack[StreamRequest],
     ) -> aiohttp.ClientResponse:
         """Send with retries (the same attempt loop as ``request``) until a non-error response head arrives; return
         it unread. ``functools.partial`` of it is the opener of a stream (sent when the stream is entered)."""
-        url, body, hdrs = self._build(method, path, base_url, json, data, headers)
-        tmo = to_timeout(timeout, self.timeout)
+        url, body, hdrs = self._build(
+            method,
+            path,
+            request.get("base_url"),
+            request.get("json", MISSING),
+            request.get("data"),
+            request.get("headers"),
+        )
+        tmo = to_timeout(request.get("timeout"), self.timeout)
         # As in request(): a one-shot body (an async iterator) is spent by the first attempt and must not be re-sent.
         replayable = body is None or isinstance(body, (bytes, str)) or callable(body)
         result: aiohttp.ClientResponse = await self._attempts(
             self._send,
-            (method, url, body, params, hdrs, tmo.for_stream(idle_timeout), tmo.connect, None, replayable),
-            self._policy(max_attempts, retry),
+            (
+                method,
+                url,
+                body,
+                request.get("params"),
+                hdrs,
+                tmo.for_stream(idle_timeout),
+                tmo.connect,
+                None,
+                replayable,
+            ),
+            self._policy(request.get("max_attempts"), request.get("retry")),
             idempotent,
             replayable,
             method,

@@ -26,17 +26,8 @@ from typing import Any
 
 import attrs
 
-from aioagents import _json
-from aioagents._client import (
-    ClientOptions,
-    Endpoint,
-    RequestOptions,
-    SentOptions,
-    ServiceClient,
-    Unpack,
-    resolve_attempts,
-    resolve_options,
-)
+from aioagents import ClientOptions, RequestOptions, _json
+from aioagents._client import Endpoint, SentOptions, ServiceClient, Unpack, resolve_attempts, resolve_options
 from aioagents._config import Timeout, TimeoutLike
 from aioagents._converter import structure
 from aioagents._exceptions import (

@@ -37,16 +37,8 @@ from typing import Any, Union
 import aiohttp
 import attrs
 
-from aioagents import _json
-from aioagents._client import (
-    CallOptions,
-    ClientOptions,
-    Endpoint,
-    RequestOptions,
-    ServiceClient,
-    Unpack,
-    resolve_options,
-)
+from aioagents import CallOptions, ClientOptions, RequestOptions, _json
+from aioagents._client import Endpoint, ServiceClient, Unpack, resolve_options
 from aioagents._config import Timeout, TimeoutLike
 from aioagents._converter import structure
 from aioagents._exceptions import (

@@ -6,17 +6,9 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from aioagents import ClientOptions, RequestOptions
 from aioagents._batch import BatchResult, ProgressCallback, as_completed
-from aioagents._client import (
-    ClientOptions,
-    Endpoint,
-    RequestOptions,
-    SentOptions,
-    ServiceClient,
-    Unpack,
-    resolve_attempts,
-    resolve_options,
-)
+from aioagents._client import Endpoint, SentOptions, ServiceClient, Unpack, resolve_attempts, resolve_options
 from aioagents._config import Timeout, env_or
 from aioagents._converter import structure, unstructure
 from aioagents._exceptions import APIError, InvalidRequestError

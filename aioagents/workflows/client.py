@@ -29,16 +29,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 from urllib.parse import quote
 
-from aioagents._client import (
-    ClientOptions,
-    Endpoint,
-    RequestOptions,
-    SentOptions,
-    ServiceClient,
-    Unpack,
-    resolve_attempts,
-    resolve_options,
-)
+import attrs
+
+from aioagents import ClientOptions, RequestOptions
+from aioagents._client import Endpoint, SentOptions, ServiceClient, Unpack, resolve_attempts, resolve_options
 from aioagents._config import Timeout, TimeoutLike, to_timeout
 from aioagents._exceptions import ResponseValidationError
 from aioagents._retry import RetryPolicy, parse_retry_after
@@ -151,6 +145,16 @@ def encode_files(value: Any, *, _depth: int = 0) -> Any:
     if isinstance(value, (list, tuple)):
         return [encode_files(v, _depth=_depth + 1) for v in value]
     return value
+
+
+@attrs.frozen
+class _Run:
+    """What an execute asks of the server besides its input: one record from the call to the wire encoding."""
+
+    async_execution: bool = False
+    selected_outputs: Sequence[str] | None = None
+    execution_timeout: int | None = None
+    execution_id: str | None = None
 
 
 def _validate_timeout(execution_timeout: int | None, async_execution: bool) -> None:
@@ -357,39 +361,24 @@ class WorkflowsClient(ServiceClient):
             raise SimInvalidRequestError("stream and async_execution cannot be combined")
         _validate_timeout(execution_timeout, async_execution)
         sent = resolve_options(options, timeout=None if async_execution else self._execute_timeout)
-        return await self._execute(
-            sent, None, workflow_id, input, stream, async_execution, selected_outputs, execution_timeout, execution_id
-        )
+        run = _Run(async_execution, selected_outputs, execution_timeout, execution_id)
+        return await self._execute(sent, None, workflow_id, input, stream, run)
 
     async def _execute(
-        self,
-        sent: SentOptions,
-        retry: RetryPolicy | None,
-        workflow_id: str,
-        input: Any,
-        stream: bool,
-        async_execution: bool,
-        selected_outputs: Sequence[str] | None,
-        execution_timeout: int | None,
-        execution_id: str | None,
+        self, sent: SentOptions, retry: RetryPolicy | None, workflow_id: str, input: Any, stream: bool, run: _Run
     ) -> ExecutionResult | EventStream[WorkflowEvent] | Job:
         """An execute of either kind once its options are resolved (``retry``: a policy of the call's own)."""
         if stream:
             events = self._stream_on(
-                sent, retry, workflow_id, input, selected_outputs=selected_outputs, execution_id=execution_id
+                sent, retry, workflow_id, input, selected_outputs=run.selected_outputs, execution_id=run.execution_id
             )
             await events.__aenter__()
             return events
+        async_execution = run.async_execution
         if async_execution:
-            selected_outputs = None
-        encoded = {
-            "async_execution": async_execution,
-            "selected_outputs": selected_outputs,
-            "execution_timeout": execution_timeout,
-            "execution_id": execution_id,
-        }
+            run = attrs.evolve(run, selected_outputs=None)
         try:
-            resp = await self._post_execute(sent, retry, workflow_id, input, **encoded)
+            resp = await self._post_execute(sent, retry, workflow_id, input, run)
         except FailedRunAnswer as failed:
             # v1 answers a failed or timed-out run with 500/408 and the run's envelope: that is data, not an error.
             finished = ExecutionResult.from_wire(failed.body, http_status=failed.status)
@@ -463,16 +452,8 @@ class WorkflowsClient(ServiceClient):
         idle_timeout: float | None = None,
     ) -> EventStream[WorkflowEvent]:
         generation = self._generation or "v1"  # a stream cannot fall back once opened: "auto" streams on v1
-        body, headers = self._encode(
-            generation,
-            input,
-            stream=True,
-            async_execution=False,
-            selected_outputs=selected_outputs,
-            execution_timeout=None,
-            execution_id=execution_id,
-            extra_headers=sent["headers"],
-        )
+        run = _Run(selected_outputs=selected_outputs, execution_id=execution_id)
+        body, headers = self._encode(generation, input, run, stream=True, extra_headers=sent["headers"])
         if include_thinking:
             body["includeThinking"] = True
         if include_tool_calls:
@@ -532,9 +513,8 @@ class WorkflowsClient(ServiceClient):
             {"timeout": timeout, "extra_headers": extra_headers},
             timeout=None if async_execution else self._execute_timeout,
         )
-        return await self._execute(
-            sent, policy, workflow_id, input, stream, async_execution, selected_outputs, execution_timeout, None
-        )
+        run = _Run(async_execution, selected_outputs, execution_timeout)
+        return await self._execute(sent, policy, workflow_id, input, stream, run)
 
     # -- jobs and runs --------------------------------------------------------------------------------------
     async def get_job_status(
@@ -580,15 +560,14 @@ class WorkflowsClient(ServiceClient):
     def _encode(
         generation: Literal["v1", "v2"],
         input: Any,
+        run: _Run,
         *,
         stream: bool,
-        async_execution: bool,
-        selected_outputs: Sequence[str] | None,
-        execution_timeout: int | None,
-        execution_id: str | None,
         extra_headers: Mapping[str, str] | None = None,
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """The body and headers of an execute in one generation's dialect (contract §3.1, §3.2, §7)."""
+        async_execution, selected_outputs = run.async_execution, run.selected_outputs
+        execution_timeout, execution_id = run.execution_timeout, run.execution_id
         if input is None:
             fields: dict[str, Any] = {}
         elif isinstance(input, Mapping):
@@ -633,19 +612,19 @@ class WorkflowsClient(ServiceClient):
         return body, headers
 
     async def _post_execute(
-        self, sent: SentOptions, retry: RetryPolicy | None, workflow_id: str, input: Any, **encoded: Any
+        self, sent: SentOptions, retry: RetryPolicy | None, workflow_id: str, input: Any, run: _Run
     ) -> Response:
         """POST an execute in the current generation; under "auto", fall back to v1 on v2's switched-off 404."""
         if self._generation is not None:
-            return await self._post_in(self._generation, sent, retry, workflow_id, input, encoded)
+            return await self._post_in(self._generation, sent, retry, workflow_id, input, run)
         try:
-            resp = await self._post_in("v2", sent, retry, workflow_id, input, encoded)
+            resp = await self._post_in("v2", sent, retry, workflow_id, input, run)
         except SimNotFoundError as err:
             if err.body != _V2_DISABLED:
                 raise
             # The v2 flag is off here; a 404 ran nothing, so sending the v1 request is safe.
             self._generation = "v1"
-            return await self._post_in("v1", sent, retry, workflow_id, input, encoded)
+            return await self._post_in("v1", sent, retry, workflow_id, input, run)
         self._generation = "v2"
         return resp
 
@@ -656,9 +635,9 @@ class WorkflowsClient(ServiceClient):
         retry: RetryPolicy | None,
         workflow_id: str,
         input: Any,
-        encoded: Mapping[str, Any],
+        run: _Run,
     ) -> Response:
-        body, headers = self._encode(generation, input, stream=False, extra_headers=sent["headers"], **encoded)
+        body, headers = self._encode(generation, input, run, stream=False, extra_headers=sent["headers"])
         return await self._transport.request(
             "POST",
             self._execute_path(generation, workflow_id),
