@@ -116,14 +116,16 @@ class UidPool:
         *,
         quarantine: bool = True,
     ) -> None:
-        """``quarantine=False`` (full isolation: a run writes nothing outside its own tmpfs) frees a uid as soon as
-        it is released and hands out the lowest free uid first, so few uids (and their cgroups) are ever used."""
+        """``quarantine=False`` (full isolation: a run writes nothing outside its own tmpfs) makes a uid reusable as
+        soon as it is released, and keeps its claim for the next run (no lock file opened and flocked per run): few
+        uids (and their cgroups) are ever used."""
         self._quarantine = quarantine
         self._base = base
         self._size = size
         self._lock_dir = lock_dir
         self._shared_dirs = tuple(shared_dirs)
         self._held: dict[int, int] = {}
+        self._idle: list[int] = []  # claimed, released, ready for the next run (without quarantine)
         self._dirty: set[int] = set()
         self._sweeper: asyncio.Future[None] | None = None
         self._sweeping = asyncio.Lock()
@@ -159,6 +161,8 @@ class UidPool:
 
     async def acquire(self) -> int:
         while True:
+            if self._idle:
+                return self._idle.pop()
             for i in range(self._size):
                 if self._quarantine:
                     uid = self._base + self._next
@@ -177,7 +181,9 @@ class UidPool:
         if uid not in self._held or uid in self._dirty:
             return
         if not self._quarantine:
-            self._free(uid)
+            if uid not in self._idle:
+                self._idle.append(uid)
+                self._released.set()
             return
         self._dirty.add(uid)
         if self._sweeper is None or self._sweeper.done():
@@ -206,6 +212,7 @@ class UidPool:
             sweeper.cancel()  # asleep, or waiting for the lock with nothing left to sweep
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+        self._idle.clear()
         for uid in list(self._held):
             self._free(uid)
 
