@@ -38,7 +38,8 @@ __all__ = ["Limits", "ProcessResult", "UidPool", "ZygoteClient"]
 _log = logging.getLogger("aioagents.local")
 
 _ZYGOTE_SCRIPT = Path(__file__).with_name("_zygote.py")
-_MAX_PACKET = 1 << 16  # the zygote's receive buffer
+_MAX_PACKET = 1 << 16  # the most a run's description (through its pipe) or a factory's answer may be
+_MAX_REQUEST = 4096  # the zygote's receive buffer for requests (_zygote._MAX_MSG)
 _ZYGOTE_PATH_VAR = "AIOAGENTS_ZYGOTE_PYTHONPATH"  # _zygote.py reads it
 _CPUS = os.cpu_count() or 1
 # A char is at most 12 bytes in ASCII JSON (a non-BMP one: two \uXXXX escapes), so this always fits one packet.
@@ -702,8 +703,8 @@ class _Channel:
             raise ConnectionResetError("the sandbox process factory exited")
         rid = next(self._ids)
         payload = json.dumps({**message, "id": rid}).encode()  # ASCII: a path may hold surrogate escapes
-        if len(payload) > _MAX_PACKET:
-            raise RuntimeError(f"the run's description is {len(payload)} bytes; the limit is {_MAX_PACKET}")
+        if len(payload) > _MAX_REQUEST:
+            raise RuntimeError(f"a request to the process factory is {len(payload)} bytes; the limit is {_MAX_REQUEST}")
         reply: asyncio.Future[dict[str, Any]] = self._loop.create_future()
         self._replies[rid] = reply
         try:

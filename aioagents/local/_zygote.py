@@ -63,10 +63,16 @@ import weakref  # noqa: F401
 from collections.abc import Callable
 from typing import Any
 
-_MAX_MSG = 1 << 16  # a spawn request is a few KiB; under malloc's mmap threshold
+# A request is ~100 bytes (a run's own description comes through its pipe): a 64 KiB receive buffer was a big malloc
+# and a split chunk per packet, pages written after every fork. (The server holds its requests to this size.)
+_MAX_MSG = 4096
 _MAX_FDS = 8
 _RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
 _FD_SIZE = 4  # a C int
+# Plain ints: ``socket.MSG_*`` are IntFlag members, and ``|`` or ``&`` on them runs the enum module's Python code.
+_TRUNCATED = int(socket.MSG_TRUNC | socket.MSG_CTRUNC)
+_DONTWAIT = int(socket.MSG_DONTWAIT)
+_FDS_SPACE = socket.CMSG_SPACE(_MAX_FDS * _FD_SIZE)
 #: ``json``'s C scanner, called directly: ``json.loads`` wraps it in Python (encoding detection, a whitespace regex,
 #: two decoder methods), and every object that Python touches after a fork is a page copied (~50 page faults for a
 #: spawn's payload through ``json.loads``, ~27 through this).
@@ -196,7 +202,7 @@ def _read_payload(fd: int) -> dict[str, Any]:
     the spawn: it never passes through the zygote's heap, so no later fork inherits it."""
     chunks = []
     while True:
-        chunk = os.read(fd, 1 << 16)
+        chunk = os.read(fd, 8192)  # (a 64 KiB buffer was a big malloc and split: more pages written)
         if not chunk:
             break
         chunks.append(chunk)
@@ -857,8 +863,12 @@ class Zygote:
         self.wake_r.setblocking(False)
         self.wake_w.setblocking(False)
         signal.set_wakeup_fd(self.wake_w.fileno())
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        signal.signal(signal.SIGTERM, self._stop)
+        # Held here too: a child resets these handlers, and the last reference dropped there would free them
+        # (pages written in every child).
+        self.on_sigchld = _ignore_signal
+        self.on_sigterm = self._stop
+        signal.signal(signal.SIGCHLD, self.on_sigchld)
+        signal.signal(signal.SIGTERM, self.on_sigterm)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server; it shuts us down
         self.poller.register(self.channel.fileno(), select.EPOLLIN)
         self.poller.register(self.wake_r.fileno(), select.EPOLLIN)
@@ -938,7 +948,7 @@ class Zygote:
     def _handle(self, data: bytes, fds: list[int], flags: int) -> None:
         rid = None
         try:
-            if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+            if flags & _TRUNCATED:
                 raise ValueError("message too large")
             spec = _parse(data)
             rid = spec.get("id")
@@ -1061,14 +1071,18 @@ class Zygote:
         return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
+def _ignore_signal(*_: object) -> None:
+    """SIGCHLD's handler: the signal only needs to wake the poll (through the wake-up fd)."""
+
+
 def _recv_packet(sock: socket.socket) -> tuple[bytes, list[int], int]:
     """One packet and its file descriptors, without blocking (``socket.recv_fds`` ignores its ``flags``)."""
-    data, ancdata, flags, _ = sock.recvmsg(_MAX_MSG, socket.CMSG_SPACE(_MAX_FDS * _FD_SIZE), socket.MSG_DONTWAIT)
+    data, ancdata, flags, _ = sock.recvmsg(_MAX_MSG, _FDS_SPACE, _DONTWAIT)
     fds: list[int] = []
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             usable = len(payload) - len(payload) % _FD_SIZE
-            fds.extend(int.from_bytes(payload[i : i + _FD_SIZE], sys.byteorder) for i in range(0, usable, _FD_SIZE))
+            fds += memoryview(payload)[:usable].cast("i").tolist()  # C ints, native order (no generator per packet)
     return data, fds, flags
 
 
