@@ -760,6 +760,8 @@ def _read_fetch(plan: _FetchPlan) -> dict[str, FetchedFile]:
             del buf[got:]
         read[key] = FetchedFile(buf)
     return {name: read[key] for name, key in plan.names if key in read}
+
+
 def is_linux_root() -> bool:
     """Whether this process is root (on Linux, where the full isolation level exists)."""
     return sys.platform.startswith("linux") and os.geteuid() == 0
