@@ -163,6 +163,12 @@ async def main() -> None:
         print(f"{mode:<26}{c:>5}{rate:>10.1f}{p50:>10.1f}{p95:>10.1f}{cpu:>12.2f}  = {shares}")
     print("(CPU per completed run: this client plus the server and every process under it; the factory is what the")
     print(" server started, the runs what the factory reaped; from /proc tick counts, so take a few hundred runs)")
+    by_mode = {(mode, c): (cpu, split) for mode, c, _, _, _, cpu, split in rows}
+    for c in args.concurrency:
+        if ("fast, isolation full", c) in by_mode and ("fast, isolation uid", c) in by_mode:
+            (on, on_split), (off, off_split) = by_mode["fast, isolation full", c], by_mode["fast, isolation uid", c]
+            extra = " + ".join(f"{on_split.get(part, 0.0) - off_split.get(part, 0.0):+.2f}" for part in parts)
+            print(f"isolation adds {on - off:+.2f} ms of CPU per run at concurrency {c} (= {extra})")
     figure = plot_local_sandbox(
         [
             {"mode": m, "concurrency": c, "runs_per_s": r, "p50_ms": p50, "p95_ms": p95}
