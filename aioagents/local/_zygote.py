@@ -880,6 +880,8 @@ class Zygote:
         self.netns: dict[int, int] = {}  # a run's pid -> the pooled network namespace it uses
         self.inits: dict[int, int] = {}  # a run's pid -> the init of its PID namespace (killed once the run ends)
         self.init_runs: dict[int, int] = {}  # the reverse
+        # The init of an ended run, killed and not reaped yet -> (the run's pid, its uid to clear, its answer so far).
+        self.dying: dict[int, tuple[int, int | None, bytes]] = {}
         self.running = True
         self.orphaned = False
         self.root = root
@@ -914,9 +916,9 @@ class Zygote:
         if self.iso is not None:
             # Every run's init is killed: wait for them, so their cgroups are empty and can go.
             deadline = 50
-            while self.children and deadline:
+            while (self.children or self.dying) and deadline:
                 self._reap()
-                if self.children:
+                if self.children or self.dying:
                     select.select([], [], [], 0.1)
                     deadline -= 1
             self.iso.close()
@@ -1017,36 +1019,51 @@ class Zygote:
             if pid == 0:
                 return
             if pid not in self.children:
+                ended = self.dying.pop(pid, None)
+                if ended is not None:  # the init of an ended run: now its answer can go
+                    self._answer(*ended)
+                    continue
                 run = self.init_runs.pop(pid, None)
                 if run is not None:  # a run's init died first (it never should): nothing of it to kill later
                     self.inits.pop(run, None)
                 continue
             uid = self.children.pop(pid)
             init = self.inits.pop(pid, -1)
-            if init > 0:
-                # The run is over: its init goes, and the kernel kills and waits for every process left in the
-                # namespace before the init is reaped.
-                self.init_runs.pop(init, None)
-                _kill_and_reap(init)
             code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
             answer = b'{"pid":%d,"exit":%d,"cpu":%.6f' % (pid, code, usage.ru_utime + usage.ru_stime)
-            if self.iso is not None:
-                # The init of the run's PID namespace is reaped: every process of the run is gone with it (the
-                # kernel kills and waits for them first), so its network namespace may serve another run.
-                self.iso.give_netns(self.netns.pop(pid, -1))
-                if uid is not None:
-                    oom = self.iso.cgroups.oom_since_last(uid)
-                    answer += b',"oom":true,"uid_clear":true}' if oom else b',"oom":false,"uid_clear":true}'
-                else:
-                    answer += b"}"
-                self._send_raw(answer)
+            if init > 0:
+                # The run is over: its init goes, and the kernel kills and waits for every process left in the
+                # namespace before the init can be reaped. That took 0.4 ms of wall time per run here (0.05 ms of
+                # CPU), during which a blocking wait held every other spawn: the answer waits for the init's own
+                # exit (its SIGCHLD), and the loop serves other runs meanwhile.
+                self.init_runs.pop(init, None)
+                try:  # noqa: SIM105 (see _handle)
+                    os.kill(init, _signal.SIGKILL)
+                except OSError:
+                    pass
+                self.dying[init] = (pid, uid, answer)
                 continue
+            self._answer(pid, uid, answer)
+
+    def _answer(self, pid: int, uid: int | None, answer: bytes) -> None:
+        """Send the exit of run ``pid`` (``answer``: its JSON object so far), every process of it gone."""
+        if self.iso is not None:
+            # The init of the run's PID namespace is reaped: every process of the run is gone with it (the
+            # kernel kills and waits for them first), so its network namespace may serve another run.
+            self.iso.give_netns(self.netns.pop(pid, -1))
             if uid is not None:
-                # Before the answer, so that the server may hand the uid to the next run at once.
-                answer += b',"uid_clear":true}' if self._clear_uid(uid) else b',"uid_clear":false}'
+                oom = self.iso.cgroups.oom_since_last(uid)
+                answer += b',"oom":true,"uid_clear":true}' if oom else b',"oom":false,"uid_clear":true}'
             else:
                 answer += b"}"
             self._send_raw(answer)
+            return
+        if uid is not None:
+            # Before the answer, so that the server may hand the uid to the next run at once.
+            answer += b',"uid_clear":true}' if self._clear_uid(uid) else b',"uid_clear":false}'
+        else:
+            answer += b"}"
+        self._send_raw(answer)
 
     def _clear_uid(self, uid: int) -> bool:
         """Kill every process of ``uid`` now: through the long-lived killer, else a one-shot helper waited for.
