@@ -18,12 +18,13 @@ busier host moves these by 10-20 %):
                          CPU per run at c=4: 2.95-3.23 ms
     subprocess per run   c=1:  22-24 runs/s,  p50 39-43 ms       c=4:  44-47 runs/s,  p50 81-87 ms
 
-Session 4 (isolation on and off in one invocation, all processes' CPU split by process; load average 6-7 from other
-sessions, 1,500 runs per row at concurrency 4, the session's start and end alternated in the same minutes):
+Session 4 (isolation on and off in one invocation, all processes' CPU split by process; load average 4-5 from other
+sessions, 1,500 runs per row at concurrency 4, the session's start and end alternated in the same minutes, both
+trees outside /tmp: a server importing from under /tmp costs every isolated run a bind mount, +0.3-0.5 ms):
 
-    isolation full   start: 4.52 ms/run = server 0.99 + factory 1.06 + runs 2.09 + client 0.43
-                     end:   3.63 ms/run = server 0.91 + factory 0.74 + runs 1.68 + client 0.34   (396 runs/s, p50 9.2)
-    isolation uid    start: 3.02 ms/run            end: 2.75 ms/run
+    isolation full   start: 3.91 ms/run = server 0.85 + factory 0.97 + runs 1.75 + client 0.36
+                     end:   3.51 ms/run = server 0.89 + factory 0.71 + runs 1.64 + client 0.30   (400 runs/s, p50 8.8)
+    isolation uid    start: 2.97 ms/run            end: 2.74 ms/run
 
 At the start of session 2 the fast path did 310-380 runs/s at p50 10.1-12.9 ms for 5.4 ms of CPU a run. Where it went
 and what took it out is in docs/architecture.md ("The embedded sandbox"): mostly copy-on-write page faults after
