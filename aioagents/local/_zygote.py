@@ -343,6 +343,16 @@ class _Isolation:
             self.libc.umount2(b"/sys/fs/cgroup", 2)  # MNT_DETACH; best effort
         self.tmp_opts = f"size={self.tmp_size},nr_inodes={1 << 17},mode=1777".encode()
         self.hidden = self._hidden_paths()
+        # What each run does for them, worked out once: the directories to create inside its private tmpfs (parents
+        # first; os.makedirs per run was dozens of pages written) and the mount targets.
+        self.hidden_targets = [seen.encode() for seen in self.hidden]
+        tops = tuple(d.rstrip("/") + "/" for d in self.private_dirs)
+        dirs: list[str] = []
+        for seen in self.hidden:
+            top = next(t for t in tops if seen.startswith(t))
+            parts = seen[len(top) :].split("/")
+            dirs += [top + "/".join(parts[: i + 1]) for i in range(len(parts))]
+        self.hidden_dirs = list(dict.fromkeys(dirs))
         self.shared_tmp = [d.encode() for d in ("/var/tmp", "/dev/shm", "/run/lock") if d in self.private_dirs]
         if not self.network:
             self.free_netns.append(self._new_netns())
@@ -445,9 +455,7 @@ class _Isolation:
         paths = spec.get("rw")
         # (Opened here, in this run's mount namespace: a mount of another namespace cannot be bound.)
         rw = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) for path in paths] if paths else ()
-        hidden = (
-            [(p, os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) for p in self.hidden] if self.hidden else ()
-        )
+        hidden = [os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for p in self.hidden] if self.hidden else ()
         # One tmpfs per run, at /tmp and also seen at /var/tmp, /dev/shm and /run/lock: a tmpfs costs ~0.08 ms to
         # make and tear down, a bind of one a fraction of that.
         if mount(b"tmpfs", b"/tmp", b"tmpfs", _MS_NOSUID | _MS_NODEV, self.tmp_opts):
@@ -455,13 +463,19 @@ class _Isolation:
         for path in self.shared_tmp:
             if mount(b"/tmp", path, None, _MS_BIND, None):
                 check(-1, "bind /tmp")
-        for seen, fd in hidden:
+        if hidden:
             # What runs read from under a private directory (a virtualenv in /tmp lending its site-packages, say):
             # seen through the private tmpfs as it is on the host, read-only like the rest of the host.
-            with contextlib.suppress(FileExistsError):
-                os.makedirs(seen, 0o755)
-            check(libc.mount(f"/proc/self/fd/{fd}".encode(), seen.encode(), None, _MS_BIND | _MS_REC, None), "bind")
-            os.close(fd)
+            for directory in self.hidden_dirs:
+                try:  # noqa: SIM105 (see _handle)
+                    os.mkdir(directory, 0o755)
+                except FileExistsError:  # (the same directory under /tmp and /var/tmp: one tmpfs)
+                    pass
+            for i, fd in enumerate(hidden):
+                target = self.hidden_targets[i]
+                if mount(b"/proc/self/fd/%d" % fd, target, None, _MS_BIND | _MS_REC, None):
+                    check(-1, "bind " + target.decode())
+                os.close(fd)
         for path, fd in rw:
             target = path.encode()
             if not os.path.isdir(path):  # hidden under a private tmpfs: recreate the mount point there
