@@ -256,6 +256,7 @@ class Transport:
         self._secret_names: set[str] = set()
         self._public: dict[str, str] = dict(self._headers)
         self._secrets: dict[str, str] = {}
+        self._json_call_headers: dict[str, str] = dict(_JSON_HEADERS)  # the secrets + the JSON content type
         for name, value in (secret_headers or {}).items():
             self.set_header(name, value, secret=True)
         self._user_session = session
@@ -299,6 +300,7 @@ class Transport:
                 self._secret_names.add(name.lower())
         self._public = {k: v for k, v in self._headers.items() if k.lower() not in self._secret_names}
         self._secrets = {k: v for k, v in self._headers.items() if k.lower() in self._secret_names}
+        self._json_call_headers = {**self._secrets, **_JSON_HEADERS}
         # Our own sessions carry the public headers as their defaults (cheaper than merging per request); secrets go
         # per request, and only to the origin they belong to.
         for session in getattr(self, "_sessions", {}).values():
@@ -374,6 +376,7 @@ class Transport:
         other._headers = dict(self._headers)
         other._secret_names = set(self._secret_names)
         other._public, other._secrets = dict(self._public), dict(self._secrets)
+        other._json_call_headers = dict(self._json_call_headers)
         if timeout is not None:
             other.timeout = to_timeout(timeout, self.timeout)
         if max_attempts is not None and max_attempts != self.retry.max_attempts:
@@ -435,8 +438,19 @@ class Transport:
     ) -> tuple[str, Any, dict[str, str]]:
         absolute = path.startswith(("http://", "https://"))
         url = path if absolute else (base_url.rstrip("/") if base_url else self._base_url) + path
+        if not absolute and not self._headers_per_request and not self._proxies:
+            # The common call: the endpoint's own URL on our session, which sends the public headers itself. The
+            # secrets (and the JSON content type) come from one dict made when the headers last changed.
+            if json is not MISSING:
+                data = _json.dumps(json)
+                hdrs = self._json_call_headers.copy()
+            else:
+                hdrs = self._secrets.copy()
+            if headers:
+                hdrs.update(headers)
+            return url, data, hdrs
         # Our sessions send the public headers as defaults; a user's session needs them on each request.
-        hdrs: dict[str, str] = dict(self._public) if self._headers_per_request else {}
+        hdrs = dict(self._public) if self._headers_per_request else {}
         # Credentials go to the endpoint (or a per-call endpoint the caller named), never to an absolute URL of
         # another origin (a status URL a server handed us, say).
         if self._secrets and (not absolute or _origin(URL(url)) == _origin(URL(self._base_url))):
@@ -479,26 +493,30 @@ class Transport:
         ``retry`` replaces the Transport's policy for this call (``max_attempts`` still applies on top).
         """
         url, body, hdrs = self._build(method, path, base_url, json, data, headers)
-        tmo = to_timeout(timeout, self.timeout)
-        replayable = body is None or isinstance(body, (bytes, str)) or callable(body)
+        tmo = self.timeout if timeout is None else to_timeout(timeout, self.timeout)
+        replayable = type(body) is bytes or body is None or isinstance(body, (bytes, str)) or callable(body)
         args = (
             method,
             url,
             body,
             params,
             hdrs,
-            tmo.for_aiohttp(),
+            tmo._aiohttp,
             tmo.total,
             max_response_size or self.max_response_size,
             replayable,
         )
-        policy = self._policy(max_attempts, retry)  # before sending: a bad max_attempts raises here
+        # Before sending: a bad max_attempts raises here.
+        policy = self.retry if max_attempts is None and retry is None else self._policy(max_attempts, retry)
         # The first attempt inline (the common, successful case pays for no extra coroutine); any failure goes to
         # the one attempt loop, which decides and runs the retries.
         started = time.perf_counter()
         try:
-            if self.rate_limiter is not None or permits:
-                await self._permits(cost, permits)
+            limiter = self.rate_limiter
+            if limiter is not None and (type(limiter) is not RateLimiter or not limiter._take_now(cost)):
+                await limiter.acquire(cost)  # (a permit that needs no wait is taken inline, without a coroutine)
+            for extra, amount in permits:
+                await extra.acquire(amount)
             response: Response = await self._send(*args, 1)
         except APIError as err:
             result: Response = await self._attempts(

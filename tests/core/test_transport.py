@@ -485,6 +485,23 @@ async def test_a_429_with_retry_after_pauses_the_rate_limiter(srv: CoreServer) -
     assert time.monotonic() - started >= 0.95
 
 
+async def test_requests_keep_the_limiters_rate_and_wait_out_its_pause(srv: CoreServer) -> None:
+    # A permit that needs no wait is taken inline by the Transport; one that must wait, or a paused limiter, goes to
+    # the limiter's acquire. Both keep the rate.
+    limiter = RateLimiter(20, per=1, burst=1)
+    t = Transport(srv.url, rate_limiter=limiter)
+    started = time.monotonic()
+    for _ in range(5):
+        await t.request("GET", "/ok", idempotent=True)
+    assert time.monotonic() - started >= 4 / 20 * 0.9
+    await asyncio.sleep(0.1)  # the bucket drains: the next permit needs no wait, but the limiter is paused
+    limiter.pause(0.5)
+    started = time.monotonic()
+    await t.request("GET", "/ok", idempotent=True)
+    assert time.monotonic() - started >= 0.45
+    await t.aclose()
+
+
 # -- cancellation -----------------------------------------------------------------------------------------------
 async def wait_for_requests(srv: CoreServer, path: str, n: int) -> None:
     for _ in range(500):
