@@ -16,6 +16,7 @@ import asyncio
 import threading
 import time
 import weakref
+from threading import get_ident
 from typing import TYPE_CHECKING, Literal
 
 from aiolimiter import AsyncLimiter
@@ -178,8 +179,16 @@ class RateLimiter:
         last = self._last
         if last is None:
             return False
-        loop = asyncio.get_running_loop()
-        if last[0] is not loop or last[1]._waiters:
+        loop = last[0]
+        # This loop running in this thread is the running loop: asyncio.get_running_loop() costs a getpid() system
+        # call on Python 3.11. (Other loops than asyncio's own, which keep the id of the thread running them, ask.)
+        thread_id = getattr(loop, "_thread_id", _NO_THREAD)
+        if thread_id is _NO_THREAD:
+            if asyncio.get_running_loop() is not loop:
+                return False
+        elif thread_id != get_ident():
+            return False
+        if last[1]._waiters:
             return False
         return _take_inline(last[1], loop, amount)
 
@@ -207,6 +216,9 @@ class RateLimiter:
         """Hold every acquire for ``seconds`` from now (a server said the budget is spent)."""
         if seconds > 0:
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+
+_NO_THREAD = object()
 
 
 def _take_inline(bucket: AsyncLimiter, loop: asyncio.AbstractEventLoop, amount: float) -> bool:

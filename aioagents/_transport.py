@@ -27,6 +27,7 @@ import ssl
 import time
 import urllib.request
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
+from threading import get_ident
 from typing import Any, TypeVar
 
 import aiohttp
@@ -262,7 +263,8 @@ class Transport:
         self._user_session = session
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
         self._closers: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
-        self._last: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
+        # The last loop used, its session, and whether the loop says which thread runs it (asyncio's own loops).
+        self._last: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession, bool] | None = None
         self._policies: dict[object, RetryPolicy] = {}
         self._urls: dict[str, URL] = {}
         self._shown_urls: dict[str, str] = {}
@@ -316,8 +318,13 @@ class Transport:
             return self._user_session
         if self._pool is not None:
             return self._pool._session()
-        loop = asyncio.get_running_loop()
         last = self._last
+        # The loop of the last call is running in this very thread: it is the running loop (a thread runs one loop
+        # at a time). Cheaper than asyncio.get_running_loop(), which makes a getpid() system call on Python 3.11.
+        # (Only for asyncio's own loops, which keep the id of the thread running them.)
+        if last is not None and last[2] and last[0]._thread_id == get_ident():  # type: ignore[attr-defined]
+            return last[1]
+        loop = asyncio.get_running_loop()
         if last is not None and last[0] is loop:
             return last[1]
         session = self._sessions.get(loop)
@@ -355,7 +362,7 @@ class Transport:
                 # generators, just before it closes. Without it, `asyncio.run(client.call())` twice without
                 # aclose() left the first session unclosed on a dead loop (ResourceWarning, leaked sockets).
                 self._closers[loop] = _park_closer(session)
-        self._last = (loop, session)
+        self._last = (loop, session, isinstance(loop, asyncio.BaseEventLoop))
         return session
 
     def derive(
@@ -667,6 +674,11 @@ class Transport:
                     proxy=self._proxy_for(url) if self._proxies else None,
                     proxy_headers=self._proxy_headers_for(url) if self._proxies and url.startswith("https:") else None,
                 )
+            except RuntimeError:
+                if self._closed:
+                    # aclose() from another thread closed the session between this call's check and its send.
+                    raise ClientClosedError("this client is closed; create a new one") from None
+                raise
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 if (
                     counting
