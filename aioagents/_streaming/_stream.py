@@ -47,6 +47,11 @@ END: Any = _End()
 
 
 class Decoder(Protocol[F]):
+    """Turns a body's chunks into frames: ``feed`` gives the frames each chunk completes, ``end`` those left at the end
+    of the body. A decoder may also offer ``feed_lazy(chunk)``, which ``EventStream`` then calls instead of ``feed``:
+    it returns a list, or an iterator that only builds frames already checked (see ``SSEDecoder.feed_lazy``), which
+    the stream reads a slice at a time."""
+
     def feed(self, chunk: bytes) -> list[F]: ...
 
     def end(self) -> list[F]: ...
