@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from itertools import islice, repeat
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -190,11 +190,19 @@ class EventStream(Generic[T]):
                 raise ClientClosedError(f"{self._what} is closed")
             pending = self._pending
             if pending is not None:
-                frames = list(pending if limit is None else islice(pending, limit))
-                if frames:
-                    self._note_id(frames)
-                    self._take(frames)
-                    continue
+                if self._parse is None and self._terminal is None:
+                    # The frames are the events, and nothing ends the stream early: straight into the ready queue.
+                    ready.extend(pending if limit is None else islice(pending, limit))
+                    if ready:
+                        self._parsed += len(ready)
+                        self._note_id((ready[-1],))  # a lazy run's frames all carry the same id
+                        continue
+                else:
+                    frames = list(pending if limit is None else islice(pending, limit))
+                    if frames:
+                        self._note_id(frames)
+                        self._take(frames)
+                        continue
                 self._pending = None
             if self._eof:
                 await self.aclose()
@@ -221,7 +229,7 @@ class EventStream(Generic[T]):
                 self._note_id(frames)
                 self._take(frames)
 
-    def _note_id(self, frames: list[Any]) -> None:
+    def _note_id(self, frames: Sequence[Any]) -> None:
         """Remember the newest non-empty string ``id`` among a chunk's frames (the event to resume from)."""
         last = frames[-1]
         if type(last) is ServerSentEvent:
