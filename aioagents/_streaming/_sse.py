@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from codecs import utf_8_decode as _utf8_decode
 from collections.abc import Iterable, Iterator
-from itertools import chain, repeat
+from itertools import repeat
 from typing import NamedTuple
 
 from aioagents._exceptions import EventTooLargeError
@@ -114,7 +114,8 @@ class SSEDecoder:
         """:meth:`feed`, whose events may come as an iterator that builds them as it is read: every check is done
         and every value cut out before it returns (it raises what ``feed`` raises, when ``feed`` does), so only the
         building of the event tuples is left. A stream that hands a chunk's thousands of events out a few hundred
-        at a time keeps few of them alive at once (fewer garbage-collector passes over them, less memory)."""
+        at a time keeps few of them alive at once (fewer garbage-collector passes over them, less memory). The
+        events of such an iterator all carry the same ``id`` and ``retry``; anything else comes as a list."""
         if not self._started:
             chunk = self._head + chunk
             if len(chunk) < 3 and _BOM.startswith(chunk):
@@ -169,8 +170,8 @@ class SSEDecoder:
                 open_lines = buf[:cut].split(b"\n")
                 open_lines.pop()
                 more = self._read_lines(open_lines)
-                if more:
-                    out = chain(out, more)
+                if more:  # (never in practice: an open event's lines hold no blank line) a list, then
+                    out = [*out, *more]
                 buf = buf[cut:]
         if len(buf) > cap:
             self._data, self._size, self._event = [], 0, b""

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from itertools import islice, repeat
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import chain, islice, repeat
 from typing import Any, Generic, Protocol, TypeVar
 
 import aiohttp
@@ -56,6 +56,8 @@ class Decoder(Protocol[F]):
 
     def end(self) -> list[F]: ...
 
+
+_NOTHING: Any = object()
 
 _SLICE = 256
 """Lazily decoded frames are built and parsed this many at a time: a chunk of a fast stream holds thousands of
@@ -190,19 +192,11 @@ class EventStream(Generic[T]):
                 raise ClientClosedError(f"{self._what} is closed")
             pending = self._pending
             if pending is not None:
-                if self._parse is None and self._terminal is None:
-                    # The frames are the events, and nothing ends the stream early: straight into the ready queue.
-                    ready.extend(pending if limit is None else islice(pending, limit))
-                    if ready:
-                        self._parsed += len(ready)
-                        self._note_id((ready[-1],))  # a lazy run's frames all carry the same id
-                        continue
-                else:
-                    frames = list(pending if limit is None else islice(pending, limit))
-                    if frames:
-                        self._note_id(frames)
-                        self._take(frames)
-                        continue
+                first = next(pending, _NOTHING)
+                if first is not _NOTHING:
+                    self._note_id((first,))  # the frames of a lazy run all carry the same id
+                    self._take(chain((first,), pending if limit is None else islice(pending, limit - 1)))
+                    continue
                 self._pending = None
             if self._eof:
                 await self.aclose()
@@ -247,28 +241,35 @@ class EventStream(Generic[T]):
                 self._last_id = frame_id
                 return
 
-    def _take(self, frames: list[Any]) -> None:
-        """Parse one chunk's frames into ready events, stopping at an end marker or a terminal event."""
-        # The frames are parsed by ``map`` and checked with C-level scans, so a chunk of ordinary events costs no
-        # Python-level step per event beyond the parse itself.
+    def _take(self, frames: Iterable[Any]) -> None:
+        """Parse frames into ready events, stopping at an end marker or a terminal event. Called only with the
+        ready queue empty (``_fill`` reads until it is not), so the queue holds exactly these frames' events."""
+        # The frames are parsed by ``map`` straight into the queue and checked with C-level scans, so a chunk of
+        # ordinary events costs no Python-level step per event beyond the parse itself.
+        ready: deque[Any] = self._ready  # (None and END sit in it until the screen below takes them out)
         parse = self._parse
-        items: list[Any]
         if parse is None:
-            items = frames  # the decoder's frames are the events: nothing to parse, no None or END among them
+            ready.extend(frames)  # the decoder's frames are the events: nothing to parse, no None or END among them
             marked = False
         else:
-            items = []
             try:
-                items.extend(map(parse, frames))
+                ready.extend(map(parse, frames))
             except Exception as exc:
                 # Raised once the events parsed before it are handed out (``extend`` keeps them), as if the frames
                 # were parsed one at a time.
                 self._error = exc
             # One C-level screen: None and END are both false, as almost no event is. A false event (an empty
             # container, say) only sends the chunk down the exact per-item reading below.
-            marked = not all(items)
+            marked = not all(ready)
         terminal = self._terminal
-        if marked or (terminal is not None and any(map(terminal, items))):
+        try:
+            stop = terminal is not None and not marked and any(map(terminal, ready))
+        except BaseException:
+            ready.clear()  # a terminal test that raises: as before, nothing of these frames is handed out
+            raise
+        if marked or stop:
+            items = list(ready)
+            ready.clear()
             kept: list[Any] = []
             for item in items:
                 if item is None:
@@ -282,9 +283,8 @@ class EventStream(Generic[T]):
                     break
             if self._done:
                 self._error = None  # the stream ended before the frame that failed
-            items = kept
-        self._ready.extend(items)
-        self._parsed += len(items)
+            ready.extend(kept)
+        self._parsed += len(ready)
 
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
         try:

@@ -720,3 +720,20 @@ async def test_a_cut_after_a_long_chunk_names_the_last_event_id_and_the_count(
     assert len(got) == 1000
     assert info.value.events == 1000
     assert info.value.last_event_id == "41"
+
+
+async def test_a_terminal_test_that_raises_propagates_and_hands_out_nothing_of_that_slice(
+    srv: CoreServer, transport: Transport
+) -> None:
+    def terminal(tick: Tick) -> bool:
+        if tick.n == 5:
+            raise ValueError("bad terminal test")
+        return False
+
+    srv.script = [(0.0, data_run([json.dumps({"n": n}) for n in range(1000)]))]
+    stream = tick_stream(transport, terminal=terminal)
+    with pytest.raises(ValueError, match="bad terminal test"):
+        await stream.__anext__()
+    assert stream.events_yielded == 0
+    await stream.aclose()
+    assert acquired_connections(transport) == 0
