@@ -16,6 +16,7 @@ import asyncio
 import threading
 import time
 import weakref
+from threading import get_ident
 from typing import TYPE_CHECKING, Literal
 
 from aiolimiter import AsyncLimiter
@@ -157,18 +158,31 @@ class RateLimiter:
         if self._shared:
             await self._acquire_shared(amount)
             return
-        if _INLINE and not bucket._waiters:
-            # The common case, nobody waiting and room in the bucket: take the units here exactly as aiolimiter's
-            # acquire would (drain by elapsed time, then fill), without its extra coroutine and bookkeeping.
-            now = loop.time()
-            level = bucket._level
-            if level:
-                level = max(level - (now - bucket._last_check) * bucket._rate_per_sec, 0.0)
-            if level + amount <= bucket.max_rate:
-                bucket._level = level + amount
-                bucket._last_check = now
-                return
+        if _INLINE and not bucket._waiters and _take_inline(bucket, loop, amount):
+            return
         await bucket.acquire(amount)
+
+    def _take_now(self, amount: float) -> bool:
+        """Take ``amount`` units now when that needs no wait (no pause, this loop's bucket known, nobody waiting,
+        room): ``True``. ``False`` takes nothing and leaves the decision to :meth:`acquire`. The Transport calls this
+        first, so a request that does not wait pays for no coroutine here."""
+        if self._paused_until or self._shared or not _INLINE or amount > self.burst:
+            return False
+        last = self._last
+        if last is None:
+            return False
+        loop = last[0]
+        # This loop running in this thread is the running loop: asyncio.get_running_loop() costs a getpid() system
+        # call on Python 3.11. (Other loops than asyncio's own, which keep the id of the thread running them, ask.)
+        thread_id = getattr(loop, "_thread_id", _NO_THREAD)
+        if thread_id is _NO_THREAD:
+            if asyncio.get_running_loop() is not loop:
+                return False
+        elif thread_id != get_ident():
+            return False
+        if last[1]._waiters:
+            return False
+        return _take_inline(last[1], loop, amount)
 
     def _drain(self, now: float) -> float:
         """The shared level at ``now`` (call with the lock held)."""
@@ -194,3 +208,22 @@ class RateLimiter:
         """Hold every acquire for ``seconds`` from now (a server said the budget is spent)."""
         if seconds > 0:
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+
+_NO_THREAD = object()
+
+
+def _take_inline(bucket: AsyncLimiter, loop: asyncio.AbstractEventLoop, amount: float) -> bool:
+    """Nobody waiting: take the units when the bucket has room, exactly as aiolimiter's acquire would (drain by the
+    elapsed time, then fill), without its coroutine and bookkeeping. False (nothing taken) when there is no room."""
+    now = loop.time()
+    level = bucket._level
+    if level:
+        level -= (now - bucket._last_check) * bucket._rate_per_sec
+        if level < 0.0:  # (not max(): a builtin call costs more than the whole comparison)
+            level = 0.0
+    if level + amount <= bucket.max_rate:
+        bucket._level = level + amount
+        bucket._last_check = now
+        return True
+    return False

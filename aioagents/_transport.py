@@ -28,6 +28,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
+from threading import get_ident
 from typing import Any, TypedDict, TypeVar
 
 import aiohttp
@@ -115,6 +116,26 @@ class Response:
 
     def text(self) -> str:
         return self.content.decode("utf-8", "replace")
+
+
+_set_status, _set_headers, _set_content, _set_method, _set_url, _set_request_id = (
+    Response.__dict__[name].__set__ for name in ("status", "headers", "content", "method", "url", "request_id")
+)
+
+
+def _response(
+    status: int, headers: CIMultiDictProxy[str], content: bytes, method: str, url: str, request_id: str | None
+) -> Response:
+    """A :class:`Response` with its slots filled directly: the attrs ``__init__`` of a frozen class sets each field
+    through ``object.__setattr__`` (~0.8 µs for six); every successful call builds one."""
+    response = object.__new__(Response)
+    _set_status(response, status)
+    _set_headers(response, headers)
+    _set_content(response, content)
+    _set_method(response, method)
+    _set_url(response, url)
+    _set_request_id(response, request_id)
+    return response
 
 
 ErrorFactory = Callable[[Response], APIStatusError]
@@ -258,14 +279,17 @@ class Transport:
         self._secret_names: set[str] = set()
         self._public: dict[str, str] = dict(self._headers)
         self._secrets: dict[str, str] = {}
+        self._json_call_headers: dict[str, str] = dict(_JSON_HEADERS)  # the secrets + the JSON content type
         for name, value in (secret_headers or {}).items():
             self.set_header(name, value, secret=True)
         self._user_session = session
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
         self._closers: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
-        self._last: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
+        # The last loop used, its session, and whether the loop says which thread runs it (asyncio's own loops).
+        self._last: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession, bool] | None = None
         self._policies: dict[object, RetryPolicy] = {}
         self._urls: dict[str, URL] = {}
+        self._shown_urls: dict[str, str] = {}
         self._closed = False
         # A Transport made by derive() takes its sessions from the one that owns the pool (``_pool``), whose
         # sessions carry the owner's headers as defaults: a derived one sends its public headers on each request.
@@ -300,6 +324,7 @@ class Transport:
                 self._secret_names.add(name.lower())
         self._public = {k: v for k, v in self._headers.items() if k.lower() not in self._secret_names}
         self._secrets = {k: v for k, v in self._headers.items() if k.lower() in self._secret_names}
+        self._json_call_headers = {**self._secrets, **_JSON_HEADERS}
         # Our own sessions carry the public headers as their defaults (cheaper than merging per request); secrets go
         # per request, and only to the origin they belong to.
         for session in getattr(self, "_sessions", {}).values():
@@ -315,8 +340,13 @@ class Transport:
             return self._user_session
         if self._pool is not None:
             return self._pool._session()
-        loop = asyncio.get_running_loop()
         last = self._last
+        # The loop of the last call is running in this very thread: it is the running loop (a thread runs one loop
+        # at a time). Cheaper than asyncio.get_running_loop(), which makes a getpid() system call on Python 3.11.
+        # (Only for asyncio's own loops, which keep the id of the thread running them.)
+        if last is not None and last[2] and last[0]._thread_id == get_ident():  # type: ignore[attr-defined]
+            return last[1]
+        loop = asyncio.get_running_loop()
         if last is not None and last[0] is loop:
             return last[1]
         session = self._sessions.get(loop)
@@ -354,7 +384,7 @@ class Transport:
                 # generators, just before it closes. Without it, `asyncio.run(client.call())` twice without
                 # aclose() left the first session unclosed on a dead loop (ResourceWarning, leaked sockets).
                 self._closers[loop] = _park_closer(session)
-        self._last = (loop, session)
+        self._last = (loop, session, isinstance(loop, asyncio.BaseEventLoop))
         return session
 
     def derive(
@@ -371,10 +401,11 @@ class Transport:
         other._user_session = self._user_session
         other._headers_per_request = True
         other._sessions, other._closers, other._last = {}, {}, None
-        other._policies, other._urls = {}, dict(self._urls)
+        other._policies, other._urls, other._shown_urls = {}, dict(self._urls), dict(self._shown_urls)
         other._headers = dict(self._headers)
         other._secret_names = set(self._secret_names)
         other._public, other._secrets = dict(self._public), dict(self._secrets)
+        other._json_call_headers = dict(self._json_call_headers)
         if timeout is not None:
             other.timeout = to_timeout(timeout, self.timeout)
         if max_attempts is not None and max_attempts != self.retry.max_attempts:
@@ -435,9 +466,20 @@ class Transport:
         headers: Mapping[str, str] | None,
     ) -> tuple[str, Any, dict[str, str]]:
         absolute = path.startswith(("http://", "https://"))
-        url = path if absolute else (base_url or self._base_url).rstrip("/") + path
+        url = path if absolute else (base_url.rstrip("/") if base_url else self._base_url) + path
+        if not absolute and not self._headers_per_request and not self._proxies:
+            # The common call: the endpoint's own URL on our session, which sends the public headers itself. The
+            # secrets (and the JSON content type) come from one dict made when the headers last changed.
+            if json is not MISSING:
+                data = _json.dumps(json)
+                hdrs = self._json_call_headers.copy()
+            else:
+                hdrs = self._secrets.copy()
+            if headers:
+                hdrs.update(headers)
+            return url, data, hdrs
         # Our sessions send the public headers as defaults; a user's session needs them on each request.
-        hdrs: dict[str, str] = dict(self._public) if self._headers_per_request else {}
+        hdrs = dict(self._public) if self._headers_per_request else {}
         # Credentials go to the endpoint (or a per-call endpoint the caller named), never to an absolute URL of
         # another origin (a status URL a server handed us, say).
         if self._secrets and (not absolute or _origin(URL(url)) == _origin(URL(self._base_url))):
@@ -480,26 +522,30 @@ class Transport:
         ``retry`` replaces the Transport's policy for this call (``max_attempts`` still applies on top).
         """
         url, body, hdrs = self._build(method, path, base_url, json, data, headers)
-        tmo = to_timeout(timeout, self.timeout)
-        replayable = body is None or isinstance(body, (bytes, str)) or callable(body)
+        tmo = self.timeout if timeout is None else to_timeout(timeout, self.timeout)
+        replayable = type(body) is bytes or body is None or isinstance(body, (bytes, str)) or callable(body)
         args = (
             method,
             url,
             body,
             params,
             hdrs,
-            tmo.for_aiohttp(),
+            tmo._aiohttp,
             tmo.total,
             max_response_size or self.max_response_size,
             replayable,
         )
-        policy = self._policy(max_attempts, retry)
+        # Before sending: a bad max_attempts raises here.
+        policy = self.retry if max_attempts is None and retry is None else self._policy(max_attempts, retry)
         # The first attempt inline (the common, successful case pays for no extra coroutine); any failure goes to
         # the one attempt loop, which decides and runs the retries.
         started = time.perf_counter()
         try:
-            if self.rate_limiter is not None or permits:
-                await self._permits(cost, permits)
+            limiter = self.rate_limiter
+            if limiter is not None and (type(limiter) is not RateLimiter or not limiter._take_now(cost)):
+                await limiter.acquire(cost)  # (a permit that needs no wait is taken inline, without a coroutine)
+            for extra, amount in permits:
+                await extra.acquire(amount)
             response: Response = await self._send(*args, 1)
         except APIError as err:
             result: Response = await self._attempts(
@@ -650,6 +696,11 @@ class Transport:
                     proxy=self._proxy_for(url) if self._proxies else None,
                     proxy_headers=self._proxy_headers_for(url) if self._proxies and url.startswith("https:") else None,
                 )
+            except RuntimeError:
+                if self._closed:
+                    # aclose() from another thread closed the session between this call's check and its send.
+                    raise ClientClosedError("this client is closed; create a new one") from None
+                raise
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 if (
                     counting
@@ -698,7 +749,26 @@ class Transport:
             if status < 400:
                 if cap is None:
                     return resp
-                return await self._read_response(resp, cap, method, url, shown_timeout)
+                # Read here rather than in a helper coroutine: every successful call comes this way. A body of a
+                # known length within the cap is read at once; anything else is read in chunks against the cap.
+                length = resp.content_length
+                try:
+                    if length is not None and length <= cap and "Content-Encoding" not in resp.headers:
+                        content = await resp.read()
+                    else:
+                        content = await self._read_capped(resp, cap, method, url)
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                    resp.close()
+                    raise translate_transport_error(
+                        exc, method=method, url=_loggable(url), timeout=shown_timeout
+                    ) from exc
+                except BaseException:
+                    resp.close()
+                    raise
+                resp.release()
+                resp_headers = resp.headers
+                request_id = self._request_id(resp_headers)
+                return _response(status, resp_headers, content, method, self._shown(url), request_id)
             if status >= 500:
                 _no_reuse(resp)
             try:
@@ -719,28 +789,6 @@ class Transport:
                     )
                 )
             )
-
-    async def _read_response(
-        self, resp: aiohttp.ClientResponse, cap: int, method: str, url: str, shown_timeout: float | None
-    ) -> Response:
-        try:
-            content = await self._read_capped(resp, cap, method, url)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            resp.close()
-            raise translate_transport_error(exc, method=method, url=_loggable(url), timeout=shown_timeout) from exc
-        except BaseException:
-            resp.close()
-            raise
-        resp.release()
-        resp_headers = resp.headers
-        return Response(
-            status=resp.status,
-            headers=resp_headers,
-            content=content,
-            method=method,
-            url=_loggable(url),
-            request_id=self._request_id(resp_headers),
-        )
 
     def _scrub(self, err: APIStatusError) -> APIStatusError:
         """Mask our secrets in an error's message: some servers echo a rejected key back ("Incorrect API key
@@ -766,6 +814,15 @@ class Transport:
                 self._urls.clear()
             parsed = self._urls[url] = URL(url)
         return parsed
+
+    def _shown(self, url: str) -> str:
+        """``_loggable(url)``, remembered: every response names its URL, and it is one of a few."""
+        shown = self._shown_urls.get(url)
+        if shown is None:
+            if len(self._shown_urls) > 1024:
+                self._shown_urls.clear()
+            shown = self._shown_urls[url] = _loggable(url)
+        return shown
 
     def _proxy_for(self, url: str) -> URL | None:
         """The proxy for ``url`` from the environment (``None``: go direct, NO_PROXY matched or none is set)."""
@@ -821,12 +878,12 @@ class Transport:
 
     async def _read_capped(self, resp: aiohttp.ClientResponse, cap: int, method: str, url: str) -> bytes:
         length = resp.content_length
-        if length is not None and length > cap and "Content-Encoding" not in resp.headers:
-            resp.close()
-            raise ResponseTooLargeError(
-                f"{method} {_loggable(url)}: response of {length} bytes passes the cap of {cap} bytes"
-            )
         if length is not None and "Content-Encoding" not in resp.headers:
+            if length > cap:
+                resp.close()
+                raise ResponseTooLargeError(
+                    f"{method} {_loggable(url)}: response of {length} bytes passes the cap of {cap} bytes"
+                )
             return await resp.read()
         chunks: list[bytes] = []
         total = 0
@@ -1042,6 +1099,8 @@ _LARGE_BODY = 1 << 20
 def _attempt_body(body: Any) -> Any:
     """The body for one attempt: a factory is called afresh; large bytes go as a file-like object, which aiohttp
     streams in chunks instead of writing (and warning about) one huge buffer."""
+    if type(body) is bytes and len(body) <= _LARGE_BODY:
+        return body  # the common case (a JSON body) first
     if callable(body):
         return body()
     if isinstance(body, (bytes, bytearray)) and len(body) > _LARGE_BODY:

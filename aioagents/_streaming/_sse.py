@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from codecs import utf_8_decode as _utf8_decode
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from itertools import repeat
 from typing import NamedTuple
 
@@ -51,11 +51,12 @@ _EAGER = 64 * 1024  # an open event's buffered lines beyond this are read line b
 _SIMPLE_EVENT = re.compile(r"(?:event: ?([^\n]*)\n)?data: ?([^\n]*)\n\n")
 
 
-def _simple_run(text: str, last_id: str | None, retry: int | None) -> list[ServerSentEvent] | None:
+def _simple_run(text: str, last_id: str | None, retry: int | None) -> Iterator[ServerSentEvent] | None:
     """The events of ``text`` (complete events, ending in a blank line) when every one has the usual shape
     ``[event: X\n]data: Y\n\n``; None when any line is something else (then the general reading applies).
 
-    Events are built by ``map`` over ``zip``: no Python-level step per event."""
+    The events come as a lazy ``map`` over ``zip`` (no Python-level step per event) over the values already cut
+    out: nothing is left to check, so a consumer may build them as it goes (see :meth:`SSEDecoder.feed_lazy`)."""
     if text.startswith("data: "):
         # The commonest stream (OpenAI, Sim: one `data: ` line per event, no type) is `data: ` + the values joined
         # by "\n\ndata: " + "\n\n" exactly when there are two line ends per value, i.e. no other line anywhere.
@@ -64,8 +65,8 @@ def _simple_run(text: str, last_id: str | None, retry: int | None) -> list[Serve
         values[0] = values[0][6:]
         values[-1] = values[-1][:-2]
         if text.count("\n") == 2 * len(values):
-            return list(
-                map(_new_event, repeat(ServerSentEvent), zip(repeat("message"), values, repeat(last_id), repeat(retry)))
+            return map(
+                _new_event, repeat(ServerSentEvent), zip(repeat("message"), values, repeat(last_id), repeat(retry))
             )
         del values
     # One regex pass: a run made only of `[event: X\n]data: Y\n\n` blocks splits into empty separators and (X, Y)
@@ -75,7 +76,7 @@ def _simple_run(text: str, last_id: str | None, retry: int | None) -> list[Serve
         return None
     etypes: Iterable[str] = parts[1::3]
     etypes = [etype or "message" for etype in etypes] if any(etypes) else repeat("message")
-    return list(map(_new_event, repeat(ServerSentEvent), zip(etypes, parts[2::3], repeat(last_id), repeat(retry))))
+    return map(_new_event, repeat(ServerSentEvent), zip(etypes, parts[2::3], repeat(last_id), repeat(retry)))
 
 
 class SSEDecoder:
@@ -105,6 +106,16 @@ class SSEDecoder:
         self._head = b""  # the first bytes, held while they may still be a split BOM
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        """The events completed by ``chunk``."""
+        events = self.feed_lazy(chunk)
+        return events if type(events) is list else list(events)
+
+    def feed_lazy(self, chunk: bytes) -> list[ServerSentEvent] | Iterator[ServerSentEvent]:
+        """:meth:`feed`, whose events may come as an iterator that builds them as it is read: every check is done
+        and every value cut out before it returns (it raises what ``feed`` raises, when ``feed`` does), so only the
+        building of the event tuples is left. A stream that hands a chunk's thousands of events out a few hundred
+        at a time keeps few of them alive at once (fewer garbage-collector passes over them, less memory). The
+        events of such an iterator all carry the same ``id`` and ``retry``; anything else comes as a list."""
         if not self._started:
             chunk = self._head + chunk
             if len(chunk) < 3 and _BOM.startswith(chunk):
@@ -127,7 +138,7 @@ class SSEDecoder:
         buf = lines.take(chunk)
         end = buf.rfind(b"\n\n") + 2
         cap = self.max_event_size
-        out: list[ServerSentEvent] = []
+        out: list[ServerSentEvent] | Iterator[ServerSentEvent] = []
         if end > 1:
             if end <= cap and not self._data and not self._event:
                 # A run of complete events, read at C speed when they all have the usual shape. Decoding the run
@@ -158,7 +169,9 @@ class SSEDecoder:
             if cut:
                 open_lines = buf[:cut].split(b"\n")
                 open_lines.pop()
-                out.extend(self._read_lines(open_lines))
+                more = self._read_lines(open_lines)
+                if more:  # (never in practice: an open event's lines hold no blank line) a list, then
+                    out = [*out, *more]
                 buf = buf[cut:]
         if len(buf) > cap:
             self._data, self._size, self._event = [], 0, b""

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from itertools import repeat
-from operator import is_
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import chain, islice, repeat
 from typing import Any, Generic, Protocol, TypeVar
 
 import aiohttp
@@ -23,6 +22,7 @@ from aioagents._exceptions import (
     StreamIdleTimeout,
     StreamOutcomeUnknownError,
 )
+from aioagents._streaming._sse import ServerSentEvent
 
 __all__ = ["END", "Decoder", "EventStream"]
 
@@ -37,15 +37,32 @@ class _End:
     def __repr__(self) -> str:
         return "END"
 
+    def __bool__(self) -> bool:
+        # False, as None is: a chunk's parsed events are screened for both with one C-level ``all()``.
+        return False
+
 
 END: Any = _End()
 """Returned by a stream's ``parse`` for an end marker (``[DONE]``): the stream ends without yielding it."""
 
 
 class Decoder(Protocol[F]):
+    """Turns a body's chunks into frames: ``feed`` gives the frames each chunk completes, ``end`` those left at the end
+    of the body. A decoder may also offer ``feed_lazy(chunk)``, which ``EventStream`` then calls instead of ``feed``:
+    it returns a list, or an iterator that only builds frames already checked (see ``SSEDecoder.feed_lazy``), which
+    the stream reads a slice at a time."""
+
     def feed(self, chunk: bytes) -> list[F]: ...
 
     def end(self) -> list[F]: ...
+
+
+_NOTHING: Any = object()
+
+_SLICE = 256
+"""Lazily decoded frames are built and parsed this many at a time: a chunk of a fast stream holds thousands of
+events, and handing them out a slice at a time keeps only a few hundred alive at once, below the garbage
+collector's first threshold (700 new objects), so no collector pass walks over events waiting their turn."""
 
 
 class EventStream(Generic[T]):
@@ -91,6 +108,10 @@ class EventStream(Generic[T]):
         # Typed events of the chunks read so far, not yet handed out. A chunk is decoded and parsed in one plain
         # loop as it arrives, so handing out an event is a pop: no per-event await chain or per-event checks.
         self._ready: deque[T] = deque()
+        # Frames of the chunks read so far, not yet parsed: an SSE decoder's lazy run (built and parsed a slice at a
+        # time, see _SLICE); None when there are none.
+        self._pending: Iterator[Any] | None = None
+        self._feed: Callable[[bytes], Any] = getattr(decoder, "feed_lazy", None) or decoder.feed
         # An error met while parsing a chunk, raised once the events parsed before it have been handed out.
         self._error: BaseException | None = None
         self._done = False  # an end marker or a terminal event was parsed: read no further
@@ -149,14 +170,14 @@ class EventStream(Generic[T]):
         entry into the loop. Raises StopAsyncIteration at the end, as ``__anext__`` does."""
         ready = self._ready
         if not ready:
-            await self._fill()
+            await self._fill(None)
         batch = list(ready)
         ready.clear()
         return batch
 
-    async def _fill(self) -> None:
+    async def _fill(self, limit: int | None = _SLICE) -> None:
         """Read chunks until at least one typed event is ready; at the end close and raise StopAsyncIteration (or
-        the stream's error)."""
+        the stream's error). Frames a decoder gives lazily are parsed ``limit`` at a time (``None``: all of them)."""
         ready = self._ready
         decoder = self._decoder
         while not ready:
@@ -169,6 +190,14 @@ class EventStream(Generic[T]):
                 raise StopAsyncIteration
             if self._closed:
                 raise ClientClosedError(f"{self._what} is closed")
+            pending = self._pending
+            if pending is not None:
+                first = next(pending, _NOTHING)
+                if first is not _NOTHING:
+                    self._note_id((first,))  # the frames of a lazy run all carry the same id
+                    self._take(chain((first,), pending if limit is None else islice(pending, limit - 1)))
+                    continue
+                self._pending = None
             if self._eof:
                 await self.aclose()
                 if self._require_terminal:
@@ -178,7 +207,10 @@ class EventStream(Generic[T]):
                 resp = self._resp if self._resp is not None else await self._ensure_open()
                 chunk = await self._read(resp)
                 if chunk:
-                    frames = decoder.feed(chunk)
+                    frames = self._feed(chunk)
+                    if type(frames) is not list:
+                        self._pending = frames  # parsed at the top of the loop, a slice at a time
+                        continue
                 else:
                     self._eof = True
                     frames = decoder.end()
@@ -188,33 +220,56 @@ class EventStream(Generic[T]):
                 await self.aclose()
                 raise
             if frames:
-                for frame in reversed(frames):  # the newest id of the chunk (frames without one are skipped)
-                    frame_id = getattr(frame, "id", None)
-                    if isinstance(frame_id, str) and frame_id:
-                        self._last_id = frame_id
-                        break
+                self._note_id(frames)
                 self._take(frames)
 
-    def _take(self, frames: list[Any]) -> None:
-        """Parse one chunk's frames into ready events, stopping at an end marker or a terminal event."""
-        # The frames are parsed by ``map`` and checked with C-level scans, so a chunk of ordinary events costs no
-        # Python-level step per event beyond the parse itself.
+    def _note_id(self, frames: Sequence[Any]) -> None:
+        """Remember the newest non-empty string ``id`` among a chunk's frames (the event to resume from)."""
+        last = frames[-1]
+        if type(last) is ServerSentEvent:
+            # An SSE id persists from event to event and never goes back to None: the last frame carries the newest
+            # one, and when it has none, no frame before it has one either. No step per event.
+            frame_id = last.id
+            if frame_id:
+                self._last_id = frame_id
+                return
+            if frame_id is None:
+                return
+        # Other frames (or an id reset to ""): the ids are gathered at C speed, and only non-empty ones are looked at.
+        for frame_id in filter(None, reversed(list(map(getattr, frames, repeat("id"), repeat(None))))):
+            if isinstance(frame_id, str):
+                self._last_id = frame_id
+                return
+
+    def _take(self, frames: Iterable[Any]) -> None:
+        """Parse frames into ready events, stopping at an end marker or a terminal event. Called only with the
+        ready queue empty (``_fill`` reads until it is not), so the queue holds exactly these frames' events."""
+        # The frames are parsed by ``map`` straight into the queue and checked with C-level scans, so a chunk of
+        # ordinary events costs no Python-level step per event beyond the parse itself.
+        ready: deque[Any] = self._ready  # (None and END sit in it until the screen below takes them out)
         parse = self._parse
-        items: list[Any]
         if parse is None:
-            items = frames  # the decoder's frames are the events: nothing to parse, no None or END among them
+            ready.extend(frames)  # the decoder's frames are the events: nothing to parse, no None or END among them
             marked = False
         else:
-            items = []
             try:
-                items.extend(map(parse, frames))
+                ready.extend(map(parse, frames))
             except Exception as exc:
                 # Raised once the events parsed before it are handed out (``extend`` keeps them), as if the frames
                 # were parsed one at a time.
                 self._error = exc
-            marked = any(map(is_, items, repeat(None))) or any(map(is_, items, repeat(END)))
+            # One C-level screen: None and END are both false, as almost no event is. A false event (an empty
+            # container, say) only sends the chunk down the exact per-item reading below.
+            marked = not all(ready)
         terminal = self._terminal
-        if marked or (terminal is not None and any(map(terminal, items))):
+        try:
+            stop = terminal is not None and not marked and any(map(terminal, ready))
+        except BaseException:
+            ready.clear()  # a terminal test that raises: as before, nothing of these frames is handed out
+            raise
+        if marked or stop:
+            items = list(ready)
+            ready.clear()
             kept: list[Any] = []
             for item in items:
                 if item is None:
@@ -228,9 +283,8 @@ class EventStream(Generic[T]):
                     break
             if self._done:
                 self._error = None  # the stream ended before the frame that failed
-            items = kept
-        self._ready.extend(items)
-        self._parsed += len(items)
+            ready.extend(kept)
+        self._parsed += len(ready)
 
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
         try:
@@ -256,6 +310,7 @@ class EventStream(Generic[T]):
             return
         self._closed = True
         self._ready.clear()
+        self._pending = None
         resp, self._resp = self._resp, None
         if resp is not None:
             if self._eof:

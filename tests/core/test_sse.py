@@ -641,3 +641,99 @@ async def test_a_stream_with_a_one_shot_body_is_not_reopened(srv: CoreServer, tr
     with pytest.raises(ServiceUnavailableError):
         await stream.collect()
     assert [r.body for r in srv.requests_to("/sse")] == [b"one-shot"]
+
+
+# -- a chunk of many events: built and parsed a slice at a time ---------------------------------------------------
+def data_run(values: list[str]) -> bytes:
+    return "".join(f"data: {v}\n\n" for v in values).encode()
+
+
+def test_the_lazy_feed_gives_what_feed_gives() -> None:
+    body = b"id: 3\n\n" + data_run([str(n) for n in range(1000)]) + b"event: x\ndata: y\n\n" + data_run(["z"] * 600)
+    for size in (7, 4096, len(body)):
+        chunks = [body[i : i + size] for i in range(0, len(body), size)]
+        eager, lazy = SSEDecoder(), SSEDecoder()
+        assert [e for c in chunks for e in eager.feed(c)] == [e for c in chunks for e in lazy.feed_lazy(c)]
+
+
+async def test_a_chunk_of_thousands_of_events_is_handed_out_whole_and_in_order_a_slice_at_a_time(
+    srv: CoreServer, transport: Transport
+) -> None:
+    srv.script = [(0.0, data_run([str(n) for n in range(3000)]))]  # one write: thousands of events per read
+    stream = transport.stream("GET", "/sse", decoder=SSEDecoder(), parse=None, idempotent=True)  # type: ignore[arg-type]
+    got: list[ServerSentEvent] = []
+    most_ready = 0
+    async with stream:
+        async for event in stream:
+            got.append(event)
+            most_ready = max(most_ready, len(stream._ready))
+    assert [e.data for e in got] == [str(n) for n in range(3000)]
+    assert stream.events_yielded == 3000
+    assert most_ready < 256  # built a slice at a time, not a chunk's thousands at once
+    assert acquired_connections(transport) == 0
+
+
+async def test_an_end_marker_or_a_terminal_event_inside_a_long_chunk_ends_the_stream_there(
+    srv: CoreServer, transport: Transport
+) -> None:
+    ticks = [json.dumps({"n": n}) for n in range(2000)]
+    srv.script = [(0.0, data_run([*ticks[:1000], "[DONE]", *ticks[1000:]]))]
+    got = [e async for e in tick_stream(transport)]
+    assert [t.n for t in got] == list(range(1000))
+    got = await tick_stream(transport, terminal=lambda t: t.n == 700).collect()
+    assert [t.n for t in got] == list(range(701))
+    srv.script = [(0.0, data_run(ticks))]
+    got = []
+    async for batch in tick_stream(transport, terminal=lambda t: t.n == 1500).batches():
+        got += batch
+    assert [t.n for t in got] == list(range(1501))
+    assert acquired_connections(transport) == 0
+
+
+async def test_a_parse_error_inside_a_long_chunk_comes_after_every_event_before_it(
+    srv: CoreServer, transport: Transport
+) -> None:
+    ticks = [json.dumps({"n": n}) for n in range(2000)]
+    srv.script = [(0.0, data_run([*ticks[:900], "not json", *ticks[900:]]))]
+    got: list[Tick] = []
+    with pytest.raises(json.JSONDecodeError):
+        await read_into(tick_stream(transport), got)
+    assert [t.n for t in got] == list(range(900))
+    assert acquired_connections(transport) == 0
+
+
+async def test_false_events_are_events(srv: CoreServer, transport: Transport) -> None:
+    # None skips a frame and END ends the stream; an event that is merely false (0, "", []) is handed out.
+    srv.script = [(0.0, data_run(["0", "1", '""', "[]", "2"] * 100))]
+    stream = transport.stream("GET", "/sse", decoder=SSEDecoder(), parse=lambda f: json.loads(f.data), idempotent=True)
+    assert await stream.collect() == [0, 1, "", [], 2] * 100
+
+
+async def test_a_cut_after_a_long_chunk_names_the_last_event_id_and_the_count(
+    srv: CoreServer, transport: Transport
+) -> None:
+    srv.script = [(0.0, b"id: 41\n\n" + data_run([json.dumps({"n": n}) for n in range(1000)]))]
+    srv.cut_after_script = True
+    got: list[Tick] = []
+    with pytest.raises(IncompleteStreamError) as info:
+        await read_into(tick_stream(transport), got)
+    assert len(got) == 1000
+    assert info.value.events == 1000
+    assert info.value.last_event_id == "41"
+
+
+async def test_a_terminal_test_that_raises_propagates_and_hands_out_nothing_of_that_slice(
+    srv: CoreServer, transport: Transport
+) -> None:
+    def terminal(tick: Tick) -> bool:
+        if tick.n == 5:
+            raise ValueError("bad terminal test")
+        return False
+
+    srv.script = [(0.0, data_run([json.dumps({"n": n}) for n in range(1000)]))]
+    stream = tick_stream(transport, terminal=terminal)
+    with pytest.raises(ValueError, match="bad terminal test"):
+        await stream.__anext__()
+    assert stream.events_yielded == 0
+    await stream.aclose()
+    assert acquired_connections(transport) == 0

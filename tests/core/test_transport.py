@@ -31,7 +31,7 @@ from aioagents._exceptions import (
 from aioagents._ratelimit import RateLimiter
 from aioagents._retry import RetryPolicy
 from aioagents._streaming import SSEDecoder
-from aioagents._transport import Transport
+from aioagents._transport import Transport, _Connector
 from aioagents.testing import Fault
 
 from .conftest import CANARY, CoreServer, acquired_connections, free_port, pooled_connections, server_connections
@@ -404,6 +404,29 @@ def test_one_transport_serves_many_loops_and_aclose_closes_every_session(thread_
     gc.collect()  # an unclosed session would warn here, and warnings are errors
 
 
+def test_calls_alternating_between_loops_each_go_through_their_own_loops_session(thread_srv: CoreServer) -> None:
+    # The Transport remembers the last loop and its session; a call on any other loop (another thread's, or a new
+    # loop run after the last one ended in this thread) must find its own.
+    t = Transport(thread_srv.url)
+    threads = [LoopThread(), LoopThread()]
+    try:
+        for _ in range(3):
+            for lt in threads:
+                fut = asyncio.run_coroutine_threadsafe(t.request("GET", "/ok", idempotent=True), lt.loop)
+                assert fut.result(10).status == 200
+        for _ in range(2):
+            assert asyncio.run(t.request("GET", "/ok", idempotent=True)).status == 200
+        for lt in threads:
+            connector = t._sessions[lt.loop].connector
+            assert isinstance(connector, _Connector)
+            assert connector.created == 1  # one connection, opened and reused by that loop's calls only
+        asyncio.run(t.aclose())
+    finally:
+        for lt in threads:
+            lt.stop()
+    gc.collect()
+
+
 def test_aclose_closes_a_session_on_an_idle_loop_of_another_thread(thread_srv: CoreServer) -> None:
     t = Transport(thread_srv.url)
     loop = asyncio.new_event_loop()
@@ -483,6 +506,23 @@ async def test_a_429_with_retry_after_pauses_the_rate_limiter(srv: CoreServer) -
     await t.request("GET", "/ok", idempotent=True)
     await t.aclose()
     assert time.monotonic() - started >= 0.95
+
+
+async def test_requests_keep_the_limiters_rate_and_wait_out_its_pause(srv: CoreServer) -> None:
+    # A permit that needs no wait is taken inline by the Transport; one that must wait, or a paused limiter, goes to
+    # the limiter's acquire. Both keep the rate.
+    limiter = RateLimiter(20, per=1, burst=1)
+    t = Transport(srv.url, rate_limiter=limiter)
+    started = time.monotonic()
+    for _ in range(5):
+        await t.request("GET", "/ok", idempotent=True)
+    assert time.monotonic() - started >= 4 / 20 * 0.9
+    await asyncio.sleep(0.1)  # the bucket drains: the next permit needs no wait, but the limiter is paused
+    limiter.pause(0.5)
+    started = time.monotonic()
+    await t.request("GET", "/ok", idempotent=True)
+    assert time.monotonic() - started >= 0.45
+    await t.aclose()
 
 
 # -- cancellation -----------------------------------------------------------------------------------------------

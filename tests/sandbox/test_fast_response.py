@@ -8,10 +8,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from aioagents._converter import structure
+from aioagents._converter import structure, unstructure
 from aioagents.local import LocalSandbox
-from aioagents.sandbox import RunCodeResponse
-from aioagents.sandbox.models import fast_run_code_response
+from aioagents.sandbox import RunCodeRequest, RunCodeResponse
+from aioagents.sandbox.models import fast_run_code_response, run_code_body
 
 STEP = {"status": "Finished", "execution_time": 0.013, "return_code": 0, "stdout": "1\n", "stderr": ""}
 BODY: dict[str, Any] = {
@@ -76,3 +76,28 @@ async def test_real_answers_take_the_fast_path() -> None:
             fast = fast_run_code_response(body)
             assert fast is not None, body
             assert fast == structure(body, RunCodeResponse)
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        RunCodeRequest(code="print(1)", language="python"),
+        RunCodeRequest(
+            code="cat a b",
+            language="bash",
+            stdin="in",
+            files={"a": b"\x00\x01", "b": "aGk=", "c": None},
+            fetch_files=["out.txt"],
+            compile_timeout=1,
+            run_timeout="2.5",  # type: ignore[arg-type]  # the SDK's forms are accepted
+            memory_limit_MB=128,
+        ),
+    ],
+)
+def test_the_request_body_is_written_exactly_as_the_converter_writes_it(request_: RunCodeRequest) -> None:
+    body = run_code_body(request_)
+    assert body == unstructure(request_)
+    assert list(body) == list(unstructure(request_))  # the same key order on the wire
+    # Copies: the body handed to the encoder shares no mutable value with the request.
+    assert body["files"] is not request_.files
+    assert body["fetch_files"] is not request_.fetch_files

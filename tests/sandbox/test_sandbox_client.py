@@ -14,6 +14,7 @@ from aioagents import (
     InvalidRequestError,
     UnprocessableEntityError,
 )
+from aioagents._config import to_timeout
 from aioagents.sandbox import (
     CommandRunStatus,
     EvalResult,
@@ -291,7 +292,12 @@ async def test_retry_after_a_timeout_is_opt_in_and_logged(
 )
 def test_default_run_timeout_outlasts_the_run(compile_timeout: float, run_timeout: float, expected: float) -> None:
     client = SandboxClient("http://127.0.0.1:9")
-    assert client._run_options({}, None, None, compile_timeout + run_timeout + 5.0)["timeout"] == expected
+    # A float, or the client's own Timeout when its total already outlasts the run: the total is what counts.
+    chosen = to_timeout(
+        client._run_options({}, None, None, compile_timeout + run_timeout + 5.0)["timeout"], client._transport.timeout
+    )
+    assert chosen.total == expected
+    assert chosen.connect == client._transport.timeout.connect
 
 
 def test_endpoint_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
