@@ -5,43 +5,50 @@ Every service has its own package (``aioagents.sandbox``, ``aioagents.interprete
 rate-limit policies, event streams and batch helpers. Blocking twins of every client live in ``aioagents.sync``.
 """
 
-from aioagents._batch import BatchResult, Progress, ProgressCallback, amap, as_completed, run_concurrent
-from aioagents._config import Timeout, TimeoutLike
-from aioagents._exceptions import (
-    AioAgentsError,
-    APIConnectionError,
-    APIError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    ClientClosedError,
-    ConflictError,
-    EventTooLargeError,
-    IncompleteStreamError,
-    InternalServerError,
-    InvalidRequestError,
-    NotFoundError,
-    OutcomeUnknownError,
-    PaymentRequiredError,
-    PermissionDeniedError,
-    PollTimeoutError,
-    RateLimitError,
-    RedirectError,
-    RequestTooLargeError,
-    ResponseTooLargeError,
-    ResponseValidationError,
-    ServiceUnavailableError,
-    StreamError,
-    StreamIdleTimeout,
-    StreamOutcomeUnknownError,
-    UnprocessableEntityError,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from aioagents._logging import setup_from_env as _setup_from_env
 from aioagents._logging import setup_logging
-from aioagents._ratelimit import RateLimiter, RateLimiterUnavailableError
-from aioagents._retry import RetryPolicy
-from aioagents._streaming import EventStream, ServerSentEvent
+
+if TYPE_CHECKING:
+    from aioagents._batch import BatchResult, Progress, ProgressCallback, amap, as_completed, run_concurrent
+    from aioagents._config import Timeout, TimeoutLike
+    from aioagents._exceptions import (
+        AioAgentsError,
+        APIConnectionError,
+        APIError,
+        APIStatusError,
+        APITimeoutError,
+        AuthenticationError,
+        BadRequestError,
+        ClientClosedError,
+        ConflictError,
+        EventTooLargeError,
+        IncompleteStreamError,
+        InternalServerError,
+        InvalidRequestError,
+        NotFoundError,
+        OutcomeUnknownError,
+        PaymentRequiredError,
+        PermissionDeniedError,
+        PollTimeoutError,
+        RateLimitError,
+        RedirectError,
+        RequestTooLargeError,
+        ResponseTooLargeError,
+        ResponseValidationError,
+        ServiceUnavailableError,
+        StreamError,
+        StreamIdleTimeout,
+        StreamOutcomeUnknownError,
+        UnprocessableEntityError,
+    )
+    from aioagents._ratelimit import RateLimiter, RateLimiterUnavailableError
+    from aioagents._retry import RetryPolicy
+    from aioagents._streaming import EventStream, ServerSentEvent
 
 __version__ = "0.1.0"
 
@@ -90,5 +97,36 @@ __all__ = [
     "run_concurrent",
     "setup_logging",
 ]
+
+# Each public name -> the module defining it. They are imported on first access (PEP 562), so ``import aioagents``
+# (which every submodule triggers) pays for no HTTP stack: the in-process eval never imports aiohttp.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        ["BatchResult", "Progress", "ProgressCallback", "amap", "as_completed", "run_concurrent"], "aioagents._batch"
+    ),
+    **dict.fromkeys(["Timeout", "TimeoutLike"], "aioagents._config"),
+    **dict.fromkeys(["RateLimiter", "RateLimiterUnavailableError"], "aioagents._ratelimit"),
+    "RetryPolicy": "aioagents._retry",
+    **dict.fromkeys(["EventStream", "ServerSentEvent"], "aioagents._streaming"),
+}
+_LAZY.update(
+    dict.fromkeys([name for name in __all__ if name not in _LAZY and name not in globals()], "aioagents._exceptions")
+)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first access and cache the name here (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's attributes, the not yet imported public names included."""
+    return sorted(set(globals()) | set(__all__))
+
 
 _setup_from_env()

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from aioagents._exceptions import APIConnectionError, APIError
-from aioagents._transport import _loggable
 
 __all__ = [
     "EXIT_CODES_HELP",
@@ -262,6 +261,8 @@ async def check_endpoint(url: str) -> None:
 
 def unavailable(url: str, exc: BaseException) -> UserError:
     """The :class:`UserError` for an endpoint that does not answer."""
+    from aioagents._transport import _loggable
+
     return UserError(f"the sandbox at {_loggable(url)} does not answer ({exc})", ExitCode.UNAVAILABLE)
 
 

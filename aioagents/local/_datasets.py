@@ -29,13 +29,16 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from aioagents import _json as fast_json
 from aioagents.local._engine import Engine
 from aioagents.local._validate import RunCodeRequest, ValidationFailed
+
+if TYPE_CHECKING:
+    # The routes' aiohttp is loaded by the server that adds them (``add_dataset_routes``): scoring in process
+    # (``score_submission``, the eval's default) imports no aiohttp.
+    from aiohttp import web
 
 __all__ = [
     "DatasetFileError",
@@ -515,6 +518,8 @@ class SubmitError(Exception):
 
 
 def _reply(body: Any, status: int = 200) -> web.Response:
+    from aiohttp import web
+
     return web.Response(status=status, body=fast_json.dumps(body), content_type="application/json")
 
 
@@ -684,7 +689,7 @@ async def score_submission(engine: Engine, body: Mapping[str, Any]) -> dict[str,
 
 
 async def _submit(request: web.Request) -> web.Response:
-    engine: Engine = request.app[_ENGINE_KEY]
+    engine: Engine = request.app[_engine_key()]
     body = await _body(request, {**_DATASET_FIELDS, "id": ((int, str), True), "completion": (str, True)})
     return _reply(await score_submission(engine, body))
 
@@ -712,12 +717,16 @@ def _handled(handler: Any) -> Any:
     return wrapped
 
 
-_ENGINE_KEY: web.AppKey[Engine] = web.AppKey("datasets_engine", Engine)
+@functools.cache
+def _engine_key() -> web.AppKey[Engine]:
+    from aiohttp import web
+
+    return web.AppKey("datasets_engine", Engine)
 
 
 def add_dataset_routes(app: web.Application, engine: Engine) -> None:
     """Register the dataset routes on the embedded server's app (called once from ``_build_app``)."""
-    app[_ENGINE_KEY] = engine
+    app[_engine_key()] = engine
     app.router.add_get("/list_datasets", _handled(_list_datasets))
     app.router.add_post("/list_ids", _handled(_get_prompts))
     app.router.add_post("/get_prompts", _handled(_get_prompts))
