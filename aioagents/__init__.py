@@ -7,8 +7,8 @@ rate-limit policies, event streams and batch helpers. Blocking twins of every cl
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+from typing import TYPE_CHECKING
 
 from aioagents._logging import setup_from_env as _setup_from_env
 from aioagents._logging import setup_logging
@@ -114,12 +114,12 @@ _LAZY.update(
 )
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """Import a public name's module on first access and cache the name here (PEP 562)."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value
     return value
 

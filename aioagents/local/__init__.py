@@ -126,7 +126,7 @@ Toolchains and interpreters
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aioagents.local._process import Limits
 
@@ -136,7 +136,7 @@ if TYPE_CHECKING:
 __all__ = ["Limits", "LocalSandbox", "serve"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """``LocalSandbox`` and ``serve`` load the HTTP server (aiohttp) on first access only (PEP 562)."""
     if name not in ("LocalSandbox", "serve"):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -688,8 +688,7 @@ async def score_submission(engine: Engine, body: Mapping[str, Any]) -> dict[str,
     }
 
 
-async def _submit(request: web.Request) -> web.Response:
-    engine: Engine = request.app[_engine_key()]
+async def _submit(request: web.Request, engine: Engine) -> web.Response:
     body = await _body(request, {**_DATASET_FIELDS, "id": ((int, str), True), "completion": (str, True)})
     return _reply(await score_submission(engine, body))
 
@@ -717,20 +716,18 @@ def _handled(handler: Any) -> Any:
     return wrapped
 
 
-@functools.cache
-def _engine_key() -> web.AppKey[Engine]:
-    from aiohttp import web
-
-    return web.AppKey("datasets_engine", Engine)
-
-
 def add_dataset_routes(app: web.Application, engine: Engine) -> None:
     """Register the dataset routes on the embedded server's app (called once from ``_build_app``)."""
-    app[_engine_key()] = engine
+
+    # The engine is bound here rather than stored under an ``AppKey``: a key must be made at module level, and this
+    # module imports no aiohttp (scoring in process, ``score_submission``, needs none).
+    async def submit(request: web.Request) -> web.Response:
+        return await _submit(request, engine)
+
     app.router.add_get("/list_datasets", _handled(_list_datasets))
     app.router.add_post("/list_ids", _handled(_get_prompts))
     app.router.add_post("/get_prompts", _handled(_get_prompts))
     app.router.add_post("/get_prompt_by_id", _handled(_get_prompt_by_id))
-    app.router.add_post("/submit", _handled(_submit))
+    app.router.add_post("/submit", _handled(submit))
     app.router.add_post("/get_metrics", _handled(_get_metrics))
     app.router.add_post("/get_metrics_function", _handled(_get_metrics_function))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from aioagents.sandbox.client import DEFAULT_ENDPOINT, SandboxClient, SandboxError, summary_run_code_result
@@ -73,12 +73,12 @@ _CLIENT = ("DEFAULT_ENDPOINT", "SandboxClient", "SandboxError", "summary_run_cod
 _EVALUATION = ("EvaluationReport", "Evaluator", "SampleResult", "estimate_pass_at_k", "evaluate")
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """Import a public name's module on first access and cache the name here (PEP 562)."""
     if name not in __all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module = "client" if name in _CLIENT else "evaluation" if name in _EVALUATION else "models"
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    value = getattr(_importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value
 
