@@ -143,7 +143,10 @@ async def _run_async(args: argparse.Namespace, code: str, language: str) -> int:
     from aioagents.sandbox.client import SandboxClient
     from aioagents.sandbox.models import CommandRunStatus, RunStatus
 
-    async with sandbox_endpoint(args.endpoint, quiet=args.quiet) as endpoint, SandboxClient(endpoint) as client:
+    # One program: the embedded sandbox serves it from this process (worker processes, one per CPU, would each import
+    # the library and the server and start a process factory, for nothing).
+    sandbox = sandbox_endpoint(args.endpoint, quiet=args.quiet, workers=1)
+    async with sandbox as endpoint, SandboxClient(endpoint) as client:
         try:
             result = await client.run_code(
                 code, language=language, stdin=args.stdin, run_timeout=args.timeout, compile_timeout=args.timeout
