@@ -5,15 +5,13 @@ Every service has its own package (``aioagents.sandbox``, ``aioagents.interprete
 rate-limit policies, event streams and batch helpers. Blocking twins of every client live in ``aioagents.sync``.
 """
 
-from __future__ import annotations
-
 import importlib as _importlib
-from typing import TYPE_CHECKING
+import typing as _typing
 
 from aioagents._logging import setup_from_env as _setup_from_env
 from aioagents._logging import setup_logging
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from aioagents._batch import BatchResult, Progress, ProgressCallback, amap, as_completed, run_concurrent
     from aioagents._config import Timeout, TimeoutLike
     from aioagents._exceptions import (

@@ -124,13 +124,11 @@ Toolchains and interpreters
     lists what this machine can run.
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING
+import typing as _typing
 
 from aioagents.local._process import Limits
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from aioagents.local._app import LocalSandbox, serve
 
 __all__ = ["Limits", "LocalSandbox", "serve"]

@@ -1,11 +1,9 @@
 """SandboxFusion: run code in many languages, run notebooks, evaluate completions on datasets."""
 
-from __future__ import annotations
-
 import importlib as _importlib
-from typing import TYPE_CHECKING
+import typing as _typing
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from aioagents.sandbox.client import DEFAULT_ENDPOINT, SandboxClient, SandboxError, summary_run_code_result
     from aioagents.sandbox.evaluation import EvaluationReport, Evaluator, SampleResult, estimate_pass_at_k, evaluate
     from aioagents.sandbox.models import (
