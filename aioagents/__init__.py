@@ -12,7 +12,8 @@ from aioagents._logging import setup_from_env as _setup_from_env
 from aioagents._logging import setup_logging
 
 if _typing.TYPE_CHECKING:
-    from aioagents._batch import BatchResult, Progress, ProgressCallback, amap, as_completed, run_concurrent
+    from aioagents._batch import BatchResult, Progress, ProgressCallback, amap, as_completed
+    from aioagents._client import CallOptions, ClientOptions, RequestOptions
     from aioagents._config import Timeout, TimeoutLike
     from aioagents._exceptions import (
         AioAgentsError,
@@ -59,7 +60,9 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchResult",
+    "CallOptions",
     "ClientClosedError",
+    "ClientOptions",
     "ConflictError",
     "EventStream",
     "EventTooLargeError",
@@ -77,6 +80,7 @@ __all__ = [
     "RateLimiter",
     "RateLimiterUnavailableError",
     "RedirectError",
+    "RequestOptions",
     "RequestTooLargeError",
     "ResponseTooLargeError",
     "ResponseValidationError",
@@ -92,16 +96,14 @@ __all__ = [
     "__version__",
     "amap",
     "as_completed",
-    "run_concurrent",
     "setup_logging",
 ]
 
 # Each public name -> the module defining it. They are imported on first access (PEP 562), so ``import aioagents``
 # (which every submodule triggers) pays for no HTTP stack: the in-process eval never imports aiohttp.
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(
-        ["BatchResult", "Progress", "ProgressCallback", "amap", "as_completed", "run_concurrent"], "aioagents._batch"
-    ),
+    **dict.fromkeys(["BatchResult", "Progress", "ProgressCallback", "amap", "as_completed"], "aioagents._batch"),
+    **dict.fromkeys(["CallOptions", "ClientOptions", "RequestOptions"], "aioagents._client"),
     **dict.fromkeys(["Timeout", "TimeoutLike"], "aioagents._config"),
     **dict.fromkeys(["RateLimiter", "RateLimiterUnavailableError"], "aioagents._ratelimit"),
     "RetryPolicy": "aioagents._retry",
@@ -116,10 +118,27 @@ def __getattr__(name: str) -> object:
     """Import a public name's module on first access and cache the name here (PEP 562)."""
     module = _LAZY.get(name)
     if module is None:
+        if name == "run_concurrent":
+            return _moved_run_concurrent()
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(_importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def _moved_run_concurrent() -> object:
+    # ``aioagents.run_concurrent`` was documented before it moved to the compat layer it belongs to: still served,
+    # with a warning that names the new home.
+    import warnings
+
+    from aioagents.compat.sandbox_fusion import run_concurrent
+
+    warnings.warn(
+        "aioagents.run_concurrent moved to aioagents.compat.sandbox_fusion.run_concurrent",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return run_concurrent
 
 
 def __dir__() -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
@@ -17,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-__all__ = ["BatchIterator", "BatchResult", "Progress", "amap", "as_completed", "run_concurrent"]
+__all__ = ["BatchIterator", "BatchResult", "Progress", "amap", "as_completed"]
 
 log = logging.getLogger("aioagents")
 
@@ -326,43 +325,3 @@ async def amap(
     ]
     out.sort(key=lambda r: r.index)
     return out
-
-
-def run_concurrent(
-    func: Callable[..., Any],
-    args: list[list[Any]] | None = None,
-    kwargs: list[dict[str, Any]] | None = None,
-    concurrency: int = 20,
-) -> list[Any]:
-    """Call ``func(*args[i], **kwargs[i])`` for every i, at most ``concurrency`` at a time; results in input order.
-
-    The signature of sandbox-fusion's ``run_concurrent``. A coroutine function — or a sync function that names its async
-    twin in ``__aioagents_async__`` (every compat function does) — runs on one event loop; any other callable runs in
-    a thread pool. As in the original, the first error is raised after every call has finished.
-    """
-    if args is None and kwargs is None:
-        raise ValueError("give args or kwargs")
-    if args is not None and kwargs is not None and len(args) != len(kwargs):
-        raise ValueError("args and kwargs must have the same length")
-    n = len(args) if args is not None else len(kwargs)  # type: ignore[arg-type]
-    call_args = args if args is not None else [[] for _ in range(n)]
-    call_kwargs = kwargs if kwargs is not None else [{} for _ in range(n)]
-
-    target = getattr(func, "__aioagents_async__", func)
-    if inspect.iscoroutinefunction(target):
-        async_func = target
-    else:
-
-        async def async_func(*a: Any, **kw: Any) -> Any:
-            return await asyncio.to_thread(func, *a, **kw)
-
-    async def call(i: int) -> Any:
-        return await async_func(*call_args[i], **call_kwargs[i])
-
-    from aioagents.sync._bridge import run
-
-    items = run(amap(call, range(n), concurrency=concurrency))
-    for item in items:
-        if item.error is not None:
-            raise item.error
-    return [item.value for item in items]

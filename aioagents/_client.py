@@ -8,24 +8,49 @@ builds the Transport from it and gives every client the same lifecycle (``aclose
 Retry knobs, the same on every client and every call: ``max_retries`` counts the retries after the first attempt
 (``max_retries=0``: one attempt, no retry), ``max_attempts`` counts every attempt, the first included
 (``max_attempts=1`` is the same as ``max_retries=0``). Pass either; both must agree.
+
+Per-call options are declared once, in :class:`RequestOptions`: every public call of every client takes
+``**options: Unpack[RequestOptions]`` and hands them to :func:`resolve_options`, the one place that checks them and
+turns them into the Transport's keywords. A type checker checks callers' keyword names and types against the
+TypedDict; at run time an unknown name raises ``TypeError`` as a misspelt keyword argument would.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
-from typing import Any, ClassVar, TypeVar
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, TypedDict
 
+import aiohttp
 import attrs
 
 from aioagents._config import Timeout, TimeoutLike, env_or, to_timeout
 from aioagents._exceptions import InvalidRequestError
+from aioagents._ratelimit import RateLimiter
 from aioagents._retry import RetryPolicy
 from aioagents._transport import ErrorFactory, ResponseHook, Transport, _loggable, default_error
 
-_C = TypeVar("_C", bound="ServiceClient")
+# typing gained Self and Unpack in 3.11; on 3.10 they come from typing_extensions (a dependency there). Client
+# modules and the generated sync twins import them from here so that no module needs its own version switch.
+if sys.version_info >= (3, 11):
+    from typing import Self, Unpack
+else:  # pragma: no cover - exercised on Python 3.10 only
+    from typing_extensions import Self, Unpack
 
-__all__ = ["Endpoint", "ServiceClient", "call_attempts", "merge_headers", "resolve_attempts"]
+__all__ = [
+    "CallOptions",
+    "ClientOptions",
+    "Endpoint",
+    "RequestOptions",
+    "Self",
+    "SentOptions",
+    "ServiceClient",
+    "Unpack",
+    "merge_headers",
+    "resolve_attempts",
+    "resolve_options",
+]
 
 
 @attrs.frozen(kw_only=True)
@@ -100,13 +125,114 @@ def merge_headers(base: Mapping[str, str] | None, extra: Mapping[str, str] | Non
     return {**base, **extra}
 
 
+class ClientOptions(TypedDict, total=False):
+    """The constructor options every client takes, declared once (``**options: Unpack[ClientOptions]``).
+
+    >>> SandboxClient("http://sandbox:8080", timeout=30, max_retries=5, session=shared, trust_env=False)
+    """
+
+    timeout: TimeoutLike
+    """The default timeout of a call: seconds, or a :class:`~aioagents.Timeout` (default: the service's)."""
+
+    max_attempts: int | None
+    """Every attempt of a call counted, the first included (default 3); pass this or ``max_retries``."""
+
+    max_retries: int | None
+    """The retries after a call's first attempt (``0``: one attempt)."""
+
+    rate_limiter: RateLimiter | None
+    """Paces every request of this client (and of its copies); share one between clients to share a limit."""
+
+    session: aiohttp.ClientSession | None
+    """An aiohttp session to send through (left open by ``aclose``); default: one of the client's own."""
+
+    trust_env: bool
+    """Honour ``HTTP(S)_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE`` and friends (default ``True``)."""
+
+    trace_configs: Sequence[aiohttp.TraceConfig] | None
+    """aiohttp ``TraceConfig`` objects that see every attempt of every call."""
+
+
+_CLIENT_OPTION_NAMES = frozenset(ClientOptions.__annotations__)
+
+
+class CallOptions(TypedDict, total=False):
+    """The per-call options of a call whose own ``timeout`` means something else (an interpreter execute's
+    server-side wait): :class:`RequestOptions` without ``timeout``."""
+
+    max_retries: int | None
+    """Retries after the first attempt: ``0`` is one attempt, no retry."""
+
+    extra_headers: Mapping[str, str] | None
+    """Headers sent on this call only, on top of the client's (a secret value is never logged)."""
+
+
+class RequestOptions(CallOptions, total=False):
+    """The options every call of every client accepts, declared once (``**options: Unpack[RequestOptions]``):
+    ``timeout``, ``max_retries`` and ``extra_headers``.
+
+    >>> await sandbox.run_code("print(1)", timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})
+
+    Each applies to that one call and defaults to the client's setting (see
+    :meth:`ServiceClient.with_options` for a copy of a client with other defaults). ``None`` is the same as not
+    giving the option. Build a dict of them once and pass it to many calls with ``**``.
+    """
+
+    timeout: TimeoutLike
+    """Seconds for the whole call (every attempt), or a :class:`~aioagents.Timeout` with its parts."""
+
+
+_OPTION_NAMES = frozenset(RequestOptions.__annotations__)
+
+
+class SentOptions(TypedDict):
+    """:class:`RequestOptions` resolved into the keywords of the Transport's ``request``, ``stream`` and ``open``:
+    pass them on with ``**``."""
+
+    timeout: TimeoutLike
+    max_attempts: int | None
+    headers: Mapping[str, str] | None
+
+
+def resolve_options(
+    options: Mapping[str, Any],
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeout: TimeoutLike = None,
+    max_attempts: int | None = None,
+) -> SentOptions:
+    """The one place that reads a call's :class:`RequestOptions` (or :class:`CallOptions`): checks them and returns
+    the Transport keywords.
+
+    ``headers``, ``timeout`` and ``max_attempts`` are the call's own defaults (its own headers, a timeout it needs,
+    ``1`` for a probe that must fail fast); the caller's options win over them, ``extra_headers`` on top of
+    ``headers``. An unknown option raises ``TypeError``, a bad value :class:`~aioagents.InvalidRequestError`.
+    """
+    if not options:
+        return {"timeout": timeout, "max_attempts": max_attempts, "headers": headers}
+    if not _OPTION_NAMES.issuperset(options):
+        unknown = ", ".join(sorted(set(options) - _OPTION_NAMES))
+        raise TypeError(f"unexpected keyword argument(s) {unknown}; the per-call options are {sorted(_OPTION_NAMES)}")
+    given_timeout: TimeoutLike = options.get("timeout")
+    retries = options.get("max_retries")
+    extra = options.get("extra_headers")
+    if extra is not None and not isinstance(extra, Mapping):
+        raise InvalidRequestError(
+            f"extra_headers must be a mapping of header names to values, not {type(extra).__name__}"
+        )
+    return {
+        "timeout": timeout if given_timeout is None else given_timeout,
+        "max_attempts": max_attempts if retries is None else resolve_attempts(None, retries),
+        "headers": merge_headers(headers, extra),
+    }
+
+
 class ServiceClient:
     """The base of every service client: it owns the Transport built from the class's :class:`Endpoint`.
 
     It gives each client ``aclose()`` and ``async with``, a ``__repr__`` that shows the URL and never a secret,
-    ``base_url``, and :meth:`with_options`. Every call of a client accepts the per-call options ``timeout`` (seconds
-    or a :class:`~aioagents.Timeout`), ``max_retries`` (0: one attempt) and ``extra_headers`` (sent on that call
-    only).
+    ``base_url``, and :meth:`with_options`. Every call of a client accepts the per-call options of
+    :class:`RequestOptions` (``timeout``, ``max_retries``, ``extra_headers``), resolved by :func:`resolve_options`.
     """
 
     endpoint_spec: ClassVar[Endpoint]
@@ -125,10 +251,16 @@ class ServiceClient:
         error_factory: ErrorFactory = default_error,
         response_hook: ResponseHook | None = None,
     ) -> Transport:
-        """Build this client's Transport (once) from its endpoint spec and the constructor's arguments: ``given`` is
-        the constructor's ``locals()``, from which the options every client takes are read by name (``timeout``,
-        ``max_attempts``, ``max_retries``, ``rate_limiter``, ``session``, ``trust_env``, ``trace_configs``), so no
-        constructor restates them; ``key``, ``headers``, ``retry`` and the hooks are the client's own."""
+        """Build this client's Transport (once) from its endpoint spec and the constructor's :class:`ClientOptions`
+        (``given``; an unknown name raises ``TypeError``, as a misspelt keyword would); ``key``, ``headers``,
+        ``retry`` and the hooks are the client's own. A constructor not yet on ``ClientOptions`` may pass its
+        ``locals()``: the options are then read by name and the rest is ignored."""
+        if "self" not in given and not _CLIENT_OPTION_NAMES.issuperset(given):
+            unknown = ", ".join(sorted(set(given) - _CLIENT_OPTION_NAMES))
+            raise TypeError(
+                f"{type(self).__name__}() got unexpected keyword argument(s) {unknown}; "
+                f"the client options are {sorted(_CLIENT_OPTION_NAMES)}"
+            )
         spec = self.endpoint_spec
         attempts = resolve_attempts(given.get("max_attempts"), given.get("max_retries")) or spec.max_attempts
         policy = retry or RetryPolicy()
@@ -151,24 +283,19 @@ class ServiceClient:
         return self._transport
 
     # -- options ---------------------------------------------------------------------------------------------
-    def _with_options(
-        self: _C,
-        timeout: TimeoutLike,
-        max_retries: int | None,
-        max_attempts: int | None,
-        extra_headers: Mapping[str, str] | None,
-    ) -> _C:
-        """``with_options`` of every client (each declares the public method only to name its own type, which the
-        generated sync twins need): a copy with other defaults, sharing this client's connection pool, rate limiter
-        and retry budget.
+    def with_options(self, *, max_attempts: int | None = None, **options: Unpack[RequestOptions]) -> Self:
+        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
+        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
 
-        What is not given keeps this client's value. The copy's requests go through this client's connections;
-        closing the copy only stops the copy, closing this client closes the pool under every copy.
+        Takes the per-call options (:class:`RequestOptions`) and ``max_attempts`` (every attempt counted; pass it or
+        ``max_retries``). The copy's requests go through this client's connections; closing the copy only stops the
+        copy, closing this client closes the pool under every copy.
         """
-        attempts = resolve_attempts(max_attempts, max_retries)
+        sent = resolve_options(options)
+        attempts = resolve_attempts(max_attempts, options.get("max_retries"))
         clone = copy.copy(self)
         transport = clone._transport = self._transport.derive(
-            timeout=timeout, max_attempts=attempts, headers=extra_headers
+            timeout=sent["timeout"], max_attempts=attempts, headers=sent["headers"]
         )
         # Hooks bound to this client now report to the copy (its own rate-limit facts, its own base URL).
         hook, factory = transport.response_hook, transport.error_factory
@@ -178,6 +305,19 @@ class ServiceClient:
             transport.error_factory = getattr(clone, factory.__name__)
         clone._rebind()
         return clone
+
+    def _with_options(
+        self,
+        timeout: TimeoutLike,
+        max_retries: int | None,
+        max_attempts: int | None,
+        extra_headers: Mapping[str, str] | None,
+    ) -> Self:
+        """The base's :meth:`with_options`, for a client that still declares its own (it must not recurse into
+        that override)."""
+        return ServiceClient.with_options(
+            self, max_attempts=max_attempts, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
+        )
 
     def _rebind(self) -> None:
         """Re-point whatever a client built on its Transport (sub-resources) at a copy's new Transport."""
@@ -204,13 +344,8 @@ class ServiceClient:
         :meth:`with_options` leaves the shared pool to its original)."""
         await self._transport.aclose()
 
-    async def __aenter__(self: _C) -> _C:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def call_attempts(max_retries: int | None) -> int | None:
-    """A call's ``max_retries`` as the Transport's ``max_attempts`` (``None``: the client's default)."""
-    return None if max_retries is None else resolve_attempts(None, max_retries)

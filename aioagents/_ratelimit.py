@@ -111,22 +111,14 @@ class RateLimiter:
         connections per event loop; ``prefix`` starts the Redis keys. Needs the extra: ``pip install
         'aioagents[redis]'``. Close it with ``await limiter.aclose()`` (or ``async with``).
         """
+        # This signature is the one declaration of the settings and their defaults: the class takes them as given.
+        settings = dict(locals())
+        del settings["cls"]
         try:
             from aioagents._ratelimit_redis import RedisRateLimiter
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("RateLimiter.redis needs redis-py: pip install 'aioagents[redis]'") from exc
-        return RedisRateLimiter(
-            url,
-            key=key,
-            rate=rate,
-            per=per,
-            burst=burst,
-            fallback=fallback,
-            timeout=timeout,
-            retry_interval=retry_interval,
-            max_connections=max_connections,
-            prefix=prefix,
-        )
+        return RedisRateLimiter(settings)
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate:g}, per={self.per:g}, burst={self.burst:g})"

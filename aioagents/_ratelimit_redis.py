@@ -31,7 +31,7 @@ import math
 import sys
 import time
 import weakref
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -159,21 +159,18 @@ class RedisRateLimiter(RateLimiter):
         "key",
     )
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        key: str,
-        rate: float,
-        per: float = 1.0,
-        burst: float | None = None,
-        fallback: Literal["local"] | RateLimiter | None = None,
-        timeout: float = 2.0,
-        retry_interval: float = 5.0,
-        max_connections: int = 16,
-        prefix: str = "aioagents:ratelimit:",
-    ) -> None:
-        super().__init__(rate, per=per, burst=burst)
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        """Built by :meth:`RateLimiter.redis() <aioagents.RateLimiter.redis>`, whose signature declares the settings
+        (``url``, ``key``, ``rate``, ``per``, ``burst``, ``fallback``, ``timeout``, ``retry_interval``,
+        ``max_connections``, ``prefix``) and their defaults; ``settings`` holds every one of them."""
+        url: str = settings["url"]
+        key: str = settings["key"]
+        fallback: Literal["local"] | RateLimiter | None = settings["fallback"]
+        timeout: float = settings["timeout"]
+        retry_interval: float = settings["retry_interval"]
+        max_connections: int = settings["max_connections"]
+        prefix: str = settings["prefix"]
+        super().__init__(settings["rate"], per=settings["per"], burst=settings["burst"])
         if not isinstance(url, str) or urlsplit(url).scheme not in _SCHEMES:
             shown = redact_url(url) if isinstance(url, str) else type(url).__name__
             raise ValueError(f"a Redis URL must start with redis://, rediss:// or unix:// (got {shown!r})")

@@ -24,10 +24,11 @@ import ipaddress
 import logging
 import os
 import ssl
+import sys
 import time
 import urllib.request
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import aiohttp
 import attrs
@@ -55,9 +56,30 @@ from aioagents._ratelimit import RateLimiter
 from aioagents._retry import RetryBudget, RetryPolicy, parse_retry_after
 from aioagents._streaming import Decoder, EventStream
 
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # pragma: no cover - exercised on Python 3.10 only
+    from typing_extensions import Unpack
+
 __all__ = ["DEFAULT_KEEPALIVE", "MISSING", "ByteStream", "Response", "Transport", "default_error"]
 
 log = logging.getLogger("aioagents")
+
+
+class StreamRequest(TypedDict, total=False):
+    """The request keywords of :meth:`Transport.stream` and :meth:`Transport.open`, declared once (both hand them to
+    the one ``_open``): the body (``json`` or ``data``), ``params``, ``headers``, ``timeout``, the retry knobs and
+    a per-call ``base_url``."""
+
+    json: Any
+    data: Any
+    params: Mapping[str, str] | None
+    headers: Mapping[str, str] | None
+    timeout: TimeoutLike
+    max_attempts: int | None
+    retry: RetryPolicy | None
+    base_url: str | None
+
 
 T = TypeVar("T")
 
@@ -828,28 +850,38 @@ class Transport:
         path: str,
         *,
         idempotent: bool,
-        json: Any,
-        data: Any,
-        params: Mapping[str, str] | None,
-        headers: Mapping[str, str] | None,
-        timeout: TimeoutLike,
-        idle_timeout: float | None,
-        max_attempts: int | None,
-        retry: RetryPolicy | None,
-        base_url: str | None,
-        cost: float,
-        permits: Iterable[tuple[RateLimiter, float]],
+        idle_timeout: float | None = 60.0,
+        cost: float = 1.0,
+        permits: Iterable[tuple[RateLimiter, float]] = (),
+        **request: Unpack[StreamRequest],
     ) -> aiohttp.ClientResponse:
         """Send with retries (the same attempt loop as ``request``) until a non-error response head arrives; return
-        it unread."""
-        url, body, hdrs = self._build(method, path, base_url, json, data, headers)
-        tmo = to_timeout(timeout, self.timeout)
+        it unread. ``functools.partial`` of it is the opener of a stream (sent when the stream is entered)."""
+        url, body, hdrs = self._build(
+            method,
+            path,
+            request.get("base_url"),
+            request.get("json", MISSING),
+            request.get("data"),
+            request.get("headers"),
+        )
+        tmo = to_timeout(request.get("timeout"), self.timeout)
         # As in request(): a one-shot body (an async iterator) is spent by the first attempt and must not be re-sent.
         replayable = body is None or isinstance(body, (bytes, str)) or callable(body)
         result: aiohttp.ClientResponse = await self._attempts(
             self._send,
-            (method, url, body, params, hdrs, tmo.for_stream(idle_timeout), tmo.connect, None, replayable),
-            self._policy(max_attempts, retry),
+            (
+                method,
+                url,
+                body,
+                request.get("params"),
+                hdrs,
+                tmo.for_stream(idle_timeout),
+                tmo.connect,
+                None,
+                replayable,
+            ),
+            self._policy(request.get("max_attempts"), request.get("retry")),
             idempotent,
             replayable,
             method,
@@ -869,39 +901,23 @@ class Transport:
         idempotent: bool,
         terminal: Callable[[T], bool] | None = None,
         require_terminal: bool = False,
-        json: Any = MISSING,
-        data: Any = None,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: TimeoutLike = None,
         idle_timeout: float | None = 60.0,
-        max_attempts: int | None = None,
-        retry: RetryPolicy | None = None,
-        base_url: str | None = None,
         cost: float = 1.0,
         permits: Iterable[tuple[RateLimiter, float]] = (),
         what: str = "stream",
+        **request: Unpack[StreamRequest],
     ) -> EventStream[T]:
         """A lazily opened stream of typed events; retries happen only before the first byte of the body."""
-
-        def opener() -> Awaitable[aiohttp.ClientResponse]:
-            return self._open(
-                method,
-                path,
-                idempotent=idempotent,
-                json=json,
-                data=data,
-                params=params,
-                headers=headers,
-                timeout=timeout,
-                idle_timeout=idle_timeout,
-                max_attempts=max_attempts,
-                retry=retry,
-                base_url=base_url,
-                cost=cost,
-                permits=permits,
-            )
-
+        opener = functools.partial(
+            self._open,
+            method,
+            path,
+            idempotent=idempotent,
+            idle_timeout=idle_timeout,
+            cost=cost,
+            permits=permits,
+            **request,
+        )
         return EventStream(
             opener,
             decoder,
@@ -919,36 +935,13 @@ class Transport:
         path: str,
         *,
         idempotent: bool = True,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: TimeoutLike = None,
         idle_timeout: float | None = 60.0,
-        max_attempts: int | None = None,
-        retry: RetryPolicy | None = None,
-        base_url: str | None = None,
-        json: Any = MISSING,
-        data: Any = None,
+        **request: Unpack[StreamRequest],
     ) -> ByteStream:
         """A raw body stream (downloads): ``async with transport.open("GET", p) as body: async for chunk in body``."""
-
-        def opener() -> Awaitable[aiohttp.ClientResponse]:
-            return self._open(
-                method,
-                path,
-                idempotent=idempotent,
-                json=json,
-                data=data,
-                params=params,
-                headers=headers,
-                timeout=timeout,
-                idle_timeout=idle_timeout,
-                max_attempts=max_attempts,
-                retry=retry,
-                base_url=base_url,
-                cost=1.0,
-                permits=(),
-            )
-
+        opener = functools.partial(
+            self._open, method, path, idempotent=idempotent, idle_timeout=idle_timeout, **request
+        )
         return ByteStream(opener, idle_timeout=idle_timeout, what=f"{method} {_loggable(path)}", idempotent=idempotent)
 
 

@@ -16,6 +16,7 @@ no formatter. The rules:
 * ``aclose`` becomes ``close``; ``__aenter__``/``__aexit__`` become ``__enter__``/``__exit__``.
 * Attributes, properties and return values annotated with another registered class become its sync twin wrapping
   the same async object (``client.threads.messages``); parameters annotated with one are unwrapped.
+* A method returning ``Self`` (``with_options`` on the client base) returns the twin of the class it is mirrored on.
 * Plain methods, properties and annotated public attributes are forwarded. Docstrings are copied.
 
 Names used in annotations and defaults are imported from their public home: the shortest public module that
@@ -97,6 +98,11 @@ _STREAM_TYPES: tuple[object, ...] = (
 )
 _ACM_TYPES: tuple[object, ...] = (contextlib.AbstractAsyncContextManager, typing.AsyncContextManager)
 _SPECIAL = {"__init__", "__aenter__", "__aexit__", "__call__", "aclose"}
+# Names typing gained after the oldest Python we support (3.10), and the module that imports each from typing or
+# typing_extensions by version: a generated file imports them from there, so it needs no version switch of its own.
+_VERSIONED_TYPING = {"Self", "Unpack"}
+_TYPING_MODULES = {"typing", "typing_extensions"}
+TYPING_SHIM = "aioagents._client"
 
 
 class GenerationError(Exception):
@@ -496,6 +502,10 @@ class _ModuleGen:
             return local
         if source == "builtins":
             return attr
+        if attr in _VERSIONED_TYPING and (source in _TYPING_MODULES or source == TYPING_SHIM):
+            # typing on 3.11+, typing_extensions on 3.10: the one module that switches is imported instead.
+            self._bind(TYPING_SHIM, attr, attr)
+            return attr
         home = public_home(obj, source, attr)
         self._bind(home, attr, attr)
         return attr
@@ -551,6 +561,13 @@ class _ModuleGen:
                     if id(self.resolve_head(info, sub)) in self.registry:
                         return True
         return False
+
+    def is_self(self, info: ModuleInfo, node: ast.expr) -> bool:
+        """Whether an annotation is ``typing.Self`` (or typing_extensions'), under whatever name it was imported."""
+        if isinstance(node, ast.Subscript) or _dotted(node) is None:
+            return False
+        head = self.resolve_head(info, node)
+        return any(getattr(sys.modules.get(m), "Self", None) is head for m in _TYPING_MODULES) and head is not None
 
     def is_stream(self, obj: object) -> bool:
         if id(obj) in self.registry:
@@ -726,6 +743,9 @@ class _ModuleGen:
         if node is None:
             raise GenerationError(f"{cls.__name__}: a method without a return annotation")
         run = ("_bridge.run(", ")") if is_async else ("", "")
+        if self.is_self(info, node):
+            # ``-> Self`` (with_options on a base): the twin of whatever class the method is mirrored on.
+            return cls.__name__, (f"return {cls.__name__}._wrap({run[0]}", f"{run[1]})", None)
         twin = self.twin_of(info, node)
         if twin is not None:
             local = self.expr(info, node)
@@ -1097,11 +1117,16 @@ def generate(registry: Mapping[str, Sequence[str]] | None = None, *, package: st
     return files
 
 
+#: The bridge's public names, re-exported by ``aioagents.sync``: the stream and context-manager wrappers the twins
+#: return, and the calls a hand-written blocking layer (``aioagents.compat``) needs.
+BRIDGE_EXPORTS = ("SyncContextManager", "SyncStream", "on_loop_close", "open_stream", "owns", "run")
+
+
 def _package_init(exports: Mapping[str, str], package: str) -> str:
     imports = Imports(first_party=package.split(".")[0])
-    names = ["SyncContextManager", "SyncStream", *exports]
-    imports.add_name("aioagents.sync._bridge", "SyncContextManager", "SyncContextManager")
-    imports.add_name("aioagents.sync._bridge", "SyncStream", "SyncStream")
+    names = [*BRIDGE_EXPORTS, *exports]
+    for name in BRIDGE_EXPORTS:
+        imports.add_name("aioagents.sync._bridge", name, name)
     for name, module in exports.items():
         imports.add_name(module, name, name)
     doc = '''"""The blocking API: same class names as the async one, generated from it by ``scripts/gen_sync.py``.
@@ -1116,6 +1141,11 @@ the calling thread already runs a loop, as in Jupyter, on a shared loop thread) 
 
 Async streams become iterators (closed when the loop is left early) and async context managers become context
 managers. One object may be shared by many threads.
+
+The same machinery is public for blocking layers of one's own (``aioagents.compat`` is built on it): :func:`run`
+runs a coroutine, :func:`open_stream` opens an async stream as a blocking :class:`SyncStream`, and
+:func:`on_loop_close` registers a closer for what a call left open on the loop it ran on (:func:`owns` tells whether
+a loop is one of the bridge's, which live until it closes them).
 """'''
     all_line = _wrap_list("__all__ = [", [_quote(n) for n in sorted(names)], "]")
     return "\n".join([HEADER, doc, "", imports.render(), "", all_line]) + "\n"

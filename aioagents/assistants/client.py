@@ -28,15 +28,20 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, Literal, TypeVar, cast
 
-import aiohttp
-import attrs
-
-from aioagents._client import Endpoint, ServiceClient, resolve_attempts
+from aioagents._client import (
+    ClientOptions,
+    Endpoint,
+    RequestOptions,
+    SentOptions,
+    ServiceClient,
+    Unpack,
+    merge_headers,
+    resolve_options,
+)
 from aioagents._config import DEFAULT_TIMEOUT, Timeout, TimeoutLike
 from aioagents._exceptions import AioAgentsError, EventTooLargeError, InvalidRequestError
-from aioagents._ratelimit import RateLimiter
 from aioagents._streaming import EventStream, LineSplitter, ServerSentEvent, SSEDecoder
 from aioagents._transport import Response, Transport
 from aioagents.assistants.errors import (
@@ -50,23 +55,27 @@ from aioagents.assistants.events import RunEnd, RunEvent, StatusEvent, ToolCalls
 from aioagents.assistants.models import (
     Assistant,
     AssistantFile,
+    AssistantSettings,
     DeletedObject,
     File,
     FileContent,
     FileList,
     Message,
     MessageFile,
+    MessageLike,
     ModelParameters,
     Page,
+    PageQuery,
     Run,
+    RunParameters,
     RunStep,
     Thread,
     ThreadMessage,
-    Tool,
     ToolCall,
+    ToolLike,
     ToolOutput,
-    UserInfo,
-    UserLocation,
+    ToolOutputLike,
+    ToolRunParameters,
     converter,
     structure,
 )
@@ -95,9 +104,6 @@ _NAME_RE = re.compile(r"^[\u4e00-\u9fa5 0-9a-zA-Z_-]+$")
 
 #: A tool the high-level loops may call: a function (sync or async) taking the call's arguments as keywords.
 ToolFunction = Callable[..., Any]
-MessageLike = Union[ThreadMessage, str, Mapping[str, Any]]  # noqa: UP007 (a runtime alias on 3.10)
-ToolLike = Union[Tool, Mapping[str, Any]]  # noqa: UP007
-ToolOutputLike = Union[ToolOutput, Mapping[str, Any]]  # noqa: UP007
 
 
 # -- validation (before anything is sent) ---------------------------------------------------------------------------
@@ -250,37 +256,15 @@ class _AppBuilderSSE:
 
 
 class _Api:
-    """One POST with a fresh request id, the 200-with-error check and decoding; ``call()`` gives one whose requests
-    carry a call's own options (timeout, retries, extra headers)."""
+    """The one call path: a POST with fresh request ids, the 200-with-error check and decoding. Arguments are
+    checked before anything is sent, the per-call options resolved in one place (:func:`resolve_options`)."""
 
-    def __init__(
-        self,
-        transport: Transport,
-        timeout: TimeoutLike = None,
-        max_attempts: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> None:
+    def __init__(self, transport: Transport) -> None:
         self.transport = transport
-        self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.extra_headers = extra_headers
-
-    def call(self, timeout: TimeoutLike, max_retries: int | None, extra_headers: Mapping[str, str] | None) -> _Api:
-        """This API with one call's options (itself when the call gives none: no work on the common path)."""
-        if timeout is None and max_retries is None and not extra_headers:
-            return self
-        return _Api(self.transport, timeout, resolve_attempts(None, max_retries), extra_headers)
-
-    def headers(self, ids: dict[str, str]) -> dict[str, str]:
-        """A request's headers: the caller's extra ones, then the request ids (which win)."""
-        return {**self.extra_headers, **ids} if self.extra_headers else ids
 
     @staticmethod
-    def ids() -> tuple[str, dict[str, str]]:
-        rid = str(uuid.uuid4())
-        return rid, {"X-Appbuilder-Request-Id": rid, "X-Bce-Request-Id": rid}
-
-    def checked(self, resp: Response, rid: str) -> Any:
+    def checked(resp: Response, rid: str) -> Any:
+        """The JSON answer, or the service's error when a 200 carries one."""
         data = resp.json()
         if isinstance(data, dict) and "error" in data:
             raise AssistantServerError.from_body(
@@ -288,43 +272,99 @@ class _Api:
             )
         return data
 
-    async def post(self, path: str, body: Any, cls: type[T], *, idempotent: bool, timeout: TimeoutLike = None) -> T:
-        rid, headers = self.ids()
+    @staticmethod
+    def sent(
+        options: RequestOptions, timeout: TimeoutLike = None, headers: Mapping[str, str] | None = None
+    ) -> tuple[str, SentOptions]:
+        """A fresh request id and the Transport keywords of one call: the caller's options, then the call's own
+        ``headers`` and the request ids (these win over ``extra_headers``: a call is traced by the ids it carried)."""
+        rid = str(uuid.uuid4())
+        sent = resolve_options(options, timeout=timeout)
+        own = {**(headers or {}), "X-Appbuilder-Request-Id": rid, "X-Bce-Request-Id": rid}
+        sent["headers"] = merge_headers(sent["headers"], own)
+        return rid, sent
+
+    async def send(
+        self,
+        path: str,
+        options: RequestOptions,
+        *,
+        idempotent: bool,
+        timeout: TimeoutLike = None,
+        headers: Mapping[str, str] | None = None,
+        **kw: Any,
+    ) -> tuple[Response, str]:
+        """POST ``path`` (``json=``, ``data=``, ``params=`` in ``kw``); the response and its request id."""
+        rid, sent = self.sent(options, timeout, headers)
         token = current_request_id.set(rid)
         try:
-            resp = await self.transport.request(
-                "POST",
-                path,
-                idempotent=idempotent,
-                json=body,
-                headers=self.headers(headers),
-                timeout=self.timeout if timeout is None else timeout,
-                max_attempts=self.max_attempts,
-            )
+            resp = await self.transport.request("POST", path, idempotent=idempotent, **kw, **sent)
         finally:
             current_request_id.reset(token)
+        return resp, rid
+
+    async def post(
+        self,
+        path: str,
+        body: dict[str, Any],
+        cls: type[T],
+        options: RequestOptions,
+        *,
+        idempotent: bool,
+        problems: _Problems | None = None,
+    ) -> T:
+        """Check ``body`` (every ``*_id`` key must be a non-empty string) and what ``problems`` found, POST it and
+        decode the answer as ``cls``."""
+        _check(body, problems)
+        resp, rid = await self.send(path, options, idempotent=idempotent, json=body)
         return structure(self.checked(resp, rid), cls)
 
-    async def upload(self, path: str, source: str | os.PathLike[str] | bytes, filename: str) -> File:
-        rid, headers = self.ids()
-        boundary = uuid.uuid4().hex
-        headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
-        token = current_request_id.set(rid)
-        try:
-            resp = await self.transport.request(
-                "POST",
-                path,
-                idempotent=False,
-                params={"purpose": "assistant"},
-                # A fresh generator per attempt: the file is read in chunks while it is sent, never held in memory.
-                data=lambda: _multipart(source, filename, boundary),
-                headers=self.headers(headers),
-                timeout=self.timeout,
-                max_attempts=self.max_attempts,
-            )
-        finally:
-            current_request_id.reset(token)
-        return structure(self.checked(resp, rid), File)
+    async def page(self, path: str, body: dict[str, Any], cls: type[T], query: PageQuery) -> Page[T]:
+        """One page of a ``list`` call: ``body`` holds its ids, ``query`` the page and the per-call options."""
+        page, options = _split(query, _PAGE_KEYS)
+        limit, order = page.get("limit", 20), page.get("order", "desc")
+        p = _Problems()
+        p.page(limit, order)
+        # The page keys go after the call's ids; an unset cursor is sent as "".
+        after, before = page.get("after") or "", page.get("before") or ""
+        body = {**body, "limit": limit, "order": order, "after": after, "before": before}
+        paged: type[Page[T]] = Page[cls]  # type: ignore[valid-type]
+        return await self.post(path, body, paged, options, idempotent=True, problems=p)
+
+
+def _keys(declaration: Any) -> frozenset[str]:
+    """The keywords a TypedDict declares."""
+    return frozenset(declaration.__required_keys__ | declaration.__optional_keys__)
+
+
+_OPTION_KEYS = _keys(RequestOptions)
+_PAGE_KEYS = _keys(PageQuery) - _OPTION_KEYS
+
+
+def _split(params: Mapping[str, Any], own: frozenset[str]) -> tuple[dict[str, Any], RequestOptions]:
+    """A call's keywords split into its own parameters and the per-call options; an unknown name is a
+    ``TypeError``, as a misspelt keyword argument is."""
+    mine = {k: v for k, v in params.items() if k in own}
+    options = {k: v for k, v in params.items() if k not in own}
+    unknown = options.keys() - _OPTION_KEYS
+    if unknown:
+        raise TypeError(
+            f"unexpected keyword argument(s) {', '.join(sorted(unknown))}: this call takes {', '.join(sorted(own))} "
+            f"and the per-call options {', '.join(sorted(_OPTION_KEYS))}"
+        )
+    return mine, cast(RequestOptions, options)
+
+
+def _check(body: Mapping[str, Any], problems: _Problems | None = None) -> None:
+    """Raise one :class:`AssistantValidationError` naming every problem: an id of ``body`` (a ``*_id`` key: the
+    service names every id so) that is not a non-empty string, then what ``problems`` found."""
+    p = _Problems()
+    for name, value in body.items():
+        if name.endswith("_id"):
+            p.id(name, value)
+    if problems is not None:
+        p.errors.extend(problems.errors)
+    p.raise_if_any()
 
 
 async def _multipart(source: str | os.PathLike[str] | bytes, filename: str, boundary: str) -> AsyncIterator[bytes]:
@@ -382,223 +422,100 @@ async def _call_tool(tools: Mapping[str, ToolFunction], call: ToolCall) -> ToolO
 
 
 # -- resources ------------------------------------------------------------------------------------------------------
+_ASSISTANT_KEYS = _keys(AssistantSettings) - _OPTION_KEYS
+#: What the service is sent for a setting not given (every one is sent).
+_ASSISTANT_DEFAULTS: dict[str, Any] = {
+    **dict.fromkeys(_ASSISTANT_KEYS, ""),
+    "model": DEFAULT_MODEL,
+    "response_format": "text",
+    "tools": (),
+    "file_ids": (),
+    "metadata": None,
+}
+
+
+def _assistant_body(settings: AssistantSettings, p: _Problems) -> tuple[dict[str, Any], RequestOptions]:
+    """An assistant's settings checked (into ``p``) and as the service's body (every key, defaults included), and the
+    per-call options among the keywords."""
+    given, options = _split(settings, _ASSISTANT_KEYS)
+    a = {**_ASSISTANT_DEFAULTS, **given}
+    name = a.get("name")
+    p.check(isinstance(name, str) and 1 <= len(name) <= 128, "name must be 1 to 128 characters")
+    p.check(
+        isinstance(name, str) and bool(_NAME_RE.match(name)),
+        "name may hold only CJK characters, letters, digits, spaces, '_' and '-'",
+    )
+    p.length("description", a["description"], 512)
+    for key in ("instructions", "thought_instructions", "chat_instructions"):
+        p.length(key, a[key], 4096)
+    p.check(a["response_format"] in ("text", "json_object"), "response_format must be 'text' or 'json_object'")
+    p.count("tools", a["tools"], 10)
+    p.count("file_ids", a["file_ids"], 10)
+    p.metadata(a["metadata"])
+    body = {
+        "model": a["model"],
+        "name": name,
+        "description": a["description"],
+        "response_format": a["response_format"],
+        "instructions": a["instructions"],
+        "thought_instructions": a["thought_instructions"],
+        "chat_instructions": a["chat_instructions"],
+        "tools": [_tool(t) for t in a["tools"]],
+        "file_ids": list(a["file_ids"]),
+        "metadata": dict(a["metadata"] or {}),
+    }
+    return body, options
+
+
 class Assistants:
     """``client.assistants``: create, update, list, query, delete, and mount files on assistants."""
 
     def __init__(self, api: _Api) -> None:
         self._api = api
 
-    @staticmethod
-    def _body(
-        *,
-        name: str,
-        description: str,
-        instructions: str,
-        model: str,
-        response_format: str,
-        thought_instructions: str,
-        chat_instructions: str,
-        tools: Sequence[ToolLike],
-        file_ids: Sequence[str],
-        metadata: Mapping[str, str] | None,
-    ) -> dict[str, Any]:
+    async def create(self, **settings: Unpack[AssistantSettings]) -> Assistant:
+        """Create an assistant (:class:`AssistantSettings`: ``name`` is required, 1–128 CJK characters, letters,
+        digits, spaces, ``_`` or ``-``)."""
         p = _Problems()
-        p.check(isinstance(name, str) and 1 <= len(name) <= 128, "name must be 1 to 128 characters")
-        p.check(
-            isinstance(name, str) and bool(_NAME_RE.match(name)),
-            "name may hold only CJK characters, letters, digits, spaces, '_' and '-'",
-        )
-        p.length("description", description, 512)
-        for key, value in (
-            ("instructions", instructions),
-            ("thought_instructions", thought_instructions),
-            ("chat_instructions", chat_instructions),
-        ):
-            p.length(key, value, 4096)
-        p.check(response_format in ("text", "json_object"), "response_format must be 'text' or 'json_object'")
-        p.count("tools", tools, 10)
-        p.count("file_ids", file_ids, 10)
-        p.metadata(metadata)
-        p.raise_if_any()
-        return {
-            "model": model,
-            "name": name,
-            "description": description,
-            "response_format": response_format,
-            "instructions": instructions,
-            "thought_instructions": thought_instructions,
-            "chat_instructions": chat_instructions,
-            "tools": [_tool(t) for t in tools],
-            "file_ids": list(file_ids),
-            "metadata": dict(metadata or {}),
-        }
+        body, options = _assistant_body(settings, p)
+        return await self._api.post("/v2/assistants", body, Assistant, options, idempotent=False, problems=p)
 
-    async def create(
-        self,
-        *,
-        name: str,
-        description: str = "",
-        instructions: str = "",
-        model: str = DEFAULT_MODEL,
-        response_format: str = "text",
-        thought_instructions: str = "",
-        chat_instructions: str = "",
-        tools: Sequence[ToolLike] = (),
-        file_ids: Sequence[str] = (),
-        metadata: Mapping[str, str] | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Assistant:
-        """Create an assistant. ``name``: 1–128 CJK characters, letters, digits, spaces, ``_`` or ``-``."""
-        body = self._body(
-            name=name,
-            description=description,
-            instructions=instructions,
-            model=model,
-            response_format=response_format,
-            thought_instructions=thought_instructions,
-            chat_instructions=chat_instructions,
-            tools=tools,
-            file_ids=file_ids,
-            metadata=metadata,
-        )
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/assistants", body, Assistant, idempotent=False
-        )
-
-    async def update(
-        self,
-        assistant_id: str,
-        *,
-        name: str,
-        description: str = "",
-        instructions: str = "",
-        model: str = DEFAULT_MODEL,
-        response_format: str = "text",
-        thought_instructions: str = "",
-        chat_instructions: str = "",
-        tools: Sequence[ToolLike] = (),
-        file_ids: Sequence[str] = (),
-        metadata: Mapping[str, str] | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Assistant:
-        """Replace an assistant's settings (every field is sent, as the service expects)."""
+    async def update(self, assistant_id: str, **settings: Unpack[AssistantSettings]) -> Assistant:
+        """Replace an assistant's settings (every field is sent, defaults included, as the service expects)."""
         p = _Problems()
-        p.id("assistant_id", assistant_id)
-        p.raise_if_any()
-        body = self._body(
-            name=name,
-            description=description,
-            instructions=instructions,
-            model=model,
-            response_format=response_format,
-            thought_instructions=thought_instructions,
-            chat_instructions=chat_instructions,
-            tools=tools,
-            file_ids=file_ids,
-            metadata=metadata,
-        )
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/assistants/update", {"assistant_id": assistant_id, **body}, Assistant, idempotent=False
-        )
+        body, options = _assistant_body(settings, p)
+        body = {"assistant_id": assistant_id, **body}
+        return await self._api.post("/v2/assistants/update", body, Assistant, options, idempotent=False, problems=p)
 
-    async def list(
-        self,
-        *,
-        limit: int = 20,
-        order: str = "desc",
-        after: str | None = None,
-        before: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Page[Assistant]:
-        """One page of assistants; ``after=page.last_id`` fetches the next one (or use :meth:`iter_all`)."""
-        p = _Problems()
-        p.page(limit, order)
-        p.raise_if_any()
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/assistants/list", _page_body(limit, order, after, before), Page[Assistant], idempotent=True
-        )
+    async def list(self, **query: Unpack[PageQuery]) -> Page[Assistant]:
+        """One page of assistants (:class:`PageQuery`); ``after=page.last_id`` fetches the next one (or use
+        :meth:`iter_all`)."""
+        return await self._api.page("/v2/assistants/list", {}, Assistant, query)
 
     def iter_all(self, *, order: str = "desc", page_size: int = 20) -> AsyncIterator[Assistant]:
         """Every assistant, page after page."""
         return _every(lambda after: self.list(limit=page_size, order=order, after=after))
 
-    async def query(
-        self,
-        assistant_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Assistant:
+    async def query(self, assistant_id: str, **options: Unpack[RequestOptions]) -> Assistant:
         """One assistant."""
-        p = _Problems()
-        p.id("assistant_id", assistant_id)
-        p.raise_if_any()
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/assistants/query", {"assistant_id": assistant_id}, Assistant, idempotent=True
+        return await self._api.post(
+            "/v2/assistants/query", {"assistant_id": assistant_id}, Assistant, options, idempotent=True
         )
 
-    async def delete(
-        self,
-        assistant_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> DeletedObject:
+    async def delete(self, assistant_id: str, **options: Unpack[RequestOptions]) -> DeletedObject:
         """Delete an assistant."""
-        p = _Problems()
-        p.id("assistant_id", assistant_id)
-        p.raise_if_any()
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/assistants/delete", {"assistant_id": assistant_id}, DeletedObject, idempotent=False
+        return await self._api.post(
+            "/v2/assistants/delete", {"assistant_id": assistant_id}, DeletedObject, options, idempotent=False
         )
 
-    async def mount_files(
-        self,
-        assistant_id: str,
-        file_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> AssistantFile:
+    async def mount_files(self, assistant_id: str, file_id: str, **options: Unpack[RequestOptions]) -> AssistantFile:
         """Mount an uploaded file on an assistant."""
-        p = _Problems()
-        p.id("assistant_id", assistant_id)
-        p.id("file_id", file_id)
-        p.raise_if_any()
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/assistants/files", {"assistant_id": assistant_id, "file_id": file_id}, AssistantFile, idempotent=False
-        )
+        body = {"assistant_id": assistant_id, "file_id": file_id}
+        return await self._api.post("/v2/assistants/files", body, AssistantFile, options, idempotent=False)
 
-    async def mounted_files_list(
-        self,
-        assistant_id: str,
-        *,
-        limit: int = 20,
-        order: str = "desc",
-        after: str | None = None,
-        before: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Page[AssistantFile]:
-        """One page of the files mounted on an assistant."""
-        p = _Problems()
-        p.id("assistant_id", assistant_id)
-        p.page(limit, order)
-        p.raise_if_any()
-        body = {"assistant_id": assistant_id, **_page_body(limit, order, after, before)}
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/assistants/files/list", body, Page[AssistantFile], idempotent=True
-        )
+    async def mounted_files_list(self, assistant_id: str, **query: Unpack[PageQuery]) -> Page[AssistantFile]:
+        """One page of the files mounted on an assistant (:class:`PageQuery`)."""
+        return await self._api.page("/v2/assistants/files/list", {"assistant_id": assistant_id}, AssistantFile, query)
 
     def iter_mounted_files(
         self, assistant_id: str, *, order: str = "desc", page_size: int = 20
@@ -606,26 +523,10 @@ class Assistants:
         """Every file mounted on an assistant, page after page."""
         return _every(lambda after: self.mounted_files_list(assistant_id, limit=page_size, order=order, after=after))
 
-    async def unmount_files(
-        self,
-        assistant_id: str,
-        file_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> DeletedObject:
+    async def unmount_files(self, assistant_id: str, file_id: str, **options: Unpack[RequestOptions]) -> DeletedObject:
         """Unmount a file from an assistant (the file itself stays)."""
-        p = _Problems()
-        p.id("assistant_id", assistant_id)
-        p.id("file_id", file_id)
-        p.raise_if_any()
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/assistants/files/delete",
-            {"assistant_id": assistant_id, "file_id": file_id},
-            DeletedObject,
-            idempotent=False,
-        )
+        body = {"assistant_id": assistant_id, "file_id": file_id}
+        return await self._api.post("/v2/assistants/files/delete", body, DeletedObject, options, idempotent=False)
 
 
 class Files:
@@ -639,9 +540,7 @@ class Files:
         file: str | os.PathLike[str] | bytes,
         *,
         filename: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> File:
         """Upload a file (a path, read in chunks while sending, or bytes with ``filename``) for assistants."""
         if isinstance(file, bytes):
@@ -652,70 +551,36 @@ class Files:
             if not await asyncio.to_thread(os.path.isfile, file):
                 raise FileNotFoundError(f"no such file: {os.fspath(file)}")
             name = filename or os.path.basename(os.fspath(file))
-        return await self._api.call(timeout, max_retries, extra_headers).upload("/v2/storage/files", file, name)
+        boundary = uuid.uuid4().hex
+        resp, rid = await self._api.send(
+            "/v2/storage/files",
+            options,
+            idempotent=False,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            params={"purpose": "assistant"},
+            # A fresh generator per attempt: the file is read in chunks while it is sent, never held in memory.
+            data=lambda: _multipart(file, name, boundary),
+        )
+        return structure(self._api.checked(resp, rid), File)
 
-    async def list(
-        self,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> FileList:
+    async def list(self, **options: Unpack[RequestOptions]) -> FileList:
         """Every uploaded file (the service does not page this list)."""
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/storage/files/list", {}, FileList, idempotent=True
-        )
+        return await self._api.post("/v2/storage/files/list", {}, FileList, options, idempotent=True)
 
-    async def query(
-        self,
-        file_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> File:
+    async def query(self, file_id: str, **options: Unpack[RequestOptions]) -> File:
         """One file, with its audit state (``censored``) and ``file_type``."""
-        p = _Problems()
-        p.id("file_id", file_id)
-        p.raise_if_any()
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/storage/files/query", {"file_id": file_id}, File, idempotent=True
-        )
+        return await self._api.post("/v2/storage/files/query", {"file_id": file_id}, File, options, idempotent=True)
 
-    async def delete(
-        self,
-        file_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> DeletedObject:
+    async def delete(self, file_id: str, **options: Unpack[RequestOptions]) -> DeletedObject:
         """Delete a file."""
-        p = _Problems()
-        p.id("file_id", file_id)
-        p.raise_if_any()
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/storage/files/delete", {"file_id": file_id}, DeletedObject, idempotent=False
+        return await self._api.post(
+            "/v2/storage/files/delete", {"file_id": file_id}, DeletedObject, options, idempotent=False
         )
 
-    async def _fetch(self, path: str, file_id: str, api: _Api) -> FileContent:
-        p = _Problems()
-        p.id("file_id", file_id)
-        p.raise_if_any()
-        rid, headers = api.ids()
-        token = current_request_id.set(rid)
-        try:
-            resp = await api.transport.request(
-                "POST",
-                path,
-                idempotent=True,
-                json={"file_id": file_id},
-                headers=api.headers(headers),
-                timeout=api.timeout,
-                max_attempts=api.max_attempts,
-            )
-        finally:
-            current_request_id.reset(token)
+    async def _fetch(self, path: str, file_id: str, options: RequestOptions) -> FileContent:
+        body = {"file_id": file_id}
+        _check(body)
+        resp, rid = await self._api.send(path, options, idempotent=True, json=body)
         ctype = resp.headers.get("Content-Type", "")
         if ctype.startswith("application/json"):
             # An error body with HTTP 200 (a real JSON file would also land here; it is returned as bytes).
@@ -728,34 +593,19 @@ class Files:
             filename=_filename_from(resp.headers.get("Content-Disposition")),
         )
 
-    async def content(
-        self,
-        file_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> FileContent:
+    async def content(self, file_id: str, **options: Unpack[RequestOptions]) -> FileContent:
         """A file's bytes and content type."""
-        api = self._api.call(timeout, max_retries, extra_headers)
-        return await self._fetch("/v2/storage/files/content", file_id, api)
+        return await self._fetch("/v2/storage/files/content", file_id, options)
 
     async def download(
-        self,
-        file_id: str,
-        directory: str | os.PathLike[str] = ".",
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        self, file_id: str, directory: str | os.PathLike[str] = ".", **options: Unpack[RequestOptions]
     ) -> Path:
         """Save a file into ``directory`` under the name the service gives (reduced to a plain file name, so it
         cannot escape the directory) and return its path."""
         target_dir = Path(directory)
         if not await asyncio.to_thread(target_dir.is_dir):
             raise FileNotFoundError(f"no such directory: {target_dir}")
-        api = self._api.call(timeout, max_retries, extra_headers)
-        fetched = await self._fetch("/v2/storage/files/download", file_id, api)
+        fetched = await self._fetch("/v2/storage/files/download", file_id, options)
         target = target_dir / _safe_name(fetched.filename, file_id)
         await asyncio.to_thread(target.write_bytes, fetched.content)
         return target
@@ -768,25 +618,14 @@ class Messages:
         self._api = api
 
     async def create(
-        self,
-        thread_id: str,
-        content: str,
-        *,
-        file_ids: Sequence[str] = (),
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        self, thread_id: str, content: str, *, file_ids: Sequence[str] = (), **options: Unpack[RequestOptions]
     ) -> Message:
         """Add a user message (with up to 10 file ids) to a thread."""
         p = _Problems()
-        p.id("thread_id", thread_id)
         p.check(isinstance(content, str) and bool(content), "content must be a non-empty string")
         p.count("file_ids", file_ids, 10)
-        p.raise_if_any()
         body = {"thread_id": thread_id, "role": "user", "content": content, "file_ids": list(file_ids)}
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/threads/messages", body, Message, idempotent=False
-        )
+        return await self._api.post("/v2/threads/messages", body, Message, options, idempotent=False, problems=p)
 
     async def update(
         self,
@@ -795,95 +634,37 @@ class Messages:
         *,
         content: str | None = None,
         file_ids: Sequence[str] | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Message:
         """Change a message's content or files; ``None`` leaves that part alone (the SDK sends ``[]`` files)."""
         p = _Problems()
-        p.id("thread_id", thread_id)
-        p.id("message_id", message_id)
         p.check(content is None or (isinstance(content, str) and bool(content)), "content must be non-empty")
         if file_ids is not None:
             p.count("file_ids", file_ids, 10)
-        p.raise_if_any()
         body: dict[str, Any] = {"thread_id": thread_id, "message_id": message_id}
         if content is not None:
             body["content"] = content
         if file_ids is not None:
             body["file_ids"] = list(file_ids)
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/threads/messages/update", body, Message, idempotent=False
-        )
+        return await self._api.post("/v2/threads/messages/update", body, Message, options, idempotent=False, problems=p)
 
-    async def list(
-        self,
-        thread_id: str,
-        *,
-        limit: int = 20,
-        order: str = "desc",
-        after: str | None = None,
-        before: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Page[Message]:
-        """One page of a thread's messages."""
-        p = _Problems()
-        p.id("thread_id", thread_id)
-        p.page(limit, order)
-        p.raise_if_any()
-        body = {"thread_id": thread_id, **_page_body(limit, order, after, before)}
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/threads/messages/list", body, Page[Message], idempotent=True
-        )
+    async def list(self, thread_id: str, **query: Unpack[PageQuery]) -> Page[Message]:
+        """One page of a thread's messages (:class:`PageQuery`)."""
+        return await self._api.page("/v2/threads/messages/list", {"thread_id": thread_id}, Message, query)
 
     def iter_all(self, thread_id: str, *, order: str = "desc", page_size: int = 20) -> AsyncIterator[Message]:
         """Every message of a thread, page after page."""
         return _every(lambda after: self.list(thread_id, limit=page_size, order=order, after=after))
 
-    async def query(
-        self,
-        thread_id: str,
-        message_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Message:
+    async def query(self, thread_id: str, message_id: str, **options: Unpack[RequestOptions]) -> Message:
         """One message."""
-        p = _Problems()
-        p.id("thread_id", thread_id)
-        p.id("message_id", message_id)
-        p.raise_if_any()
         body = {"thread_id": thread_id, "message_id": message_id}
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/threads/messages/query", body, Message, idempotent=True
-        )
+        return await self._api.post("/v2/threads/messages/query", body, Message, options, idempotent=True)
 
-    async def files(
-        self,
-        thread_id: str,
-        message_id: str,
-        *,
-        limit: int = 20,
-        order: str = "desc",
-        after: str | None = None,
-        before: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Page[MessageFile]:
-        """One page of the files attached to a message."""
-        p = _Problems()
-        p.id("thread_id", thread_id)
-        p.id("message_id", message_id)
-        p.page(limit, order)
-        p.raise_if_any()
-        body = {"thread_id": thread_id, "message_id": message_id, **_page_body(limit, order, after, before)}
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/threads/messages/files/list", body, Page[MessageFile], idempotent=True
-        )
+    async def files(self, thread_id: str, message_id: str, **query: Unpack[PageQuery]) -> Page[MessageFile]:
+        """One page of the files attached to a message (:class:`PageQuery`)."""
+        body = {"thread_id": thread_id, "message_id": message_id}
+        return await self._api.page("/v2/threads/messages/files/list", body, MessageFile, query)
 
     def iter_files(
         self, thread_id: str, message_id: str, *, order: str = "desc", page_size: int = 20
@@ -898,29 +679,10 @@ class Steps:
     def __init__(self, api: _Api) -> None:
         self._api = api
 
-    async def list(
-        self,
-        thread_id: str,
-        run_id: str,
-        *,
-        limit: int = 20,
-        order: str = "desc",
-        after: str | None = None,
-        before: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Page[RunStep]:
-        """One page of a run's steps."""
-        p = _Problems()
-        p.id("thread_id", thread_id)
-        p.id("run_id", run_id)
-        p.page(limit, order)
-        p.raise_if_any()
-        body = {"thread_id": thread_id, "run_id": run_id, **_page_body(limit, order, after, before)}
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/threads/runs/steps/list", body, Page[RunStep], idempotent=True
-        )
+    async def list(self, thread_id: str, run_id: str, **query: Unpack[PageQuery]) -> Page[RunStep]:
+        """One page of a run's steps (:class:`PageQuery`)."""
+        body = {"thread_id": thread_id, "run_id": run_id}
+        return await self._api.page("/v2/threads/runs/steps/list", body, RunStep, query)
 
     def iter_all(
         self, thread_id: str, run_id: str, *, order: str = "desc", page_size: int = 20
@@ -928,91 +690,60 @@ class Steps:
         """Every step of a run, page after page."""
         return _every(lambda after: self.list(thread_id, run_id, limit=page_size, order=order, after=after))
 
-    async def query(
-        self,
-        thread_id: str,
-        run_id: str,
-        step_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> RunStep:
+    async def query(self, thread_id: str, run_id: str, step_id: str, **options: Unpack[RequestOptions]) -> RunStep:
         """One step."""
-        p = _Problems()
-        p.id("thread_id", thread_id)
-        p.id("run_id", run_id)
-        p.id("step_id", step_id)
-        p.raise_if_any()
         body = {"thread_id": thread_id, "run_id": run_id, "step_id": step_id}
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/threads/runs/steps/query", body, RunStep, idempotent=True
-        )
+        return await self._api.post("/v2/threads/runs/steps/query", body, RunStep, options, idempotent=True)
 
 
-@attrs.frozen(kw_only=True)
-class _RunRequest:
-    """One run's parameters (the service's RunReq), checked and turned into the body in one place, whatever method
-    (``run``, ``stream``) sends them."""
+_RUN_KEYS = _keys(RunParameters) - _OPTION_KEYS
+#: A run parameter not given is null on the wire (the service's model takes every key), but for these.
+_RUN_DEFAULTS: dict[str, Any] = {**dict.fromkeys(_RUN_KEYS), "response_format": "text", "tools": ()}
 
-    assistant_id: str
-    thread_id: str | None = None
-    thread: Sequence[MessageLike] | None = None
-    model: str | None = None
-    metadata: Mapping[str, str] | None = None
-    response_format: str = "text"
-    instructions: str | None = None
-    thought_instructions: str | None = None
-    chat_instructions: str | None = None
-    model_parameters: ModelParameters | None = None
-    tools: Sequence[ToolLike] = ()
-    tool_output: ToolOutputLike | None = None
-    user_info: UserInfo | None = None
-    user_loc: UserLocation | None = None
 
-    @classmethod
-    def of(cls, arguments: Mapping[str, Any]) -> _RunRequest:
-        """The run parameters among a method's arguments (its ``locals()``: ``self`` and per-call options such as
-        ``timeout`` are left out), so the methods take them by keyword without restating them a second time."""
-        return cls(**{a.name: arguments[a.name] for a in attrs.fields(cls) if a.name in arguments})
-
-    def body(self, *, stream: bool) -> dict[str, Any]:
-        p = _Problems()
-        p.id("assistant_id", self.assistant_id)
-        p.check(bool(self.thread_id) or bool(self.thread), "thread_id or thread is required")
-        p.check(self.response_format in ("text", "json_object"), "response_format must be 'text' or 'json_object'")
-        p.metadata(self.metadata)
-        p.model_parameters(self.model_parameters)
-        p.count("tools", self.tools, 10)
-        for key, value in (
-            ("instructions", self.instructions),
-            ("thought_instructions", self.thought_instructions),
-            ("chat_instructions", self.chat_instructions),
-        ):
-            p.length(key, value, 4096)
-        p.raise_if_any()
-        # The service's request model forbids unknown keys and the SDK sends every key, unset ones as null.
-        return {
-            "thread_id": self.thread_id or "",
-            "model": self.model,
-            "assistant_id": self.assistant_id,
-            "metadata": dict(self.metadata or {}),
-            "response_format": self.response_format,
-            "instructions": self.instructions,
-            "thought_instructions": self.thought_instructions,
-            "chat_instructions": self.chat_instructions,
-            "stream": stream,
-            "model_parameters": _dump(self.model_parameters),
-            "thread": None if not self.thread else {"messages": [_message(m) for m in self.thread]},
-            "tools": [_tool(t) for t in self.tools],
-            "tool_output": None if self.tool_output is None else _tool_output(self.tool_output),
-            "user_info": _dump(self.user_info),
-            "user_loc": _dump(self.user_loc),
-        }
+def _run_body(params: RunParameters | ToolRunParameters, *, stream: bool) -> tuple[dict[str, Any], RequestOptions]:
+    """A run's parameters checked and turned into the service's body, whatever method (``run``, ``stream``) sends
+    them, and the per-call options among the keywords."""
+    given, options = _split(params, _RUN_KEYS)
+    r = {**_RUN_DEFAULTS, **given}
+    p = _Problems()
+    p.id("assistant_id", r.get("assistant_id"))
+    p.check(bool(r["thread_id"]) or bool(r["thread"]), "thread_id or thread is required")
+    p.check(r["response_format"] in ("text", "json_object"), "response_format must be 'text' or 'json_object'")
+    p.metadata(r["metadata"])
+    p.model_parameters(r["model_parameters"])
+    p.count("tools", r["tools"], 10)
+    for key in ("instructions", "thought_instructions", "chat_instructions"):
+        p.length(key, r[key], 4096)
+    p.raise_if_any()
+    # The service's request model forbids unknown keys and the SDK sends every key, unset ones as null.
+    body = {
+        "thread_id": r["thread_id"] or "",
+        "model": r["model"],
+        "assistant_id": r["assistant_id"],
+        "metadata": dict(r["metadata"] or {}),
+        "response_format": r["response_format"],
+        "instructions": r["instructions"],
+        "thought_instructions": r["thought_instructions"],
+        "chat_instructions": r["chat_instructions"],
+        "stream": stream,
+        "model_parameters": _dump(r["model_parameters"]),
+        "thread": None if not r["thread"] else {"messages": [_message(m) for m in r["thread"]]},
+        "tools": [_tool(t) for t in r["tools"]],
+        "tool_output": None if r["tool_output"] is None else _tool_output(r["tool_output"]),
+        "user_info": _dump(r["user_info"]),
+        "user_loc": _dump(r["user_loc"]),
+    }
+    return body, options
 
 
 class Runs:
-    """``client.threads.runs``: run an assistant on a thread (plain or streamed), answer tool calls, cancel."""
+    """``client.threads.runs``: run an assistant on a thread (plain or streamed), answer tool calls, cancel.
+
+    ``run``, ``stream``, ``run_with_tools`` and ``stream_with_tools`` take the same keywords,
+    :class:`RunParameters` (``assistant_id`` and ``thread_id`` or ``thread``; the rest optional) and the per-call
+    options.
+    """
 
     steps: Steps
 
@@ -1020,71 +751,28 @@ class Runs:
         self._api = api
         self.steps = Steps(api)
 
-    async def run(
-        self,
-        *,
-        assistant_id: str,
-        thread_id: str | None = None,
-        thread: Sequence[MessageLike] | None = None,
-        model: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        response_format: str = "text",
-        instructions: str | None = None,
-        thought_instructions: str | None = None,
-        chat_instructions: str | None = None,
-        model_parameters: ModelParameters | None = None,
-        tools: Sequence[ToolLike] = (),
-        tool_output: ToolOutputLike | None = None,
-        user_info: UserInfo | None = None,
-        user_loc: UserLocation | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Run:
+    async def run(self, **params: Unpack[RunParameters]) -> Run:
         """Run the assistant and wait for the result.
 
         ``thread`` adds messages (ending with a user turn) to ``thread_id``'s history, or starts a new thread when
         ``thread_id`` is empty. A run that needs tools returns ``status="requires_action"``; resume it by running
-        again with ``tool_output`` (or let :meth:`run_with_tools` do it). Never retried once sent.
+        again with ``tool_output`` (or let :meth:`run_with_tools` do it). Never retried once sent; waits up to
+        10 minutes unless ``timeout`` says otherwise.
         """
-        body = _RunRequest.of(locals()).body(stream=False)
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/threads/runs", body, Run, idempotent=False, timeout=RUN_TIMEOUT if timeout is None else timeout
-        )
+        body, options = _run_body(params, stream=False)
+        resp, rid = await self._api.send("/v2/threads/runs", options, idempotent=False, timeout=RUN_TIMEOUT, json=body)
+        return structure(self._api.checked(resp, rid), Run)
 
-    def stream(
-        self,
-        *,
-        assistant_id: str,
-        thread_id: str | None = None,
-        thread: Sequence[MessageLike] | None = None,
-        model: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        response_format: str = "text",
-        instructions: str | None = None,
-        thought_instructions: str | None = None,
-        chat_instructions: str | None = None,
-        model_parameters: ModelParameters | None = None,
-        tools: Sequence[ToolLike] = (),
-        tool_output: ToolOutputLike | None = None,
-        user_info: UserInfo | None = None,
-        user_loc: UserLocation | None = None,
-        idle_timeout: float | None = 120.0,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> EventStream[RunEvent]:
+    def stream(self, *, idle_timeout: float | None = 120.0, **params: Unpack[RunParameters]) -> EventStream[RunEvent]:
         """Run the assistant and stream its events (``ping`` keepalives are skipped; :class:`RunEnd` is last).
 
         On a :class:`ToolCallsEvent`, call :meth:`submit_tool_outputs` while the stream stays open, or use
         :meth:`stream_with_tools`. :meth:`cancel` mid-stream ends it with ``RunEnd(status="cancelled")``.
         ``timeout`` bounds the connection set-up; ``max_retries`` and ``extra_headers`` apply to this call only.
         """
-        body = _RunRequest.of(locals()).body(stream=True)
-        api = self._api.call(timeout, max_retries, extra_headers)
-        rid, ids = api.ids()
-        headers = api.headers(ids)
-        transport = api.transport
+        body, options = _run_body(params, stream=True)
+        rid, sent = self._api.sent(options)
+        transport = self._api.transport
         return transport.stream(
             "POST",
             "/v2/threads/runs",
@@ -1094,111 +782,48 @@ class Runs:
             terminal=lambda event: isinstance(event, RunEnd),
             require_terminal=True,
             json=body,
-            headers=headers,
-            timeout=api.timeout,
-            max_attempts=api.max_attempts,
             idle_timeout=idle_timeout,
             what="AppBuilder run stream",
+            **sent,
         )
 
     async def submit_tool_outputs(
-        self,
-        thread_id: str,
-        run_id: str,
-        tool_outputs: Sequence[ToolOutputLike],
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        self, thread_id: str, run_id: str, tool_outputs: Sequence[ToolOutputLike], **options: Unpack[RequestOptions]
     ) -> Run:
         """Answer the tool calls of a streaming run (the stream goes on). Never retried once sent."""
         p = _Problems()
-        p.id("thread_id", thread_id)
-        p.id("run_id", run_id)
         p.check(len(tool_outputs) >= 1, "tool_outputs must hold at least one output")
-        p.raise_if_any()
         body = {"thread_id": thread_id, "run_id": run_id, "tool_outputs": [_tool_output(o) for o in tool_outputs]}
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/threads/runs/submit_tool_outputs", body, Run, idempotent=False
+        return await self._api.post(
+            "/v2/threads/runs/submit_tool_outputs",
+            body,
+            Run,
+            options,
+            idempotent=False,
+            problems=p,
         )
 
-    async def cancel(
-        self,
-        thread_id: str,
-        run_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Run:
+    async def cancel(self, thread_id: str, run_id: str, **options: Unpack[RequestOptions]) -> Run:
         """Ask the service to cancel a run; a streaming run then ends with ``RunEnd(status="cancelled")``."""
-        p = _Problems()
-        p.id("thread_id", thread_id)
-        p.id("run_id", run_id)
-        p.raise_if_any()
         body = {"thread_id": thread_id, "run_id": run_id, "sync": False}
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/threads/runs/cancel", body, Run, idempotent=False
-        )
+        return await self._api.post("/v2/threads/runs/cancel", body, Run, options, idempotent=False)
 
-    async def list(
-        self,
-        thread_id: str,
-        *,
-        limit: int = 20,
-        order: str = "desc",
-        after: str | None = None,
-        before: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Page[Run]:
-        """One page of a thread's runs."""
-        p = _Problems()
-        p.id("thread_id", thread_id)
-        p.page(limit, order)
-        p.raise_if_any()
-        body = {"thread_id": thread_id, **_page_body(limit, order, after, before)}
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/threads/runs/list", body, Page[Run], idempotent=True
-        )
+    async def list(self, thread_id: str, **query: Unpack[PageQuery]) -> Page[Run]:
+        """One page of a thread's runs (:class:`PageQuery`)."""
+        return await self._api.page("/v2/threads/runs/list", {"thread_id": thread_id}, Run, query)
 
     def iter_all(self, thread_id: str, *, order: str = "desc", page_size: int = 20) -> AsyncIterator[Run]:
         """Every run of a thread, page after page."""
         return _every(lambda after: self.list(thread_id, limit=page_size, order=order, after=after))
 
-    async def query(
-        self,
-        thread_id: str,
-        run_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Run:
+    async def query(self, thread_id: str, run_id: str, **options: Unpack[RequestOptions]) -> Run:
         """One run."""
-        p = _Problems()
-        p.id("thread_id", thread_id)
-        p.id("run_id", run_id)
-        p.raise_if_any()
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/threads/runs/query", {"thread_id": thread_id, "run_id": run_id}, Run, idempotent=True
+        return await self._api.post(
+            "/v2/threads/runs/query", {"thread_id": thread_id, "run_id": run_id}, Run, options, idempotent=True
         )
 
     async def run_with_tools(
-        self,
-        *,
-        assistant_id: str,
-        tools: Mapping[str, ToolFunction],
-        thread_id: str | None = None,
-        thread: Sequence[MessageLike] | None = None,
-        model: str | None = None,
-        instructions: str | None = None,
-        model_parameters: ModelParameters | None = None,
-        max_tool_calls: int = 32,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        self, *, tools: Mapping[str, ToolFunction], max_tool_calls: int = 32, **params: Unpack[ToolRunParameters]
     ) -> Run:
         """Run without streaming and answer every tool call with ``tools[name](**arguments)`` (sync or async;
         a non-string result is sent as JSON), running again with ``tool_output`` until the run finishes.
@@ -1207,51 +832,28 @@ class Runs:
         ...     assistant_id=a.id, thread_id=t.id, tools={"get_weather": get_weather})
         >>> run.final_answer.text
         """
-        run = await self.run(
-            assistant_id=assistant_id,
-            thread_id=thread_id,
-            thread=thread,
-            model=model,
-            instructions=instructions,
-            model_parameters=model_parameters,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
+        run = await self.run(**params)
         answered = 0
         while run.status == "requires_action" and run.tool_calls:
             if answered >= max_tool_calls:
                 raise AioAgentsError(f"run {run.id} asked for more than {max_tool_calls} tool calls")
             output = await _call_tool(tools, run.tool_calls[0])
             answered += 1
-            # The service takes one output per call, tagged with the run it resumes.
-            run = await self.run(
-                assistant_id=assistant_id,
-                thread_id=run.thread_id or thread_id,
-                model=model,
-                instructions=instructions,
-                model_parameters=model_parameters,
-                tool_output=ToolOutput(tool_call_id=output.tool_call_id, output=output.output, run_id=run.id),
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
+            # The service takes one output per call, tagged with the run it resumes; the thread's new messages
+            # were added by the first run.
+            resume = params.copy()
+            resume["thread"] = None
+            resume["thread_id"] = run.thread_id or params.get("thread_id")
+            resume["tool_output"] = ToolOutput(tool_call_id=output.tool_call_id, output=output.output, run_id=run.id)
+            run = await self.run(**resume)
         return run
 
     def stream_with_tools(
         self,
         *,
-        assistant_id: str,
         tools: Mapping[str, ToolFunction],
-        thread_id: str | None = None,
-        thread: Sequence[MessageLike] | None = None,
-        model: str | None = None,
-        instructions: str | None = None,
-        model_parameters: ModelParameters | None = None,
         idle_timeout: float | None = 120.0,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **params: Unpack[ToolRunParameters],
     ) -> ToolRunStream:
         """Stream a run and answer its tool calls with ``tools[name](**arguments)`` (sync or async; a non-string
         result is sent as JSON) while the stream stays open. Every event is yielded once: a
@@ -1263,19 +865,8 @@ class Runs:
         ...         if isinstance(event, MessageEvent):
         ...             print(event.text, end="")
         """
-        stream = self.stream(
-            assistant_id=assistant_id,
-            thread_id=thread_id,
-            thread=thread,
-            model=model,
-            instructions=instructions,
-            model_parameters=model_parameters,
-            idle_timeout=idle_timeout,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
-        return ToolRunStream(self, stream, tools, thread_id=thread_id or "")
+        stream = self.stream(idle_timeout=idle_timeout, **params)
+        return ToolRunStream(self, stream, tools, thread_id=params.get("thread_id") or "")
 
 
 class ToolRunStream(AsyncIterator[RunEvent]):
@@ -1340,74 +931,30 @@ class Threads:
         self.messages = Messages(api)
         self.runs = Runs(api)
 
-    async def create(
-        self,
-        *,
-        messages: Sequence[MessageLike] = (),
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Thread:
+    async def create(self, *, messages: Sequence[MessageLike] = (), **options: Unpack[RequestOptions]) -> Thread:
         """Create a thread, optionally with first messages (strings are user turns)."""
         bodies = [_message(m) for m in messages]
         p = _Problems()
         for i, m in enumerate(bodies):
             p.check(isinstance(m.get("content"), str) and bool(m.get("content")), f"messages[{i}] has no content")
             p.count(f"messages[{i}].file_ids", m.get("file_ids") or [], 10)
-        p.raise_if_any()
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/threads", {"messages": bodies}, Thread, idempotent=False
-        )
+        return await self._api.post("/v2/threads", {"messages": bodies}, Thread, options, idempotent=False, problems=p)
 
-    async def query(
-        self,
-        thread_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Thread:
+    async def query(self, thread_id: str, **options: Unpack[RequestOptions]) -> Thread:
         """One thread."""
-        p = _Problems()
-        p.id("thread_id", thread_id)
-        p.raise_if_any()
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/threads/query", {"thread_id": thread_id}, Thread, idempotent=True
-        )
+        return await self._api.post("/v2/threads/query", {"thread_id": thread_id}, Thread, options, idempotent=True)
 
-    async def update(
-        self,
-        thread_id: str,
-        *,
-        metadata: Mapping[str, str],
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Thread:
+    async def update(self, thread_id: str, *, metadata: Mapping[str, str], **options: Unpack[RequestOptions]) -> Thread:
         """Set a thread's metadata (≤16 keys, keys ≤64 and values ≤512 characters). Unlike the SDK, it is sent."""
         p = _Problems()
-        p.id("thread_id", thread_id)
         p.metadata(metadata)
-        p.raise_if_any()
         body = {"thread_id": thread_id, "metadata": dict(metadata)}
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/threads/update", body, Thread, idempotent=False
-        )
+        return await self._api.post("/v2/threads/update", body, Thread, options, idempotent=False, problems=p)
 
-    async def delete(
-        self,
-        thread_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> DeletedObject:
+    async def delete(self, thread_id: str, **options: Unpack[RequestOptions]) -> DeletedObject:
         """Delete a thread with its messages and runs."""
-        p = _Problems()
-        p.id("thread_id", thread_id)
-        p.raise_if_any()
-        return await self._api.call(timeout, max_retries, extra_headers).post(
-            "/v2/threads/delete", {"thread_id": thread_id}, DeletedObject, idempotent=False
+        return await self._api.post(
+            "/v2/threads/delete", {"thread_id": thread_id}, DeletedObject, options, idempotent=False
         )
 
 
@@ -1423,9 +970,10 @@ class AssistantsClient(ServiceClient):
     >>> async with AssistantsClient(token="…") as client:
     ...     thread = await client.threads.create(messages=["hello"])
 
-    ``max_attempts`` counts every attempt (default 3), ``max_retries`` the retries after the first (0: one
-    attempt). Every call takes ``timeout``, ``max_retries`` and ``extra_headers`` for itself; :meth:`with_options`
-    makes a copy with other defaults on the same connections.
+    The other keywords are the client options every client takes (:class:`~aioagents.ClientOptions`: ``timeout``,
+    ``max_attempts`` counting every attempt (default 3) or ``max_retries`` the retries after the first, ``session``,
+    ``rate_limiter``, ``trust_env``, ``trace_configs``). Every call takes ``timeout``, ``max_retries`` and
+    ``extra_headers`` for itself; :meth:`with_options` makes a copy with other defaults on the same connections.
     """
 
     endpoint_spec = Endpoint(
@@ -1448,13 +996,7 @@ class AssistantsClient(ServiceClient):
         base_url: str | None = None,
         *,
         token: str | None = None,
-        timeout: TimeoutLike = None,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
-        rate_limiter: RateLimiter | None = None,
-        session: aiohttp.ClientSession | None = None,
-        trust_env: bool = True,
-        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         secret = self.endpoint_spec.key(token)
         if not secret:
@@ -1465,26 +1007,8 @@ class AssistantsClient(ServiceClient):
         url = self.endpoint_spec.url(base_url)
         if "://" not in url:
             url = "https://" + url
-        self._connect(
-            url,
-            locals(),
-            key=secret,
-            error_factory=error_from_response,
-        )
+        self._connect(url, options, key=secret, error_factory=error_from_response)
         self._rebind()
-
-    def with_options(
-        self,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        max_attempts: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> AssistantsClient:
-        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
-        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
-        Closing the copy leaves the shared connections open; closing this client closes them."""
-        return self._with_options(timeout, max_retries, max_attempts, extra_headers)
 
     def _rebind(self) -> None:
         api = _Api(self._transport)

@@ -14,14 +14,15 @@ Decoding rules (all in :func:`configure`, none in the classes):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, Generic, Optional, TypeVar
+from typing import Any, Generic, Optional, TypeVar, Union
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn
 
+from aioagents._client import RequestOptions
 from aioagents._converter import make_converter
 from aioagents._converter import structure as _structure
 
@@ -29,6 +30,7 @@ __all__ = [
     "ActionInfo",
     "Assistant",
     "AssistantFile",
+    "AssistantSettings",
     "DeletedObject",
     "File",
     "FileContent",
@@ -42,10 +44,13 @@ __all__ = [
     "MessageContent",
     "MessageCreation",
     "MessageFile",
+    "MessageLike",
     "ModelParameters",
     "Page",
+    "PageQuery",
     "RequiredAction",
     "Run",
+    "RunParameters",
     "RunStep",
     "SamplingParameters",
     "StepDetails",
@@ -56,7 +61,10 @@ __all__ = [
     "Tool",
     "ToolCall",
     "ToolInfo",
+    "ToolLike",
     "ToolOutput",
+    "ToolOutputLike",
+    "ToolRunParameters",
     "UserInfo",
     "UserLocation",
     "structure",
@@ -470,6 +478,134 @@ class UserLocation:
     loc: str | None = None
     uip: str | None = None
     uipv6: str | None = None
+
+
+#: A message of a new thread or of a run's ``thread``: a :class:`ThreadMessage`, a string (a user turn) or a mapping.
+MessageLike = Union[ThreadMessage, str, Mapping[str, Any]]  # noqa: UP007 (a runtime alias on 3.10)
+#: A tool an assistant or a run may use: a :class:`Tool` or its wire mapping.
+ToolLike = Union[Tool, Mapping[str, Any]]  # noqa: UP007
+#: One tool call's output: a :class:`ToolOutput` or its wire mapping.
+ToolOutputLike = Union[ToolOutput, Mapping[str, Any]]  # noqa: UP007
+
+
+# -- request parameters: each call's keywords, declared once (``**params: Unpack[...]``) -------------------------------
+class PageQuery(RequestOptions, total=False):
+    """The keywords of every ``list`` call: which page, plus the per-call options (:class:`~aioagents.RequestOptions`).
+
+    >>> page = await client.threads.messages.list(thread.id, limit=50, order="asc", after=previous.last_id)
+    """
+
+    limit: int
+    """Items per page, at least 1 (default 20)."""
+
+    order: str
+    """``"desc"`` (newest first, the default) or ``"asc"``."""
+
+    after: str | None
+    """Start after this id (``page.last_id`` of the page before)."""
+
+    before: str | None
+    """End before this id."""
+
+
+class _Named(RequestOptions):
+    # The one required key of AssistantSettings (a TypedDict's totality is per class body).
+    name: str
+    """1–128 CJK characters, letters, digits, spaces, ``_`` or ``-``."""
+
+
+class AssistantSettings(_Named, total=False):
+    """An assistant's settings, the keywords of ``assistants.create`` and ``assistants.update`` (which sends every
+    one, defaults included, as the service expects), plus the per-call options. ``name`` is required."""
+
+    description: str
+    """Up to 512 characters (default ``""``)."""
+
+    instructions: str
+    """Up to 4096 characters (default ``""``)."""
+
+    model: str
+    """The model (default ``ERNIE-4.0T-8K``)."""
+
+    response_format: str
+    """``"text"`` (default) or ``"json_object"``."""
+
+    thought_instructions: str
+    """Instructions for the thought (planning) model, up to 4096 characters."""
+
+    chat_instructions: str
+    """Instructions for the chat model, up to 4096 characters."""
+
+    tools: Sequence[ToolLike]
+    """Up to 10 tools."""
+
+    file_ids: Sequence[str]
+    """Up to 10 uploaded files."""
+
+    metadata: Mapping[str, str] | None
+    """Up to 16 keys of at most 64 characters, values of at most 512."""
+
+
+class _ForAssistant(RequestOptions):
+    # The one required key of a run's parameters.
+    assistant_id: str
+    """The assistant to run."""
+
+
+class ToolRunParameters(_ForAssistant, total=False):
+    """A run's parameters but its tool definitions, the keywords of ``threads.runs.run_with_tools`` and
+    ``stream_with_tools`` (whose ``tools`` are the functions that answer the calls; the definitions are the
+    assistant's), plus the per-call options. :class:`RunParameters` adds ``tools``.
+
+    >>> run = await client.threads.runs.run_with_tools(assistant_id=a.id, thread_id=t.id, tools={"add": add})
+    """
+
+    thread_id: str | None
+    """The thread to run on; empty to start a new one from ``thread``."""
+
+    thread: Sequence[MessageLike] | None
+    """Messages (ending with a user turn) added to ``thread_id``'s history, or a new thread's messages."""
+
+    model: str | None
+    """A model for this run instead of the assistant's."""
+
+    metadata: Mapping[str, str] | None
+    """Up to 16 keys of at most 64 characters, values of at most 512."""
+
+    response_format: str
+    """``"text"`` (default) or ``"json_object"``."""
+
+    instructions: str | None
+    """Instructions for this run, up to 4096 characters."""
+
+    thought_instructions: str | None
+    """Instructions for the thought (planning) model, up to 4096 characters."""
+
+    chat_instructions: str | None
+    """Instructions for the chat model, up to 4096 characters."""
+
+    model_parameters: ModelParameters | None
+    """Sampling settings for this run."""
+
+    tool_output: ToolOutputLike | None
+    """The output of the tool call a ``requires_action`` run waits for (it resumes that run)."""
+
+    user_info: UserInfo | None
+    """Who the end user is."""
+
+    user_loc: UserLocation | None
+    """Where the end user is."""
+
+
+class RunParameters(ToolRunParameters, total=False):
+    """A run's parameters (the service's ``RunReq``), the keywords of ``threads.runs.run`` and ``stream``, plus the
+    per-call options.
+
+    >>> run = await client.threads.runs.run(assistant_id=a.id, thread_id=t.id, instructions="Be brief.")
+    """
+
+    tools: Sequence[ToolLike]
+    """Up to 10 tool definitions for this run."""
 
 
 # -- decoding -------------------------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ import builtins
 import copy
 import enum
 import functools
+import inspect
 import json
 import logging
 import os
@@ -55,15 +56,16 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 import attrs
 
-from aioagents._exceptions import AioAgentsError, APIConnectionError, APIStatusError, InvalidRequestError
+from aioagents import AioAgentsError, APIConnectionError, APIStatusError, InvalidRequestError
 from aioagents.assistants import (
     AssistantServerError,
     MessageEvent,
     ModelParameters,
+    RunParameters,
     SamplingParameters,
     StatusEvent,
     UserInfo,
@@ -591,6 +593,8 @@ class _SDKModel:
 
 
 _M = TypeVar("_M", bound=_SDKModel)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 _ABSENT: Any = object()
 
 
@@ -652,152 +656,154 @@ _COERCERS: dict[Any, Callable[[Any], Any]] = {}
 
 
 def _coercer(tp: Any) -> Callable[[Any], Any]:
-    """The converter for the SDK's field type ``tp`` (made once per type)."""
+    """The converter for the SDK's field type ``tp``, made once per type: it returns a value as that type holds it,
+    converted as pydantic's lax mode does (a mapping or an aioagents model into a model, a string into an enum, an int
+    into a float, …) plus aioagents' ``datetime`` into epoch milliseconds, and raises ``ValueError`` for what pydantic
+    would refuse. An enum value the SDK does not know is kept as it came (the service may add one)."""
     fn = _COERCERS.get(tp)
     if fn is None:
-        fn = _COERCERS[tp] = functools.partial(_coerce, tp)
-        args = typing.get_args(tp)
-        origin = typing.get_origin(tp)
-        if origin is list:
-            item = _coercer(args[0])
-
-            def fn(value: Any) -> Any:
-                if value is None:
-                    raise _invalid("value (not None)", value)
-                if not isinstance(value, (list, tuple)):
-                    raise _invalid("list", value)
-                return [item(v) for v in value]
-
-        elif origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
-            inner = _coercer(args[0] if args[1] is type(None) else args[1])
-
-            def fn(value: Any) -> Any:
-                return None if value is None else inner(value)
-
-        elif isinstance(tp, type) and issubclass(tp, _SDKModel):
-            model = tp
-
-            def fn(value: Any) -> Any:
-                if value is None:
-                    raise _invalid("value (not None)", value)
-                return model.model_validate(value)
-
-        elif tp is str:
-
-            def fn(value: Any) -> Any:
-                if isinstance(value, str):
-                    return value
-                raise _invalid("string", value)
-
-        elif tp is int:
-            general = fn
-
-            def fn(value: Any) -> Any:
-                return value if type(value) is int else general(value)
-
-        elif tp is dict:
-
-            def fn(value: Any) -> Any:
-                if isinstance(value, Mapping):
-                    return dict(value)
-                raise _invalid("dictionary", value)
-
-        elif isinstance(tp, type) and issubclass(tp, enum.Enum):
-            members = cast(Any, tp)
-
-            def fn(value: Any) -> Any:
-                if isinstance(value, members):
-                    return value
-                try:
-                    return members(value)
-                except ValueError:
-                    return value  # a value the SDK does not know yet: kept as it came
-
-        _COERCERS[tp] = fn
+        fn = _COERCERS[tp] = _make_coercer(tp)
     return fn
 
 
-def _coerce(tp: Any, value: Any) -> Any:
-    """``value`` as the SDK's field type ``tp`` holds it, converted as pydantic's lax mode does (a mapping or an
-    aioagents model into a model, a string into an enum, an int into a float, …) plus aioagents' ``datetime`` into
-    epoch milliseconds; a ``ValueError`` for what pydantic would refuse. An enum value the SDK does not know is kept
-    as it came (the service may add one)."""
-    if value is None:
-        if tp is Any or _optional(tp):
-            return None
-        raise _invalid("value (not None)", value)
-    origin = typing.get_origin(tp)
+def _make_coercer(tp: Any) -> Callable[[Any], Any]:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(tp) if a is not type(None)]
-        if str in options and isinstance(value, str):
+        return _union_coercer([a for a in args if a is not type(None)], optional=type(None) in args)
+    if origin is list:
+        item = _coercer(args[0]) if args else _same
+
+        def coerce_list(value: Any) -> Any:
+            if value is None:
+                raise _invalid("value (not None)", value)
+            if not isinstance(value, (list, tuple)):
+                raise _invalid("list", value)
+            return [item(v) for v in value]
+
+        return coerce_list
+    if origin is dict or tp is dict:
+        return _to_dict
+    if not isinstance(tp, type):
+        return _same
+    if issubclass(tp, _SDKModel):
+        model = tp
+
+        def coerce_model(value: Any) -> Any:
+            if value is None:
+                raise _invalid("value (not None)", value)
+            return model.model_validate(value)
+
+        return coerce_model
+    if issubclass(tp, enum.Enum):
+        members = cast(Any, tp)
+
+        def coerce_enum(value: Any) -> Any:
+            if isinstance(value, members):
+                return value
+            try:
+                return members(value)
+            except ValueError:
+                return value  # a value the SDK does not know yet: kept as it came
+
+        return coerce_enum
+    return _SCALARS.get(tp, _same)
+
+
+def _union_coercer(options: list[Any], *, optional: bool) -> Callable[[Any], Any]:
+    if len(options) == 1:
+        inner = _coercer(options[0])
+        return (lambda value: None if value is None else inner(value)) if optional else inner
+    takes_str = str in options
+    # A string stays a string when the union has str; anything else takes the first option that converts it.
+    others = [_coercer(a) for a in options if a is not str]
+
+    def coerce_union(value: Any) -> Any:
+        if value is None:
+            if optional:
+                return None
+            raise _invalid("value (not None)", value)
+        if takes_str and isinstance(value, str):
             return value
         errors = []
-        for option in options:
-            if option is not str:
-                try:
-                    return _coerce(option, value)
-                except ValueError as exc:
-                    errors.append(str(exc))
+        for coerce in others:
+            try:
+                return coerce(value)
+            except ValueError as exc:
+                errors.append(str(exc))
         raise ValueError("; ".join(errors) or str(_invalid("string", value)))
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise _invalid("list", value)
-        (item,) = typing.get_args(tp)
-        return [_coerce(item, v) for v in value]
-    if origin is dict or tp is dict:
-        if not isinstance(value, Mapping):
-            raise _invalid("dictionary", value)
-        return dict(value)
-    if not isinstance(tp, type):
-        return value
-    if issubclass(tp, _SDKModel):
-        return tp.model_validate(value)
-    if issubclass(tp, enum.Enum):
-        try:
-            return tp(value)
-        except ValueError:
-            return value
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise _invalid("string", value)
-    if tp is int:
-        if isinstance(value, datetime):
-            return _ms_of(value)
-        if isinstance(value, int):
-            return int(value)
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise _invalid("integer", value)
-    if tp is float:
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise _invalid("number", value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if value in (0, 1):
-            return bool(value)
-        if isinstance(value, str) and value.lower() in _BOOL_STRINGS:
-            return _BOOL_STRINGS[value.lower()]
-        raise _invalid("boolean", value)
-    if tp is bytes:
-        if isinstance(value, (bytes, bytearray)):
-            return bytes(value)
-        if isinstance(value, str):
-            return value.encode()
-        raise _invalid("bytes", value)
+
+    return coerce_union
+
+
+def _same(value: Any) -> Any:
     return value
+
+
+def _to_dict(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise _invalid("dictionary", value)
+
+
+def _to_str(value: Any) -> Any:
+    if isinstance(value, str):
+        return value
+    raise _invalid("string", value)
+
+
+def _to_int(value: Any) -> Any:
+    if type(value) is int:
+        return value
+    if isinstance(value, datetime):
+        return _ms_of(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise _invalid("value (not None)" if value is None else "integer", value)
+
+
+def _to_float(value: Any) -> Any:
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise _invalid("value (not None)" if value is None else "number", value)
+
+
+def _to_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in _BOOL_STRINGS:
+        return _BOOL_STRINGS[value.lower()]
+    raise _invalid("value (not None)" if value is None else "boolean", value)
+
+
+def _to_bytes(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode()
+    raise _invalid("value (not None)" if value is None else "bytes", value)
+
+
+_SCALARS: dict[type, Callable[[Any], Any]] = {
+    str: _to_str,
+    int: _to_int,
+    float: _to_float,
+    bool: _to_bool,
+    bytes: _to_bytes,
+}
 
 
 _BOOL_STRINGS = {
@@ -1423,31 +1429,6 @@ def _sdk_event(event: Any) -> Any:
     return event
 
 
-class _SDKEventStream(Iterator[Any]):
-    """``stream_run``'s iterator: the events as the SDK's models; ``close()`` releases the connection."""
-
-    def __init__(self, stream: Iterator[Any]) -> None:
-        self._stream = stream
-
-    def __iter__(self) -> _SDKEventStream:
-        return self
-
-    def __next__(self) -> Any:
-        return _sdk_event(next(self._stream))
-
-    def close(self) -> None:
-        """Stop reading and release the connection."""
-        close: Any = getattr(self._stream, "close", None)
-        if callable(close):
-            close()
-
-    def __enter__(self) -> _SDKEventStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 # -- streaming with an event handler (the SDK's stream_helper) --------------------------------------------------
 class StreamRunContext:
     """What a streaming run is at: the current event, tool calls, run, step, thread and assistant ids.
@@ -1675,6 +1656,11 @@ class Files:
         return AssistantFilesContentResponse._from(_client().files.content(file_id, timeout=timeout))
 
 
+def _settings(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's assistant settings (``create``'s or ``update``'s arguments) as the native client takes them."""
+    return {**arguments, "tools": [_plain(t) for t in arguments["tools"]], "file_ids": list(arguments["file_ids"])}
+
+
 class Assistants:
     """``appbuilder.assistant.assistants``."""
 
@@ -1697,20 +1683,7 @@ class Assistants:
         metadata: Mapping[str, str] | None = None,
     ) -> AssistantCreateResponse:
         """Create an assistant."""
-        return AssistantCreateResponse._from(
-            _client().assistants.create(
-                name=name,
-                description=description,
-                model=model,
-                response_format=response_format,
-                instructions=instructions,
-                thought_instructions=thought_instructions,
-                chat_instructions=chat_instructions,
-                tools=[_plain(t) for t in tools],
-                file_ids=list(file_ids),
-                metadata=metadata,
-            )
-        )
+        return AssistantCreateResponse._from(_client().assistants.create(**_settings(_given(locals()))))
 
     def update(
         self,
@@ -1727,27 +1700,12 @@ class Assistants:
         metadata: Mapping[str, str] | None = None,
     ) -> AssistantUpdateResponse:
         """Replace an assistant's settings."""
-        return AssistantUpdateResponse._from(
-            _client().assistants.update(
-                assistant_id,
-                model=model,
-                name=name,
-                description=description,
-                instructions=instructions,
-                tools=[_plain(t) for t in tools],
-                thought_instructions=thought_instructions,
-                chat_instructions=chat_instructions,
-                response_format=response_format,
-                file_ids=list(file_ids),
-                metadata=metadata,
-            )
-        )
+        settings = _settings(_given(locals()))
+        return AssistantUpdateResponse._from(_client().assistants.update(settings.pop("assistant_id"), **settings))
 
     def list(self, limit: int = 20, order: str = "desc", after: str = "", before: str = "") -> AssistantListResponse:
         """One page of assistants."""
-        return AssistantListResponse._from(
-            _client().assistants.list(limit=limit, order=order, after=after, before=before)
-        )
+        return AssistantListResponse._from(_client().assistants.list(**_given(locals())))
 
     def query(self, assistant_id: str) -> AssistantQueryResponse:
         """One assistant."""
@@ -1765,9 +1723,7 @@ class Assistants:
         self, assistant_id: str, limit: int = 20, order: str = "desc", after: str = "", before: str = ""
     ) -> AssistantMountedFilesListResponse:
         """One page of the files mounted on an assistant."""
-        return AssistantMountedFilesListResponse._from(
-            _client().assistants.mounted_files_list(assistant_id, limit=limit, order=order, after=after, before=before)
-        )
+        return AssistantMountedFilesListResponse._from(_client().assistants.mounted_files_list(**_given(locals())))
 
     def unmount_files(self, assistant_id: str, file_id: str) -> AssistantFilesDeleteResponse:
         """Unmount a file from an assistant."""
@@ -1799,9 +1755,7 @@ class Messages:
         self, thread_id: str, limit: int = 20, order: str = "desc", after: str = "", before: str = ""
     ) -> AssistantMessageListResponse:
         """One page of a thread's messages."""
-        return AssistantMessageListResponse._from(
-            _client().threads.messages.list(thread_id, limit=limit, order=order, after=after, before=before)
-        )
+        return AssistantMessageListResponse._from(_client().threads.messages.list(**_given(locals())))
 
     def query(self, thread_id: str, message_id: str) -> AssistantMessageQueryResponse:
         """One message."""
@@ -1817,11 +1771,7 @@ class Messages:
         before: str = "",
     ) -> AssistantMessageFilesResponse:
         """One page of a message's files."""
-        return AssistantMessageFilesResponse._from(
-            _client().threads.messages.files(
-                thread_id, message_id, limit=limit, order=order, after=after, before=before
-            )
-        )
+        return AssistantMessageFilesResponse._from(_client().threads.messages.files(**_given(locals())))
 
 
 class Steps:
@@ -1831,9 +1781,7 @@ class Steps:
         self, thread_id: str, run_id: str, limit: int = 20, order: str = "desc", after: str = "", before: str = ""
     ) -> RunStepListResponse:
         """One page of a run's steps."""
-        return RunStepListResponse._from(
-            _client().threads.runs.steps.list(thread_id, run_id, limit=limit, order=order, after=after, before=before)
-        )
+        return RunStepListResponse._from(_client().threads.runs.steps.list(**_given(locals())))
 
     def query(self, thread_id: str, run_id: str, step_id: str) -> RunStepResult:
         """One step."""
@@ -1841,9 +1789,29 @@ class Steps:
 
 
 def _given(arguments: dict[str, Any]) -> dict[str, Any]:
-    """A method's arguments (its ``locals()`` on entry) without ``self``. The run methods take the SDK's 14 run
-    parameters in the SDK's positional order; they hand them on with this instead of restating them a second time."""
+    """A method's arguments (its ``locals()`` on entry) without ``self``."""
     return {name: value for name, value in arguments.items() if name != "self"}
+
+
+def _parameters_of(template: Callable[_P, Any]) -> Callable[[Callable[[Any, dict[str, Any]], _R]], Callable[_P, _R]]:
+    """Give a method the parameters of ``template``, which declares them once (the SDK's ``run`` and
+    ``stream_run`` take the same 14, in the same order): its signature, for callers, type checkers and ``inspect``;
+    the method receives them bound to their names, defaults applied, as one dict."""
+    signature = inspect.signature(template)
+
+    def decorate(method: Callable[[Any, dict[str, Any]], _R]) -> Callable[_P, _R]:
+        @functools.wraps(method)
+        def bound(*args: Any, **kwargs: Any) -> _R:
+            arguments = signature.bind(*args, **kwargs)
+            arguments.apply_defaults()
+            params = dict(arguments.arguments)
+            return method(params.pop("self"), params)
+
+        returns = inspect.signature(method).return_annotation
+        bound.__signature__ = signature.replace(return_annotation=returns)  # type: ignore[attr-defined]
+        return cast(Callable[_P, _R], bound)
+
+    return decorate
 
 
 class Runs:
@@ -1855,41 +1823,28 @@ class Runs:
         return Steps()
 
     @staticmethod
-    def _args(
-        assistant_id: str,
-        thread_id: str,
-        thread: Any,
-        model: str | None,
-        response_format: str,
-        instructions: str | None,
-        thought_instructions: str | None,
-        chat_instructions: str | None,
-        tools: Sequence[Any],
-        metadata: Mapping[str, str] | None,
-        tool_output: Any,
-        model_parameters: Any,
-        user_info: Any,
-        user_loc: Any,
-    ) -> dict[str, Any]:
-        if not thread_id and thread is None:
+    def _args(params: dict[str, Any]) -> RunParameters:
+        """The SDK's run parameters as the native client takes them."""
+        if not params["thread_id"] and params["thread"] is None:
             raise ValueError("thread_id and thread can't be empty at the same time")
-        info, loc = _plain(user_info), _plain(user_loc)
-        return {
-            "assistant_id": assistant_id,
-            "thread_id": thread_id or None,
-            "thread": _thread_messages(thread),
-            "model": model,
-            "response_format": response_format,
-            "instructions": instructions,
-            "thought_instructions": thought_instructions,
-            "chat_instructions": chat_instructions,
-            "tools": [_plain(t) for t in tools],
-            "metadata": metadata,
-            "tool_output": _plain(tool_output),
-            "model_parameters": _model_parameters(model_parameters),
+        info, loc = _plain(params["user_info"]), _plain(params["user_loc"])
+        native: RunParameters = {
+            "assistant_id": params["assistant_id"],
+            "thread_id": params["thread_id"] or None,
+            "thread": _thread_messages(params["thread"]),
+            "model": params["model"],
+            "response_format": params["response_format"],
+            "instructions": params["instructions"],
+            "thought_instructions": params["thought_instructions"],
+            "chat_instructions": params["chat_instructions"],
+            "tools": [_plain(t) for t in params["tools"]],
+            "metadata": params["metadata"],
+            "tool_output": _plain(params["tool_output"]),
+            "model_parameters": _model_parameters(params["model_parameters"]),
             "user_info": None if info is None else UserInfo(**info),
             "user_loc": None if loc is None else UserLocation(**loc),
         }
+        return native
 
     def run(
         self,
@@ -1909,27 +1864,15 @@ class Runs:
         user_loc: Any = None,
     ) -> RunResult:
         """Run the assistant on a thread and wait for the result (``requires_action`` when tools are needed)."""
-        return RunResult._from(_client().threads.runs.run(**self._args(**_given(locals()))))
+        return RunResult._from(_client().threads.runs.run(**self._args(_given(locals()))))
 
-    def stream_run(
-        self,
-        assistant_id: str,
-        thread_id: str = "",
-        thread: Any = None,
-        model: str | None = None,
-        response_format: str = "text",
-        instructions: str | None = None,
-        thought_instructions: str | None = None,
-        chat_instructions: str | None = None,
-        tools: Sequence[Any] = (),
-        metadata: Mapping[str, str] | None = None,
-        tool_output: Any = None,
-        model_parameters: Any = None,
-        user_info: Any = None,
-        user_loc: Any = None,
-    ) -> Iterator[StreamRunStatus | StreamRunMessage | Any]:
-        """Run the assistant and yield its events (each once, ``ping`` skipped, the ``run_end`` status last)."""
-        return _SDKEventStream(_client().threads.runs.stream(**self._args(**_given(locals()))))
+    @_parameters_of(run)
+    def stream_run(self, params: dict[str, Any]) -> Iterator[StreamRunStatus | StreamRunMessage | Any]:
+        """Run the assistant and yield its events (each once, ``ping`` skipped, the ``run_end`` status last).
+
+        Takes :meth:`run`'s parameters, in the SDK's order (``assistant_id, thread_id="", thread=None, …``); they
+        arrive here bound, as ``params``."""
+        return TranslatedStream(_client().threads.runs.stream(**self._args(params)), _sdk_error, _sdk_event)
 
     def stream_run_with_handler(
         self,
@@ -1972,9 +1915,7 @@ class Runs:
         self, thread_id: str, limit: int = 20, order: str = "desc", after: str = "", before: str = ""
     ) -> RunListResponse:
         """One page of a thread's runs."""
-        return RunListResponse._from(
-            _client().threads.runs.list(thread_id, limit=limit, order=order, after=after, before=before)
-        )
+        return RunListResponse._from(_client().threads.runs.list(**_given(locals())))
 
     def query(self, thread_id: str, run_id: str) -> RunResult:
         """One run."""

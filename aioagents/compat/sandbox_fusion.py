@@ -15,13 +15,16 @@ Endpoints are read from ``SANDBOX_FUSION_ENDPOINT`` / ``SANDBOX_FUSION_DATASET_E
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import os
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import attrs
 
-from aioagents._batch import run_concurrent as _run_concurrent
+from aioagents import amap, sync
 from aioagents.sandbox.client import DEFAULT_ENDPOINT, SandboxClient, summary_run_code_result
 from aioagents.sandbox.models import (
     CommandRunResult,
@@ -43,7 +46,6 @@ from aioagents.sandbox.models import (
     TestConfig,
     _model,
 )
-from aioagents.sync import _bridge
 
 __all__ = [
     "CommandRunResult",
@@ -85,6 +87,7 @@ __all__ = [
 
 T = TypeVar("T")
 M = TypeVar("M")
+P = ParamSpec("P")
 
 
 def _sdk_id(value: Any) -> Any:
@@ -138,62 +141,65 @@ def _dataset(endpoint: str) -> str:
     return (endpoint or _Config.dataset_endpoint).rstrip("/")
 
 
-# The sync functions share one client; its connections live on the sync bridge's loops, which close them at exit.
+# The blocking functions share one client; its connections live on the sync bridge's loops, which close them at exit.
 _shared: SandboxClient | None = None
 
 
-def _client() -> SandboxClient:
+async def _using(use: Callable[[SandboxClient], Awaitable[T]]) -> T:
+    """``use(client)`` with the client a call may take: on a loop of the sync bridge (a blocking function,
+    ``run_concurrent``) the one shared, pooled client; on a caller's own loop, whose lifetime is unknown, a client for
+    this call only, as the SDK."""
     global _shared
-    if _shared is None:
-        _shared = SandboxClient(DEFAULT_ENDPOINT)
-    return _shared
-
-
-async def _with_client(use: Callable[[SandboxClient], Awaitable[T]]) -> T:
-    # An *_async function runs on the caller's loop, whose lifetime we do not know: a client per call, as the SDK.
+    if sync.owns(asyncio.get_running_loop()):
+        if _shared is None:
+            _shared = SandboxClient(DEFAULT_ENDPOINT)
+        return await use(_shared)
     async with SandboxClient(DEFAULT_ENDPOINT) as client:
         return await use(client)
 
 
-# -- run_code --------------------------------------------------------------------------------------------------
-async def _run_code_shared(
-    request: RunCodeRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
-) -> RunCodeResponse:
-    request = _as_model(request, RunCodeRequest)
-    return await _client().run_code(
-        request, endpoint=_sandbox(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
-    )
+def _blocking(async_fn: Callable[P, Awaitable[T]]) -> Callable[P, T]:
+    """The blocking twin of one of this module's ``*_async`` functions: same parameters and documentation, run
+    through the sync bridge. ``__aioagents_async__`` names the async function, so ``run_concurrent`` runs it on one
+    loop."""
+    name = async_fn.__name__.removesuffix("_async")
+
+    @functools.wraps(async_fn)
+    def blocking(*args: P.args, **kwargs: P.kwargs) -> T:
+        return sync.run(async_fn(*args, **kwargs))
+
+    blocking.__name__ = blocking.__qualname__ = name
+    blocking.__doc__ = f"{async_fn.__doc__} Blocking: :func:`{async_fn.__name__}` run to its end."
+    blocking.__aioagents_async__ = async_fn  # type: ignore[attr-defined]
+    return blocking
 
 
+#: ``max_attempts`` of a call that has no limits (the dataset reads); ``None`` is a value the SDK's calls accept.
+_NO_LIMITS: Any = object()
+
+
+async def _call(
+    method: Callable[..., Awaitable[T]],
+    request: Any,
+    model: type[Any],
+    endpoint: str,
+    max_attempts: int | None = _NO_LIMITS,
+    client_timeout: float | None = None,
+) -> T:
+    """``method`` (of :class:`SandboxClient`) on the client a call takes, with the request as our model; the SDK's
+    ``max_attempts`` and ``client_timeout`` go to the calls that have them (run and submit), as given."""
+    request = _as_model(request, model)
+    limits = {} if max_attempts is _NO_LIMITS else {"max_attempts": max_attempts, "client_timeout": client_timeout}
+    return await _using(lambda client: method(client, request, endpoint=endpoint, **limits))
+
+
+# -- run_code, run_jupyter ---------------------------------------------------------------------------------------
 async def run_code_async(
     request: RunCodeRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
 ) -> RunCodeResponse:
     """Run code; returns the result (``Failed`` included), raises on a sandbox or transport failure."""
-    request = _as_model(request, RunCodeRequest)
-    return await _with_client(
-        lambda c: c.run_code(
-            request, endpoint=_sandbox(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
-        )
-    )
-
-
-def run_code(
-    request: RunCodeRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
-) -> RunCodeResponse:
-    """Run code (blocking); default 5 attempts."""
-    return _bridge.run(_run_code_shared(request, endpoint, max_attempts, client_timeout))
-
-
-run_code.__aioagents_async__ = _run_code_shared  # type: ignore[attr-defined]
-
-
-# -- run_jupyter -----------------------------------------------------------------------------------------------
-async def _run_jupyter_shared(
-    request: RunJupyterRequest, endpoint: str = "", max_attempts: int = 3, client_timeout: float | None = None
-) -> RunJupyterResponse:
-    request = _as_model(request, RunJupyterRequest)
-    return await _client().run_jupyter(
-        request, endpoint=_sandbox(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
+    return await _call(
+        SandboxClient.run_code, request, RunCodeRequest, _sandbox(endpoint), max_attempts, client_timeout
     )
 
 
@@ -201,123 +207,51 @@ async def run_jupyter_async(
     request: RunJupyterRequest, endpoint: str = "", max_attempts: int = 3, client_timeout: float | None = None
 ) -> RunJupyterResponse:
     """Run notebook cells in a fresh kernel."""
-    request = _as_model(request, RunJupyterRequest)
-    return await _with_client(
-        lambda c: c.run_jupyter(
-            request, endpoint=_sandbox(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
-        )
+    return await _call(
+        SandboxClient.run_jupyter, request, RunJupyterRequest, _sandbox(endpoint), max_attempts, client_timeout
     )
 
 
-def run_jupyter(
-    request: RunJupyterRequest, endpoint: str = "", max_attempts: int = 3, client_timeout: float | None = None
-) -> RunJupyterResponse:
-    """Run notebook cells (blocking); default 3 attempts."""
-    return _bridge.run(_run_jupyter_shared(request, endpoint, max_attempts, client_timeout))
-
-
-run_jupyter.__aioagents_async__ = _run_jupyter_shared  # type: ignore[attr-defined]
-
-
 # -- datasets --------------------------------------------------------------------------------------------------
-async def _get_prompts_shared(request: GetPromptsRequest, endpoint: str = "") -> list[Prompt]:
-    request = _as_model(request, GetPromptsRequest)
-    return await _client().get_prompts(request, endpoint=_dataset(endpoint))
-
-
 async def get_prompts_async(request: GetPromptsRequest, endpoint: str = "") -> list[Prompt]:
     """A dataset's prompts."""
-    request = _as_model(request, GetPromptsRequest)
-    return await _with_client(lambda c: c.get_prompts(request, endpoint=_dataset(endpoint)))
-
-
-def get_prompts(request: GetPromptsRequest, endpoint: str = "") -> list[Prompt]:
-    """A dataset's prompts (blocking)."""
-    return _bridge.run(_get_prompts_shared(request, endpoint))
-
-
-get_prompts.__aioagents_async__ = _get_prompts_shared  # type: ignore[attr-defined]
-
-
-async def _get_prompt_by_id_shared(request: GetPromptByIdRequest, endpoint: str = "") -> Prompt:
-    request = _as_model(request, GetPromptByIdRequest)
-    return await _client().get_prompt_by_id(request, endpoint=_dataset(endpoint))
+    return await _call(SandboxClient.get_prompts, request, GetPromptsRequest, _dataset(endpoint))
 
 
 async def get_prompt_by_id_async(request: GetPromptByIdRequest, endpoint: str = "") -> Prompt:
     """One prompt by id."""
-    request = _as_model(request, GetPromptByIdRequest)
-    return await _with_client(lambda c: c.get_prompt_by_id(request, endpoint=_dataset(endpoint)))
-
-
-def get_prompt_by_id(request: GetPromptByIdRequest, endpoint: str = "") -> Prompt:
-    """One prompt by id (blocking)."""
-    return _bridge.run(_get_prompt_by_id_shared(request, endpoint))
-
-
-get_prompt_by_id.__aioagents_async__ = _get_prompt_by_id_shared  # type: ignore[attr-defined]
-
-
-async def _submit_shared(
-    request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
-) -> EvalResult:
-    request = _as_model(request, SubmitRequest)
-    return await _client().submit(
-        request, endpoint=_dataset(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
-    )
+    return await _call(SandboxClient.get_prompt_by_id, request, GetPromptByIdRequest, _dataset(endpoint))
 
 
 async def submit_async(
     request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
 ) -> EvalResult:
     """Evaluate a completion."""
-    request = _as_model(request, SubmitRequest)
-    return await _with_client(
-        lambda c: c.submit(
-            request, endpoint=_dataset(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
-        )
-    )
-
-
-def submit(
-    request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
-) -> EvalResult:
-    """Evaluate a completion (blocking)."""
-    return _bridge.run(_submit_shared(request, endpoint, max_attempts, client_timeout))
-
-
-submit.__aioagents_async__ = _submit_shared  # type: ignore[attr-defined]
-
-
-async def _submit_safe_shared(
-    request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
-) -> EvalResult:
-    request = _as_model(request, SubmitRequest)
-    return await _client().submit_safe(
-        request, endpoint=_dataset(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
-    )
+    return await _call(SandboxClient.submit, request, SubmitRequest, _dataset(endpoint), max_attempts, client_timeout)
 
 
 async def submit_safe_async(
     request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
 ) -> EvalResult:
     """Evaluate a completion; any failure becomes a rejected result."""
-    request = _as_model(request, SubmitRequest)
-    return await _with_client(
-        lambda c: c.submit_safe(
-            request, endpoint=_dataset(endpoint), max_attempts=max_attempts, client_timeout=client_timeout
-        )
+    return await _call(
+        SandboxClient.submit_safe, request, SubmitRequest, _dataset(endpoint), max_attempts, client_timeout
     )
 
 
-def submit_safe(
-    request: SubmitRequest, endpoint: str = "", max_attempts: int = 5, client_timeout: float | None = None
-) -> EvalResult:
-    """Evaluate a completion (blocking); any failure becomes a rejected result."""
-    return _bridge.run(_submit_safe_shared(request, endpoint, max_attempts, client_timeout))
-
-
-submit_safe.__aioagents_async__ = _submit_safe_shared  # type: ignore[attr-defined]
+# The blocking functions (the SDK's): each its async twin's parameters, run to the end on the sync bridge.
+run_code = _blocking(run_code_async)
+"""``run_code(request, endpoint="", max_attempts=5, client_timeout=None)``: :func:`run_code_async`, blocking."""
+run_jupyter = _blocking(run_jupyter_async)
+"""``run_jupyter(request, endpoint="", max_attempts=3, client_timeout=None)``: :func:`run_jupyter_async`, blocking."""
+get_prompts = _blocking(get_prompts_async)
+"""``get_prompts(request, endpoint="")``: :func:`get_prompts_async`, blocking."""
+get_prompt_by_id = _blocking(get_prompt_by_id_async)
+"""``get_prompt_by_id(request, endpoint="")``: :func:`get_prompt_by_id_async`, blocking."""
+submit = _blocking(submit_async)
+"""``submit(request, endpoint="", max_attempts=5, client_timeout=None)``: :func:`submit_async`, blocking."""
+submit_safe = _blocking(submit_safe_async)
+"""``submit_safe(request, endpoint="", max_attempts=5, client_timeout=None)``: :func:`submit_safe_async`, blocking."""
 
 
 # -- concurrency -----------------------------------------------------------------------------------------------
@@ -327,14 +261,39 @@ def run_concurrent(
     kwargs: list[dict[str, Any]] | None = None,
     concurrency: int = 20,
 ) -> list[Any]:
-    """Call ``func`` once per args/kwargs entry, ``concurrency`` at a time; results in input order.
+    """Call ``func(*args[i], **kwargs[i])`` for every i, at most ``concurrency`` at a time; results in input order.
 
-    The functions of this module (and any coroutine function) run on one event loop; other callables on threads.
+    A coroutine function — or a sync function that names its async twin in ``__aioagents_async__``, as every
+    function of this module does — runs on one event loop; any other callable runs in a thread pool. As in the SDK,
+    the first error is raised after every call has finished.
     """
-    return _run_concurrent(func, args, kwargs, concurrency)
+    if args is None and kwargs is None:
+        raise ValueError("give args or kwargs")
+    if args is not None and kwargs is not None and len(args) != len(kwargs):
+        raise ValueError("args and kwargs must have the same length")
+    n = len(args) if args is not None else len(kwargs or ())
+    call_args = args if args is not None else [[] for _ in range(n)]
+    call_kwargs = kwargs if kwargs is not None else [{} for _ in range(n)]
+
+    target = getattr(func, "__aioagents_async__", func)
+    if inspect.iscoroutinefunction(target):
+        async_func = target
+    else:
+
+        async def async_func(*a: Any, **kw: Any) -> Any:
+            return await asyncio.to_thread(func, *a, **kw)
+
+    async def call(i: int) -> Any:
+        return await async_func(*call_args[i], **call_kwargs[i])
+
+    items = sync.run(amap(call, range(n), concurrency=concurrency))
+    for item in items:
+        if item.error is not None:
+            raise item.error
+    return [item.value for item in items]
 
 
 def run_concurrent_pure(funcs: Iterable[Callable[[], Any]], concurrency: int = 20) -> list[Any]:
     """Call each zero-argument function (any iterable of them, as the SDK), ``concurrency`` at a time; results in
     input order."""
-    return _run_concurrent(lambda thunk: thunk(), args=[[f] for f in funcs], concurrency=concurrency)
+    return run_concurrent(lambda thunk: thunk(), args=[[f] for f in funcs], concurrency=concurrency)

@@ -34,13 +34,12 @@ unchanged. What differs, on purpose:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from aioagents._config import env_or
-from aioagents._exceptions import AioAgentsError, ClientClosedError, IncompleteStreamError
-from aioagents.sync import _bridge
+from aioagents import AioAgentsError, ClientClosedError, IncompleteStreamError, sync
 from aioagents.workflows.client import DEFAULT_BASE_URL, DEFAULT_STREAM_IDLE_TIMEOUT, WorkflowsClient
 from aioagents.workflows.errors import (
     SimAPIStatusError,
@@ -213,7 +212,7 @@ class StreamingExecution:
     block) drops the connection.
     """
 
-    def __init__(self, events: _bridge.SyncStream[WorkflowEvent]) -> None:
+    def __init__(self, events: sync.SyncStream[WorkflowEvent]) -> None:
         self._events = events
         self._collector = StreamCollector()
         self._result: WorkflowExecutionResult | None = None
@@ -297,7 +296,7 @@ class SimStudioClient:
         idle_timeout: float | None = DEFAULT_STREAM_IDLE_TIMEOUT,
     ) -> None:
         self.api_key = api_key
-        self.base_url = (env_or(base_url, "SIM_BASE_URL", default=DEFAULT_BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
+        self.base_url = (base_url or os.environ.get("SIM_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self._client = WorkflowsClient(
             api_key=api_key, base_url=self.base_url, api_version=api_version, idle_timeout=idle_timeout
         )
@@ -314,11 +313,16 @@ class SimStudioClient:
     def _call(coro: Awaitable[T], failure: str, code: str) -> T:
         """Run a coroutine of the async client; every failure becomes the SDK's ``SimStudioError`` (its codes)."""
         try:
-            return _bridge.run(coro)
+            return sync.run(coro)
         except SimStudioError:
             raise
         except AioAgentsError as exc:
             raise _sim_error(exc, failure, code) from exc
+
+    @classmethod
+    def _execute(cls, coro: Awaitable[T]) -> T:
+        """:meth:`_call` for an execution: a failure is ``EXECUTION_ERROR``."""
+        return cls._call(coro, "Failed to execute workflow", "EXECUTION_ERROR")
 
     # -- execution ------------------------------------------------------------------------------------------
     def execute_workflow(
@@ -345,28 +349,24 @@ class SimStudioClient:
         if stream:
             opening = self._client.execute(workflow_id, data, stream=True, selected_outputs=selected_outputs)
             try:
-                events = _bridge.open_stream(opening)
+                events = sync.open_stream(opening)
             except AioAgentsError as exc:
                 raise _sim_error(exc, "Failed to execute workflow", "EXECUTION_ERROR") from exc
             return StreamingExecution(events)
         if async_execution:
-            job = self._call(
+            job = self._execute(
                 self._client.execute(
                     workflow_id,
                     data,
                     async_execution=True,
                     execution_timeout=execution_timeout_seconds,
                     timeout=timeout,
-                ),
-                "Failed to execute workflow",
-                "EXECUTION_ERROR",
+                )
             )
             return self._async_result(job)
         self._check_timeout(execution_timeout_seconds)
-        result = self._call(
-            self._client.execute(workflow_id, data, selected_outputs=selected_outputs, timeout=timeout),
-            "Failed to execute workflow",
-            "EXECUTION_ERROR",
+        result = self._execute(
+            self._client.execute(workflow_id, data, selected_outputs=selected_outputs, timeout=timeout)
         )
         return _to_result(result)
 
@@ -383,7 +383,7 @@ class SimStudioClient:
             return _to_result(job)  # pragma: no cover - execute(async_execution=True) always gives a Job
         if job.kind == "finished":
             # The server ran it right away (it ignored the async request): that is the result.
-            return _to_result(self._call(job.result(), "Failed to execute workflow", "EXECUTION_ERROR"))
+            return _to_result(self._execute(job.result()))
         if job.kind == "run":
             self._runs[job.id] = job.workflow_id
         else:
@@ -444,7 +444,7 @@ class SimStudioClient:
             self._check_timeout(execution_timeout_seconds)
         if stream:
             return self.execute_workflow(workflow_id, data, stream=True, selected_outputs=selected_outputs)
-        outcome = self._call(
+        outcome = self._execute(
             self._client.execute_with_retry(
                 workflow_id,
                 data,
@@ -456,9 +456,7 @@ class SimStudioClient:
                 initial_delay=initial_delay,
                 max_delay=max_delay,
                 backoff_multiplier=backoff_multiplier,
-            ),
-            "Failed to execute workflow",
-            "EXECUTION_ERROR",
+            )
         )
         if isinstance(outcome, Job):
             return self._async_result(outcome)
@@ -603,7 +601,7 @@ class SimStudioClient:
 
     def close(self) -> None:
         """Close the underlying HTTP sessions."""
-        _bridge.run(self._client.aclose())
+        sync.run(self._client.aclose())
 
     def __enter__(self) -> SimStudioClient:
         return self

@@ -40,15 +40,16 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 import attrs
 
-from aioagents._exceptions import (
+from aioagents import (
     AioAgentsError,
     APIConnectionError,
     APIError,
     APIStatusError,
     APITimeoutError,
+    EventStream,
     ResponseValidationError,
+    sync,
 )
-from aioagents._streaming import EventStream
 from aioagents.compat._stream import TranslatedStream
 from aioagents.functions import function as _function
 from aioagents.functions import models as _models
@@ -60,7 +61,6 @@ from aioagents.functions.models import (
     LmOutputCastingError,
     Role,
 )
-from aioagents.sync import _bridge
 
 __all__ = [
     "Definition",
@@ -410,11 +410,11 @@ class LmFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function and wait for its value."""
         try:
-            result = _bridge.run(self._call(args, kwargs))
+            result = sync.run(self._call(args, kwargs))
         except AioAgentsError as exc:
             raise _translated(exc) from exc
         if isinstance(result, EventStream):
-            return TranslatedStream(_bridge.SyncStream(result), _translated)
+            return TranslatedStream(sync.SyncStream(result), _translated)
         return result
 
     def get_call_args(self, args: tuple[Any, ...], kwargs: dict[str, Any], ctrl_kws: dict[str, Any]) -> dict[str, Any]:
@@ -426,9 +426,9 @@ class LmFunction:
         if loop not in self._loops:
             # The HTTP session lives on this thread's loop: close it when the bridge closes the loop (at exit).
             self._loops.add(loop)
-            _bridge.on_loop_close(loop, self._fn.aclose)
+            sync.on_loop_close(loop, self._fn.aclose)
         return await self._fn(*args, **kwargs)
 
     def close(self) -> None:
         """Close the function's connections now (they are closed at exit otherwise)."""
-        _bridge.run(self._fn.aclose())
+        sync.run(self._fn.aclose())

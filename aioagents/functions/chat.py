@@ -24,11 +24,10 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import aiohttp
 import attrs
 
-from aioagents import _json
-from aioagents._client import Endpoint, ServiceClient, resolve_attempts
+from aioagents import ClientOptions, RequestOptions, _json
+from aioagents._client import Endpoint, SentOptions, ServiceClient, Unpack, resolve_attempts, resolve_options
 from aioagents._config import Timeout, TimeoutLike
 from aioagents._converter import structure
 from aioagents._exceptions import (
@@ -499,17 +498,12 @@ class ChatClient(ServiceClient):
         api_key: str | None = None,
         organization: str | None = None,
         project: str | None = None,
-        timeout: TimeoutLike = None,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
-        rate_limiter: RateLimiter | None = None,
         token_limiter: RateLimiter | None = None,
-        session: aiohttp.ClientSession | None = None,
-        trust_env: bool = True,
-        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
+        rate_limiter = options.get("rate_limiter")
         if rate_limiter is None and requests_per_minute:
             # A tenth of a second of burst: enough to absorb timer lateness, small enough that a long run's average
             # stays on the limit and the server's own short-window limiter never sees a spike.
@@ -527,26 +521,13 @@ class ChatClient(ServiceClient):
             headers["OpenAI-Project"] = project
         self._connect(
             base_url,
-            locals(),
+            {**options, "rate_limiter": rate_limiter},
             key=self.endpoint_spec.key(api_key),
             headers=headers,
             retry=RetryPolicy(retry_statuses=_RETRY_STATUSES),
             error_factory=_openai_error,
             response_hook=self._on_response,
         )
-
-    def with_options(
-        self,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        max_attempts: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> ChatClient:
-        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
-        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
-        Closing the copy leaves the shared connections open; closing this client closes them."""
-        return self._with_options(timeout, max_retries, max_attempts, extra_headers)
 
     # -- calls ----------------------------------------------------------------------------------------------------
     async def create(
@@ -562,20 +543,15 @@ class ChatClient(ServiceClient):
     ) -> ChatCompletion:
         """Create a completion. ``messages`` are :class:`~aioagents.functions.Message` objects or wire dicts;
         ``options`` are request fields (``temperature``, ``n``, ``max_tokens``, ``tools`` …); ``None`` is not sent.
-        ``timeout``, ``max_retries`` and ``extra_headers`` apply to this call only.
+        ``timeout``, ``max_retries`` and ``extra_headers`` (:class:`~aioagents.RequestOptions`, named here because
+        the other keywords are the request's fields) apply to this call only.
         """
         body = self._body(model, messages, options)
         if body.get("stream"):
             raise InvalidRequestError("create() returns a whole completion; use stream() to stream")
+        sent = _sent(max_attempts, timeout, max_retries, extra_headers)
         resp = await self._transport.request(
-            "POST",
-            _PATH,
-            idempotent=True,
-            json=body,
-            max_attempts=max_attempts if max_retries is None else resolve_attempts(max_attempts, max_retries),
-            timeout=timeout,
-            headers=extra_headers,
-            permits=self._token_permit(body),
+            "POST", _PATH, idempotent=True, json=body, permits=self._token_permit(body), **sent
         )
         return structure(resp.json(), ChatCompletion)
 
@@ -610,11 +586,9 @@ class ChatClient(ServiceClient):
             idempotent=True,
             json=body,
             idle_timeout=idle_timeout,
-            max_attempts=max_attempts if max_retries is None else resolve_attempts(max_attempts, max_retries),
-            timeout=timeout,
-            headers=extra_headers,
             permits=self._token_permit(body),
             what=what,
+            **_sent(max_attempts, timeout, max_retries, extra_headers),
         )
 
     def _body(self, model: str, messages: Sequence[Any], options: Mapping[str, Any]) -> dict[str, Any]:
@@ -639,3 +613,12 @@ class ChatClient(ServiceClient):
             self.rate_limiter.pause(info.reset_requests)
         if info.remaining_tokens == 0 and info.reset_tokens and self.token_limiter is not None:
             self.token_limiter.pause(info.reset_tokens)
+
+
+def _sent(
+    max_attempts: int | None, timeout: TimeoutLike, max_retries: int | None, extra_headers: Mapping[str, str] | None
+) -> SentOptions:
+    """A chat call's per-call options (named parameters: its ``**`` takes the request's fields) as Transport
+    keywords, through the one resolver; ``max_attempts`` and ``max_retries`` must agree."""
+    given: RequestOptions = {"timeout": timeout, "max_retries": max_retries, "extra_headers": extra_headers}
+    return resolve_options(given, max_attempts=resolve_attempts(max_attempts, max_retries))

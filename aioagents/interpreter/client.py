@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import logging
 import math
@@ -36,8 +37,8 @@ from typing import Any, Union
 import aiohttp
 import attrs
 
-from aioagents import _json
-from aioagents._client import Endpoint, ServiceClient, merge_headers, resolve_attempts
+from aioagents import CallOptions, ClientOptions, RequestOptions, _json
+from aioagents._client import Endpoint, ServiceClient, Unpack, resolve_options
 from aioagents._config import Timeout, TimeoutLike
 from aioagents._converter import structure
 from aioagents._exceptions import (
@@ -49,7 +50,6 @@ from aioagents._exceptions import (
     ResponseValidationError,
 )
 from aioagents._polling import poll_until
-from aioagents._ratelimit import RateLimiter
 from aioagents._retry import RetryPolicy
 from aioagents._streaming import EventStream, JSONLinesDecoder, ServerSentEvent, SSEDecoder
 from aioagents._transport import ByteStream, Response, default_error
@@ -419,44 +419,20 @@ class InterpreterClient(ServiceClient):
         token: str | None = None,
         data_dir: str = DEFAULT_DATA_DIR,
         confine_paths: bool = True,
-        timeout: TimeoutLike = None,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
-        rate_limiter: RateLimiter | None = None,
-        session: aiohttp.ClientSession | None = None,
         headers: Mapping[str, str] | None = None,
         ping_timeout: float = PING_TIMEOUT,
-        trust_env: bool = True,
-        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         self.data_dir = posixpath.normpath("/" + data_dir.strip("/"))
         self.confine_paths = confine_paths
-        self._connect(
-            base_url,
-            locals(),
-            key=self.endpoint_spec.key(token),
-            headers=headers,
-            error_factory=self._error,
-        )
+        key = self.endpoint_spec.key(token)
+        self._connect(base_url, options, key=key, headers=headers, error_factory=self._error)
         self.ping_timeout = ping_timeout
         # One execute in flight per client (per event loop): the server's kernel aborts a cell queued behind one
         # that raises and reports it as an empty success, so this client never queues two of its own.
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
         # An execute of this client timed out: its cell may still be running in the kernel.
         self._maybe_running = False
-
-    def with_options(
-        self,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        max_attempts: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> InterpreterClient:
-        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
-        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
-        Closing the copy leaves the shared connections open; closing this client closes them."""
-        return self._with_options(timeout, max_retries, max_attempts, extra_headers)
 
     def _repr_fields(self) -> str:
         return f", data_dir={self.data_dir!r}"
@@ -497,22 +473,12 @@ class InterpreterClient(ServiceClient):
     # -- health ------------------------------------------------------------------------------------------------
     async def ping(
         self,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> PingResult:
         """Check that the sandbox and its kernel are alive. A dead kernel raises :class:`KernelDeadError`.
         ``timeout`` defaults to ``ping_timeout`` per attempt (two attempts unless ``max_retries`` says otherwise)."""
-        resp = await self._transport.request(
-            "GET",
-            "/",
-            idempotent=True,
-            retry=_PING_RETRY,
-            max_attempts=resolve_attempts(None, max_retries),
-            timeout=Timeout(total=self.ping_timeout, connect=self.ping_timeout) if timeout is None else timeout,
-            headers=extra_headers,
-        )
+        sent = resolve_options(options, timeout=Timeout(total=self.ping_timeout, connect=self.ping_timeout))
+        resp = await self._transport.request("GET", "/", idempotent=True, retry=_PING_RETRY, **sent)
         body = resp.json()
         stamp = body.get("last_activity") if isinstance(body, Mapping) else None
         if not isinstance(stamp, str):
@@ -531,8 +497,7 @@ class InterpreterClient(ServiceClient):
         code: str,
         *,
         timeout: float = 60,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[CallOptions],
     ) -> ExecutionResult:
         """Run ``code`` in the sandbox's kernel (state persists between calls) and return its events.
 
@@ -551,7 +516,7 @@ class InterpreterClient(ServiceClient):
         async with self._lock():
             if self._maybe_running:
                 await self._wait_for_idle_kernel(secs)
-            result = await self._execute_once(body, secs, max_retries, extra_headers)
+            result = await self._execute_once(body, secs, options)
             # A timed-out cell keeps running in the kernel (there is no interrupt): remember it.
             self._maybe_running = result.timed_out
             return result
@@ -569,7 +534,7 @@ class InterpreterClient(ServiceClient):
         cell's error (so the queue is empty now too); a timeout means the cell still runs, and the caller's code is
         not sent (:class:`KernelBusyError`) rather than queued where it could be aborted unseen."""
         marker = f"aioagents-probe-{os.urandom(6).hex()}"
-        probe = await self._execute_once({"code": f"print({marker!r}, end='')", "timeout_secs": secs}, secs)
+        probe = await self._execute_once({"code": f"print({marker!r}, end='')", "timeout_secs": secs}, secs, {})
         if probe.timed_out:
             raise KernelBusyError(
                 f"the kernel is still running an earlier cell that timed out (no answer to a probe within {secs}s); "
@@ -579,22 +544,9 @@ class InterpreterClient(ServiceClient):
             )
         self._maybe_running = False
 
-    async def _execute_once(
-        self,
-        body: dict[str, Any],
-        secs: int,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> ExecutionResult:
-        resp = await self._transport.request(
-            "POST",
-            "/execute",
-            idempotent=False,
-            json=body,
-            headers=merge_headers(_JSON_ACCEPT, extra_headers),
-            timeout=self._execute_timeout(secs),
-            max_attempts=resolve_attempts(None, max_retries),
-        )
+    async def _execute_once(self, body: dict[str, Any], secs: int, options: CallOptions) -> ExecutionResult:
+        sent = resolve_options(options, headers=_JSON_ACCEPT, timeout=self._execute_timeout(secs))
+        resp = await self._transport.request("POST", "/execute", idempotent=False, json=body, **sent)
         decoder = _BodyDecoder(self._transport.max_response_size)
         decoder.choose(resp.headers.get("Content-Type", ""))
         frames = decoder.feed(resp.content) + decoder.end()
@@ -614,8 +566,7 @@ class InterpreterClient(ServiceClient):
         code: str,
         *,
         timeout: float = 60,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[CallOptions],
     ) -> EventStream[Event | ExecutionEnd]:
         """Run ``code`` and yield its events as they arrive, then an :class:`ExecutionEnd` with the status.
 
@@ -623,28 +574,28 @@ class InterpreterClient(ServiceClient):
         answers with a single JSON document (the original server) yields the same typed events once it has
         answered. Use ``async with client.execute_stream(code) as events: async for event in events: ...``.
         A stream cut before its :class:`ExecutionEnd` raises :class:`~aioagents.StreamOutcomeUnknownError` (an
-        :class:`~aioagents.OutcomeUnknownError`, as a cut plain ``execute`` does). This raw stream is not serialised
-        with the client's other executes; :meth:`Interpreter.stream` is. ``max_retries`` and ``extra_headers``
+        :class:`~aioagents.OutcomeUnknownError`, as a cut plain ``execute`` does).
+
+        Serialised with the client's other executes, as :meth:`execute` is: the stream takes the client's turn when
+        it opens (waiting for an execute or stream in flight) and gives it back when it ends or is closed, and after
+        a timed-out cell it first checks that the kernel is free (:class:`KernelBusyError`). Close it (``async
+        with``) so the next execute does not wait for the garbage collector. ``max_retries`` and ``extra_headers``
         apply to this call only.
         """
         body, secs = self._execute_body(code, timeout)
+        sent = resolve_options(options, headers=_STREAM_ACCEPT_HEADERS, timeout=self._execute_timeout(secs))
         # A non-streaming answer is one document: allow it the size of a whole response, not of one event.
         decoder = _BodyDecoder(self._transport.max_response_size)
-        stream: EventStream[Event | ExecutionEnd] = self._transport.stream(
-            "POST",
-            "/execute",
-            decoder=decoder,
-            parse=_parse_frame,
-            idempotent=False,
-            json=body,
-            headers=merge_headers(_STREAM_ACCEPT_HEADERS, extra_headers),
-            max_attempts=resolve_attempts(None, max_retries),
-            terminal=lambda item: isinstance(item, ExecutionEnd),
-            require_terminal=True,
-            timeout=self._execute_timeout(secs),
-            # A non-streaming server is silent until the end: the idle limit must cover the whole wait.
-            idle_timeout=secs + _HTTP_MARGIN,
-            what="interpreter execution",
+        # A non-streaming server is silent until the end: the idle limit must cover the whole wait.
+        idle = secs + _HTTP_MARGIN
+        stream = _ExecuteStream(
+            self,
+            secs,
+            functools.partial(
+                self._transport._open, "POST", "/execute", idempotent=False, idle_timeout=idle, json=body, **sent
+            ),
+            decoder,
+            idle,
         )
         decoder.bind(stream)
         return stream
@@ -657,13 +608,10 @@ class InterpreterClient(ServiceClient):
     async def exists(
         self,
         path: str | PurePath,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> bool:
         """Whether ``path`` exists in the sandbox (asked with a download that is closed at its first byte)."""
-        stream = self.download_stream(path, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers)
+        stream = self.download_stream(path, **options)
         try:
             async with stream:
                 return True
@@ -677,9 +625,7 @@ class InterpreterClient(ServiceClient):
         *,
         overwrite: bool = True,
         chunk_size: int = 1 << 20,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> UploadedFile:
         """Put ``source`` (bytes, a local ``Path``, or an async iterator of bytes, streamed) at ``path``.
 
@@ -690,21 +636,18 @@ class InterpreterClient(ServiceClient):
         ``max_retries`` and ``extra_headers`` apply to this call only.
         """
         full = self.path(path)
-        opts = (timeout, max_retries, extra_headers)
-        if not overwrite and await self.exists(
-            full, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
-        ):
+        if not overwrite and await self.exists(full, **options):
             raise FileExistsInSandboxError(
                 f"{full} already exists in the sandbox", status=409, method="POST", url=_file_url("upload", full)
             )
         try:
-            return await self._put(full, source, opts, chunk_size=chunk_size, idempotent=overwrite)
+            return await self._put(full, source, options, chunk_size=chunk_size, idempotent=overwrite)
         except FileExistsInSandboxError:
             if not overwrite or not isinstance(source, (bytes, bytearray, memoryview, PurePath, os.PathLike)):
                 raise
         # The server refuses to overwrite: upload beside the target, then rename inside the sandbox.
         temp = posixpath.join(posixpath.dirname(full), f".aioagents-upload-{os.urandom(6).hex()}")
-        uploaded = await self._put(temp, source, opts, chunk_size=chunk_size, idempotent=False)
+        uploaded = await self._put(temp, source, options, chunk_size=chunk_size, idempotent=False)
         moved = await self.execute(f"__import__('os').replace({temp!r}, {full!r})", timeout=30)
         if not moved.ok:
             raise FileExistsInSandboxError(
@@ -718,12 +661,11 @@ class InterpreterClient(ServiceClient):
         self,
         full: str,
         source: UploadSource,
-        opts: tuple[TimeoutLike, int | None, Mapping[str, str] | None],
+        options: RequestOptions,
         *,
         chunk_size: int,
         idempotent: bool,
     ) -> UploadedFile:
-        timeout, max_retries, extra_headers = opts
         headers: dict[str, str] = {"Content-Type": "application/octet-stream"}
         data: Any
         size: int | None
@@ -761,14 +703,14 @@ class InterpreterClient(ServiceClient):
             _file_url("upload", full),
             idempotent=idempotent,
             data=data,
-            headers=merge_headers(headers, extra_headers),
-            max_attempts=resolve_attempts(None, max_retries),
             # Asked for, and ignored by the original server (it always overwrites); servers that answer 409 by
             # default take it as leave to replace the file.
             params={"overwrite": "true"} if idempotent else None,
-            timeout=Timeout(total=None, connect=self._transport.timeout.connect, read=300.0)
-            if timeout is None
-            else timeout,
+            **resolve_options(
+                options,
+                headers=headers,
+                timeout=Timeout(total=None, connect=self._transport.timeout.connect, read=300.0),
+            ),
         )
         return UploadedFile(path=full, size=size if size is not None else (counted.size if counted else 0))
 
@@ -777,35 +719,22 @@ class InterpreterClient(ServiceClient):
         path: str | PurePath,
         *,
         max_size: int = 64 * 1024 * 1024,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> bytes:
         """The contents of ``path`` (at most ``max_size`` bytes; use ``download_to`` for big files)."""
-        stream = self.download_stream(path, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers)
-        async with stream as body:
+        async with self.download_stream(path, **options) as body:
             return await body.read(max_size)
 
     def download_stream(
         self,
         path: str | PurePath,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> ByteStream:
         """The contents of ``path`` as a stream of byte chunks (``async with ... as body: async for chunk in
         body``); ``body.headers`` has the server's headers. ``timeout`` bounds the connection set-up (300 s of
         silence end it); ``max_retries`` and ``extra_headers`` apply to this call only."""
-        return self._transport.open(
-            "GET",
-            _file_url("download", self.path(path)),
-            idempotent=True,
-            idle_timeout=300.0,
-            timeout=timeout,
-            max_attempts=resolve_attempts(None, max_retries),
-            headers=extra_headers,
-        )
+        url = _file_url("download", self.path(path))
+        return self._transport.open("GET", url, idempotent=True, idle_timeout=300.0, **resolve_options(options))
 
     async def download_to(
         self,
@@ -813,9 +742,7 @@ class InterpreterClient(ServiceClient):
         target: str | os.PathLike[str],
         *,
         overwrite: bool = True,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Path:
         """Stream ``path`` into a local file and return where it was written.
 
@@ -825,8 +752,7 @@ class InterpreterClient(ServiceClient):
         file, then renamed).
         """
         full = self.path(path)
-        stream = self.download_stream(full, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers)
-        async with stream as body:
+        async with self.download_stream(full, **options) as body:
             name = parse_content_disposition(body.headers.get("Content-Disposition"))
             destination = await asyncio.to_thread(
                 _destination, Path(target), name if name is not None else posixpath.basename(full), overwrite
@@ -872,6 +798,73 @@ def _trim_fraction(stamp: str) -> str:
         return stamp
     digits = "".join(c for c in rest if c.isdigit())
     return f"{head}.{digits[:6].ljust(6, '0')}{rest[len(digits) :]}"
+
+
+class _ExecuteStream(EventStream[Union[Event, ExecutionEnd]]):  # noqa: UP007 (evaluated at run time on 3.10)
+    """``execute_stream``'s stream: it holds its client's execute turn from the moment it opens until it closes, so
+    the kernel never has a second cell of this client queued behind it (the CodeGeeX4 server aborts a cell queued
+    behind one that raises and answers it as an empty success)."""
+
+    def __init__(
+        self,
+        client: InterpreterClient,
+        secs: int,
+        opener: Callable[[], Awaitable[aiohttp.ClientResponse]],
+        decoder: _BodyDecoder,
+        idle_timeout: float,
+    ) -> None:
+        super().__init__(
+            opener,
+            decoder,
+            _parse_frame,
+            terminal=self._at_end,
+            require_terminal=True,
+            idle_timeout=idle_timeout,
+            what="interpreter execution",
+            idempotent=False,
+        )
+        self._client = client
+        self._secs = secs
+        self._turn: asyncio.Lock | None = None
+        self._end: ExecutionEnd | None = None
+
+    def _at_end(self, item: Event | ExecutionEnd) -> bool:
+        if isinstance(item, ExecutionEnd):
+            self._end = item
+            return True
+        return False
+
+    async def _ensure_open(self) -> aiohttp.ClientResponse:
+        if self._turn is None and self._resp is None and not self._closed:
+            turn = self._client._lock()
+            await turn.acquire()
+            self._turn = turn
+            try:
+                if self._client._maybe_running:
+                    await self._client._wait_for_idle_kernel(self._secs)
+                return await super()._ensure_open()
+            except BaseException:
+                await self.aclose()  # a stream that failed to open never reaches __aexit__: give the turn back here
+                raise
+        return await super()._ensure_open()
+
+    def _give_back(self) -> None:
+        turn, self._turn = self._turn, None
+        if turn is not None:
+            # Left early, cut, failed or timed out: the cell may still be running, so the next execute probes first.
+            self._client._maybe_running = self._end is None or self._end.timed_out
+            turn.release()
+
+    async def aclose(self) -> None:
+        """Close the stream and give the client's execute turn to the next execute."""
+        self._give_back()
+        await super().aclose()
+
+    def __del__(self) -> None:
+        # Never closed (abandoned mid-way): the turn must not stay taken forever.
+        with contextlib.suppress(Exception):
+            self._give_back()
+        super().__del__()
 
 
 # -- the session --------------------------------------------------------------------------------------------------
@@ -1041,21 +1034,13 @@ class Interpreter:
         await self._ready()
         end: ExecutionEnd | None = None
         wait = self.timeout if timeout is None else timeout
-        client = self.client
-        # As InterpreterClient.execute does: one cell of this client in the kernel at a time, and a probe after a
-        # timed-out one, so a streamed cell is never aborted unseen behind another.
-        async with client._lock():
-            if client._maybe_running:
-                await client._wait_for_idle_kernel(_timeout_secs(wait))
-            try:
-                async with client.execute_stream(code, timeout=wait) as events:
-                    async for event in events:
-                        if isinstance(event, ExecutionEnd):
-                            end = event
-                        yield event
-            finally:
-                # Left early, cut, or timed out: the cell may still be running.
-                client._maybe_running = end is None or end.timed_out
+        # The client's stream takes the client's turn (one cell in the kernel at a time, a probe after a timed-out
+        # one), so a streamed cell is never aborted unseen behind another.
+        async with self.client.execute_stream(code, timeout=wait) as events:
+            async for event in events:
+                if isinstance(event, ExecutionEnd):
+                    end = event
+                yield event
         if end is not None:
             await self._settle(end.timed_out, end.kernel_restarted, ExecutionResult(status=end.status))
 

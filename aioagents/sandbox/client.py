@@ -6,14 +6,12 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-import aiohttp
-
+from aioagents import ClientOptions, RequestOptions
 from aioagents._batch import BatchResult, ProgressCallback, as_completed
-from aioagents._client import Endpoint, ServiceClient, resolve_attempts
-from aioagents._config import Timeout, TimeoutLike, env_or
+from aioagents._client import Endpoint, SentOptions, ServiceClient, Unpack, resolve_attempts, resolve_options
+from aioagents._config import Timeout, env_or
 from aioagents._converter import structure, unstructure
 from aioagents._exceptions import APIError, InvalidRequestError
-from aioagents._ratelimit import RateLimiter
 from aioagents._retry import RetryPolicy
 from aioagents._transport import Response, _loggable
 from aioagents.sandbox.models import (
@@ -121,35 +119,12 @@ class SandboxClient(ServiceClient):
         endpoint: str | None = None,
         *,
         dataset_endpoint: str | None = None,
-        timeout: TimeoutLike = None,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
         retry_timeouts: bool = False,
-        rate_limiter: RateLimiter | None = None,
-        session: aiohttp.ClientSession | None = None,
-        trust_env: bool = True,
-        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        transport = self._connect(
-            endpoint,
-            locals(),
-            retry=RetryPolicy(retry_timeouts=retry_timeouts),
-        )
+        transport = self._connect(endpoint, options, retry=RetryPolicy(retry_timeouts=retry_timeouts))
         self._dataset_endpoint = env_or(dataset_endpoint, "SANDBOX_FUSION_DATASET_ENDPOINT", default=transport.base_url)
-        self._timeout_given = timeout is not None
-
-    def with_options(
-        self,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        max_attempts: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> SandboxClient:
-        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
-        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
-        Closing the copy leaves the shared connections open; closing this client closes them."""
-        return self._with_options(timeout, max_retries, max_attempts, extra_headers)
+        self._timeout_given = options.get("timeout") is not None
 
     def __repr__(self) -> str:
         return (
@@ -176,36 +151,39 @@ class SandboxClient(ServiceClient):
         self._dataset_endpoint = value
 
     # -- helpers -------------------------------------------------------------------------------------------------
-    def _run_timeout(self, client_timeout: TimeoutLike, needed: float) -> TimeoutLike:
-        if client_timeout is not None:
-            return client_timeout
-        if self._timeout_given or self._transport.timeout is not self.endpoint_spec.timeout:
-            return self._transport.timeout
-        return max(self._transport.timeout.total or 0.0, needed)
+    def _run_options(
+        self,
+        options: RequestOptions,
+        client_timeout: float | None,
+        max_attempts: int | None,
+        needed: float | None = None,
+    ) -> SentOptions:
+        """The options of a call that also takes the original SDK's ``client_timeout`` and ``max_attempts``; a run
+        (``needed``: the seconds it may take on the server) waits at least that long unless a timeout was set."""
+        sent = resolve_options(
+            options, timeout=client_timeout, max_attempts=resolve_attempts(max_attempts, options.get("max_retries"))
+        )
+        if needed is not None and sent["timeout"] is None:
+            if self._timeout_given or self._transport.timeout is not self.endpoint_spec.timeout:
+                sent["timeout"] = self._transport.timeout
+            else:
+                sent["timeout"] = max(self._transport.timeout.total or 0.0, needed)
+        return sent
 
     async def _post(
-        self,
-        path: str,
-        body: Any,
-        *,
-        endpoint: str | None,
-        dataset: bool = False,
-        timeout: TimeoutLike = None,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        self, path: str, body: Any, sent: SentOptions, *, endpoint: str | None, dataset: bool = False
     ) -> Response:
         base = endpoint or (self.dataset_endpoint if dataset else None)
         return await self._transport.request(
-            "POST",
-            path,
-            json=unstructure(body),
-            idempotent=True,
-            base_url=base,
-            timeout=timeout,
-            max_attempts=max_attempts if max_retries is None else resolve_attempts(max_attempts, max_retries),
-            headers=extra_headers,
+            "POST", path, json=unstructure(body), idempotent=True, base_url=base, **sent
         )
+
+    async def _dataset(
+        self, path: str, request: Any, endpoint: str | None, options: RequestOptions, into: type[T]
+    ) -> T:
+        """A dataset call: POST ``request`` to the dataset endpoint, the answer structured as ``into``."""
+        resp = await self._post(path, request, resolve_options(options), endpoint=endpoint, dataset=True)
+        return structure(resp.json(), into)
 
     # -- sandbox -------------------------------------------------------------------------------------------------
     async def run_code(
@@ -222,9 +200,7 @@ class SandboxClient(ServiceClient):
         endpoint: str | None = None,
         client_timeout: float | None = None,
         max_attempts: int | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> RunCodeResponse:
         """Run a program. Pass a :class:`RunCodeRequest`, or the code and its options as arguments.
 
@@ -244,15 +220,8 @@ class SandboxClient(ServiceClient):
                 memory_limit_MB=memory_limit_MB,
             )
         needed = request.compile_timeout + request.run_timeout + _RUN_MARGIN
-        resp = await self._post(
-            "/run_code",
-            request,
-            endpoint=endpoint,
-            timeout=self._run_timeout(client_timeout if timeout is None else timeout, needed),
-            max_attempts=max_attempts,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
+        sent = self._run_options(options, client_timeout, max_attempts, needed)
+        resp = await self._post("/run_code", request, sent, endpoint=endpoint)
         body = resp.json()
         result = fast_run_code_response(body) or structure(body, RunCodeResponse)
         if result.status is RunStatus.SandboxError:
@@ -271,9 +240,7 @@ class SandboxClient(ServiceClient):
         endpoint: str | None = None,
         client_timeout: float | None = None,
         max_attempts: int | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> RunJupyterResponse:
         """Run notebook cells in a fresh kernel; per-cell stdout, stderr, display bundles and errors."""
         if not isinstance(request, RunJupyterRequest):
@@ -287,17 +254,8 @@ class SandboxClient(ServiceClient):
                 files=dict(files or {}),
                 fetch_files=list(fetch_files),
             )
-        resp = await self._post(
-            "/run_jupyter",
-            request,
-            endpoint=endpoint,
-            timeout=self._run_timeout(
-                client_timeout if timeout is None else timeout, request.total_timeout + _JUPYTER_MARGIN
-            ),
-            max_attempts=max_attempts,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
+        sent = self._run_options(options, client_timeout, max_attempts, request.total_timeout + _JUPYTER_MARGIN)
+        resp = await self._post("/run_jupyter", request, sent, endpoint=endpoint)
         result = structure(resp.json(), RunJupyterResponse)
         if result.status is RunStatus.SandboxError:
             raise SandboxError(f"sandbox error: {result.message}", response=result)
@@ -307,21 +265,12 @@ class SandboxClient(ServiceClient):
         self,
         *,
         endpoint: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> bool:
         """True when the server answers ``GET /v1/ping`` with ``"pong"``; transport failures raise (one attempt
         unless ``max_retries`` says otherwise)."""
-        resp = await self._transport.request(
-            "GET",
-            "/v1/ping",
-            idempotent=True,
-            base_url=endpoint,
-            max_attempts=resolve_attempts(None, max_retries) or 1,
-            timeout=timeout,
-            headers=extra_headers,
-        )
+        sent = resolve_options(options, max_attempts=1)
+        resp = await self._transport.request("GET", "/v1/ping", idempotent=True, base_url=endpoint, **sent)
         return bool(resp.json() == "pong")
 
     # -- datasets ------------------------------------------------------------------------------------------------
@@ -329,19 +278,12 @@ class SandboxClient(ServiceClient):
         self,
         *,
         endpoint: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> list[str]:
         """The dataset ids the server knows."""
+        base = endpoint or self.dataset_endpoint
         resp = await self._transport.request(
-            "GET",
-            "/list_datasets",
-            idempotent=True,
-            base_url=endpoint or self.dataset_endpoint,
-            timeout=timeout,
-            max_attempts=resolve_attempts(None, max_retries),
-            headers=extra_headers,
+            "GET", "/list_datasets", idempotent=True, base_url=base, **resolve_options(options)
         )
         return structure(resp.json(), list[str])
 
@@ -350,20 +292,10 @@ class SandboxClient(ServiceClient):
         request: GetPromptsRequest,
         *,
         endpoint: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> list[int | str]:
         """The row ids of a dataset."""
-        resp = await self._post(
-            "/list_ids",
-            request,
-            endpoint=endpoint,
-            dataset=True,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
+        resp = await self._post("/list_ids", request, resolve_options(options), endpoint=endpoint, dataset=True)
         return [structure(item, int | str) for item in resp.json()]  # type: ignore[arg-type]
 
     async def get_prompts(
@@ -371,42 +303,20 @@ class SandboxClient(ServiceClient):
         request: GetPromptsRequest,
         *,
         endpoint: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> list[Prompt]:
         """A dataset's prompts (``offset``/``limit`` page them)."""
-        resp = await self._post(
-            "/get_prompts",
-            request,
-            endpoint=endpoint,
-            dataset=True,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
-        return structure(resp.json(), list[Prompt])
+        return await self._dataset("/get_prompts", request, endpoint, options, list[Prompt])
 
     async def get_prompt_by_id(
         self,
         request: GetPromptByIdRequest,
         *,
         endpoint: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Prompt:
         """One prompt by id."""
-        resp = await self._post(
-            "/get_prompt_by_id",
-            request,
-            endpoint=endpoint,
-            dataset=True,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
-        return structure(resp.json(), Prompt)
+        return await self._dataset("/get_prompt_by_id", request, endpoint, options, Prompt)
 
     async def submit(
         self,
@@ -415,21 +325,11 @@ class SandboxClient(ServiceClient):
         endpoint: str | None = None,
         client_timeout: float | None = None,
         max_attempts: int | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> EvalResult:
         """Evaluate a completion against a dataset row's tests."""
-        resp = await self._post(
-            "/submit",
-            request,
-            endpoint=endpoint,
-            dataset=True,
-            timeout=client_timeout if timeout is None else timeout,
-            max_attempts=max_attempts,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
+        sent = self._run_options(options, client_timeout, max_attempts)
+        resp = await self._post("/submit", request, sent, endpoint=endpoint, dataset=True)
         return structure(resp.json(), EvalResult)
 
     async def submit_safe(
@@ -439,9 +339,7 @@ class SandboxClient(ServiceClient):
         endpoint: str | None = None,
         client_timeout: float | None = None,
         max_attempts: int | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> EvalResult:
         """Like :meth:`submit`, but a failed evaluation — the service refused it, or no answer came back — becomes a
         rejected result (``accepted=False``, logged as a warning) instead of an error.
@@ -452,13 +350,7 @@ class SandboxClient(ServiceClient):
         """
         try:
             return await self.submit(
-                request,
-                endpoint=endpoint,
-                client_timeout=client_timeout,
-                max_attempts=max_attempts,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
+                request, endpoint=endpoint, client_timeout=client_timeout, max_attempts=max_attempts, **options
             )
         except APIError as exc:
             log.warning(
@@ -471,42 +363,21 @@ class SandboxClient(ServiceClient):
         request: GetMetricsRequest,
         *,
         endpoint: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> dict[str, Any]:
         """A dataset's aggregate metrics over evaluated results (``{}`` when it defines none)."""
-        resp = await self._post(
-            "/get_metrics",
-            request,
-            endpoint=endpoint,
-            dataset=True,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
-        return structure(resp.json(), dict[str, Any])
+        return await self._dataset("/get_metrics", request, endpoint, options, dict[str, Any])
 
     async def get_metrics_function(
         self,
         request: GetMetricsFunctionRequest,
         *,
         endpoint: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> str | None:
         """The source of a dataset's metrics function, or None."""
-        resp = await self._post(
-            "/get_metrics_function",
-            request,
-            endpoint=endpoint,
-            dataset=True,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
-        return structure(resp.json(), GetMetricsFunctionResult).function
+        result = await self._dataset("/get_metrics_function", request, endpoint, options, GetMetricsFunctionResult)
+        return result.function
 
     # -- batches -------------------------------------------------------------------------------------------------
     def run_many(

@@ -11,9 +11,14 @@ the calling thread already runs a loop, as in Jupyter, on a shared loop thread) 
 
 Async streams become iterators (closed when the loop is left early) and async context managers become context
 managers. One object may be shared by many threads.
+
+The same machinery is public for blocking layers of one's own (``aioagents.compat`` is built on it): :func:`run`
+runs a coroutine, :func:`open_stream` opens an async stream as a blocking :class:`SyncStream`, and
+:func:`on_loop_close` registers a closer for what a call left open on the loop it ran on (:func:`owns` tells whether
+a loop is one of the bridge's, which live until it closes them).
 """
 
-from aioagents.sync._bridge import SyncContextManager, SyncStream
+from aioagents.sync._bridge import SyncContextManager, SyncStream, on_loop_close, open_stream, owns, run
 from aioagents.sync.assistants_client import Assistants, AssistantsClient, Files, Messages, Runs, Steps, Threads
 from aioagents.sync.functions_chat import ChatClient
 from aioagents.sync.functions_function import LmFunction
@@ -41,4 +46,8 @@ __all__ = [
     "SyncStream",
     "Threads",
     "WorkflowsClient",
+    "on_loop_close",
+    "open_stream",
+    "owns",
+    "run",
 ]

@@ -9,29 +9,31 @@ from os import PathLike
 from pathlib import Path
 from types import TracebackType
 
-from aiohttp import ClientSession, TraceConfig
-
 import aioagents.assistants.client as _impl
-from aioagents import RateLimiter, TimeoutLike
+from aioagents import ClientOptions, RequestOptions
+from aioagents._client import Unpack
 from aioagents.assistants import (
     Assistant,
     AssistantFile,
+    AssistantSettings,
     DeletedObject,
     File,
     FileContent,
     FileList,
     Message,
     MessageFile,
-    ModelParameters,
+    MessageLike,
     Page,
+    PageQuery,
     Run,
     RunEvent,
+    RunParameters,
     RunStep,
     Thread,
-    UserInfo,
-    UserLocation,
+    ToolOutputLike,
+    ToolRunParameters,
 )
-from aioagents.assistants.client import DEFAULT_MODEL, MessageLike, ToolFunction, ToolLike, ToolOutputLike, _Api
+from aioagents.assistants.client import ToolFunction, _Api
 from aioagents.sync import _bridge
 
 __all__ = ["Assistants", "AssistantsClient", "Files", "Messages", "Runs", "Steps", "Threads"]
@@ -51,9 +53,10 @@ class AssistantsClient:
     >>> with AssistantsClient(token="…") as client:
     ...     thread = client.threads.create(messages=["hello"])
 
-    ``max_attempts`` counts every attempt (default 3), ``max_retries`` the retries after the first (0: one
-    attempt). Every call takes ``timeout``, ``max_retries`` and ``extra_headers`` for itself; :meth:`with_options`
-    makes a copy with other defaults on the same connections.
+    The other keywords are the client options every client takes (:class:`~aioagents.ClientOptions`: ``timeout``,
+    ``max_attempts`` counting every attempt (default 3) or ``max_retries`` the retries after the first, ``session``,
+    ``rate_limiter``, ``trust_env``, ``trace_configs``). Every call takes ``timeout``, ``max_retries`` and
+    ``extra_headers`` for itself; :meth:`with_options` makes a copy with other defaults on the same connections.
     """
 
     _async: _impl.AssistantsClient
@@ -63,25 +66,9 @@ class AssistantsClient:
         base_url: str | None = None,
         *,
         token: str | None = None,
-        timeout: TimeoutLike = None,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
-        rate_limiter: RateLimiter | None = None,
-        session: ClientSession | None = None,
-        trust_env: bool = True,
-        trace_configs: Sequence[TraceConfig] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        self._async = _impl.AssistantsClient(
-            base_url,
-            token=token,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            max_retries=max_retries,
-            rate_limiter=rate_limiter,
-            session=session,
-            trust_env=trust_env,
-            trace_configs=trace_configs,
-        )
+        self._async = _impl.AssistantsClient(base_url, token=token, **options)
 
     @classmethod
     def _wrap(cls, inner: _impl.AssistantsClient) -> AssistantsClient:
@@ -120,26 +107,15 @@ class AssistantsClient:
         """The async object's ``threads``."""
         return Threads._wrap(self._async.threads)
 
-    def with_options(
-        self,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        max_attempts: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> AssistantsClient:
+    def with_options(self, *, max_attempts: int | None = None, **options: Unpack[RequestOptions]) -> AssistantsClient:
         """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
         limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
-        Closing the copy leaves the shared connections open; closing this client closes them.
+
+        Takes the per-call options (:class:`RequestOptions`) and ``max_attempts`` (every attempt counted; pass it or
+        ``max_retries``). The copy's requests go through this client's connections; closing the copy only stops the
+        copy, closing this client closes the pool under every copy.
         """
-        return AssistantsClient._wrap(
-            self._async.with_options(
-                timeout=timeout,
-                max_retries=max_retries,
-                max_attempts=max_attempts,
-                extra_headers=extra_headers,
-            )
-        )
+        return AssistantsClient._wrap(self._async.with_options(max_attempts=max_attempts, **options))
 
     @property
     def base_url(self) -> str:
@@ -177,189 +153,41 @@ class Assistants:
         self._async = inner
         return self
 
-    def create(
-        self,
-        *,
-        name: str,
-        description: str = "",
-        instructions: str = "",
-        model: str = DEFAULT_MODEL,
-        response_format: str = "text",
-        thought_instructions: str = "",
-        chat_instructions: str = "",
-        tools: Sequence[ToolLike] = (),
-        file_ids: Sequence[str] = (),
-        metadata: Mapping[str, str] | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Assistant:
-        """Create an assistant. ``name``: 1–128 CJK characters, letters, digits, spaces, ``_`` or ``-``."""
-        return _bridge.run(
-            self._async.create(
-                name=name,
-                description=description,
-                instructions=instructions,
-                model=model,
-                response_format=response_format,
-                thought_instructions=thought_instructions,
-                chat_instructions=chat_instructions,
-                tools=tools,
-                file_ids=file_ids,
-                metadata=metadata,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+    def create(self, **settings: Unpack[AssistantSettings]) -> Assistant:
+        """Create an assistant (:class:`AssistantSettings`: ``name`` is required, 1–128 CJK characters, letters,
+        digits, spaces, ``_`` or ``-``).
+        """
+        return _bridge.run(self._async.create(**settings))
 
-    def update(
-        self,
-        assistant_id: str,
-        *,
-        name: str,
-        description: str = "",
-        instructions: str = "",
-        model: str = DEFAULT_MODEL,
-        response_format: str = "text",
-        thought_instructions: str = "",
-        chat_instructions: str = "",
-        tools: Sequence[ToolLike] = (),
-        file_ids: Sequence[str] = (),
-        metadata: Mapping[str, str] | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Assistant:
-        """Replace an assistant's settings (every field is sent, as the service expects)."""
-        return _bridge.run(
-            self._async.update(
-                assistant_id,
-                name=name,
-                description=description,
-                instructions=instructions,
-                model=model,
-                response_format=response_format,
-                thought_instructions=thought_instructions,
-                chat_instructions=chat_instructions,
-                tools=tools,
-                file_ids=file_ids,
-                metadata=metadata,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+    def update(self, assistant_id: str, **settings: Unpack[AssistantSettings]) -> Assistant:
+        """Replace an assistant's settings (every field is sent, defaults included, as the service expects)."""
+        return _bridge.run(self._async.update(assistant_id, **settings))
 
-    def list(
-        self,
-        *,
-        limit: int = 20,
-        order: str = "desc",
-        after: str | None = None,
-        before: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Page[Assistant]:
-        """One page of assistants; ``after=page.last_id`` fetches the next one (or use :meth:`iter_all`)."""
-        return _bridge.run(
-            self._async.list(
-                limit=limit,
-                order=order,
-                after=after,
-                before=before,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+    def list(self, **query: Unpack[PageQuery]) -> Page[Assistant]:
+        """One page of assistants (:class:`PageQuery`); ``after=page.last_id`` fetches the next one (or use
+        :meth:`iter_all`).
+        """
+        return _bridge.run(self._async.list(**query))
 
     def iter_all(self, *, order: str = "desc", page_size: int = 20) -> _bridge.SyncStream[Assistant]:
         """Every assistant, page after page."""
         return _bridge.SyncStream(self._async.iter_all(order=order, page_size=page_size))
 
-    def query(
-        self,
-        assistant_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Assistant:
+    def query(self, assistant_id: str, **options: Unpack[RequestOptions]) -> Assistant:
         """One assistant."""
-        return _bridge.run(
-            self._async.query(
-                assistant_id,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.query(assistant_id, **options))
 
-    def delete(
-        self,
-        assistant_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> DeletedObject:
+    def delete(self, assistant_id: str, **options: Unpack[RequestOptions]) -> DeletedObject:
         """Delete an assistant."""
-        return _bridge.run(
-            self._async.delete(
-                assistant_id,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.delete(assistant_id, **options))
 
-    def mount_files(
-        self,
-        assistant_id: str,
-        file_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> AssistantFile:
+    def mount_files(self, assistant_id: str, file_id: str, **options: Unpack[RequestOptions]) -> AssistantFile:
         """Mount an uploaded file on an assistant."""
-        return _bridge.run(
-            self._async.mount_files(
-                assistant_id,
-                file_id,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.mount_files(assistant_id, file_id, **options))
 
-    def mounted_files_list(
-        self,
-        assistant_id: str,
-        *,
-        limit: int = 20,
-        order: str = "desc",
-        after: str | None = None,
-        before: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Page[AssistantFile]:
-        """One page of the files mounted on an assistant."""
-        return _bridge.run(
-            self._async.mounted_files_list(
-                assistant_id,
-                limit=limit,
-                order=order,
-                after=after,
-                before=before,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+    def mounted_files_list(self, assistant_id: str, **query: Unpack[PageQuery]) -> Page[AssistantFile]:
+        """One page of the files mounted on an assistant (:class:`PageQuery`)."""
+        return _bridge.run(self._async.mounted_files_list(assistant_id, **query))
 
     def iter_mounted_files(
         self,
@@ -371,25 +199,9 @@ class Assistants:
         """Every file mounted on an assistant, page after page."""
         return _bridge.SyncStream(self._async.iter_mounted_files(assistant_id, order=order, page_size=page_size))
 
-    def unmount_files(
-        self,
-        assistant_id: str,
-        file_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> DeletedObject:
+    def unmount_files(self, assistant_id: str, file_id: str, **options: Unpack[RequestOptions]) -> DeletedObject:
         """Unmount a file from an assistant (the file itself stays)."""
-        return _bridge.run(
-            self._async.unmount_files(
-                assistant_id,
-                file_id,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.unmount_files(assistant_id, file_id, **options))
 
 
 @_bridge.twin_of(_impl.Files)
@@ -416,106 +228,32 @@ class Files:
         file: str | PathLike[str] | bytes,
         *,
         filename: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> File:
         """Upload a file (a path, read in chunks while sending, or bytes with ``filename``) for assistants."""
-        return _bridge.run(
-            self._async.create(
-                file,
-                filename=filename,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.create(file, filename=filename, **options))
 
-    def list(
-        self,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> FileList:
+    def list(self, **options: Unpack[RequestOptions]) -> FileList:
         """Every uploaded file (the service does not page this list)."""
-        return _bridge.run(self._async.list(timeout=timeout, max_retries=max_retries, extra_headers=extra_headers))
+        return _bridge.run(self._async.list(**options))
 
-    def query(
-        self,
-        file_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> File:
+    def query(self, file_id: str, **options: Unpack[RequestOptions]) -> File:
         """One file, with its audit state (``censored``) and ``file_type``."""
-        return _bridge.run(
-            self._async.query(
-                file_id,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.query(file_id, **options))
 
-    def delete(
-        self,
-        file_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> DeletedObject:
+    def delete(self, file_id: str, **options: Unpack[RequestOptions]) -> DeletedObject:
         """Delete a file."""
-        return _bridge.run(
-            self._async.delete(
-                file_id,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.delete(file_id, **options))
 
-    def content(
-        self,
-        file_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> FileContent:
+    def content(self, file_id: str, **options: Unpack[RequestOptions]) -> FileContent:
         """A file's bytes and content type."""
-        return _bridge.run(
-            self._async.content(
-                file_id,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.content(file_id, **options))
 
-    def download(
-        self,
-        file_id: str,
-        directory: str | PathLike[str] = ".",
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Path:
+    def download(self, file_id: str, directory: str | PathLike[str] = ".", **options: Unpack[RequestOptions]) -> Path:
         """Save a file into ``directory`` under the name the service gives (reduced to a plain file name, so it
         cannot escape the directory) and return its path.
         """
-        return _bridge.run(
-            self._async.download(
-                file_id,
-                directory,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.download(file_id, directory, **options))
 
 
 @_bridge.twin_of(_impl.Threads)
@@ -547,79 +285,21 @@ class Threads:
         """The async object's ``runs``."""
         return Runs._wrap(self._async.runs)
 
-    def create(
-        self,
-        *,
-        messages: Sequence[MessageLike] = (),
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Thread:
+    def create(self, *, messages: Sequence[MessageLike] = (), **options: Unpack[RequestOptions]) -> Thread:
         """Create a thread, optionally with first messages (strings are user turns)."""
-        return _bridge.run(
-            self._async.create(
-                messages=messages,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.create(messages=messages, **options))
 
-    def query(
-        self,
-        thread_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Thread:
+    def query(self, thread_id: str, **options: Unpack[RequestOptions]) -> Thread:
         """One thread."""
-        return _bridge.run(
-            self._async.query(
-                thread_id,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.query(thread_id, **options))
 
-    def update(
-        self,
-        thread_id: str,
-        *,
-        metadata: Mapping[str, str],
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Thread:
+    def update(self, thread_id: str, *, metadata: Mapping[str, str], **options: Unpack[RequestOptions]) -> Thread:
         """Set a thread's metadata (≤16 keys, keys ≤64 and values ≤512 characters). Unlike the SDK, it is sent."""
-        return _bridge.run(
-            self._async.update(
-                thread_id,
-                metadata=metadata,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.update(thread_id, metadata=metadata, **options))
 
-    def delete(
-        self,
-        thread_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> DeletedObject:
+    def delete(self, thread_id: str, **options: Unpack[RequestOptions]) -> DeletedObject:
         """Delete a thread with its messages and runs."""
-        return _bridge.run(
-            self._async.delete(
-                thread_id,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.delete(thread_id, **options))
 
 
 @_bridge.twin_of(_impl.Messages)
@@ -647,21 +327,10 @@ class Messages:
         content: str,
         *,
         file_ids: Sequence[str] = (),
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Message:
         """Add a user message (with up to 10 file ids) to a thread."""
-        return _bridge.run(
-            self._async.create(
-                thread_id,
-                content,
-                file_ids=file_ids,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.create(thread_id, content, file_ids=file_ids, **options))
 
     def update(
         self,
@@ -670,100 +339,26 @@ class Messages:
         *,
         content: str | None = None,
         file_ids: Sequence[str] | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Message:
         """Change a message's content or files; ``None`` leaves that part alone (the SDK sends ``[]`` files)."""
-        return _bridge.run(
-            self._async.update(
-                thread_id,
-                message_id,
-                content=content,
-                file_ids=file_ids,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.update(thread_id, message_id, content=content, file_ids=file_ids, **options))
 
-    def list(
-        self,
-        thread_id: str,
-        *,
-        limit: int = 20,
-        order: str = "desc",
-        after: str | None = None,
-        before: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Page[Message]:
-        """One page of a thread's messages."""
-        return _bridge.run(
-            self._async.list(
-                thread_id,
-                limit=limit,
-                order=order,
-                after=after,
-                before=before,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+    def list(self, thread_id: str, **query: Unpack[PageQuery]) -> Page[Message]:
+        """One page of a thread's messages (:class:`PageQuery`)."""
+        return _bridge.run(self._async.list(thread_id, **query))
 
     def iter_all(self, thread_id: str, *, order: str = "desc", page_size: int = 20) -> _bridge.SyncStream[Message]:
         """Every message of a thread, page after page."""
         return _bridge.SyncStream(self._async.iter_all(thread_id, order=order, page_size=page_size))
 
-    def query(
-        self,
-        thread_id: str,
-        message_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Message:
+    def query(self, thread_id: str, message_id: str, **options: Unpack[RequestOptions]) -> Message:
         """One message."""
-        return _bridge.run(
-            self._async.query(
-                thread_id,
-                message_id,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.query(thread_id, message_id, **options))
 
-    def files(
-        self,
-        thread_id: str,
-        message_id: str,
-        *,
-        limit: int = 20,
-        order: str = "desc",
-        after: str | None = None,
-        before: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Page[MessageFile]:
-        """One page of the files attached to a message."""
-        return _bridge.run(
-            self._async.files(
-                thread_id,
-                message_id,
-                limit=limit,
-                order=order,
-                after=after,
-                before=before,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+    def files(self, thread_id: str, message_id: str, **query: Unpack[PageQuery]) -> Page[MessageFile]:
+        """One page of the files attached to a message (:class:`PageQuery`)."""
+        return _bridge.run(self._async.files(thread_id, message_id, **query))
 
     def iter_files(
         self,
@@ -782,6 +377,10 @@ class Runs:
     """Blocking twin of :class:`aioagents.assistants.client.Runs`.
 
     ``client.threads.runs``: run an assistant on a thread (plain or streamed), answer tool calls, cancel.
+
+    ``run``, ``stream``, ``run_with_tools`` and ``stream_with_tools`` take the same keywords,
+    :class:`RunParameters` (``assistant_id`` and ``thread_id`` or ``thread``; the rest optional) and the per-call
+    options.
     """
 
     _async: _impl.Runs
@@ -801,76 +400,21 @@ class Runs:
         """The async object's ``steps``."""
         return Steps._wrap(self._async.steps)
 
-    def run(
-        self,
-        *,
-        assistant_id: str,
-        thread_id: str | None = None,
-        thread: Sequence[MessageLike] | None = None,
-        model: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        response_format: str = "text",
-        instructions: str | None = None,
-        thought_instructions: str | None = None,
-        chat_instructions: str | None = None,
-        model_parameters: ModelParameters | None = None,
-        tools: Sequence[ToolLike] = (),
-        tool_output: ToolOutputLike | None = None,
-        user_info: UserInfo | None = None,
-        user_loc: UserLocation | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Run:
+    def run(self, **params: Unpack[RunParameters]) -> Run:
         """Run the assistant and wait for the result.
 
         ``thread`` adds messages (ending with a user turn) to ``thread_id``'s history, or starts a new thread when
         ``thread_id`` is empty. A run that needs tools returns ``status="requires_action"``; resume it by running
-        again with ``tool_output`` (or let :meth:`run_with_tools` do it). Never retried once sent.
+        again with ``tool_output`` (or let :meth:`run_with_tools` do it). Never retried once sent; waits up to
+        10 minutes unless ``timeout`` says otherwise.
         """
-        return _bridge.run(
-            self._async.run(
-                assistant_id=assistant_id,
-                thread_id=thread_id,
-                thread=thread,
-                model=model,
-                metadata=metadata,
-                response_format=response_format,
-                instructions=instructions,
-                thought_instructions=thought_instructions,
-                chat_instructions=chat_instructions,
-                model_parameters=model_parameters,
-                tools=tools,
-                tool_output=tool_output,
-                user_info=user_info,
-                user_loc=user_loc,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.run(**params))
 
     def stream(
         self,
         *,
-        assistant_id: str,
-        thread_id: str | None = None,
-        thread: Sequence[MessageLike] | None = None,
-        model: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        response_format: str = "text",
-        instructions: str | None = None,
-        thought_instructions: str | None = None,
-        chat_instructions: str | None = None,
-        model_parameters: ModelParameters | None = None,
-        tools: Sequence[ToolLike] = (),
-        tool_output: ToolOutputLike | None = None,
-        user_info: UserInfo | None = None,
-        user_loc: UserLocation | None = None,
         idle_timeout: float | None = 120.0,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **params: Unpack[RunParameters],
     ) -> _bridge.SyncStream[RunEvent]:
         """Run the assistant and stream its events (``ping`` keepalives are skipped; :class:`RunEnd` is last).
 
@@ -878,135 +422,40 @@ class Runs:
         :meth:`stream_with_tools`. :meth:`cancel` mid-stream ends it with ``RunEnd(status="cancelled")``.
         ``timeout`` bounds the connection set-up; ``max_retries`` and ``extra_headers`` apply to this call only.
         """
-        return _bridge.SyncStream(
-            self._async.stream(
-                assistant_id=assistant_id,
-                thread_id=thread_id,
-                thread=thread,
-                model=model,
-                metadata=metadata,
-                response_format=response_format,
-                instructions=instructions,
-                thought_instructions=thought_instructions,
-                chat_instructions=chat_instructions,
-                model_parameters=model_parameters,
-                tools=tools,
-                tool_output=tool_output,
-                user_info=user_info,
-                user_loc=user_loc,
-                idle_timeout=idle_timeout,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.SyncStream(self._async.stream(idle_timeout=idle_timeout, **params))
 
     def submit_tool_outputs(
         self,
         thread_id: str,
         run_id: str,
         tool_outputs: Sequence[ToolOutputLike],
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Run:
         """Answer the tool calls of a streaming run (the stream goes on). Never retried once sent."""
-        return _bridge.run(
-            self._async.submit_tool_outputs(
-                thread_id,
-                run_id,
-                tool_outputs,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.submit_tool_outputs(thread_id, run_id, tool_outputs, **options))
 
-    def cancel(
-        self,
-        thread_id: str,
-        run_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Run:
+    def cancel(self, thread_id: str, run_id: str, **options: Unpack[RequestOptions]) -> Run:
         """Ask the service to cancel a run; a streaming run then ends with ``RunEnd(status="cancelled")``."""
-        return _bridge.run(
-            self._async.cancel(
-                thread_id,
-                run_id,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.cancel(thread_id, run_id, **options))
 
-    def list(
-        self,
-        thread_id: str,
-        *,
-        limit: int = 20,
-        order: str = "desc",
-        after: str | None = None,
-        before: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Page[Run]:
-        """One page of a thread's runs."""
-        return _bridge.run(
-            self._async.list(
-                thread_id,
-                limit=limit,
-                order=order,
-                after=after,
-                before=before,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+    def list(self, thread_id: str, **query: Unpack[PageQuery]) -> Page[Run]:
+        """One page of a thread's runs (:class:`PageQuery`)."""
+        return _bridge.run(self._async.list(thread_id, **query))
 
     def iter_all(self, thread_id: str, *, order: str = "desc", page_size: int = 20) -> _bridge.SyncStream[Run]:
         """Every run of a thread, page after page."""
         return _bridge.SyncStream(self._async.iter_all(thread_id, order=order, page_size=page_size))
 
-    def query(
-        self,
-        thread_id: str,
-        run_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Run:
+    def query(self, thread_id: str, run_id: str, **options: Unpack[RequestOptions]) -> Run:
         """One run."""
-        return _bridge.run(
-            self._async.query(
-                thread_id,
-                run_id,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.query(thread_id, run_id, **options))
 
     def run_with_tools(
         self,
         *,
-        assistant_id: str,
         tools: Mapping[str, ToolFunction],
-        thread_id: str | None = None,
-        thread: Sequence[MessageLike] | None = None,
-        model: str | None = None,
-        instructions: str | None = None,
-        model_parameters: ModelParameters | None = None,
         max_tool_calls: int = 32,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **params: Unpack[ToolRunParameters],
     ) -> Run:
         """Run without streaming and answer every tool call with ``tools[name](**arguments)`` (sync or async;
         a non-string result is sent as JSON), running again with ``tool_output`` until the run finishes.
@@ -1015,36 +464,14 @@ class Runs:
         ...     assistant_id=a.id, thread_id=t.id, tools={"get_weather": get_weather})
         >>> run.final_answer.text
         """
-        return _bridge.run(
-            self._async.run_with_tools(
-                assistant_id=assistant_id,
-                tools=tools,
-                thread_id=thread_id,
-                thread=thread,
-                model=model,
-                instructions=instructions,
-                model_parameters=model_parameters,
-                max_tool_calls=max_tool_calls,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.run_with_tools(tools=tools, max_tool_calls=max_tool_calls, **params))
 
     def stream_with_tools(
         self,
         *,
-        assistant_id: str,
         tools: Mapping[str, ToolFunction],
-        thread_id: str | None = None,
-        thread: Sequence[MessageLike] | None = None,
-        model: str | None = None,
-        instructions: str | None = None,
-        model_parameters: ModelParameters | None = None,
         idle_timeout: float | None = 120.0,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **params: Unpack[ToolRunParameters],
     ) -> _bridge.SyncStream[RunEvent]:
         """Stream a run and answer its tool calls with ``tools[name](**arguments)`` (sync or async; a non-string
         result is sent as JSON) while the stream stays open. Every event is yielded once: a
@@ -1056,21 +483,7 @@ class Runs:
         ...         if isinstance(event, MessageEvent):
         ...             print(event.text, end="")
         """
-        return _bridge.SyncStream(
-            self._async.stream_with_tools(
-                assistant_id=assistant_id,
-                tools=tools,
-                thread_id=thread_id,
-                thread=thread,
-                model=model,
-                instructions=instructions,
-                model_parameters=model_parameters,
-                idle_timeout=idle_timeout,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.SyncStream(self._async.stream_with_tools(tools=tools, idle_timeout=idle_timeout, **params))
 
 
 @_bridge.twin_of(_impl.Steps)
@@ -1092,33 +505,9 @@ class Steps:
         self._async = inner
         return self
 
-    def list(
-        self,
-        thread_id: str,
-        run_id: str,
-        *,
-        limit: int = 20,
-        order: str = "desc",
-        after: str | None = None,
-        before: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Page[RunStep]:
-        """One page of a run's steps."""
-        return _bridge.run(
-            self._async.list(
-                thread_id,
-                run_id,
-                limit=limit,
-                order=order,
-                after=after,
-                before=before,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+    def list(self, thread_id: str, run_id: str, **query: Unpack[PageQuery]) -> Page[RunStep]:
+        """One page of a run's steps (:class:`PageQuery`)."""
+        return _bridge.run(self._async.list(thread_id, run_id, **query))
 
     def iter_all(
         self,
@@ -1131,24 +520,6 @@ class Steps:
         """Every step of a run, page after page."""
         return _bridge.SyncStream(self._async.iter_all(thread_id, run_id, order=order, page_size=page_size))
 
-    def query(
-        self,
-        thread_id: str,
-        run_id: str,
-        step_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> RunStep:
+    def query(self, thread_id: str, run_id: str, step_id: str, **options: Unpack[RequestOptions]) -> RunStep:
         """One step."""
-        return _bridge.run(
-            self._async.query(
-                thread_id,
-                run_id,
-                step_id,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.query(thread_id, run_id, step_id, **options))

@@ -7,10 +7,9 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from aiohttp import ClientSession, TraceConfig
-
 import aioagents.functions.chat as _impl
-from aioagents import RateLimiter, TimeoutLike
+from aioagents import ClientOptions, RateLimiter, RequestOptions, TimeoutLike
+from aioagents._client import Unpack
 from aioagents.functions import ChatCompletion, ChatCompletionChunk, RateLimitInfo
 from aioagents.sync import _bridge
 
@@ -47,32 +46,20 @@ class ChatClient:
         api_key: str | None = None,
         organization: str | None = None,
         project: str | None = None,
-        timeout: TimeoutLike = None,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
-        rate_limiter: RateLimiter | None = None,
         token_limiter: RateLimiter | None = None,
-        session: ClientSession | None = None,
-        trust_env: bool = True,
-        trace_configs: Sequence[TraceConfig] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         self._async = _impl.ChatClient(
             base_url,
             api_key=api_key,
             organization=organization,
             project=project,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            max_retries=max_retries,
             requests_per_minute=requests_per_minute,
             tokens_per_minute=tokens_per_minute,
-            rate_limiter=rate_limiter,
             token_limiter=token_limiter,
-            session=session,
-            trust_env=trust_env,
-            trace_configs=trace_configs,
+            **options,
         )
 
     @classmethod
@@ -102,27 +89,6 @@ class ChatClient:
         """The async object's ``rate_limits``."""
         return self._async.rate_limits
 
-    def with_options(
-        self,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        max_attempts: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> ChatClient:
-        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
-        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
-        Closing the copy leaves the shared connections open; closing this client closes them.
-        """
-        return ChatClient._wrap(
-            self._async.with_options(
-                timeout=timeout,
-                max_retries=max_retries,
-                max_attempts=max_attempts,
-                extra_headers=extra_headers,
-            )
-        )
-
     def create(
         self,
         *,
@@ -136,7 +102,8 @@ class ChatClient:
     ) -> ChatCompletion:
         """Create a completion. ``messages`` are :class:`~aioagents.functions.Message` objects or wire dicts;
         ``options`` are request fields (``temperature``, ``n``, ``max_tokens``, ``tools`` …); ``None`` is not sent.
-        ``timeout``, ``max_retries`` and ``extra_headers`` apply to this call only.
+        ``timeout``, ``max_retries`` and ``extra_headers`` (:class:`~aioagents.RequestOptions`, named here because
+        the other keywords are the request's fields) apply to this call only.
         """
         return _bridge.run(
             self._async.create(
@@ -181,6 +148,16 @@ class ChatClient:
                 **options,
             )
         )
+
+    def with_options(self, *, max_attempts: int | None = None, **options: Unpack[RequestOptions]) -> ChatClient:
+        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
+        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
+
+        Takes the per-call options (:class:`RequestOptions`) and ``max_attempts`` (every attempt counted; pass it or
+        ``max_retries``). The copy's requests go through this client's connections; closing the copy only stops the
+        copy, closing this client closes the pool under every copy.
+        """
+        return ChatClient._wrap(self._async.with_options(max_attempts=max_attempts, **options))
 
     @property
     def base_url(self) -> str:

@@ -12,7 +12,8 @@ from types import TracebackType
 from aiohttp import ClientSession, TraceConfig
 
 import aioagents.interpreter.client as _impl
-from aioagents import RateLimiter, TimeoutLike
+from aioagents import CallOptions, ClientOptions, RequestOptions, TimeoutLike
+from aioagents._client import Unpack
 from aioagents.interpreter import (
     DEFAULT_DATA_DIR,
     Event,
@@ -62,30 +63,18 @@ class InterpreterClient:
         token: str | None = None,
         data_dir: str = DEFAULT_DATA_DIR,
         confine_paths: bool = True,
-        timeout: TimeoutLike = None,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
-        rate_limiter: RateLimiter | None = None,
-        session: ClientSession | None = None,
         headers: Mapping[str, str] | None = None,
         ping_timeout: float = PING_TIMEOUT,
-        trust_env: bool = True,
-        trace_configs: Sequence[TraceConfig] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         self._async = _impl.InterpreterClient(
             base_url,
             token=token,
             data_dir=data_dir,
             confine_paths=confine_paths,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            max_retries=max_retries,
-            rate_limiter=rate_limiter,
-            session=session,
             headers=headers,
             ping_timeout=ping_timeout,
-            trust_env=trust_env,
-            trace_configs=trace_configs,
+            **options,
         )
 
     @classmethod
@@ -125,51 +114,17 @@ class InterpreterClient:
         """The async object's ``confine_paths``."""
         return self._async.confine_paths
 
-    def with_options(
-        self,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        max_attempts: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> InterpreterClient:
-        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
-        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
-        Closing the copy leaves the shared connections open; closing this client closes them.
-        """
-        return InterpreterClient._wrap(
-            self._async.with_options(
-                timeout=timeout,
-                max_retries=max_retries,
-                max_attempts=max_attempts,
-                extra_headers=extra_headers,
-            )
-        )
-
     def path(self, path: str | PurePath) -> str:
         """``path`` as the absolute sandbox path this client would use (or :class:`SandboxPathError`)."""
         return self._async.path(path)
 
-    def ping(
-        self,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> PingResult:
+    def ping(self, **options: Unpack[RequestOptions]) -> PingResult:
         """Check that the sandbox and its kernel are alive. A dead kernel raises :class:`KernelDeadError`.
         ``timeout`` defaults to ``ping_timeout`` per attempt (two attempts unless ``max_retries`` says otherwise).
         """
-        return _bridge.run(self._async.ping(timeout=timeout, max_retries=max_retries, extra_headers=extra_headers))
+        return _bridge.run(self._async.ping(**options))
 
-    def execute(
-        self,
-        code: str,
-        *,
-        timeout: float = 60,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> ExecutionResult:
+    def execute(self, code: str, *, timeout: float = 60, **options: Unpack[CallOptions]) -> ExecutionResult:
         """Run ``code`` in the sandbox's kernel (state persists between calls) and return its events.
 
         ``timeout`` is the server's wait in seconds, sent as an integer ≥ 1 (rounded up). When it runs out the
@@ -183,22 +138,14 @@ class InterpreterClient:
         ``max_retries`` (retries only when the request never reached the server) and ``extra_headers`` apply to
         this call only.
         """
-        return _bridge.run(
-            self._async.execute(
-                code,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.execute(code, timeout=timeout, **options))
 
     def execute_stream(
         self,
         code: str,
         *,
         timeout: float = 60,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[CallOptions],
     ) -> _bridge.SyncStream[Event | ExecutionEnd]:
         """Run ``code`` and yield its events as they arrive, then an :class:`ExecutionEnd` with the status.
 
@@ -206,36 +153,19 @@ class InterpreterClient:
         answers with a single JSON document (the original server) yields the same typed events once it has
         answered. Use ``async with client.execute_stream(code) as events: async for event in events: ...``.
         A stream cut before its :class:`ExecutionEnd` raises :class:`~aioagents.StreamOutcomeUnknownError` (an
-        :class:`~aioagents.OutcomeUnknownError`, as a cut plain ``execute`` does). This raw stream is not serialised
-        with the client's other executes; :meth:`Interpreter.stream` is. ``max_retries`` and ``extra_headers``
+        :class:`~aioagents.OutcomeUnknownError`, as a cut plain ``execute`` does).
+
+        Serialised with the client's other executes, as :meth:`execute` is: the stream takes the client's turn when
+        it opens (waiting for an execute or stream in flight) and gives it back when it ends or is closed, and after
+        a timed-out cell it first checks that the kernel is free (:class:`KernelBusyError`). Close it (``async
+        with``) so the next execute does not wait for the garbage collector. ``max_retries`` and ``extra_headers``
         apply to this call only.
         """
-        return _bridge.SyncStream(
-            self._async.execute_stream(
-                code,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.SyncStream(self._async.execute_stream(code, timeout=timeout, **options))
 
-    def exists(
-        self,
-        path: str | PurePath,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> bool:
+    def exists(self, path: str | PurePath, **options: Unpack[RequestOptions]) -> bool:
         """Whether ``path`` exists in the sandbox (asked with a download that is closed at its first byte)."""
-        return _bridge.run(
-            self._async.exists(
-                path,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.exists(path, **options))
 
     def upload(
         self,
@@ -244,9 +174,7 @@ class InterpreterClient:
         *,
         overwrite: bool = True,
         chunk_size: int = 1 << 20,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> UploadedFile:
         """Put ``source`` (bytes, a local ``Path``, or an async iterator of bytes, streamed) at ``path``.
 
@@ -256,58 +184,24 @@ class InterpreterClient:
         temporary name and moved into place by the kernel. ``timeout`` (default: 300 s between reads, no total),
         ``max_retries`` and ``extra_headers`` apply to this call only.
         """
-        return _bridge.run(
-            self._async.upload(
-                path,
-                source,
-                overwrite=overwrite,
-                chunk_size=chunk_size,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.upload(path, source, overwrite=overwrite, chunk_size=chunk_size, **options))
 
     def download(
         self,
         path: str | PurePath,
         *,
         max_size: int = 64 * 1024 * 1024,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> bytes:
         """The contents of ``path`` (at most ``max_size`` bytes; use ``download_to`` for big files)."""
-        return _bridge.run(
-            self._async.download(
-                path,
-                max_size=max_size,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.download(path, max_size=max_size, **options))
 
-    def download_stream(
-        self,
-        path: str | PurePath,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> _bridge.SyncStream[bytes]:
+    def download_stream(self, path: str | PurePath, **options: Unpack[RequestOptions]) -> _bridge.SyncStream[bytes]:
         """The contents of ``path`` as a stream of byte chunks (``async with ... as body: async for chunk in
         body``); ``body.headers`` has the server's headers. ``timeout`` bounds the connection set-up (300 s of
         silence end it); ``max_retries`` and ``extra_headers`` apply to this call only.
         """
-        return _bridge.SyncStream(
-            self._async.download_stream(
-                path,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.SyncStream(self._async.download_stream(path, **options))
 
     def download_to(
         self,
@@ -315,9 +209,7 @@ class InterpreterClient:
         target: str | PathLike[str],
         *,
         overwrite: bool = True,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Path:
         """Stream ``path`` into a local file and return where it was written.
 
@@ -326,16 +218,17 @@ class InterpreterClient:
         refused with :class:`SandboxPathError`. The file appears complete or not at all (written to a temporary
         file, then renamed).
         """
-        return _bridge.run(
-            self._async.download_to(
-                path,
-                target,
-                overwrite=overwrite,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.download_to(path, target, overwrite=overwrite, **options))
+
+    def with_options(self, *, max_attempts: int | None = None, **options: Unpack[RequestOptions]) -> InterpreterClient:
+        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
+        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
+
+        Takes the per-call options (:class:`RequestOptions`) and ``max_attempts`` (every attempt counted; pass it or
+        ``max_retries``). The copy's requests go through this client's connections; closing the copy only stops the
+        copy, closing this client closes the pool under every copy.
+        """
+        return InterpreterClient._wrap(self._async.with_options(max_attempts=max_attempts, **options))
 
     @property
     def base_url(self) -> str:

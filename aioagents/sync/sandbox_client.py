@@ -7,10 +7,9 @@ from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from aiohttp import ClientSession, TraceConfig
-
 import aioagents.sandbox.client as _impl
-from aioagents import BatchResult, ProgressCallback, RateLimiter, TimeoutLike
+from aioagents import BatchResult, ClientOptions, ProgressCallback, RequestOptions
+from aioagents._client import Unpack
 from aioagents.sandbox import (
     EvalResult,
     GetMetricsFunctionRequest,
@@ -57,26 +56,14 @@ class SandboxClient:
         endpoint: str | None = None,
         *,
         dataset_endpoint: str | None = None,
-        timeout: TimeoutLike = None,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
         retry_timeouts: bool = False,
-        rate_limiter: RateLimiter | None = None,
-        session: ClientSession | None = None,
-        trust_env: bool = True,
-        trace_configs: Sequence[TraceConfig] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         self._async = _impl.SandboxClient(
             endpoint,
             dataset_endpoint=dataset_endpoint,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            max_retries=max_retries,
             retry_timeouts=retry_timeouts,
-            rate_limiter=rate_limiter,
-            session=session,
-            trust_env=trust_env,
-            trace_configs=trace_configs,
+            **options,
         )
 
     @classmethod
@@ -100,27 +87,6 @@ class SandboxClient:
         tb: TracebackType | None,
     ) -> None:
         _bridge.run(self._async.__aexit__(exc_type, exc, tb))
-
-    def with_options(
-        self,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        max_attempts: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> SandboxClient:
-        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
-        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
-        Closing the copy leaves the shared connections open; closing this client closes them.
-        """
-        return SandboxClient._wrap(
-            self._async.with_options(
-                timeout=timeout,
-                max_retries=max_retries,
-                max_attempts=max_attempts,
-                extra_headers=extra_headers,
-            )
-        )
 
     @property
     def endpoint(self) -> str:
@@ -154,9 +120,7 @@ class SandboxClient:
         endpoint: str | None = None,
         client_timeout: float | None = None,
         max_attempts: int | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> RunCodeResponse:
         """Run a program. Pass a :class:`RunCodeRequest`, or the code and its options as arguments.
 
@@ -177,9 +141,7 @@ class SandboxClient:
                 endpoint=endpoint,
                 client_timeout=client_timeout,
                 max_attempts=max_attempts,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
+                **options,
             )
         )
 
@@ -195,9 +157,7 @@ class SandboxClient:
         endpoint: str | None = None,
         client_timeout: float | None = None,
         max_attempts: int | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> RunJupyterResponse:
         """Run notebook cells in a fresh kernel; per-cell stdout, stderr, display bundles and errors."""
         return _bridge.run(
@@ -211,109 +171,49 @@ class SandboxClient:
                 endpoint=endpoint,
                 client_timeout=client_timeout,
                 max_attempts=max_attempts,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
+                **options,
             )
         )
 
-    def ping(
-        self,
-        *,
-        endpoint: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> bool:
+    def ping(self, *, endpoint: str | None = None, **options: Unpack[RequestOptions]) -> bool:
         """True when the server answers ``GET /v1/ping`` with ``"pong"``; transport failures raise (one attempt
         unless ``max_retries`` says otherwise).
         """
-        return _bridge.run(
-            self._async.ping(
-                endpoint=endpoint,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.ping(endpoint=endpoint, **options))
 
-    def list_datasets(
-        self,
-        *,
-        endpoint: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> list[str]:
+    def list_datasets(self, *, endpoint: str | None = None, **options: Unpack[RequestOptions]) -> list[str]:
         """The dataset ids the server knows."""
-        return _bridge.run(
-            self._async.list_datasets(
-                endpoint=endpoint,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.list_datasets(endpoint=endpoint, **options))
 
     def list_ids(
         self,
         request: GetPromptsRequest,
         *,
         endpoint: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> list[int | str]:
         """The row ids of a dataset."""
-        return _bridge.run(
-            self._async.list_ids(
-                request,
-                endpoint=endpoint,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.list_ids(request, endpoint=endpoint, **options))
 
     def get_prompts(
         self,
         request: GetPromptsRequest,
         *,
         endpoint: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> list[Prompt]:
         """A dataset's prompts (``offset``/``limit`` page them)."""
-        return _bridge.run(
-            self._async.get_prompts(
-                request,
-                endpoint=endpoint,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.get_prompts(request, endpoint=endpoint, **options))
 
     def get_prompt_by_id(
         self,
         request: GetPromptByIdRequest,
         *,
         endpoint: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Prompt:
         """One prompt by id."""
-        return _bridge.run(
-            self._async.get_prompt_by_id(
-                request,
-                endpoint=endpoint,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.get_prompt_by_id(request, endpoint=endpoint, **options))
 
     def submit(
         self,
@@ -322,9 +222,7 @@ class SandboxClient:
         endpoint: str | None = None,
         client_timeout: float | None = None,
         max_attempts: int | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> EvalResult:
         """Evaluate a completion against a dataset row's tests."""
         return _bridge.run(
@@ -333,9 +231,7 @@ class SandboxClient:
                 endpoint=endpoint,
                 client_timeout=client_timeout,
                 max_attempts=max_attempts,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
+                **options,
             )
         )
 
@@ -346,9 +242,7 @@ class SandboxClient:
         endpoint: str | None = None,
         client_timeout: float | None = None,
         max_attempts: int | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> EvalResult:
         """Like :meth:`submit`, but a failed evaluation — the service refused it, or no answer came back — becomes a
         rejected result (``accepted=False``, logged as a warning) instead of an error.
@@ -363,9 +257,7 @@ class SandboxClient:
                 endpoint=endpoint,
                 client_timeout=client_timeout,
                 max_attempts=max_attempts,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
+                **options,
             )
         )
 
@@ -374,40 +266,20 @@ class SandboxClient:
         request: GetMetricsRequest,
         *,
         endpoint: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> dict[str, Any]:
         """A dataset's aggregate metrics over evaluated results (``{}`` when it defines none)."""
-        return _bridge.run(
-            self._async.get_metrics(
-                request,
-                endpoint=endpoint,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.get_metrics(request, endpoint=endpoint, **options))
 
     def get_metrics_function(
         self,
         request: GetMetricsFunctionRequest,
         *,
         endpoint: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> str | None:
         """The source of a dataset's metrics function, or None."""
-        return _bridge.run(
-            self._async.get_metrics_function(
-                request,
-                endpoint=endpoint,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.get_metrics_function(request, endpoint=endpoint, **options))
 
     def run_many(
         self,
@@ -432,6 +304,16 @@ class SandboxClient:
                 progress=progress,
             )
         )
+
+    def with_options(self, *, max_attempts: int | None = None, **options: Unpack[RequestOptions]) -> SandboxClient:
+        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
+        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
+
+        Takes the per-call options (:class:`RequestOptions`) and ``max_attempts`` (every attempt counted; pass it or
+        ``max_retries``). The copy's requests go through this client's connections; closing the copy only stops the
+        copy, closing this client closes the pool under every copy.
+        """
+        return SandboxClient._wrap(self._async.with_options(max_attempts=max_attempts, **options))
 
     @property
     def base_url(self) -> str:

@@ -7,10 +7,9 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, overload
 
-from aiohttp import ClientSession, TraceConfig
-
 import aioagents.workflows.client as _impl
-from aioagents import RateLimiter, TimeoutLike
+from aioagents import ClientOptions, RequestOptions, TimeoutLike
+from aioagents._client import Unpack
 from aioagents.sync import _bridge
 from aioagents.sync.workflows_jobs import Job
 from aioagents.workflows import (
@@ -51,29 +50,17 @@ class WorkflowsClient:
         *,
         api_key: str | None = None,
         api_version: ApiVersion = "v1",
-        timeout: TimeoutLike = None,
         execute_timeout: TimeoutLike = None,
         idle_timeout: float | None = DEFAULT_STREAM_IDLE_TIMEOUT,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
-        rate_limiter: RateLimiter | None = None,
-        session: ClientSession | None = None,
-        trust_env: bool = True,
-        trace_configs: Sequence[TraceConfig] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         self._async = _impl.WorkflowsClient(
             base_url,
             api_key=api_key,
             api_version=api_version,
-            timeout=timeout,
             execute_timeout=execute_timeout,
             idle_timeout=idle_timeout,
-            max_attempts=max_attempts,
-            max_retries=max_retries,
-            rate_limiter=rate_limiter,
-            session=session,
-            trust_env=trust_env,
-            trace_configs=trace_configs,
+            **options,
         )
 
     @classmethod
@@ -103,27 +90,6 @@ class WorkflowsClient:
         """The async object's ``api_version``."""
         return self._async.api_version
 
-    def with_options(
-        self,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        max_attempts: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> WorkflowsClient:
-        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
-        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
-        Closing the copy leaves the shared connections open; closing this client closes them.
-        """
-        return WorkflowsClient._wrap(
-            self._async.with_options(
-                timeout=timeout,
-                max_retries=max_retries,
-                max_attempts=max_attempts,
-                extra_headers=extra_headers,
-            )
-        )
-
     def set_api_key(self, api_key: str | None) -> None:
         """Use another API key from the next request on (``None``: send none, for public workflows)."""
         self._async.set_api_key(api_key)
@@ -136,59 +102,19 @@ class WorkflowsClient:
         """The rate-limit facts of the most recent response (``None`` before any, or when it carried none)."""
         return self._async.get_rate_limit_info()
 
-    def get_usage_limits(
-        self,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> UsageLimits:
+    def get_usage_limits(self, **options: Unpack[RequestOptions]) -> UsageLimits:
         """The account's rate-limit buckets, spend and storage (``GET /api/users/me/usage-limits``)."""
-        return _bridge.run(
-            self._async.get_usage_limits(
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.get_usage_limits(**options))
 
-    def get_workflow_status(
-        self,
-        workflow_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> WorkflowStatus:
+    def get_workflow_status(self, workflow_id: str, **options: Unpack[RequestOptions]) -> WorkflowStatus:
         """Whether a workflow is deployed (``GET /api/workflows/{id}/status``)."""
-        return _bridge.run(
-            self._async.get_workflow_status(
-                workflow_id,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.get_workflow_status(workflow_id, **options))
 
-    def validate_workflow(
-        self,
-        workflow_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> bool:
+    def validate_workflow(self, workflow_id: str, **options: Unpack[RequestOptions]) -> bool:
         """Whether a workflow exists and is deployed. A missing workflow is ``False``; a bad key or a network
         failure raises (the original SDK returned ``False`` for those too, hiding the real problem).
         """
-        return _bridge.run(
-            self._async.validate_workflow(
-                workflow_id,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.validate_workflow(workflow_id, **options))
 
     @overload
     def execute(
@@ -201,9 +127,7 @@ class WorkflowsClient:
         selected_outputs: Sequence[str] | None = None,
         execution_timeout: int | None = None,
         execution_id: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> ExecutionResult: ...
 
     @overload
@@ -217,9 +141,7 @@ class WorkflowsClient:
         selected_outputs: Sequence[str] | None = None,
         execution_timeout: int | None = None,
         execution_id: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> _bridge.SyncStream[WorkflowEvent]: ...
 
     @overload
@@ -233,9 +155,7 @@ class WorkflowsClient:
         selected_outputs: Sequence[str] | None = None,
         execution_timeout: int | None = None,
         execution_id: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Job: ...
 
     @overload
@@ -249,9 +169,7 @@ class WorkflowsClient:
         selected_outputs: Sequence[str] | None = None,
         execution_timeout: int | None = None,
         execution_id: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> ExecutionResult | _bridge.SyncStream[WorkflowEvent] | Job: ...
 
     def execute(
@@ -264,9 +182,7 @@ class WorkflowsClient:
         selected_outputs: Sequence[str] | None = None,
         execution_timeout: int | None = None,
         execution_id: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> ExecutionResult | _bridge.SyncStream[WorkflowEvent] | Job:
         """Run a workflow.
 
@@ -279,7 +195,8 @@ class WorkflowsClient:
         ``input``: a dict becomes the workflow's input fields; any other value arrives as ``{"input": value}``.
         File objects inside it are sent as base64 data URLs. ``selected_outputs`` picks block outputs
         (``"agent1.content"``). ``execution_id`` (v1) / run id (v2) is your own id for the run; reusing one is a 409.
-        ``timeout``, ``max_retries`` and ``extra_headers`` apply to this call only.
+        ``timeout``, ``max_retries`` and ``extra_headers`` apply to this call only (``timeout`` defaults to
+        ``execute_timeout`` for a run or a stream's set-up, to the read timeout for a queued job).
         """
         adapted: ExecutionResult | _bridge.SyncStream[WorkflowEvent] | Job = _bridge.run_adapted(
             _bridge.untyped(self._async).execute(
@@ -290,9 +207,7 @@ class WorkflowsClient:
                 selected_outputs=selected_outputs,
                 execution_timeout=execution_timeout,
                 execution_id=execution_id,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
+                **options,
             )
         )
         return adapted
@@ -307,9 +222,7 @@ class WorkflowsClient:
         include_tool_calls: bool = False,
         execution_id: str | None = None,
         idle_timeout: float | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> _bridge.SyncStream[WorkflowEvent]:
         """Run a workflow and stream its events as they happen (Server-Sent Events, read incrementally).
 
@@ -332,9 +245,7 @@ class WorkflowsClient:
                 include_tool_calls=include_tool_calls,
                 execution_id=execution_id,
                 idle_timeout=idle_timeout,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
+                **options,
             )
         )
 
@@ -378,23 +289,9 @@ class WorkflowsClient:
         )
         return adapted
 
-    def get_job_status(
-        self,
-        job_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> JobStatus:
+    def get_job_status(self, job_id: str, **options: Unpack[RequestOptions]) -> JobStatus:
         """One poll of a v1 async job (``GET /api/jobs/{id}``)."""
-        return _bridge.run(
-            self._async.get_job_status(
-                job_id,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-        )
+        return _bridge.run(self._async.get_job_status(job_id, **options))
 
     def get_run_status(
         self,
@@ -403,9 +300,7 @@ class WorkflowsClient:
         *,
         include_output: bool | None = True,
         selected_outputs: Sequence[str] | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> JobStatus:
         """One poll of a v2 run (``GET /api/v2/workflows/{id}/runs/{runId}``). ``include_output=None`` leaves the
         parameter out (the server's default); ``selected_outputs`` takes block ids only (names are not resolved).
@@ -416,15 +311,23 @@ class WorkflowsClient:
                 run_id,
                 include_output=include_output,
                 selected_outputs=selected_outputs,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
+                **options,
             )
         )
 
     def job(self, job_id: str, *, workflow_id: str | None = None) -> Job:
         """A handle on an existing job: a v1 job id alone, or a v2 run id with its ``workflow_id``."""
         return Job._wrap(self._async.job(job_id, workflow_id=workflow_id))
+
+    def with_options(self, *, max_attempts: int | None = None, **options: Unpack[RequestOptions]) -> WorkflowsClient:
+        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
+        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
+
+        Takes the per-call options (:class:`RequestOptions`) and ``max_attempts`` (every attempt counted; pass it or
+        ``max_retries``). The copy's requests go through this client's connections; closing the copy only stops the
+        copy, closing this client closes the pool under every copy.
+        """
+        return WorkflowsClient._wrap(self._async.with_options(max_attempts=max_attempts, **options))
 
     @property
     def base_url(self) -> str:

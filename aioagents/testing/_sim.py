@@ -36,29 +36,14 @@ import attrs
 from aiohttp import web
 
 from aioagents.testing._server import FakeServer, Fault
+from aioagents.workflows.client import V1_CONTROL_KEYS as _CLIENT_CONTROL_KEYS
 
 __all__ = ["FakeSimServer", "FakeToolCall", "FakeWorkflow", "SimJob", "data_url", "sse_frame"]
 
-# Keys of a v1 body that steer the run and are therefore not part of the workflow input [contract §3.1].
-V1_CONTROL_KEYS = frozenset(
-    {
-        "selectedOutputs",
-        "triggerType",
-        "stream",
-        "useDraftState",
-        "inputFromExecutionId",
-        "includeFileBase64",
-        "base64MaxBytes",
-        "workflowStateOverride",
-        "deploymentVersionId",
-        "triggerBlockId",
-        "stopAfterBlockId",
-        "runFromBlock",
-        "copilotToolCallId",
-        "workflowId",
-        "parentWorkspaceId",
-    }
-)
+# Keys of a v1 body that steer the run and are therefore not part of the workflow input [contract §3.1]: the list the
+# client refuses as input field names, less isClientSession, which the server refuses (400) for API-key callers
+# instead of stripping it.
+V1_CONTROL_KEYS = _CLIENT_CONTROL_KEYS - {"isClientSession"}
 # The v2 body schema is strict: any other key is a 400 [contract §3.2].
 V2_BODY_KEYS = frozenset(
     {

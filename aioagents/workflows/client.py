@@ -29,12 +29,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 from urllib.parse import quote
 
-import aiohttp
+import attrs
 
-from aioagents._client import Endpoint, ServiceClient, resolve_attempts
+from aioagents import ClientOptions, RequestOptions
+from aioagents._client import Endpoint, SentOptions, ServiceClient, Unpack, resolve_attempts, resolve_options
 from aioagents._config import Timeout, TimeoutLike, to_timeout
 from aioagents._exceptions import ResponseValidationError
-from aioagents._ratelimit import RateLimiter
 from aioagents._retry import RetryPolicy, parse_retry_after
 from aioagents._streaming import EventStream, SSEDecoder
 from aioagents._transport import Response
@@ -147,6 +147,16 @@ def encode_files(value: Any, *, _depth: int = 0) -> Any:
     return value
 
 
+@attrs.frozen
+class _Run:
+    """What an execute asks of the server besides its input: one record from the call to the wire encoding."""
+
+    async_execution: bool = False
+    selected_outputs: Sequence[str] | None = None
+    execution_timeout: int | None = None
+    execution_id: str | None = None
+
+
 def _validate_timeout(execution_timeout: int | None, async_execution: bool) -> None:
     if execution_timeout is None:
         return
@@ -194,15 +204,9 @@ class WorkflowsClient(ServiceClient):
         *,
         api_key: str | None = None,
         api_version: ApiVersion = "v1",
-        timeout: TimeoutLike = None,
         execute_timeout: TimeoutLike = None,
         idle_timeout: float | None = DEFAULT_STREAM_IDLE_TIMEOUT,
-        max_attempts: int | None = None,
-        max_retries: int | None = None,
-        rate_limiter: RateLimiter | None = None,
-        session: aiohttp.ClientSession | None = None,
-        trust_env: bool = True,
-        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         if api_version not in ("v1", "v2", "auto"):
             raise SimInvalidRequestError(f"api_version must be 'v1', 'v2' or 'auto', not {api_version!r}")
@@ -212,26 +216,8 @@ class WorkflowsClient(ServiceClient):
         self._execute_timeout = DEFAULT_EXECUTE_TIMEOUT if execute_timeout is None else to_timeout(execute_timeout)
         self.idle_timeout = idle_timeout
         self._rate_limit: RateLimitInfo | None = None
-        self._connect(
-            base_url,
-            locals(),
-            key=self.endpoint_spec.key(api_key),
-            error_factory=sim_error,
-            response_hook=self._on_response,
-        )
-
-    def with_options(
-        self,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        max_attempts: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> WorkflowsClient:
-        """A copy of this client with other defaults (what is not given is kept), on the same connections, rate
-        limiter and retry budget: ``client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "1"})``.
-        Closing the copy leaves the shared connections open; closing this client closes them."""
-        return self._with_options(timeout, max_retries, max_attempts, extra_headers)
+        key = self.endpoint_spec.key(api_key)
+        self._connect(base_url, options, key=key, error_factory=sim_error, response_hook=self._on_response)
 
     def _repr_fields(self) -> str:
         return f", api_version={self.api_version!r}"
@@ -254,62 +240,36 @@ class WorkflowsClient(ServiceClient):
         """The rate-limit facts of the most recent response (``None`` before any, or when it carried none)."""
         return self._rate_limit
 
-    async def _get(
-        self,
-        path: str,
-        params: Mapping[str, str] | None,
-        timeout: TimeoutLike,
-        max_retries: int | None,
-        extra_headers: Mapping[str, str] | None,
-    ) -> Response:
-        return await self._transport.request(
-            "GET",
-            path,
-            idempotent=True,
-            params=params,
-            timeout=timeout,
-            max_attempts=resolve_attempts(None, max_retries),
-            headers=extra_headers,
-        )
+    async def _get(self, path: str, params: Mapping[str, str] | None, options: RequestOptions) -> Response:
+        return await self._transport.request("GET", path, idempotent=True, params=params, **resolve_options(options))
 
     async def get_usage_limits(
         self,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> UsageLimits:
         """The account's rate-limit buckets, spend and storage (``GET /api/users/me/usage-limits``)."""
-        resp = await self._get("/api/users/me/usage-limits", None, timeout, max_retries, extra_headers)
+        resp = await self._get("/api/users/me/usage-limits", None, options)
         return UsageLimits.from_wire(_json(resp))
 
     # -- workflows ------------------------------------------------------------------------------------------
     async def get_workflow_status(
         self,
         workflow_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> WorkflowStatus:
         """Whether a workflow is deployed (``GET /api/workflows/{id}/status``)."""
-        resp = await self._get(f"/api/workflows/{_seg(workflow_id)}/status", None, timeout, max_retries, extra_headers)
+        resp = await self._get(f"/api/workflows/{_seg(workflow_id)}/status", None, options)
         return WorkflowStatus.from_wire(_json(resp))
 
     async def validate_workflow(
         self,
         workflow_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> bool:
         """Whether a workflow exists and is deployed. A missing workflow is ``False``; a bad key or a network
         failure raises (the original SDK returned ``False`` for those too, hiding the real problem)."""
         try:
-            status = await self.get_workflow_status(
-                workflow_id, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
-            )
+            status = await self.get_workflow_status(workflow_id, **options)
         except SimNotFoundError:
             return False
         return status.is_deployed
@@ -326,9 +286,7 @@ class WorkflowsClient(ServiceClient):
         selected_outputs: Sequence[str] | None = None,
         execution_timeout: int | None = None,
         execution_id: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> ExecutionResult: ...
 
     @overload
@@ -342,9 +300,7 @@ class WorkflowsClient(ServiceClient):
         selected_outputs: Sequence[str] | None = None,
         execution_timeout: int | None = None,
         execution_id: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> EventStream[WorkflowEvent]: ...
 
     @overload
@@ -358,9 +314,7 @@ class WorkflowsClient(ServiceClient):
         selected_outputs: Sequence[str] | None = None,
         execution_timeout: int | None = None,
         execution_id: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Job: ...
 
     @overload
@@ -374,9 +328,7 @@ class WorkflowsClient(ServiceClient):
         selected_outputs: Sequence[str] | None = None,
         execution_timeout: int | None = None,
         execution_id: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> ExecutionResult | EventStream[WorkflowEvent] | Job: ...
 
     async def execute(
@@ -389,9 +341,7 @@ class WorkflowsClient(ServiceClient):
         selected_outputs: Sequence[str] | None = None,
         execution_timeout: int | None = None,
         execution_id: str | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> ExecutionResult | EventStream[WorkflowEvent] | Job:
         """Run a workflow.
 
@@ -404,35 +354,53 @@ class WorkflowsClient(ServiceClient):
         ``input``: a dict becomes the workflow's input fields; any other value arrives as ``{"input": value}``.
         File objects inside it are sent as base64 data URLs. ``selected_outputs`` picks block outputs
         (``"agent1.content"``). ``execution_id`` (v1) / run id (v2) is your own id for the run; reusing one is a 409.
-        ``timeout``, ``max_retries`` and ``extra_headers`` apply to this call only.
+        ``timeout``, ``max_retries`` and ``extra_headers`` apply to this call only (``timeout`` defaults to
+        ``execute_timeout`` for a run or a stream's set-up, to the read timeout for a queued job).
         """
         if stream and async_execution:
             raise SimInvalidRequestError("stream and async_execution cannot be combined")
         _validate_timeout(execution_timeout, async_execution)
-        retry = self._call_retry(max_retries)
+        sent = resolve_options(options, timeout=None if async_execution else self._execute_timeout)
+        run = _Run(async_execution, selected_outputs, execution_timeout, execution_id)
+        return await self._execute(sent, None, workflow_id, input, stream, run)
+
+    async def _execute(
+        self, sent: SentOptions, retry: RetryPolicy | None, workflow_id: str, input: Any, stream: bool, run: _Run
+    ) -> ExecutionResult | EventStream[WorkflowEvent] | Job:
+        """An execute of either kind once its options are resolved (``retry``: a policy of the call's own)."""
         if stream:
             events = self._stream_on(
-                retry,
-                workflow_id,
-                input,
-                selected_outputs=selected_outputs,
-                execution_id=execution_id,
-                extra_headers=extra_headers,
+                sent, retry, workflow_id, input, selected_outputs=run.selected_outputs, execution_id=run.execution_id
             )
             await events.__aenter__()
             return events
+        async_execution = run.async_execution
         if async_execution:
-            return await self._submit(
-                retry, workflow_id, input, execution_timeout, execution_id, timeout, extra_headers=extra_headers
+            run = attrs.evolve(run, selected_outputs=None)
+        try:
+            resp = await self._post_execute(sent, retry, workflow_id, input, run)
+        except FailedRunAnswer as failed:
+            # v1 answers a failed or timed-out run with 500/408 and the run's envelope: that is data, not an error.
+            finished = ExecutionResult.from_wire(failed.body, http_status=failed.status)
+            return Job(self, None, workflow_id=workflow_id, finished=finished) if async_execution else finished
+        body = _json(resp)
+        if not async_execution:
+            return ExecutionResult.from_wire(body, http_status=resp.status)
+        if resp.status != 202:
+            # Servers from Nov 2025 ignored the async header and ran the workflow right away [contract §1]:
+            # the answer is the result, so the job is already done.
+            return Job(
+                self, None, workflow_id=workflow_id, finished=ExecutionResult.from_wire(body, http_status=resp.status)
             )
-        return await self._run(
-            retry, workflow_id, input, selected_outputs, execution_id, timeout, extra_headers=extra_headers
-        )
-
-    def _call_retry(self, max_retries: int | None) -> RetryPolicy | None:
-        if max_retries is None:
-            return None
-        return self._transport.retry.evolve(max_attempts=resolve_attempts(None, max_retries))
+        submission = Submission.from_wire(body, workflow_id=workflow_id)
+        if submission is None:
+            raise ResponseValidationError(
+                "the async submit answered 202 without a job id or run id",
+                body=body,
+                method="POST",
+                url=resp.url,
+            )
+        return Job(self, submission)
 
     def execute_stream(
         self,
@@ -444,9 +412,7 @@ class WorkflowsClient(ServiceClient):
         include_tool_calls: bool = False,
         execution_id: str | None = None,
         idle_timeout: float | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> EventStream[WorkflowEvent]:
         """Run a workflow and stream its events as they happen (Server-Sent Events, read incrementally).
 
@@ -461,7 +427,8 @@ class WorkflowsClient(ServiceClient):
         ``timeout`` bounds the connection set-up; ``max_retries`` and ``extra_headers`` apply to this call only.
         """
         return self._stream_on(
-            self._call_retry(max_retries),
+            resolve_options(options, timeout=self._execute_timeout),
+            None,
             workflow_id,
             input,
             selected_outputs=selected_outputs,
@@ -469,12 +436,11 @@ class WorkflowsClient(ServiceClient):
             include_tool_calls=include_tool_calls,
             execution_id=execution_id,
             idle_timeout=idle_timeout,
-            timeout=timeout,
-            extra_headers=extra_headers,
         )
 
     def _stream_on(
         self,
+        sent: SentOptions,
         retry: RetryPolicy | None,
         workflow_id: str,
         input: Any,
@@ -484,20 +450,10 @@ class WorkflowsClient(ServiceClient):
         include_tool_calls: bool = False,
         execution_id: str | None = None,
         idle_timeout: float | None = None,
-        timeout: TimeoutLike = None,
-        extra_headers: Mapping[str, str] | None = None,
     ) -> EventStream[WorkflowEvent]:
         generation = self._generation or "v1"  # a stream cannot fall back once opened: "auto" streams on v1
-        body, headers = self._encode(
-            generation,
-            input,
-            stream=True,
-            async_execution=False,
-            selected_outputs=selected_outputs,
-            execution_timeout=None,
-            execution_id=execution_id,
-            extra_headers=extra_headers,
-        )
+        run = _Run(selected_outputs=selected_outputs, execution_id=execution_id)
+        body, headers = self._encode(generation, input, run, stream=True, extra_headers=sent["headers"])
         if include_thinking:
             body["includeThinking"] = True
         if include_tool_calls:
@@ -515,7 +471,8 @@ class WorkflowsClient(ServiceClient):
             require_terminal=True,
             json=body,
             headers=headers,
-            timeout=self._execute_timeout if timeout is None else timeout,
+            timeout=sent["timeout"],
+            max_attempts=sent["max_attempts"],
             idle_timeout=self.idle_timeout if idle_timeout is None else idle_timeout,
             what=f"workflow {workflow_id} stream",
         )
@@ -552,29 +509,21 @@ class WorkflowsClient(ServiceClient):
             jitter=0.25,
             max_retry_after=max(max_delay, self._transport.retry.max_retry_after),
         )
-        if stream:
-            events = self._stream_on(
-                policy, workflow_id, input, selected_outputs=selected_outputs, extra_headers=extra_headers
-            )
-            await events.__aenter__()
-            return events
-        if async_execution:
-            return await self._submit(
-                policy, workflow_id, input, execution_timeout, None, timeout, extra_headers=extra_headers
-            )
-        return await self._run(policy, workflow_id, input, selected_outputs, None, timeout, extra_headers=extra_headers)
+        sent = resolve_options(
+            {"timeout": timeout, "extra_headers": extra_headers},
+            timeout=None if async_execution else self._execute_timeout,
+        )
+        run = _Run(async_execution, selected_outputs, execution_timeout)
+        return await self._execute(sent, policy, workflow_id, input, stream, run)
 
     # -- jobs and runs --------------------------------------------------------------------------------------
     async def get_job_status(
         self,
         job_id: str,
-        *,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> JobStatus:
         """One poll of a v1 async job (``GET /api/jobs/{id}``)."""
-        resp = await self._get(f"/api/jobs/{_seg(job_id)}", None, timeout, max_retries, extra_headers)
+        resp = await self._get(f"/api/jobs/{_seg(job_id)}", None, options)
         return JobStatus.from_wire(_json(resp), fallback_id=job_id)
 
     async def get_run_status(
@@ -584,9 +533,7 @@ class WorkflowsClient(ServiceClient):
         *,
         include_output: bool | None = True,
         selected_outputs: Sequence[str] | None = None,
-        timeout: TimeoutLike = None,
-        max_retries: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> JobStatus:
         """One poll of a v2 run (``GET /api/v2/workflows/{id}/runs/{runId}``). ``include_output=None`` leaves the
         parameter out (the server's default); ``selected_outputs`` takes block ids only (names are not resolved)."""
@@ -595,13 +542,7 @@ class WorkflowsClient(ServiceClient):
             params["includeOutput"] = "true" if include_output else "false"
         if selected_outputs:
             params["selectedOutputs"] = ",".join(selected_outputs)
-        resp = await self._get(
-            f"/api/v2/workflows/{_seg(workflow_id)}/runs/{_seg(run_id)}",
-            params or None,
-            timeout,
-            max_retries,
-            extra_headers,
-        )
+        resp = await self._get(f"/api/v2/workflows/{_seg(workflow_id)}/runs/{_seg(run_id)}", params or None, options)
         return JobStatus.from_wire(_json(resp), fallback_id=run_id)
 
     def job(self, job_id: str, *, workflow_id: str | None = None) -> Job:
@@ -619,15 +560,14 @@ class WorkflowsClient(ServiceClient):
     def _encode(
         generation: Literal["v1", "v2"],
         input: Any,
+        run: _Run,
         *,
         stream: bool,
-        async_execution: bool,
-        selected_outputs: Sequence[str] | None,
-        execution_timeout: int | None,
-        execution_id: str | None,
         extra_headers: Mapping[str, str] | None = None,
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """The body and headers of an execute in one generation's dialect (contract §3.1, §3.2, §7)."""
+        async_execution, selected_outputs = run.async_execution, run.selected_outputs
+        execution_timeout, execution_id = run.execution_timeout, run.execution_id
         if input is None:
             fields: dict[str, Any] = {}
         elif isinstance(input, Mapping):
@@ -672,129 +612,42 @@ class WorkflowsClient(ServiceClient):
         return body, headers
 
     async def _post_execute(
-        self,
-        retry: RetryPolicy | None,
-        workflow_id: str,
-        input: Any,
-        timeout: TimeoutLike,
-        **options: Any,
+        self, sent: SentOptions, retry: RetryPolicy | None, workflow_id: str, input: Any, run: _Run
     ) -> Response:
         """POST an execute in the current generation; under "auto", fall back to v1 on v2's switched-off 404."""
-        generation = self._generation or "v2"
-        body, headers = self._encode(generation, input, stream=False, **options)
-        tmo = self._execute_timeout if timeout is None else to_timeout(timeout)
         if self._generation is not None:
-            return await self._transport.request(
-                "POST",
-                self._execute_path(generation, workflow_id),
-                idempotent=False,
-                retry=retry,
-                json=body,
-                headers=headers,
-                timeout=tmo,
-            )
+            return await self._post_in(self._generation, sent, retry, workflow_id, input, run)
         try:
-            resp = await self._transport.request(
-                "POST",
-                self._execute_path("v2", workflow_id),
-                idempotent=False,
-                retry=retry,
-                json=body,
-                headers=headers,
-                timeout=tmo,
-            )
+            resp = await self._post_in("v2", sent, retry, workflow_id, input, run)
         except SimNotFoundError as err:
             if err.body != _V2_DISABLED:
                 raise
             # The v2 flag is off here; a 404 ran nothing, so sending the v1 request is safe.
             self._generation = "v1"
-            body, headers = self._encode("v1", input, stream=False, **options)
-            return await self._transport.request(
-                "POST",
-                self._execute_path("v1", workflow_id),
-                idempotent=False,
-                retry=retry,
-                json=body,
-                headers=headers,
-                timeout=tmo,
-            )
+            return await self._post_in("v1", sent, retry, workflow_id, input, run)
         self._generation = "v2"
         return resp
 
-    async def _run(
+    async def _post_in(
         self,
+        generation: Literal["v1", "v2"],
+        sent: SentOptions,
         retry: RetryPolicy | None,
         workflow_id: str,
         input: Any,
-        selected_outputs: Sequence[str] | None,
-        execution_id: str | None,
-        timeout: TimeoutLike,
-        *,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> ExecutionResult:
-        try:
-            resp = await self._post_execute(
-                retry,
-                workflow_id,
-                input,
-                timeout,
-                async_execution=False,
-                selected_outputs=selected_outputs,
-                execution_timeout=None,
-                execution_id=execution_id,
-                extra_headers=extra_headers,
-            )
-        except FailedRunAnswer as failed:
-            # v1 answers a failed or timed-out run with 500/408 and the run's envelope: that is data, not an error.
-            return ExecutionResult.from_wire(failed.body, http_status=failed.status)
-        return ExecutionResult.from_wire(_json(resp), http_status=resp.status)
-
-    async def _submit(
-        self,
-        retry: RetryPolicy | None,
-        workflow_id: str,
-        input: Any,
-        execution_timeout: int | None,
-        execution_id: str | None,
-        timeout: TimeoutLike,
-        *,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Job:
-        try:
-            resp = await self._post_execute(
-                retry,
-                workflow_id,
-                input,
-                timeout if timeout is not None else self._transport.timeout,
-                async_execution=True,
-                selected_outputs=None,
-                execution_timeout=execution_timeout,
-                execution_id=execution_id,
-                extra_headers=extra_headers,
-            )
-        except FailedRunAnswer as failed:
-            return Job(
-                self,
-                None,
-                workflow_id=workflow_id,
-                finished=ExecutionResult.from_wire(failed.body, http_status=failed.status),
-            )
-        body = _json(resp)
-        if resp.status != 202:
-            # Servers from Nov 2025 ignored the async header and ran the workflow right away [contract §1]:
-            # the answer is the result, so the job is already done.
-            return Job(
-                self, None, workflow_id=workflow_id, finished=ExecutionResult.from_wire(body, http_status=resp.status)
-            )
-        submission = Submission.from_wire(body, workflow_id=workflow_id)
-        if submission is None:
-            raise ResponseValidationError(
-                "the async submit answered 202 without a job id or run id",
-                body=body,
-                method="POST",
-                url=resp.url,
-            )
-        return Job(self, submission)
+        run: _Run,
+    ) -> Response:
+        body, headers = self._encode(generation, input, run, stream=False, extra_headers=sent["headers"])
+        return await self._transport.request(
+            "POST",
+            self._execute_path(generation, workflow_id),
+            idempotent=False,
+            retry=retry,
+            json=body,
+            headers=headers,
+            timeout=sent["timeout"],
+            max_attempts=sent["max_attempts"],
+        )
 
 
 def _seg(value: str) -> str:

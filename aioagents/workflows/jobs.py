@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal, Protocol
 
 from aioagents._polling import poll_until
@@ -22,14 +21,7 @@ class JobPoller(Protocol):
 
     async def get_job_status(self, job_id: str) -> JobStatus: ...
 
-    async def get_run_status(
-        self,
-        workflow_id: str,
-        run_id: str,
-        *,
-        include_output: bool | None = True,
-        selected_outputs: Sequence[str] | None = None,
-    ) -> JobStatus: ...
+    async def get_run_status(self, workflow_id: str, run_id: str) -> JobStatus: ...
 
 
 class Job:

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from aioagents import RequestOptions
 from aioagents import _exceptions as exc
 from aioagents.assistants import (
+    Assistants,
     AssistantsClient,
     AssistantServerError,
     AssistantValidationError,
+    Files,
     MessageCreationEvent,
     MessageEvent,
+    Messages,
     ModelParameters,
     RunBegin,
     RunCancelling,
     RunEnd,
+    Runs,
     SamplingParameters,
     StatusEvent,
+    Steps,
     ThreadMessage,
+    Threads,
     Tool,
     ToolCallError,
     ToolCallsEvent,
@@ -29,6 +37,7 @@ from aioagents.assistants import (
     ToolStepBegin,
     ToolStepEnd,
     ToolSubmittedOutput,
+    models,
 )
 from aioagents.testing import Fault
 from aioagents.testing._appbuilder import FakeAppBuilderServer, RunScript, ToolCallScript
@@ -712,3 +721,79 @@ async def test_model_parameters_send_only_what_is_set(srv: FakeAppBuilderServer,
     await client.threads.runs.run(thread_id=thread_id, assistant_id=assistant_id, model_parameters=params)
     body = srv.requests_to("/v2/threads/runs")[0].json()
     assert body["model_parameters"] == {"chat_parameters": {"temperature": 0.2}}
+
+
+# -- the keywords: request parameters and per-call options declared once ----------------------------------------------
+async def test_a_misspelt_keyword_is_a_type_error_and_nothing_is_sent(
+    srv: FakeAppBuilderServer, client: AssistantsClient
+) -> None:
+    with pytest.raises(TypeError, match="instruction"):
+        await client.threads.runs.run(assistant_id="a", thread_id="t", instruction="x")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="limt"):
+        await client.threads.messages.list("t", limt=5)  # type: ignore[call-arg]
+    assert srv.requests == []
+
+
+async def test_a_missing_assistant_id_is_a_validation_error(
+    srv: FakeAppBuilderServer, client: AssistantsClient
+) -> None:
+    with pytest.raises(AssistantValidationError, match="assistant_id must be a non-empty string"):
+        await client.threads.runs.run(thread_id="t")  # type: ignore[typeddict-item]
+    assert srv.requests == []
+
+
+async def test_extra_headers_go_out_but_never_replace_the_request_ids(
+    srv: FakeAppBuilderServer, client: AssistantsClient
+) -> None:
+    await client.threads.create(extra_headers={"X-Trace": "t1", "X-Appbuilder-Request-Id": "mine"})
+    (req,) = srv.requests_to("/v2/threads")
+    assert req.header("X-Trace") == "t1"
+    assert req.header("X-Appbuilder-Request-Id") != "mine"
+    assert req.header("X-Appbuilder-Request-Id") == req.header("X-Bce-Request-Id")
+
+
+async def test_list_sends_the_page_keywords_and_their_defaults(
+    srv: FakeAppBuilderServer, client: AssistantsClient
+) -> None:
+    _, thread_id = await new_thread(client)
+    (message,) = (await client.threads.messages.list(thread_id)).data
+    await client.threads.messages.list(thread_id, limit=5, order="asc", after=message.id)
+    first, second = (r.json() for r in srv.requests_to("/v2/threads/messages/list"))
+    assert first == {"thread_id": thread_id, "limit": 20, "order": "desc", "after": "", "before": ""}
+    assert second == {"thread_id": thread_id, "limit": 5, "order": "asc", "after": message.id, "before": ""}
+
+
+async def test_run_with_tools_resumes_with_every_run_parameter_but_the_new_messages(
+    srv: FakeAppBuilderServer, client: AssistantsClient
+) -> None:
+    srv.script(RunScript(tool_calls=[WEATHER]))
+    assistant_id, _ = await new_thread(client, tools=True)
+    run = await client.threads.runs.run_with_tools(
+        assistant_id=assistant_id,
+        thread=["weather in Beijing?"],
+        metadata={"k": "v"},
+        instructions="short",
+        tools={"get_cur_whether": lambda **kw: "晴"},
+    )
+    assert run.status == "completed"
+    first, resumed = (r.json() for r in srv.requests_to("/v2/threads/runs"))
+    assert first["thread"] == {"messages": [{"role": "user", "content": "weather in Beijing?", "file_ids": []}]}
+    assert resumed["thread"] is None
+    assert resumed["thread_id"] == run.thread_id
+    assert resumed["tool_output"]["run_id"] == run.id
+    assert (resumed["metadata"], resumed["instructions"]) == ({"k": "v"}, "short")
+
+
+RESOURCES = [Assistants, Files, Messages, Runs, Steps, Threads]
+
+
+@pytest.mark.parametrize("cls", RESOURCES, ids=lambda c: c.__name__)
+def test_every_call_takes_its_keywords_from_one_declaration_over_the_request_options(cls: type) -> None:
+    for name, method in inspect.getmembers(cls, inspect.isfunction):
+        if name.startswith("_") or name.startswith("iter_"):
+            continue
+        params = inspect.signature(method).parameters
+        assert not {"timeout", "max_retries", "extra_headers", "limit", "order"} & set(params), (cls.__name__, name)
+        (kwargs,) = [p for p in params.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
+        declared = getattr(models, kwargs.annotation.removeprefix("Unpack[").removesuffix("]"), None) or RequestOptions
+        assert {"timeout", "max_retries", "extra_headers"} <= declared.__required_keys__ | declared.__optional_keys__

@@ -267,9 +267,10 @@ def test_sdk_fixture_covers_every_contract_path() -> None:
 
 
 def test_run_body_equals_the_sdk_run_body() -> None:
-    from aioagents.assistants.client import _RunRequest
+    from aioagents.assistants.client import _run_body
 
-    body = _RunRequest(assistant_id="<asst>", thread_id="<thread>").body(stream=False)
+    body, options = _run_body({"assistant_id": "<asst>", "thread_id": "<thread>"}, stream=False)
+    assert options == {}
     sdk = next(r["body"] for r in SDK_REQUESTS if r["path"] == "/v2/threads/runs")
     assert body == sdk
 

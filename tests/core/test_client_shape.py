@@ -15,8 +15,8 @@ import aiohttp
 import attrs
 import pytest
 
-from aioagents import APIError, APITimeoutError, ClientClosedError, InvalidRequestError
-from aioagents._client import Endpoint, ServiceClient, resolve_attempts
+from aioagents import APIError, APITimeoutError, BadRequestError, ClientClosedError, InvalidRequestError
+from aioagents._client import ClientOptions, Endpoint, RequestOptions, ServiceClient, resolve_attempts
 from aioagents.assistants import AssistantsClient
 from aioagents.functions import ChatClient
 from aioagents.interpreter import InterpreterClient
@@ -229,8 +229,11 @@ def test_the_url_is_the_first_positional_argument(case: Case) -> None:
     params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"]
     assert params[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
     assert params[0].name in ("base_url", "endpoint")
+    accepted = set(inspect.signature(cls.__init__).parameters)
+    if "options" in accepted:  # ``**options: Unpack[ClientOptions]``, the one declaration
+        accepted |= set(ClientOptions.__annotations__)
     for knob in ("timeout", "max_attempts", "max_retries", "session", "rate_limiter", "trust_env", "trace_configs"):
-        assert knob in inspect.signature(cls.__init__).parameters, (cls.__name__, knob)
+        assert knob in accepted, (cls.__name__, knob)
     assert isinstance(cls.endpoint_spec, Endpoint)
     assert issubclass(cls, ServiceClient)
 
@@ -301,3 +304,63 @@ async def test_interpreter_file_calls_take_the_per_call_options(instant_retries:
             await client.download("a.txt", max_retries=0)
         srv.inject(Fault.status_code(503), path=download, times=1)
         assert await client.download("a.txt") == b"abc"
+
+
+# -- one declaration of the options --------------------------------------------------------------------------------
+# Calls whose ``**`` is taken by something else name the options instead: ChatClient.create/stream (``**`` holds the
+# request's fields) and WorkflowsClient.execute_with_retry (the original SDK's own max_retries).
+NAMED_OPTIONS = {(ChatClient, "create"), (ChatClient, "stream"), (WorkflowsClient, "execute_with_retry")}
+ON_THE_SHAPE = [SandboxClient, WorkflowsClient, InterpreterClient, ChatClient, AssistantsClient]
+
+
+@pytest.mark.parametrize("cls", ON_THE_SHAPE, ids=lambda c: c.__name__)
+def test_every_call_takes_the_options_from_their_one_declaration(cls: type[ServiceClient]) -> None:
+    for name, method in inspect.getmembers(cls, inspect.isfunction):
+        if name.startswith("_") or (cls, name) in NAMED_OPTIONS:
+            continue
+        params = inspect.signature(method).parameters
+        restated = {"timeout", "max_retries", "extra_headers"} & set(params)
+        options = params.get("options")
+        if options is None:
+            assert not restated - {"timeout"}, (cls.__name__, name, restated)
+            continue
+        assert options.kind is inspect.Parameter.VAR_KEYWORD
+        assert options.annotation in ("Unpack[RequestOptions]", "Unpack[CallOptions]", "Unpack[ClientOptions]"), (
+            cls.__name__,
+            name,
+        )
+        # Only a call whose own `timeout` means something else (the interpreter's server wait) names it.
+        assert restated <= {"timeout"}, (cls.__name__, name)
+        assert not restated or options.annotation == "Unpack[CallOptions]", (cls.__name__, name)
+    assert "with_options" not in vars(cls), "with_options is declared once, on ServiceClient"
+    assert "__init__" in vars(cls)
+    assert "options" in inspect.signature(cls.__init__).parameters
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_a_misspelt_client_option_is_a_type_error(case: Case) -> None:
+    with pytest.raises(TypeError, match="timout"):
+        case.make("http://127.0.0.1:9", timout=5)
+
+
+async def test_a_misspelt_call_option_is_a_type_error(svc: SimpleNamespace) -> None:
+    if svc.case.name == "chat":
+        # ChatClient's ** carries the request's own fields (as the openai SDK's extra_body): an unknown keyword is a
+        # field of the request body, sent as given (never taken for a per-call option); the OpenAI-like server
+        # refuses the unknown argument with its 400.
+        with pytest.raises(BadRequestError, match="max_retires"):
+            await svc.case.call(svc.client, max_retires=0)
+        (sent,) = _seen(svc.srv, svc.case.path)
+        assert sent.json()["max_retires"] == 0
+        return
+    with pytest.raises(TypeError, match="max_retires"):
+        await svc.case.call(svc.client, max_retires=0)
+    assert _seen(svc.srv, svc.case.path) == []
+
+
+async def test_options_built_once_serve_many_calls(svc: SimpleNamespace) -> None:
+    options: RequestOptions = {"max_retries": 0, "extra_headers": {"X-Batch": "7"}}
+    await svc.case.call(svc.client, **options)
+    await svc.case.call(svc.client, **options)
+    assert [r.header("X-Batch") for r in _seen(svc.srv, svc.case.path)] == ["7", "7"]
+    assert options == {"max_retries": 0, "extra_headers": {"X-Batch": "7"}}

@@ -11,7 +11,7 @@ import aioagents
 CORE = Path(aioagents.__file__).parent
 
 
-# The request path. (_batch.run_concurrent, a blocking helper, still imports the bridge: it belongs with the sync API.)
+# The request path.
 REQUEST_PATH = ["_transport.py", "_retry.py", "_exceptions.py", "_config.py", "_polling.py", "_ratelimit.py",
                 "_loops.py", "_logging.py"]  # fmt: skip
 

@@ -204,3 +204,56 @@ async def test_the_clients_trace_configs_see_its_requests(server: KernelQueueSer
     async with Interpreter(server.url, trust_env=False, trace_configs=[trace]) as it:
         await it.execute("print x", timeout=5)
     assert seen == [("GET", "/"), ("POST", "/execute")]
+
+
+async def _streamed_text(client: InterpreterClient, code: str) -> tuple[str, list[Any]]:
+    async with client.execute_stream(code, timeout=10) as events:
+        items = [event async for event in events]
+    return "".join(e.text for e in items if isinstance(e, Stream)), items
+
+
+async def test_raw_streams_of_one_client_never_queue_behind_a_raising_cell(
+    server: KernelQueueServer, client: InterpreterClient
+) -> None:
+    first = asyncio.ensure_future(_streamed_text(client, "sleep 0.3\nraise boom"))
+    await asyncio.sleep(0.05)
+    text, items = await _streamed_text(client, "print ran")
+    assert any(getattr(e, "ename", None) == "ValueError" for e in (await first)[1])
+    # Sent while the raising cell ran, the kernel would have aborted it: {"status": "ok", "events": []}.
+    assert text == "ran", items
+    assert server.received == ["sleep 0.3\nraise boom", "print ran"]
+
+
+async def test_a_plain_execute_waits_for_a_raw_stream_in_flight_and_the_reverse(
+    server: KernelQueueServer, client: InterpreterClient
+) -> None:
+    streamed = asyncio.ensure_future(_streamed_text(client, "sleep 0.3\nraise boom"))
+    await asyncio.sleep(0.05)
+    assert _text(await client.execute("print after-stream", timeout=10)) == "after-stream"
+    await streamed
+    executed = asyncio.ensure_future(client.execute("sleep 0.3\nraise bang", timeout=10))
+    await asyncio.sleep(0.05)
+    assert (await _streamed_text(client, "print after-execute"))[0] == "after-execute"
+    assert (await executed).error is not None
+
+
+async def test_a_raw_stream_after_a_timed_out_cell_probes_the_kernel_first(
+    server: KernelQueueServer, client: InterpreterClient
+) -> None:
+    assert (await client.execute("sleep 1.5\nraise late", timeout=1)).timed_out
+    assert (await _streamed_text(client, "print streamed"))[0] == "streamed"
+    assert server.received[-2].startswith("print('aioagents-probe-")
+
+
+async def test_a_raw_stream_that_fails_to_open_gives_the_turn_back(
+    server: KernelQueueServer, client: InterpreterClient
+) -> None:
+    server.cut_execute = "plain"
+    with pytest.raises(OutcomeUnknownError):
+        async with client.execute_stream("print x", timeout=5):
+            pass
+    server.cut_execute = None
+    # Not stuck behind the failed stream's turn; its cell's fate is unknown, so the kernel is probed first.
+    result = await asyncio.wait_for(client.execute("print next", timeout=5), 30)
+    assert _text(result) == "next"
+    assert server.received[-2].startswith("print('aioagents-probe-")

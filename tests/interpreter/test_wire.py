@@ -167,10 +167,11 @@ FORMATS: dict[str, tuple[str, Callable[[], bytes], str]] = {
 @pytest.mark.parametrize("fmt", list(FORMATS))
 async def test_every_answer_format_gives_the_same_typed_events(fmt: str) -> None:
     content_type, body, status = FORMATS[fmt]
-    async with FormatServer() as srv, InterpreterClient(srv.url) as client:
+    # Two clients: most formats answer "timeout", after which a client probes the kernel before its next cell.
+    async with FormatServer() as srv, InterpreterClient(srv.url) as client, InterpreterClient(srv.url) as streamer:
         srv.content_type, srv.body = content_type, body()
         result = await client.execute("x")
-        async with client.execute_stream("x") as events:
+        async with streamer.execute_stream("x") as events:
             streamed = [e async for e in events]
     assert [type(e) for e in result.events] == [Stream, DisplayData, Error]
     assert result.status == status

@@ -291,7 +291,7 @@ async def test_retry_after_a_timeout_is_opt_in_and_logged(
 )
 def test_default_run_timeout_outlasts_the_run(compile_timeout: float, run_timeout: float, expected: float) -> None:
     client = SandboxClient("http://127.0.0.1:9")
-    assert client._run_timeout(None, compile_timeout + run_timeout + 5.0) == expected
+    assert client._run_options({}, None, None, compile_timeout + run_timeout + 5.0)["timeout"] == expected
 
 
 def test_endpoint_precedence(monkeypatch: pytest.MonkeyPatch) -> None:

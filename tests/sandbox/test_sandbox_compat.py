@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 import pytest
 import sandbox_fusion as official
+from aiohttp import web
 
 import aioagents.compat.sandbox_fusion as compat
 from aioagents import APITimeoutError, BadRequestError
@@ -362,3 +363,58 @@ def test_every_sdk_function_takes_the_sdks_parameters_in_the_same_positions(name
 def test_every_sdk_model_field_is_a_field_of_ours(name: str) -> None:
     ours = {f.name for f in attrs.fields(getattr(compat, name))}
     assert set(getattr(official, name).__fields__) <= ours
+
+
+# -- which client a call takes ------------------------------------------------------------------------------------
+@pytest.fixture
+def counted() -> Iterator[tuple[FakeSandboxFusionServer, set[Any]]]:
+    """A fake that records the client end of every connection it serves."""
+    peers: set[Any] = set()
+    server = FakeSandboxFusionServer(realtime=True)
+
+    @web.middleware
+    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.add(request.transport.get_extra_info("peername"))
+        return await handler(request)
+
+    server.app.middlewares.append(record)
+    with server.in_thread():
+        set_endpoint(server.url)
+        yield server, peers
+
+
+def test_blocking_calls_share_one_pooled_client(counted: tuple[FakeSandboxFusionServer, set[Any]]) -> None:
+    _, peers = counted
+    for i in range(3):
+        assert run_code(RunCodeRequest(code=f"print({i})", language="python")).run_result.stdout == f"{i}\n"  # type: ignore[union-attr]
+    assert len(peers) == 1
+
+
+def test_async_calls_on_the_callers_loop_take_a_client_each(counted: tuple[FakeSandboxFusionServer, set[Any]]) -> None:
+    _, peers = counted
+
+    async def main() -> None:
+        for i in range(3):
+            await compat.run_code_async(RunCodeRequest(code=f"print({i})", language="python"))
+
+    asyncio.run(main())
+    assert len(peers) == 3
+
+
+def test_each_blocking_function_names_its_async_twin_and_shares_its_signature() -> None:
+    for name in ("run_code", "run_jupyter", "get_prompts", "get_prompt_by_id", "submit", "submit_safe"):
+        blocking, twin = getattr(compat, name), getattr(compat, f"{name}_async")
+        assert blocking.__aioagents_async__ is twin
+        assert inspect.signature(blocking) == inspect.signature(twin)
+        assert blocking.__name__ == name
+        assert inspect.getdoc(blocking)
+
+
+def test_max_attempts_none_still_sends_the_client_timeout(srv: FakeSandboxFusionServer) -> None:
+    with pytest.raises(APITimeoutError):
+        run_code(
+            RunCodeRequest(code="import time; time.sleep(4); print(123)", language="python"),
+            max_attempts=None,  # type: ignore[arg-type]
+            client_timeout=1,
+        )

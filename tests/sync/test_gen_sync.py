@@ -49,7 +49,21 @@ def _run_gen(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(
     "name",
-    ["__init__", "add", "fail", "sleep", "echo", "count", "numbers", "lines", "opened", "describe", "from_env"],
+    [
+        "__init__",
+        "add",
+        "fail",
+        "sleep",
+        "echo",
+        "count",
+        "numbers",
+        "lines",
+        "opened",
+        "describe",
+        "from_env",
+        "relabeled",
+        "tagged",
+    ],
 )
 def test_twin_methods_keep_the_async_signature(toysync: ModuleType, name: str) -> None:
     sync_fn, async_fn = getattr(toysync.ToyClient, name), getattr(toy_async.ToyClient, name)
@@ -75,12 +89,23 @@ def test_twin_methods_keep_the_async_signature(toysync: ModuleType, name: str) -
         ("lines", "_bridge.SyncStream[str]"),
         ("opened", "_bridge.SyncContextManager[str]"),
         ("from_env", "ToyClient"),
+        # ``-> Self`` on a base: the twin of the class it is mirrored on.
+        ("relabeled", "ToyClient"),
+        ("tagged", "str"),
         ("produce", "int | _bridge.SyncStream[int]"),
         ("find_thread", "Threads | None"),
     ],
 )
 def test_twin_return_annotations(toysync: ModuleType, name: str, annotation: str) -> None:
     assert inspect.signature(getattr(toysync.ToyClient, name)).return_annotation == annotation
+
+
+def test_a_self_return_on_a_base_gives_the_twin_and_unpacked_options_are_forwarded(toysync: ModuleType) -> None:
+    with toysync.ToyClient(label="a") as client:
+        copy = client.relabeled("b")
+        assert type(copy) is toysync.ToyClient
+        assert (copy.label, client.label) == ("b", "a")
+        assert client.tagged("t", timeout=5, extra_headers={"X": "1"}) == "t:extra_headers,timeout"
 
 
 def test_twin_methods_are_plain_functions(toysync: ModuleType) -> None:
@@ -142,7 +167,15 @@ def test_every_generated_file_carries_the_header(generated_dir: Path) -> None:
 def test_package_reexports_every_twin_with_a_sorted_all(generated_dir: Path, toysync: ModuleType) -> None:
     package = sys.modules[TOY_PACKAGE]
     assert package.__all__ == sorted(package.__all__)
-    assert set(package.__all__) == {*TOY_CLASSES, "SyncContextManager", "SyncStream"}
+    assert set(package.__all__) == {
+        *TOY_CLASSES,
+        "SyncContextManager",
+        "SyncStream",
+        "on_loop_close",
+        "open_stream",
+        "owns",
+        "run",
+    }
     assert package.ToyClient is toysync.ToyClient
 
 
@@ -358,7 +391,7 @@ def test_repository_sync_package_exports_every_registered_class() -> None:
 
     registered = {name for names in gen_sync.SYNC_CLASSES.values() for name in names}
     assert aioagents.sync.__all__ == sorted(aioagents.sync.__all__)
-    assert set(aioagents.sync.__all__) == registered | {"SyncContextManager", "SyncStream"}
+    assert set(aioagents.sync.__all__) == registered | set(gen_sync.BRIDGE_EXPORTS)
     for module, names in gen_sync.SYNC_CLASSES.items():
         for name in names:
             twin = getattr(aioagents.sync, name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import functools
 import threading
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from typing import Generic, Literal, TypeVar, overload
 import aiohttp
 import attrs
 
+from aioagents._client import RequestOptions, Self, Unpack
 from aioagents._streaming import EventStream, ServerSentEvent, SSEDecoder
 from aioagents._transport import Transport
 from aioagents.sync import _bridge
@@ -178,7 +180,23 @@ class Threads:
         return f"thread {thread_id}"
 
 
-class ToyClient:
+class ToyBase:
+    """A base with a method typed once for every subclass (as ``ServiceClient.with_options``)."""
+
+    label: str
+
+    def relabeled(self, label: str) -> Self:
+        """A copy of this client under another label."""
+        clone = copy.copy(self)
+        clone.label = label
+        return clone
+
+    async def tagged(self, text: str, **options: Unpack[RequestOptions]) -> str:
+        """``text`` and the names of the per-call options it was given."""
+        return f"{text}:{','.join(sorted(options))}"
+
+
+class ToyClient(ToyBase):
     """A toy client.
 
     Example::
