@@ -18,6 +18,14 @@ busier host moves these by 10-20 %):
                          CPU per run at c=4: 2.95-3.23 ms
     subprocess per run   c=1:  22-24 runs/s,  p50 39-43 ms       c=4:  44-47 runs/s,  p50 81-87 ms
 
+Session 4 (isolation on and off in one invocation, all processes' CPU split by process; load average 4-5 from other
+sessions, 1,500 runs per row at concurrency 4, the session's start and end alternated in the same minutes, both
+trees outside /tmp: a server importing from under /tmp costs every isolated run a bind mount, +0.3-0.5 ms):
+
+    isolation full   start: 3.91 ms/run = server 0.85 + factory 0.97 + runs 1.75 + client 0.36
+                     end:   3.51 ms/run = server 0.89 + factory 0.71 + runs 1.64 + client 0.30   (400 runs/s, p50 8.8)
+    isolation uid    start: 2.97 ms/run            end: 2.74 ms/run
+
 At the start of session 2 the fast path did 310-380 runs/s at p50 10.1-12.9 ms for 5.4 ms of CPU a run. Where it went
 and what took it out is in docs/architecture.md ("The embedded sandbox"): mostly copy-on-write page faults after
 fork, a journalled-disk rmdir, a second round trip to kill the run's uid, and modules (random, threading) whose fork
@@ -41,10 +49,12 @@ from _plots import command_line, plot_local_sandbox  # benchmarks/ is on sys.pat
 BODY = {"code": "print(1)", "language": "python"}
 
 
-def _tree_cpu(root: int) -> float:
-    """CPU seconds of ``root`` and every live descendant, each with the children it has reaped (no overlap)."""
+def _tree_cpu(root: int) -> dict[str, float]:
+    """CPU seconds of ``root`` and every live descendant, each with the children it has reaped (no overlap), split
+    into ``server`` (the server process), ``factory`` (the processes it started: the process factory, workers) and
+    ``runs`` (what those reaped: the runs, their namespaces' inits; and every deeper live process)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, float]] = {}
+    stats: dict[int, tuple[int, float, float]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -52,16 +62,23 @@ def _tree_cpu(root: int) -> float:
                     fields = f.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            stats[int(entry)] = (int(fields[1]), sum(int(x) for x in fields[11:15]) / ticks)
-    total, todo = 0.0, [root]
+            own = (int(fields[11]) + int(fields[12])) / ticks
+            reaped = (int(fields[13]) + int(fields[14])) / ticks
+            stats[int(entry)] = (int(fields[1]), own, reaped)
+    split = {"server": 0.0, "factory": 0.0, "runs": 0.0}
+    todo = [(root, 0)]
     while todo:
-        pid = todo.pop()
-        total += stats.get(pid, (0, 0.0))[1]
-        todo.extend(child for child, (ppid, _) in stats.items() if ppid == pid)
-    return total
+        pid, depth = todo.pop()
+        _, own, reaped = stats.get(pid, (0, 0.0, 0.0))
+        split[("server", "factory", "runs")[min(depth, 2)]] += own
+        split["runs" if depth else "server"] += reaped
+        todo.extend((child, depth + 1) for child, (ppid, _, _) in stats.items() if ppid == pid)
+    return split
 
 
-async def _measure(url: str, total: int, concurrency: int, server_pid: int = 0) -> tuple[float, float, float, float]:
+async def _measure(
+    url: str, total: int, concurrency: int, server_pid: int = 0
+) -> tuple[float, float, float, float, dict[str, float]]:
     latencies: list[float] = []
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(total):
@@ -81,14 +98,18 @@ async def _measure(url: str, total: int, concurrency: int, server_pid: int = 0) 
                 if body["run_result"]["stdout"] != "1\n":
                     raise RuntimeError(f"unexpected answer: {body}")
 
-        cpu_before = time.process_time() + (_tree_cpu(server_pid) if server_pid else 0.0)
+        before = _tree_cpu(server_pid) if server_pid else {}
+        client_before = time.process_time()
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-        cpu = time.process_time() + (_tree_cpu(server_pid) if server_pid else 0.0) - cpu_before
+        split = {"client": time.process_time() - client_before}
+        after = _tree_cpu(server_pid) if server_pid else {}
+        split.update((key, after[key] - before[key]) for key in after)
     latencies.sort()
     p95 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))]
-    return total / elapsed, statistics.median(latencies) * 1000, p95 * 1000, cpu / total * 1000
+    per_run = {key: value / total * 1000 for key, value in split.items()}
+    return total / elapsed, statistics.median(latencies) * 1000, p95 * 1000, sum(per_run.values()), per_run
 
 
 _SERVER = """
@@ -123,7 +144,7 @@ async def main() -> None:
     parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 4, 10])
     parser.add_argument("--no-subprocess", action="store_true", help="skip the subprocess-per-run row")
     args = parser.parse_args()
-    rows: list[tuple[str, int, float, float, float, float]] = []
+    rows: list[tuple[str, int, float, float, float, float, dict[str, float]]] = []
     # Isolation on and off in one invocation (off = a uid per run, as before namespaces; needs root).
     root = os.geteuid() == 0
     modes = [("fast, isolation full", True, "full"), ("fast, isolation uid", True, "uid")] if root else []
@@ -133,14 +154,27 @@ async def main() -> None:
     for mode, fast, isolation in modes:
         async with _server(fast, isolation) as (url, pid):
             for c in args.concurrency:
-                rate, p50, p95, cpu = await _measure(url, args.requests, c, pid)
-                rows.append((mode, c, rate, p50, p95, cpu))
-    print(f"{'mode':<26}{'conc':>5}{'runs/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'CPU ms/run':>12}")
-    for mode, c, rate, p50, p95, cpu in rows:
-        print(f"{mode:<26}{c:>5}{rate:>10.1f}{p50:>10.1f}{p95:>10.1f}{cpu:>12.2f}")
-    print("(CPU: this client plus the server and every process under it, per completed run)")
+                rate, p50, p95, cpu, split = await _measure(url, args.requests, c, pid)
+                rows.append((mode, c, rate, p50, p95, cpu, split))
+    parts = ("server", "factory", "runs", "client")
+    header = f"{'mode':<26}{'conc':>5}{'runs/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'CPU ms/run':>12}"
+    print(header + "  = " + " + ".join(parts))
+    for mode, c, rate, p50, p95, cpu, split in rows:
+        shares = " + ".join(f"{split.get(part, 0.0):.2f}" for part in parts)
+        print(f"{mode:<26}{c:>5}{rate:>10.1f}{p50:>10.1f}{p95:>10.1f}{cpu:>12.2f}  = {shares}")
+    print("(CPU per completed run: this client plus the server and every process under it; the factory is what the")
+    print(" server started, the runs what the factory reaped; from /proc tick counts, so take a few hundred runs)")
+    by_mode = {(mode, c): (cpu, split) for mode, c, _, _, _, cpu, split in rows}
+    for c in args.concurrency:
+        if ("fast, isolation full", c) in by_mode and ("fast, isolation uid", c) in by_mode:
+            (on, on_split), (off, off_split) = by_mode["fast, isolation full", c], by_mode["fast, isolation uid", c]
+            extra = " + ".join(f"{on_split.get(part, 0.0) - off_split.get(part, 0.0):+.2f}" for part in parts)
+            print(f"isolation adds {on - off:+.2f} ms of CPU per run at concurrency {c} (= {extra})")
     figure = plot_local_sandbox(
-        [{"mode": m, "concurrency": c, "runs_per_s": r, "p50_ms": p50, "p95_ms": p95} for m, c, r, p50, p95, _ in rows],
+        [
+            {"mode": m, "concurrency": c, "runs_per_s": r, "p50_ms": p50, "p95_ms": p95}
+            for m, c, r, p50, p95, _, _ in rows
+        ],
         command=command_line(),
     )
     print(f"figure: {figure.relative_to(figure.parents[2])}")

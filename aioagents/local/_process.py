@@ -38,7 +38,8 @@ __all__ = ["Limits", "ProcessResult", "UidPool", "ZygoteClient"]
 _log = logging.getLogger("aioagents.local")
 
 _ZYGOTE_SCRIPT = Path(__file__).with_name("_zygote.py")
-_MAX_PACKET = 1 << 16  # the zygote's receive buffer
+_MAX_PACKET = 1 << 16  # the most a run's description (through its pipe) or a factory's answer may be
+_MAX_REQUEST = 4096  # the zygote's receive buffer for requests (_zygote._MAX_MSG)
 _ZYGOTE_PATH_VAR = "AIOAGENTS_ZYGOTE_PYTHONPATH"  # _zygote.py reads it
 _CPUS = os.cpu_count() or 1
 # A char is at most 12 bytes in ASCII JSON (a non-BMP one: two \uXXXX escapes), so this always fits one packet.
@@ -116,14 +117,16 @@ class UidPool:
         *,
         quarantine: bool = True,
     ) -> None:
-        """``quarantine=False`` (full isolation: a run writes nothing outside its own tmpfs) frees a uid as soon as
-        it is released and hands out the lowest free uid first, so few uids (and their cgroups) are ever used."""
+        """``quarantine=False`` (full isolation: a run writes nothing outside its own tmpfs) makes a uid reusable as
+        soon as it is released, and keeps its claim for the next run (no lock file opened and flocked per run): few
+        uids (and their cgroups) are ever used."""
         self._quarantine = quarantine
         self._base = base
         self._size = size
         self._lock_dir = lock_dir
         self._shared_dirs = tuple(shared_dirs)
         self._held: dict[int, int] = {}
+        self._idle: list[int] = []  # claimed, released, ready for the next run (without quarantine)
         self._dirty: set[int] = set()
         self._sweeper: asyncio.Future[None] | None = None
         self._sweeping = asyncio.Lock()
@@ -159,6 +162,8 @@ class UidPool:
 
     async def acquire(self) -> int:
         while True:
+            if self._idle:
+                return self._idle.pop()
             for i in range(self._size):
                 if self._quarantine:
                     uid = self._base + self._next
@@ -177,7 +182,9 @@ class UidPool:
         if uid not in self._held or uid in self._dirty:
             return
         if not self._quarantine:
-            self._free(uid)
+            if uid not in self._idle:
+                self._idle.append(uid)
+                self._released.set()
             return
         self._dirty.add(uid)
         if self._sweeper is None or self._sweeper.done():
@@ -206,6 +213,7 @@ class UidPool:
             sweeper.cancel()  # asleep, or waiting for the lock with nothing left to sweep
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+        self._idle.clear()
         for uid in list(self._held):
             self._free(uid)
 
@@ -695,8 +703,8 @@ class _Channel:
             raise ConnectionResetError("the sandbox process factory exited")
         rid = next(self._ids)
         payload = json.dumps({**message, "id": rid}).encode()  # ASCII: a path may hold surrogate escapes
-        if len(payload) > _MAX_PACKET:
-            raise RuntimeError(f"the run's description is {len(payload)} bytes; the limit is {_MAX_PACKET}")
+        if len(payload) > _MAX_REQUEST:
+            raise RuntimeError(f"a request to the process factory is {len(payload)} bytes; the limit is {_MAX_REQUEST}")
         reply: asyncio.Future[dict[str, Any]] = self._loop.create_future()
         self._replies[rid] = reply
         try:
