@@ -31,10 +31,9 @@ import os
 import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from aioagents._exceptions import APIConnectionError, APIError
-from aioagents._transport import _loggable
 
 __all__ = [
     "EXIT_CODES_HELP",
@@ -262,13 +261,18 @@ async def check_endpoint(url: str) -> None:
 
 def unavailable(url: str, exc: BaseException) -> UserError:
     """The :class:`UserError` for an endpoint that does not answer."""
+    from aioagents._transport import _loggable
+
     return UserError(f"the sandbox at {_loggable(url)} does not answer ({exc})", ExitCode.UNAVAILABLE)
 
 
 @contextlib.asynccontextmanager
-async def sandbox_endpoint(explicit: str | None, *, quiet: bool = False) -> AsyncIterator[str]:
+async def sandbox_endpoint(
+    explicit: str | None, *, quiet: bool = False, workers: int | Literal["auto"] = "auto"
+) -> AsyncIterator[str]:
     """The sandbox URL to use: ``explicit``, else ``SANDBOX_FUSION_ENDPOINT`` (either is pinged first), else an
-    embedded sandbox started for the duration of the block. Enter it only when there is work to do."""
+    embedded sandbox started for the duration of the block. Enter it only when there is work to do. ``workers``: the
+    embedded sandbox's worker processes ("auto": one per CPU, for many runs; 1 serves in this process)."""
     endpoint = explicit or os.environ.get("SANDBOX_FUSION_ENDPOINT")
     if endpoint:
         await check_endpoint(endpoint)
@@ -276,6 +280,6 @@ async def sandbox_endpoint(explicit: str | None, *, quiet: bool = False) -> Asyn
         return
     from aioagents.local import LocalSandbox
 
-    async with LocalSandbox(workers="auto") as sandbox:  # one worker process per CPU
+    async with LocalSandbox(workers=workers) as sandbox:
         note(f"started an embedded sandbox at {sandbox.url}", quiet=quiet)
         yield sandbox.url

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
-import aiohttp
 import attrs
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["DEFAULT_TIMEOUT", "Timeout", "TimeoutLike", "env_or", "to_timeout"]
 
@@ -23,18 +25,23 @@ class Timeout:
     total: float | None = 60.0
     connect: float | None = 10.0
     read: float | None = None
-    _aiohttp: aiohttp.ClientTimeout = attrs.field(init=False, repr=False, eq=False)
-
-    def __attrs_post_init__(self) -> None:
-        object.__setattr__(
-            self, "_aiohttp", aiohttp.ClientTimeout(total=self.total, connect=self.connect, sock_read=self.read)
-        )
+    # Built on first use, not at construction: aiohttp is imported only by code that sends requests.
+    _aiohttp: aiohttp.ClientTimeout | None = attrs.field(init=False, default=None, repr=False, eq=False)
 
     def for_aiohttp(self) -> aiohttp.ClientTimeout:
-        return self._aiohttp
+        """This timeout as aiohttp's ``ClientTimeout`` (built once per instance)."""
+        built = self._aiohttp
+        if built is None:
+            import aiohttp
+
+            built = aiohttp.ClientTimeout(total=self.total, connect=self.connect, sock_read=self.read)
+            object.__setattr__(self, "_aiohttp", built)
+        return built
 
     def for_stream(self, idle: float | None) -> aiohttp.ClientTimeout:
         """No total for a stream: only connect and an idle (per-read) limit."""
+        import aiohttp
+
         return aiohttp.ClientTimeout(total=None, connect=self.connect, sock_read=idle if idle else self.read)
 
 

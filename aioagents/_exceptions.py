@@ -42,7 +42,6 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 from multidict import CIMultiDict
 
 __all__ = [
@@ -294,15 +293,17 @@ class ClientClosedError(AioAgentsError, RuntimeError):
     """The client (or stream) was used after it was closed."""
 
 
-# aiohttp >= 3.10 tells a connect timeout from a read timeout.
-_ConnectionTimeoutError: type[BaseException] | None = getattr(aiohttp, "ConnectionTimeoutError", None)
-
-
 def translate_transport_error(exc: BaseException, *, method: str, url: str, timeout: float | None) -> APIError:
     """Map an aiohttp/asyncio/OS error raised while sending or reading into the tree. The single boundary."""
     if isinstance(exc, APIError):
         return exc
-    if _ConnectionTimeoutError is not None and isinstance(exc, _ConnectionTimeoutError):
+    # Imported here, not at module level: the error tree is used by code that never sends a request (the in-process
+    # eval), and whoever raised an aiohttp error has imported aiohttp already.
+    import aiohttp
+
+    # aiohttp >= 3.10 tells a connect timeout from a read timeout.
+    connect_timeout_error: type[BaseException] | None = getattr(aiohttp, "ConnectionTimeoutError", None)
+    if connect_timeout_error is not None and isinstance(exc, connect_timeout_error):
         # No connection within the connect timeout (waiting for a pool slot included): the request never left.
         return APITimeoutError(
             f"{method} {url}: no connection within the connect timeout", method=method, url=url, sent=False

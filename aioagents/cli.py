@@ -46,7 +46,7 @@ import sys
 import time
 import traceback
 from collections.abc import AsyncGenerator, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 
@@ -71,7 +71,11 @@ from aioagents._cli_support import (
 )
 from aioagents._exceptions import AioAgentsError, APIConnectionError, InvalidRequestError
 from aioagents._progress import progress_bar
-from aioagents.sandbox import LANGUAGES, CommandRunStatus, RunCodeRequest, RunCodeResponse, RunStatus, SandboxClient
+
+if TYPE_CHECKING:
+    # Imported where used: ``aioagents eval`` (in process) and ``--help`` load neither the HTTP client (aiohttp) nor
+    # the wire models.
+    from aioagents.sandbox import RunCodeRequest, RunCodeResponse, SandboxClient
 
 __all__ = ["main"]
 
@@ -83,6 +87,8 @@ _EXTENSIONS = {
 
 
 def _check_language(language: str) -> str:
+    from aioagents.sandbox.models import LANGUAGES
+
     if language not in LANGUAGES:
         known = ", ".join(sorted(LANGUAGES, key=str.lower))
         raise UserError(f"unknown language {language!r}; the sandbox runs: {known}", ExitCode.UNKNOWN_LANGUAGE)
@@ -134,7 +140,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _run_async(args: argparse.Namespace, code: str, language: str) -> int:
-    async with sandbox_endpoint(args.endpoint, quiet=args.quiet) as endpoint, SandboxClient(endpoint) as client:
+    from aioagents.sandbox.client import SandboxClient
+    from aioagents.sandbox.models import CommandRunStatus, RunStatus
+
+    # One program: the embedded sandbox serves it from this process (worker processes, one per CPU, would each import
+    # the library and the server and start a process factory, for nothing).
+    sandbox = sandbox_endpoint(args.endpoint, quiet=args.quiet, workers=1)
+    async with sandbox as endpoint, SandboxClient(endpoint) as client:
         try:
             result = await client.run_code(
                 code, language=language, stdin=args.stdin, run_timeout=args.timeout, compile_timeout=args.timeout
@@ -163,6 +175,8 @@ class _Item:
 
 
 def _parse_items(text: str) -> list[_Item]:
+    from aioagents.sandbox.models import RunCodeRequest
+
     items: list[_Item] = []
     # Split on "\n" only: str.splitlines() also splits on U+2028 and friends, which JSON strings may hold raw.
     for number, line in enumerate(text.split("\n"), 1):
@@ -204,6 +218,8 @@ def _done_outcomes(out: str) -> dict[str, str]:
 
 
 def _row(ident: Any, result: RunCodeResponse | None, error: str | None, latency: float) -> dict[str, Any]:
+    from aioagents.sandbox.models import CommandRunStatus, RunStatus
+
     row: dict[str, Any] = {"id": ident, "latency_ms": round(latency * 1000, 1)}
     if result is None:
         row.update(outcome="error", error=error)
@@ -300,7 +316,7 @@ class _BatchRun:
     connection_error: BaseException | None = None
 
 
-_Outcome = tuple[RunCodeResponse | None, str | None, float]
+_Outcome = tuple["RunCodeResponse | None", str | None, float]
 
 
 async def _run_item(client: SandboxClient, item: _Item) -> tuple[RunCodeResponse | None, str | None, float]:
@@ -334,6 +350,8 @@ async def _batch_async(args: argparse.Namespace, items: list[_Item], run: _Batch
             )  # fmt: skip
             await _collect(results, writer, run)
     else:
+        from aioagents.sandbox.client import SandboxClient
+
         async with sandbox_endpoint(args.endpoint, quiet=args.quiet) as endpoint, SandboxClient(endpoint) as client:
             run.endpoint = endpoint
 

@@ -124,7 +124,27 @@ Toolchains and interpreters
     lists what this machine can run.
 """
 
-from aioagents.local._app import LocalSandbox, serve
+import typing as _typing
+
 from aioagents.local._process import Limits
 
+if _typing.TYPE_CHECKING:
+    from aioagents.local._app import LocalSandbox, serve
+
 __all__ = ["Limits", "LocalSandbox", "serve"]
+
+
+def __getattr__(name: str) -> object:
+    """``LocalSandbox`` and ``serve`` load the HTTP server (aiohttp) on first access only (PEP 562)."""
+    if name not in ("LocalSandbox", "serve"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from aioagents.local import _app
+
+    value = getattr(_app, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's attributes, ``LocalSandbox`` and ``serve`` included before they are loaded."""
+    return sorted(set(globals()) | set(__all__))

@@ -29,13 +29,16 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from aioagents import _json as fast_json
 from aioagents.local._engine import Engine
 from aioagents.local._validate import RunCodeRequest, ValidationFailed
+
+if TYPE_CHECKING:
+    # The routes' aiohttp is loaded by the server that adds them (``add_dataset_routes``): scoring in process
+    # (``score_submission``, the eval's default) imports no aiohttp.
+    from aiohttp import web
 
 __all__ = [
     "DatasetFileError",
@@ -515,6 +518,8 @@ class SubmitError(Exception):
 
 
 def _reply(body: Any, status: int = 200) -> web.Response:
+    from aiohttp import web
+
     return web.Response(status=status, body=fast_json.dumps(body), content_type="application/json")
 
 
@@ -683,8 +688,7 @@ async def score_submission(engine: Engine, body: Mapping[str, Any]) -> dict[str,
     }
 
 
-async def _submit(request: web.Request) -> web.Response:
-    engine: Engine = request.app[_ENGINE_KEY]
+async def _submit(request: web.Request, engine: Engine) -> web.Response:
     body = await _body(request, {**_DATASET_FIELDS, "id": ((int, str), True), "completion": (str, True)})
     return _reply(await score_submission(engine, body))
 
@@ -712,16 +716,18 @@ def _handled(handler: Any) -> Any:
     return wrapped
 
 
-_ENGINE_KEY: web.AppKey[Engine] = web.AppKey("datasets_engine", Engine)
-
-
 def add_dataset_routes(app: web.Application, engine: Engine) -> None:
     """Register the dataset routes on the embedded server's app (called once from ``_build_app``)."""
-    app[_ENGINE_KEY] = engine
+
+    # The engine is bound here rather than stored under an ``AppKey``: a key must be made at module level, and this
+    # module imports no aiohttp (scoring in process, ``score_submission``, needs none).
+    async def submit(request: web.Request) -> web.Response:
+        return await _submit(request, engine)
+
     app.router.add_get("/list_datasets", _handled(_list_datasets))
     app.router.add_post("/list_ids", _handled(_get_prompts))
     app.router.add_post("/get_prompts", _handled(_get_prompts))
     app.router.add_post("/get_prompt_by_id", _handled(_get_prompt_by_id))
-    app.router.add_post("/submit", _handled(_submit))
+    app.router.add_post("/submit", _handled(submit))
     app.router.add_post("/get_metrics", _handled(_get_metrics))
     app.router.add_post("/get_metrics_function", _handled(_get_metrics_function))

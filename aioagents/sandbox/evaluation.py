@@ -49,11 +49,12 @@ import attrs
 
 from aioagents import _json as fast_json
 from aioagents._batch import BatchResult, ProgressCallback, as_completed
-from aioagents.sandbox.client import SandboxClient
-from aioagents.sandbox.models import SubmitRequest, TestConfig
 
 if TYPE_CHECKING:
+    # The HTTP client and the wire models are loaded only when scoring through an endpoint: the in-process path
+    # imports no aiohttp.
     from aioagents.local._engine import Engine
+    from aioagents.sandbox.client import SandboxClient
 
 _log = logging.getLogger(__name__)
 
@@ -311,6 +312,7 @@ def _unknown_task(job: _Job) -> SampleResult | None:
 async def _score(client: SandboxClient, job: _Job) -> SampleResult:
     """Score one sample through ``client``'s ``/submit`` (``--endpoint``, Ray nodes)."""
     from aioagents._converter import unstructure
+    from aioagents.sandbox.models import SubmitRequest, TestConfig
 
     unknown = _unknown_task(job)
     if unknown is not None:
@@ -414,6 +416,8 @@ class Evaluator:
             assert self._endpoint
             # A submit is not repeated after a client timeout (the server would run the code twice).
             endpoint = self._endpoint
+            from aioagents.sandbox.client import SandboxClient
+
             self._client = SandboxClient(endpoint, dataset_endpoint=endpoint, max_attempts=self._max_attempts)
         return self._client
 
