@@ -530,7 +530,7 @@ class Transport:
             body,
             params,
             hdrs,
-            tmo._aiohttp,
+            tmo._aiohttp or tmo.for_aiohttp(),  # (built on first use: aiohttp is imported lazily)
             tmo.total,
             max_response_size or self.max_response_size,
             replayable,

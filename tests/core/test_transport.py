@@ -222,6 +222,15 @@ async def test_a_timeout_raises_api_timeout_error_which_is_a_timeout_error(srv: 
     assert time.monotonic() - started < 2.0
 
 
+async def test_a_read_timeout_alone_applies_on_the_first_request(srv: CoreServer) -> None:
+    # A fresh Timeout builds its aiohttp twin on first use (aiohttp is imported lazily): the very first request of
+    # a Transport must already carry it, or a read limit without a total would silently not apply.
+    t = Transport(srv.url, timeout=Timeout(total=None, read=0.3), retry=RetryPolicy(max_attempts=1))
+    with pytest.raises(APITimeoutError):
+        await t.request("GET", "/slow?s=1", idempotent=True)
+    await t.aclose()
+
+
 @pytest.mark.usefixtures("instant_retries")
 async def test_retrying_after_a_timeout_warns_that_the_first_attempt_may_still_run(
     srv: CoreServer, caplog: pytest.LogCaptureFixture
