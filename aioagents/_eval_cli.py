@@ -86,7 +86,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from aioagents._cli_support import ExitCode, UserError, check_endpoint, check_output, failure_exit, note
     from aioagents._progress import progress_bar
     from aioagents.local._datasets import DatasetFileError
-    from aioagents.sandbox.evaluation import evaluate
+    from aioagents.sandbox.evaluation import EvaluationReport, evaluate
 
     if args.concurrency < 1:
         raise UserError("--concurrency must be at least 1", ExitCode.USAGE)
@@ -106,9 +106,14 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         note("scoring on an embedded sandbox", quiet=args.quiet)
     bar = progress_bar(total=None, desc=f"eval {args.dataset}", quiet=args.quiet)
-    try:
-        report = asyncio.run(
-            evaluate(
+    reports: list[EvaluationReport] = []
+
+    async def main() -> None:
+        # The report is handed over outside the task's result: on Python 3.11 ``asyncio.run`` restores its SIGINT
+        # handler through ``signal``'s enum conversion, which formats the repr of the main task, result included,
+        # twice (a report of 820 samples took ~0.1 s of the whole run to format, for nothing).
+        reports.append(
+            await evaluate(
                 args.samples,
                 args.dataset,
                 problems=args.problems,
@@ -122,12 +127,16 @@ def run_eval(args: argparse.Namespace) -> int:
                 ray=args.ray,
             )
         )
+
+    try:
+        asyncio.run(main())
     except DatasetFileError as exc:
         raise UserError(str(exc), ExitCode.NO_INPUT) from None
     except OSError as exc:
         raise UserError(f"{exc.strerror or exc}: {exc.filename or ''}", ExitCode.NO_INPUT) from None
     finally:
         bar.close()
+    report = reports[0]
     print(report.summary())
     print(f"results   {args.out}")
     failures = report.scored - report.passed
