@@ -131,6 +131,8 @@ class Engine:
         self._uids: UidPool | None = None
         self._cleanups: set[asyncio.Future[None]] = set()
         self._detacher: _Detacher | None = None
+        self._run_names = secrets.token_hex(3)  # private run directories: this prefix and a count
+        self._run_count = itertools.count(1)
         self._root_bound = False
         self._rw_bind = False
         self._cgroup_parent = ""
@@ -316,7 +318,8 @@ class Engine:
         :meth:`workspace`. Afterwards every process of the uid is known dead (the answer said so) or is killed.
         """
         uid = None if self._uids is None else await self._uids.acquire()
-        ws = Workspace(uid, Path(_PRIVATE_TMP, f"run-{secrets.token_hex(6)}"))
+        # (Its name need not be unguessable: nothing but this run sees the namespace it lives in.)
+        ws = Workspace(uid, Path(_PRIVATE_TMP, f"run-{self._run_names}{next(self._run_count):x}"))
         try:
             yield ws
         finally:
@@ -419,7 +422,7 @@ class Engine:
         )
         async with self._runs, self.private_workspace() if private else self.workspace() as ws:
             uid, workdir = ws.uid, ws.path
-            run_id = secrets.token_hex(4)
+            run_id = f"{next(self._run_count):08x}"  # the program's file name, in a directory of the run's own
             src = lang.filename.format(id=run_id)
             out = f"main_{run_id}"
             if private:

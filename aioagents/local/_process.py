@@ -564,6 +564,7 @@ class ZygoteClient:
         feeder: asyncio.Future[None] | None = None
         closed: set[int] = set()
         pid = 0
+        gone = False  # every process of the run known dead
         try:
             try:
                 pid, exited = await self._spawn(request, spec, [in_r, out_w, err_w])
@@ -589,8 +590,12 @@ class ZygoteClient:
             else:
                 status = "TimeLimitExceeded"
             elapsed = time.monotonic() - started
-            # The group may still hold children that outlived their parent; nothing of the run survives it.
-            _killpg(pid)
+            if final and self.isolation == "full":
+                # Its answer came once the init of its PID namespace was reaped: every process of it is gone.
+                gone = True
+            else:
+                # The group may still hold children that outlived their parent; nothing of the run survives it.
+                _killpg(pid)
             if status == "TimeLimitExceeded":
                 with contextlib.suppress(OSError):  # a factory lost now leaves the answer a time-out all the same
                     if await _wait(exited, 5):
@@ -623,7 +628,7 @@ class ZygoteClient:
                 oom=oom,
             )
         finally:
-            if pid:
+            if pid and not gone:
                 _killpg(pid)
             if feeder is not None and not feeder.done():
                 feeder.cancel()
