@@ -426,7 +426,14 @@ def _processes() -> dict[int, _Process]:
 
 
 def _is_factory(proc: _Process | None) -> bool:
-    return proc is not None and len(proc.argv) >= 3 and proc.argv[1].endswith("_zygote.py")
+    """A process factory: ``python _zygote.py ...`` or, as the server starts it, ``python -c <its loader>
+    _zygote.py ...``."""
+    if proc is None or len(proc.argv) < 3:
+        return False
+    argv = proc.argv
+    if argv[1] == "-c" and "_aioagents_zygote" in argv[2]:
+        return len(argv) >= 4 and argv[3].endswith("_zygote.py")
+    return argv[1].endswith("_zygote.py")
 
 
 def _kill(pid: int) -> bool:
