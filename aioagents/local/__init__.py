@@ -71,9 +71,10 @@ Containment (per run)
           seen at ``/tmp``, ``/var/tmp``, ``/dev/shm`` and ``/run/lock`` (one directory under four names), gone
           with the run; a ``/proc`` of its own PID namespace; no cgroup mounts. The run directory (0700, the run's
           uid): for a run of one step with no request ``files`` and no ``fetch_files`` (most runs), the run makes it
-          in that private tmpfs as ``/tmp/run-<random>`` with the program in it, and nothing of it ever exists on
-          the host; otherwise (a compile step, files to write or read back) it is a tmpfs of its own on the host
-          (``max_disk_mb``, 128 Ki inodes: the disk cap), detached in constant time when the run ends.
+          in that private tmpfs as ``/tmp/aioagents-run`` (the same path in every run, each sees its own) with the
+          program in it, and nothing of it ever exists on the host; otherwise (a compile step, files to write or
+          read back) it is a tmpfs of its own on the host (``max_disk_mb``, 128 Ki inodes: the disk cap), detached
+          in constant time when the run ends.
         * Network namespace with only ``lo`` (up, so a run may talk to itself): no route anywhere, host loopback
           included, so never to the sandbox's own API; abstract unix sockets are private to it. Namespaces are
           pooled and reused only after every process of the previous run is dead.

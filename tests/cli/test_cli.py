@@ -519,7 +519,7 @@ def test_serve_puts_run_directories_under_work_dir() -> None:
         assert proc.returncode == 0, proc.stderr
         # Under full isolation (root) a run of one step makes its directory in its private /tmp, nothing on the
         # host; a run whose files the server writes or reads back has its directory under the work dir.
-        one_step = "/tmp/run-" if is_root() else work + "/aioagents-local-"
+        one_step = "/tmp/aioagents-run" if is_root() else work + "/aioagents-local-"
         assert proc.stdout.startswith(one_step), proc.stdout
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/run_code",

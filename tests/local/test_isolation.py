@@ -146,7 +146,7 @@ async def test_a_one_step_run_makes_its_directory_in_its_private_tmp_and_nothing
         "# é, 中, \U0001f600: the file holds the program's UTF-8 text\n"
         "import os, stat, sys, time\n"
         "st = os.stat('.')\n"
-        "print(os.getcwd().startswith('/tmp/run-'), stat.S_IMODE(st.st_mode) == 0o700, st.st_uid == os.getuid())\n"
+        "print(os.getcwd() == '/tmp/aioagents-run', stat.S_IMODE(st.st_mode) == 0o700, st.st_uid == os.getuid())\n"
         "print(os.listdir('.') == [os.path.basename(__file__)], os.environ['HOME'] == os.getcwd())\n"
         "print(open(__file__, 'rb').read().decode('utf-8').splitlines()[0])\n"
         "sys.stdout.flush()\n"
@@ -165,7 +165,7 @@ async def test_a_one_step_run_makes_its_directory_in_its_private_tmp_and_nothing
     ], body
     assert during == ([], [])  # no directory, no mount on the host while it runs
     # A program whose description is several times its size (every byte escaped in JSON) still travels whole.
-    big = "x = '" + "\x01" * 40_000 + "'\nprint(len(x), __file__.startswith('/tmp/run-'))\n"
+    big = "x = '" + "\x01" * 40_000 + "'\nprint(len(x), __file__.startswith('/tmp/aioagents-run/'))\n"
     assert out(await run(sb, big)) == "40000 True\n"
     # What the server must write or read back keeps a directory on the host: request files, fetch_files.
     fetched = await run(sb, "open('out.txt', 'w').write('hi')", files={"in.txt": "aGk="}, fetch_files=["out.txt"])
