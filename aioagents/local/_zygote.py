@@ -1248,6 +1248,7 @@ def _preload(modules: dict[str, str]) -> None:
 
 
 _PATH_VAR = "AIOAGENTS_ZYGOTE_PYTHONPATH"
+_HELD: list[object] = []
 _WARM_UP = """
 import sys
 def f(a, *b, k=None, **c):
@@ -1263,6 +1264,9 @@ print(C().m(), file=sys.stdout)
 
 
 def main() -> None:
+    # Started by the server's loader (``python -c ...``), the __main__ module is the loader's: held here, so that a
+    # forked run replacing ``sys.modules["__main__"]`` with its own frees nothing of this process's (pages written).
+    _HELD.append(sys.modules.get("__main__"))
     config: dict[str, Any] = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     iso: _Isolation | None = None
     level = config.get("isolation", "none")
