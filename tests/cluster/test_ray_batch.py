@@ -220,13 +220,17 @@ def test_a_killed_sandbox_actor_leaves_nothing_once_a_sandbox_starts_on_the_host
         here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
         worker = ray.remote(num_cpus=0, max_restarts=0)(_NodeWorker)
         actor = worker.options(max_concurrency=10, scheduling_strategy=here).remote(None, {})
-        where = RunCodeRequest(code="import os; print(os.getcwd())", language="python")
+        # (fetch_files: a run whose directory is on the host, under the sandbox's root; a run of one step has its
+        # own in its private /tmp.)
+        where = RunCodeRequest(code="import os; print(os.getcwd())", language="python", fetch_files=["none"])
         [(_, ok, value)] = ray.get(actor.run.remote(cwd_and_pid, [(0, where)]), timeout=120)
         assert ok, value
         actor_pid, cwd = value
         root = Path(cwd.strip()).parent
         assert root.name.startswith("aioagents-local-"), cwd
-        sleeper = RunCodeRequest(code="import time; time.sleep(120)", language="python", run_timeout=150)
+        sleeper = RunCodeRequest(
+            code="import time; time.sleep(120)", language="python", run_timeout=150, fetch_files=["none"]
+        )
         busy = actor.run.remote(cwd_and_pid, [(1, sleeper)])
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not list(root.glob("run-*")):

@@ -90,8 +90,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         if work_dir is not None:
             roots = [p for p in work_dir.iterdir() if p.name.startswith("aioagents-local-")]
-        else:  # the process factory is told the root on its command line
-            roots = [Path(info[3].split()[3]) for info in descendants(self.pid).values() if is_factory(info)]
+        else:  # the process factory is told the root on its command line, right after its script and channel
+            roots = [factory_root(info[3]) for info in descendants(self.pid).values() if is_factory(info)]
         assert len(roots) == 1, roots
         self.root = roots[0]
         # The server's threads (niceness is per thread on Linux; threads started later inherit it) run ahead of the
@@ -161,6 +161,13 @@ def is_factory(info: tuple[int, int, str, str]) -> bool:
     """The process factory itself and its root helper (same program, uid 0): the server's, not a run's."""
     _ppid, uid, _state, cmdline = info
     return uid == 0 and "_zygote.py" in cmdline
+
+
+def factory_root(cmdline: str) -> Path:
+    """The root a factory serves: ``python [-c <loader>] .../_zygote.py <channel fd> <root> <config>``."""
+    words = cmdline.split()
+    script = next(i for i, word in enumerate(words) if word.endswith("_zygote.py"))
+    return Path(words[script + 2])
 
 
 def sysv_objects() -> set[tuple[str, str, int]]:
@@ -930,7 +937,9 @@ async def busy_server(*, new_session: bool = False) -> tuple[Server, Footprint, 
     """``aioagents serve`` with its default root under /run, four programs of :data:`BUSY` running in it."""
     ipc_before = await asyncio.to_thread(sysv_objects)
     srv = await asyncio.to_thread(lambda: Server(None, new_session=new_session))
-    runs = [asyncio.ensure_future(run_code(srv, code, run_timeout=150)) for code in BUSY]
+    # (fetch_files: each run's directory is a tmpfs on the host, under the root, the state a killed server can leave;
+    # a run of one step has its directory in its private /tmp, nothing of it on the host.)
+    runs = [asyncio.ensure_future(run_code(srv, code, run_timeout=150, fetch_files=["out"])) for code in BUSY]
     try:
         assert srv.root.parent == Path("/run"), srv.root
         deadline = time.monotonic() + 30
