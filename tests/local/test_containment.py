@@ -962,6 +962,11 @@ async def reap(srv: Server, runs: list[asyncio.Future[Any]]) -> None:
     for run in runs:
         with contextlib.suppress(aiohttp.ClientError, AssertionError, asyncio.TimeoutError):
             await run
+    # A server just sent SIGKILL may still be exiting, its factory still its child: killing its tree then took the
+    # factory, whose own clean-up the test is about, with it (the "leak" seen once in CI and 1 run in 34 here).
+    # Once the server has exited its factory is someone else's child, out of the tree.
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        await asyncio.to_thread(srv.proc.wait, 5)
     if srv.proc.poll() is None:
         kill_tree(srv.pid)
     await asyncio.to_thread(srv.proc.communicate)
@@ -980,13 +985,6 @@ async def test_a_server_killed_alone_leaves_nothing_once_its_factory_has_cleaned
             os.kill(srv.pid, signal.SIGKILL)
         await reap(srv, runs)
         left = await wait_until(footprint.left, 20)
-        if left and group:
-            # Known race (CI, once): the factory outlived its killed group but its own release left the root and
-            # run mounts behind. The documented backstop holds it: the next root server start sweeps them.
-            # The race itself is recorded as open work in the session note; this still fails if both miss.
-            nxt = await asyncio.to_thread(lambda: Server(None))
-            await asyncio.to_thread(nxt.stop)
-            left = await wait_until(footprint.left, 20)
         assert left == [], left
     finally:
         await reap(srv, runs)
