@@ -143,8 +143,11 @@ async def _answer_with_files(request: web.Request, answer: Awaitable[dict[str, A
         if not any(isinstance(f, FetchedFile) for f in files.values()):
             body["files"] = files
             plain = _json(body)
-            await plain.prepare(request)
-            await plain.write_eof()
+            # The client may be gone (a batch interrupted with Ctrl-C): nothing to say to it, nor to log; aiohttp
+            # takes the same error quietly from the response handed back.
+            with contextlib.suppress(ConnectionError):
+                await plain.prepare(request)
+                await plain.write_eof()
             return plain
         head = fast_json.dumps(body)
         assert head.endswith(b"}")
@@ -157,15 +160,16 @@ async def _answer_with_files(request: web.Request, answer: Awaitable[dict[str, A
         size = sum(len(p) if isinstance(p, bytes) else 4 * ((len(p.raw) + 2) // 3) for p in parts)
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         response.content_length = size
-        await response.prepare(request)
-        for part in parts:
-            if isinstance(part, bytes):
-                await response.write(part)
-                continue
-            with memoryview(part.raw) as view:
-                for start in range(0, len(view), _B64_PIECE):
-                    await response.write(base64.b64encode(view[start : start + _B64_PIECE]))
-        await response.write_eof()
+        with contextlib.suppress(ConnectionError):  # (as above: the client is gone)
+            await response.prepare(request)
+            for part in parts:
+                if isinstance(part, bytes):
+                    await response.write(part)
+                    continue
+                with memoryview(part.raw) as view:
+                    for start in range(0, len(view), _B64_PIECE):
+                        await response.write(base64.b64encode(view[start : start + _B64_PIECE]))
+            await response.write_eof()
         return response
 
 

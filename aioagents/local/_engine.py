@@ -133,6 +133,7 @@ class Engine:
         self._cleanups: set[asyncio.Future[None]] = set()
         self._detacher: _Detacher | None = None
         self._run_count = itertools.count(1)
+        self._closing = False
         self._root_bound = False
         self._rw_bind = False
         self._cgroup_parent = ""
@@ -202,6 +203,7 @@ class Engine:
             raise
 
     async def close(self) -> None:
+        self._closing = True
         await self.drain()
         detacher, self._detacher = self._detacher, None
         if detacher is not None:
@@ -407,7 +409,10 @@ class Engine:
             return await self._run_code(req, lang)
         except (OSError, RuntimeError) as exc:
             # The sandbox itself failed (no process factory, disk full...): the contract's SandboxError.
-            _log.exception("run_code failed in the sandbox")
+            if self._closing:  # stopped under a run (Ctrl-C, shutdown): that run's answer says so, no traceback
+                _log.debug("run_code cut short: the local sandbox is stopping (%s)", exc)
+            else:
+                _log.exception("run_code failed in the sandbox")
             return _sandbox_error(f"the local sandbox could not run the code: {exc}")
 
     async def _run_code(self, req: RunCodeRequest, lang: Resolved) -> dict[str, Any]:
@@ -497,7 +502,10 @@ class Engine:
         try:
             return await self._run_jupyter(req)
         except (OSError, RuntimeError) as exc:
-            _log.exception("run_jupyter failed in the sandbox")
+            if self._closing:
+                _log.debug("run_jupyter cut short: the local sandbox is stopping (%s)", exc)
+            else:
+                _log.exception("run_jupyter failed in the sandbox")
             answer = _sandbox_error(f"the local sandbox could not run the cells: {exc}")
             del answer["compile_result"], answer["run_result"]
             answer.update(driver=None, cells=[])
