@@ -140,6 +140,7 @@ class Engine:
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     async def start(self) -> None:
+        self._closing = False  # (a sandbox may be started again after close)
         self.env = make_environment(drop_privileges=self.drop_privileges, server_env=os.environ)
         self.languages = resolve(self.env)
         want_full = self.drop_privileges and self._isolation_asked in ("auto", "full")
