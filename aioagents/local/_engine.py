@@ -432,16 +432,16 @@ class Engine:
             run_id = f"{next(self._run_count):08x}"  # the program's file name, in a directory of the run's own
             src = lang.filename.format(id=run_id)
             out = f"main_{run_id}"
-            if private:
-                pass  # the program travels with the run's description; the run writes it in its own directory
-            elif len(code) + sum(len(c) for c in req.files.values()) < _INLINE_IO_BYTES and _few_steps(req.files):
-                # A thread hop costs more than a few small writes (never more: 1,100 directories deep is 3,300
-                # system calls, which on the loop would hold every other request).
-                self.write_files(workdir, req.files, uid)
-                _write_source(workdir, src, code, uid)
-            else:
-                await asyncio.to_thread(self.write_files, workdir, req.files, uid)
-                await asyncio.to_thread(_write_source, workdir, src, code, uid)
+            # (A private run's program travels with its description; the run writes it in its own directory.)
+            if not private:
+                if len(code) + sum(len(c) for c in req.files.values()) < _INLINE_IO_BYTES and _few_steps(req.files):
+                    # A thread hop costs more than a few small writes (never more: 1,100 directories deep is 3,300
+                    # system calls, which on the loop would hold every other request).
+                    self.write_files(workdir, req.files, uid)
+                    _write_source(workdir, src, code, uid)
+                else:
+                    await asyncio.to_thread(self.write_files, workdir, req.files, uid)
+                    await asyncio.to_thread(_write_source, workdir, src, code, uid)
             env = self.base_env(home=str(workdir))
 
             def argv(template: tuple[str, ...]) -> list[str]:
@@ -470,6 +470,7 @@ class Engine:
                 )
             elif compiled_ok:
                 fast = self.python_fast_path and lang.language == "python"
+                text = code.decode("utf-8")  # the file's text, surrogates replaced
                 run_result = await self.zygote.run(
                     argv=argv(lang.run),
                     cwd=workdir,
@@ -481,8 +482,8 @@ class Engine:
                     rw=() if private else self._run_rw(workdir),
                     stdin=None if req.stdin is None else req.stdin.encode("utf-8", errors="replace"),
                     python_script=str(workdir / src) if fast else None,
-                    python_source=code.decode("utf-8") if fast else None,  # the file's text, surrogates replaced
-                    private_files=((src, code.decode("utf-8")),) if private else None,
+                    python_source=text if fast else None,
+                    private_files=((src, text),) if private else None,
                 )
             # Every process of this workspace ran through ``zygote.run``; the last one's answer tells.
             last = run_result or compile_result

@@ -49,6 +49,17 @@ _ZYGOTE_BOOT = (
 )
 
 
+_MAX_PACKET = 1 << 16  # the most a factory's answer may be
+#: The most a run's description may be: it goes through a pipe the child reads, never through the factory, and may
+#: carry the program (``private_files``: up to 48 KiB of UTF-8, at most 6 bytes of JSON a byte).
+_MAX_DESCRIPTION = 1 << 20
+_MAX_REQUEST = 4096  # the zygote's receive buffer for requests (_zygote._MAX_MSG)
+_ZYGOTE_PATH_VAR = "AIOAGENTS_ZYGOTE_PYTHONPATH"  # _zygote.py reads it
+_CPUS = os.cpu_count() or 1
+# A char is at most 12 bytes in ASCII JSON (a non-BMP one: two \uXXXX escapes), so this always fits one packet.
+_INLINE_SOURCE_CHARS = 4 << 10
+
+
 def _zygote_bytecode() -> None:
     """Write ``_zygote.py``'s bytecode cache when it is missing, as importing it would (best effort: not where the
     install is read-only, nor when bytecode writing is off). The sandbox's Python, of the server's version (see
@@ -63,15 +74,6 @@ def _zygote_bytecode() -> None:
             py_compile.compile(str(_ZYGOTE_SCRIPT), doraise=True)
     except (OSError, py_compile.PyCompileError, NotImplementedError, ValueError):
         pass
-_MAX_PACKET = 1 << 16  # the most a factory's answer may be
-#: The most a run's description may be: it goes through a pipe the child reads, never through the factory, and may
-#: carry the program (``private_files``: up to 48 KiB of UTF-8, at most 6 bytes of JSON a byte).
-_MAX_DESCRIPTION = 1 << 20
-_MAX_REQUEST = 4096  # the zygote's receive buffer for requests (_zygote._MAX_MSG)
-_ZYGOTE_PATH_VAR = "AIOAGENTS_ZYGOTE_PYTHONPATH"  # _zygote.py reads it
-_CPUS = os.cpu_count() or 1
-# A char is at most 12 bytes in ASCII JSON (a non-BMP one: two \uXXXX escapes), so this always fits one packet.
-_INLINE_SOURCE_CHARS = 4 << 10
 
 
 @attrs.frozen(kw_only=True)

@@ -955,7 +955,11 @@ def _become_subreaper() -> None:
     except Exception:  # best effort: without it init reaps them
         return
     with contextlib.suppress(OSError):  # if it cannot, this process serves, with ctypes loaded
-        os.execv(sys.executable, [sys.executable, *sys.argv, _SUBREAPER_FLAG])
+        # The command line as it was (the server's loader and its ``-c`` included), not ``sys.argv``, which the
+        # loader shortened: the real zygote starts the same way, from bytecode.
+        with open("/proc/self/cmdline", "rb") as f:
+            argv = [arg.decode(errors="surrogateescape") for arg in f.read().split(b"\0")[:-1]]
+        os.execv(sys.executable, [sys.executable, *argv[1:], _SUBREAPER_FLAG])
 
 
 _SUBREAPER_FLAG = "--subreaper-set"
